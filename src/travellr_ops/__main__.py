@@ -1,0 +1,3 @@
+from travellr_ops.cli.app import main
+
+main()

@@ -1,0 +1,179 @@
+"""The root `travellr-ops` command and the one place that turns errors into exit codes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from travellr_ops import __version__
+from travellr_ops.cli import (
+    backup,
+    cache,
+    checklist,
+    config,
+    db,
+    deploy,
+    health,
+    maintenance,
+    monitor,
+    security,
+    service,
+)
+from travellr_ops.cli.common import AppContext
+from travellr_ops.errors import ExitCode, TravellrError
+from travellr_ops.settings import Settings
+
+app = typer.Typer(
+    name="travellr-ops",
+    help="The Travellr operations runbook as one command.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+for group in (
+    service,
+    db,
+    cache,
+    backup,
+    monitor,
+    deploy,
+    security,
+    maintenance,
+    checklist,
+    config,
+):
+    app.add_typer(group.app)
+app.command("health")(health.health)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"travellr-ops {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    config_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="TOML config file (default: $TRAVELLR_CONFIG, ./travellr-ops.toml, "
+            "~/.config/travellr-ops/config.toml, /etc/travellr-ops/config.toml).",
+        ),
+    ] = None,
+    platform: Annotated[
+        str | None, typer.Option(help="Where services run: compose or kubernetes.")
+    ] = None,
+    mongo_uri: Annotated[str | None, typer.Option(help="MongoDB URI.")] = None,
+    redis_url: Annotated[str | None, typer.Option(help="Redis URL.")] = None,
+    api_url: Annotated[str | None, typer.Option(help="Backend API base URL.")] = None,
+    json_: Annotated[bool, typer.Option("--json", help="JSON output for every command.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and warnings.")] = False,
+    read_only: Annotated[
+        bool, typer.Option("--read-only", help="Refuse every command that changes anything.")
+    ] = False,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging.")] = 0,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    obj = ctx.obj if isinstance(ctx.obj, AppContext) else AppContext()
+    obj.config_file = config_file
+    for key, value in (
+        ("platform", platform),
+        ("mongo.uri", mongo_uri),
+        ("redis.url", redis_url),
+        ("api.url", api_url),
+    ):
+        if value is not None:
+            _set_dotted(obj.overrides, key, value)
+    obj.json = obj.json or json_
+    obj.quiet = obj.quiet or quiet
+    obj.read_only = read_only
+    obj.verbose = verbose
+    obj.debug = debug
+    _configure_logging(verbose)
+    ctx.obj = obj
+
+
+def _set_dotted(target: dict[str, Any], key: str, value: Any) -> None:
+    *parents, leaf = key.split(".")
+    for part in parents:
+        target = target.setdefault(part, {})
+    target[leaf] = value
+
+
+def _configure_logging(verbose: int) -> None:
+    """Our logger at INFO with -v, DEBUG with -vv; the SDKs' loggers only with -vv."""
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    ours = logging.getLogger("travellr_ops")
+    ours.handlers[:] = [handler]
+    ours.propagate = False
+    ours.setLevel(
+        logging.DEBUG if verbose >= 2 else logging.INFO if verbose == 1 else logging.WARNING
+    )
+    if verbose >= 2:
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
+        for name in ("pymongo", "docker", "kubernetes", "urllib3", "httpx"):
+            logging.getLogger(name).setLevel(logging.DEBUG)
+
+
+def run(
+    argv: list[str] | None = None,
+    *,
+    settings: Settings | None = None,
+    interactive: bool | None = None,
+) -> int:
+    """Run one command line; return its exit code. Errors become one line plus a hint."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    obj = AppContext(argv=args, preset=settings, interactive=interactive)
+    debug = "--debug" in args
+    try:
+        rv = app(args=args, prog_name="travellr-ops", standalone_mode=False, obj=obj)
+        return int(rv) if isinstance(rv, int) else ExitCode.OK
+    except TravellrError as exc:
+        obj.output().error(exc.message, exc.hint)
+        if debug:
+            raise
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return int(ExitCode.INTERRUPTED)
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        return int(ExitCode.INTERRUPTED)
+    except typer.TyperException as exc:  # click's usage errors
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show()
+        else:
+            print(f"error: {exc.message}", file=sys.stderr)
+        return int(exc.exit_code)
+    except BrokenPipeError:
+        return int(ExitCode.OK)
+    except Exception as exc:
+        if debug:
+            raise
+        obj.output().error(
+            f"internal error: {type(exc).__name__}: {exc}",
+            hint="this is a bug in travellr-ops; run again with --debug for the traceback",
+        )
+        return int(ExitCode.INTERNAL)
+
+
+def main() -> NoReturn:
+    sys.exit(run())

@@ -1,0 +1,134 @@
+"""What every command group shares: the group factory, option aliases and the app context.
+
+A command looks like::
+
+    @group.command()
+    def stats(ctx: typer.Context, json_: JsonOpt = False, quiet: QuietOpt = False) -> None:
+        app = use(ctx)
+        out = app.output(json_, quiet)
+        result = ops.cache.stats(app.redis(), app.settings)
+        out.result(result, lambda console: console.print(render(result)))
+
+Mutating commands also take ``yes: YesOpt`` and ``dry_run: DryRunOpt`` and pass
+``app.guard(yes, dry_run)`` to their ops function.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from travellr_ops.output import Mode, Output
+from travellr_ops.redact import mask_argv
+from travellr_ops.safety import Guard
+from travellr_ops.settings import LoadedSettings, Settings, load_settings
+
+
+def new_group(name: str, help: str) -> typer.Typer:
+    """A command group as every group is made: help when called bare, no pretty tracebacks."""
+    return typer.Typer(
+        name=name,
+        help=help,
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        rich_markup_mode="rich",
+    )
+
+
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document to stdout and nothing else there.")
+]
+QuietOpt = Annotated[
+    bool, typer.Option("--quiet", "-q", help="Print nothing but errors and warnings (for cron).")
+]
+YesOpt = Annotated[
+    bool,
+    typer.Option("--yes", "-y", help="Do not ask for confirmation (needed without a terminal)."),
+]
+DryRunOpt = Annotated[
+    bool, typer.Option("--dry-run", help="Say exactly what would change, and change nothing.")
+]
+
+
+@dataclass
+class AppContext:
+    """State of one invocation: global flags, and settings loaded on first use."""
+
+    config_file: Path | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    json: bool = False
+    quiet: bool = False
+    debug: bool = False
+    read_only: bool = False
+    verbose: int = 0
+    #: whether a person can be asked (stdin is a terminal); tests set it
+    interactive: bool | None = None
+    argv: list[str] = field(default_factory=list)
+    #: a pre-built Settings (tests) instead of loading flags/env/file
+    preset: Settings | None = None
+    _loaded: LoadedSettings | None = None
+    _output: Output | None = None
+
+    @property
+    def loaded(self) -> LoadedSettings:
+        if self._loaded is None:
+            if self.preset is not None:
+                self._loaded = LoadedSettings(settings=self.preset, config_file=None)
+            else:
+                self._loaded = load_settings(self.config_file, self.overrides)
+        return self._loaded
+
+    @property
+    def settings(self) -> Settings:
+        return self.loaded.settings
+
+    def output(self, json: bool = False, quiet: bool = False) -> Output:
+        """The output for this command; its own --json/--quiet add to the global ones."""
+        if json:
+            self.json = True
+        if quiet:
+            self.quiet = True
+        mode = Mode.JSON if self.json else Mode.QUIET if self.quiet else Mode.HUMAN
+        if self._output is None or self._output.mode is not mode:
+            self._output = Output(mode)
+        return self._output
+
+    def guard(self, yes: bool = False, dry_run: bool = False) -> Guard:
+        out = self.output()
+        interactive = sys.stdin.isatty() if self.interactive is None else self.interactive
+
+        def confirm(prompt: str) -> bool:
+            from rich.prompt import Confirm
+
+            return Confirm.ask(prompt, console=out.stderr, default=False)
+
+        return Guard(
+            state_dir=self.settings.state_dir,
+            command=mask_argv(["travellr-ops", *self.argv]),
+            yes=yes,
+            dry_run=dry_run,
+            read_only=self.read_only or self.settings.read_only,
+            interactive=interactive,
+            confirm=confirm,
+            announce=out.info,
+        )
+
+
+def use(ctx: typer.Context) -> AppContext:
+    """The AppContext of this invocation (made by the root callback)."""
+    obj = ctx.find_root().obj
+    if not isinstance(obj, AppContext):
+        raise RuntimeError("travellr-ops commands must run under the root app")
+    return obj
+
+
+def exit_with(ok: bool) -> None:
+    """End a check command: exit 1 when it found problems (the exit-code contract)."""
+    if not ok:
+        from travellr_ops.errors import ExitCode
+
+        raise typer.Exit(ExitCode.CHECK_FAILED)

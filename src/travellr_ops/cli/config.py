@@ -1,0 +1,59 @@
+"""`travellr-ops config`: the effective settings and whether they work."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+
+from travellr_ops.cli.common import JsonOpt, QuietOpt, new_group, use
+from travellr_ops.ops import config as ops
+
+app = new_group("config", "Show and validate the effective settings.")
+
+
+@app.command()
+def show(ctx: typer.Context, json_: JsonOpt = False) -> None:
+    """Every setting, its value (secrets masked) and where it came from."""
+    a = use(ctx)
+    out = a.output(json_)
+    view = ops.show(a.loaded)
+    out.result(view, lambda console: _render_show(console, view))
+
+
+def _render_show(console: Console, view: ops.ConfigView) -> None:
+    from travellr_ops.output import table
+
+    rows = [[s.key, s.value, s.source] for s in view.settings]
+    title = f"config file: {view.config_file or '(none found)'}"
+    console.print(table(title, ["setting", "value", "source"], rows))
+
+
+@app.command()
+def validate(ctx: typer.Context, json_: JsonOpt = False, quiet: QuietOpt = False) -> None:
+    """Check the settings and that every server they name answers (npm run validate:env)."""
+    from travellr_ops.adapters.http import HttpAdapter
+    from travellr_ops.adapters.mongo import MongoAdapter
+    from travellr_ops.adapters.redis import RedisAdapter
+
+    a = use(ctx)
+    out = a.output(json_, quiet)
+    s = a.settings
+    http = HttpAdapter(s.api.timeout_s)
+    mongo = MongoAdapter(s.mongo.uri, s.mongo.database, s.mongo.timeout_s)
+    redis = RedisAdapter(s.redis.url, s.redis.timeout_s)
+    try:
+        result = ops.validate(a.loaded, http, mongo, redis)
+    finally:
+        http.close()
+        mongo.close()
+        redis.close()
+    out.result(result, lambda console: _render_validation(console, result))
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
+
+
+def _render_validation(console: Console, result: ops.Validation) -> None:
+    from travellr_ops.output import table, verdict
+
+    rows = [[f.item, verdict("ok" if f.ok else "fail"), f.detail] for f in result.findings]
+    console.print(table(None, ["item", "verdict", "detail"], rows))

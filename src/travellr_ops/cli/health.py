@@ -1,0 +1,58 @@
+"""`travellr-ops health`."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+
+from travellr_ops.cli.common import JsonOpt, QuietOpt, use
+from travellr_ops.ops.health import HealthReport
+
+
+def health(ctx: typer.Context, json_: JsonOpt = False, quiet: QuietOpt = False) -> None:
+    """Check the API, MongoDB, Redis and disks at once; exit 0 healthy, 1 unhealthy, 3 down."""
+    from travellr_ops.adapters.http import HttpAdapter
+    from travellr_ops.adapters.mongo import MongoAdapter
+    from travellr_ops.adapters.redis import RedisAdapter
+    from travellr_ops.ops.health import check_all
+
+    app = use(ctx)
+    out = app.output(json_, quiet)
+    s = app.settings
+    http = HttpAdapter(s.api.timeout_s, max_connections=len(s.api.extra_health_urls) + 1)
+    mongo = MongoAdapter(s.mongo.uri, s.mongo.database, s.mongo.timeout_s)
+    redis = RedisAdapter(s.redis.url, s.redis.timeout_s)
+    try:
+        report = check_all(s, http, mongo, redis)
+    finally:
+        http.close()
+        mongo.close()
+        redis.close()
+    out.result(report, lambda console: _render(console, report))
+    if report.maintenance and not out.json:
+        out.info(f"maintenance mode is on: {report.maintenance.get('message', '')}")
+    down = [c.name for c in report.checks if c.verdict == "down"]
+    if down:
+        out.error(
+            f"{len(down)} of {len(report.checks)} checks got no answer: {', '.join(down)}",
+            hint="start the server(s) or fix their address in the settings (config show)",
+        )
+    if report.exit_code:
+        raise typer.Exit(report.exit_code)
+
+
+def _render(console: Console, report: HealthReport) -> None:
+    from travellr_ops.output import table, verdict
+
+    rows = [
+        [
+            c.name,
+            c.target,
+            verdict(c.verdict),
+            "" if c.latency_ms is None else f"{c.latency_ms:.1f} ms",
+            c.detail,
+        ]
+        for c in report.checks
+    ]
+    console.print(table(None, ["check", "target", "verdict", "latency", "detail"], rows))
+    console.print(f"overall: {verdict(report.verdict)} ({report.duration_ms:.0f} ms)")

@@ -1,0 +1,99 @@
+"""`config show` and `config validate` (the runbook's `npm run validate:env`)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from travellr_ops.adapters.http import HttpAdapter
+from travellr_ops.adapters.mongo import MongoAdapter
+from travellr_ops.adapters.redis import RedisAdapter
+from travellr_ops.errors import ExitCode, TravellrError, Unreachable
+from travellr_ops.redact import mask
+from travellr_ops.settings import LoadedSettings, flatten
+
+
+@dataclass
+class SettingValue:
+    key: str
+    value: object
+    source: str
+
+
+@dataclass
+class ConfigView:
+    config_file: str | None
+    settings: list[SettingValue]
+
+
+def show(loaded: LoadedSettings) -> ConfigView:
+    rows = []
+    for key, value in flatten(loaded.settings.model_dump(mode="json")):
+        shown = mask(value) if isinstance(value, str) else value
+        rows.append(SettingValue(key, shown, loaded.sources.get(key, "default")))
+    return ConfigView(str(loaded.config_file) if loaded.config_file else None, rows)
+
+
+@dataclass
+class Finding:
+    item: str
+    ok: bool
+    detail: str
+    unreachable: bool = False
+
+
+@dataclass
+class Validation:
+    ok: bool
+    findings: list[Finding]
+
+    @property
+    def exit_code(self) -> ExitCode:
+        if any(f.unreachable for f in self.findings):
+            return ExitCode.UNAVAILABLE
+        return ExitCode.OK if self.ok else ExitCode.CHECK_FAILED
+
+
+def validate(
+    loaded: LoadedSettings, http: HttpAdapter, mongo: MongoAdapter, redis: RedisAdapter
+) -> Validation:
+    """The settings are valid (they loaded); check that each place and server named works."""
+    s = loaded.settings
+
+    def reach(name: str, fn: Callable[[], str]) -> Callable[[], Finding]:
+        def probe() -> Finding:
+            try:
+                return Finding(name, True, fn())
+            except TravellrError as exc:
+                return Finding(name, False, exc.message, isinstance(exc, Unreachable))
+
+        return probe
+
+    health_url = s.api.url.rstrip("/") + s.api.health_path
+    probes = [
+        reach("mongo.uri", lambda: f"{mongo.display_uri} answers ({mongo.ping():.1f} ms)"),
+        reach("redis.url", lambda: f"{redis.display_url} answers ({redis.ping():.1f} ms)"),
+        reach("api.url", lambda: f"{health_url} answers HTTP {http.get(health_url).status}"),
+    ]
+    with ThreadPoolExecutor(max_workers=len(probes)) as pool:
+        findings = [f.result() for f in [pool.submit(p) for p in probes]]
+    findings.append(_writable_dir("backup.dir", s.backup.dir))
+    findings.append(_writable_dir("state_dir", s.state_dir))
+    if s.mongo.indexes_file is not None and not s.mongo.indexes_file.is_file():
+        findings.append(Finding("mongo.indexes_file", False, f"{s.mongo.indexes_file} not found"))
+    return Validation(all(f.ok for f in findings), findings)
+
+
+def _writable_dir(name: str, path: Path) -> Finding:
+    existing = path.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return Finding(name, False, f"{path}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return Finding(name, False, f"{path}: {existing} is not writable")
+    note = "exists" if existing == path.absolute() else "will be created"
+    return Finding(name, True, f"{path} ({note}, writable)")

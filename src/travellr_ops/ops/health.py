@@ -1,0 +1,192 @@
+"""`health`: the runbook's ./scripts/health-check.sh, every check at once.
+
+Checks run concurrently, so the total time is close to the slowest check, not the sum.
+Verdicts: ok; warn (answered, but a threshold is breached); fail (answered unhealthy);
+down (no answer); maintenance (the backend is deliberately closed).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from travellr_ops.adapters.http import HttpAdapter
+from travellr_ops.adapters.mongo import MongoAdapter
+from travellr_ops.adapters.redis import RedisAdapter
+from travellr_ops.errors import ExitCode, ServiceError
+from travellr_ops.redact import mask
+from travellr_ops.settings import Settings
+
+OK, WARN, FAIL, DOWN, MAINTENANCE = "ok", "warn", "fail", "down", "maintenance"
+
+
+@dataclass
+class Check:
+    name: str
+    target: str
+    verdict: str
+    latency_ms: float | None = None
+    detail: str = ""
+
+
+@dataclass
+class HealthReport:
+    verdict: str  # healthy, unhealthy, unreachable, maintenance
+    checks: list[Check]
+    duration_ms: float
+    maintenance: dict[str, Any] | None = None
+
+    @property
+    def exit_code(self) -> ExitCode:
+        verdicts = {c.verdict for c in self.checks}
+        if DOWN in verdicts:
+            return ExitCode.UNAVAILABLE
+        if verdicts & {FAIL, WARN}:
+            return ExitCode.CHECK_FAILED
+        return ExitCode.OK
+
+
+def check_all(
+    settings: Settings, http: HttpAdapter, mongo: MongoAdapter, redis: RedisAdapter
+) -> HealthReport:
+    started = time.perf_counter()
+    maintenance = _maintenance(settings, redis)
+    limits = settings.thresholds
+    probes: list[tuple[str, str, Callable[[], Check]]] = []
+    api_urls = [settings.api.url.rstrip("/") + settings.api.health_path]
+    api_urls += settings.api.extra_health_urls
+    for url in api_urls:
+        probes.append(("api", url, _api_probe(http, url, limits.api_response_ms, maintenance)))
+    probes.append(("mongodb", mongo.display_uri, lambda: _mongo(mongo, limits.db_query_ms)))
+    probes.append(("redis", redis.display_url, lambda: _redis(redis, limits.memory_pct)))
+    for path in _disk_paths(settings):
+        probes.append(("disk", str(path), lambda p=path: _disk(p, limits.disk_pct)))  # type: ignore[misc]
+
+    def run(probe: tuple[str, str, Callable[[], Check]]) -> Check:
+        name, target, fn = probe
+        try:
+            return fn()
+        except ServiceError as exc:
+            return Check(name, mask(target), DOWN, detail=exc.message)
+
+    with ThreadPoolExecutor(max_workers=len(probes)) as pool:
+        checks = list(pool.map(run, probes))
+    verdicts = {c.verdict for c in checks}
+    if DOWN in verdicts:
+        overall = "unreachable"
+    elif verdicts & {FAIL, WARN}:
+        overall = "unhealthy"
+    elif MAINTENANCE in verdicts or maintenance:
+        overall = "maintenance"
+    else:
+        overall = "healthy"
+    duration = (time.perf_counter() - started) * 1000
+    return HealthReport(overall, checks, round(duration, 1), maintenance)
+
+
+def _maintenance(settings: Settings, redis: RedisAdapter) -> dict[str, Any] | None:
+    try:
+        raw = redis.get(settings.maintenance.key)
+    except ServiceError:
+        return None  # the redis check reports that
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+        return value if isinstance(value, dict) else {"message": str(value)}
+    except ValueError:
+        return {"message": raw.decode("utf-8", "replace")}
+
+
+def _api_probe(
+    http: HttpAdapter, url: str, limit_ms: float, maintenance: dict[str, Any] | None
+) -> Callable[[], Check]:
+    def probe() -> Check:
+        response = http.get(url)
+        latency = round(response.latency_ms, 1)
+        body = response.body if isinstance(response.body, dict) else {}
+        status = str(body.get("status", ""))
+        if response.status == 503 and (status == MAINTENANCE or maintenance):
+            detail = f"maintenance: {body.get('message') or (maintenance or {}).get('message', '')}"
+            return Check("api", url, MAINTENANCE, latency, detail.strip(": "))
+        if response.status >= 400:
+            failing = [k for k, v in body.get("checks", {}).items() if not _truthy(v)]
+            why = f" ({', '.join(failing)} failing)" if failing else ""
+            return Check("api", url, FAIL, latency, f"HTTP {response.status} {status}{why}".strip())
+        version = f" version {body['version']}" if "version" in body else ""
+        if latency > limit_ms:
+            return Check("api", url, WARN, latency, f"slow: over {limit_ms:g} ms{version}")
+        return Check("api", url, OK, latency, f"HTTP {response.status}{version}")
+
+    return probe
+
+
+def _truthy(check: Any) -> bool:
+    return bool(check.get("ok")) if isinstance(check, dict) else bool(check)
+
+
+def _mongo(mongo: MongoAdapter, limit_ms: float) -> Check:
+    latency = round(mongo.ping(), 1)
+    hello = mongo.hello()
+    if hello.get("setName"):
+        role = (
+            "primary"
+            if hello.get("isWritablePrimary")
+            else ("secondary" if hello.get("secondary") else "no primary")
+        )
+        topology = f"replica set {hello['setName']}, {role}"
+    else:
+        role = "standalone"
+        topology = "standalone"
+    if role == "no primary":
+        return Check("mongodb", mongo.display_uri, FAIL, latency, topology)
+    if latency > limit_ms:
+        return Check("mongodb", mongo.display_uri, WARN, latency, f"slow ping; {topology}")
+    return Check("mongodb", mongo.display_uri, OK, latency, topology)
+
+
+def _redis(redis: RedisAdapter, memory_limit_pct: float) -> Check:
+    latency = round(redis.ping(), 1)
+    memory = redis.info("memory")
+    used = int(memory.get("used_memory", 0))
+    maxmemory = int(memory.get("maxmemory", 0))
+    detail = f"memory {human_bytes(used)}"
+    if maxmemory:
+        pct = used * 100 / maxmemory
+        detail += f" of {human_bytes(maxmemory)} ({pct:.0f}%)"
+        if pct > memory_limit_pct:
+            return Check("redis", redis.display_url, WARN, latency, detail + " over threshold")
+    return Check("redis", redis.display_url, OK, latency, detail)
+
+
+def _disk_paths(settings: Settings) -> list[Path]:
+    """One path per file system among the configured ones (nearest existing ancestor)."""
+    seen: dict[int, Path] = {}
+    for path in [*settings.disk_paths, settings.backup.dir, settings.state_dir]:
+        existing = path.absolute()
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        seen.setdefault(existing.stat().st_dev, existing)
+    return list(seen.values())
+
+
+def _disk(path: Path, limit_pct: float) -> Check:
+    usage = shutil.disk_usage(path)
+    pct = usage.used * 100 / usage.total if usage.total else 0.0
+    detail = f"{pct:.0f}% used, {human_bytes(usage.free)} free"
+    verdict = WARN if pct > limit_pct else OK
+    return Check("disk", str(path), verdict, None, detail)
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"

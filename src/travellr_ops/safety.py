@@ -1,0 +1,253 @@
+"""The one mechanism every mutating command goes through.
+
+``Guard.mutation`` gives each change the same treatment: refused in read-only mode, announced,
+``--dry-run`` (say what would change, change nothing), a confirmation prompt unless ``--yes``
+(refused when there is no terminal), an optional named lock, and an audit-log record of the
+outcome. Ops code asks the guard; it never prompts, locks or audits by itself.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import getpass
+import json
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from travellr_ops.errors import LockHeld, Refused, TravellrError
+from travellr_ops.redact import mask
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Change:
+    """What a mutating command is about to do, in words a person can approve."""
+
+    action: str  # "cache clear"
+    summary: str  # "delete 1,204 keys matching 'search:*' in redis://127.0.0.1:6379/0"
+    details: Sequence[str] = ()  # a sample of what is affected
+    target: str = ""
+
+
+class AuditLog:
+    """Append-only JSON lines: who did what, to what, how it ended, how long it took."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def record(self, **entry: Any) -> None:
+        entry = {"time": utcnow().isoformat(timespec="milliseconds"), **entry}
+        line = mask(json.dumps(entry, default=str)) + "\n"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # O_APPEND with one write per record keeps concurrent writers' lines whole.
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
+
+    def entries(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+
+
+@dataclass
+class LockInfo:
+    pid: int
+    host: str
+    since: str
+    command: str
+
+
+class FileLock:
+    """A named lock on a file, held with flock so the kernel frees it when its holder dies.
+
+    A lock file left behind by a dead holder is therefore free to take; ``acquire`` reports
+    such a takeover so that the user learns an earlier run died.
+    """
+
+    def __init__(self, directory: Path, name: str, command: str = "") -> None:
+        self.name = name
+        self.path = directory / f"{name}.lock"
+        self.command = command
+        self._fd: int | None = None
+        self.took_over: LockInfo | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _read_lock_info(fd)
+                os.close(fd)
+                who = (
+                    f"pid {holder.pid} on {holder.host} since {holder.since} ({holder.command})"
+                    if holder
+                    else "another process"
+                )
+                raise LockHeld(
+                    f"the {self.name} lock is held by {who}",
+                    hint=f"wait for that run to finish; the lock file is {self.path}",
+                ) from None
+            # The holder we waited on may have unlinked the file after we opened it: then we
+            # locked an orphan inode and must start again on the file now at the path.
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        self.took_over = _read_lock_info(fd)
+        info = LockInfo(os.getpid(), socket.gethostname(), utcnow().isoformat(), self.command)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info.__dict__).encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            self.path.unlink(missing_ok=True)
+        finally:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+    def __enter__(self) -> FileLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _read_lock_info(fd: int) -> LockInfo | None:
+    try:
+        raw = os.pread(fd, 4096, 0)
+        return LockInfo(**json.loads(raw)) if raw.strip() else None
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+@dataclass
+class Guard:
+    """Decides whether, and under which lock, a change may go ahead, and records it."""
+
+    state_dir: Path
+    command: str = ""  # the command line, secrets masked
+    yes: bool = False
+    dry_run: bool = False
+    read_only: bool = False
+    interactive: bool = False
+    #: asks a person; returns their answer (the CLI passes a Rich prompt on stderr)
+    confirm: Callable[[str], bool] = field(default=lambda prompt: False)
+    #: shows the plan to a person (the CLI prints to stderr)
+    announce: Callable[[str], None] = field(default=lambda message: None)
+
+    @property
+    def audit(self) -> AuditLog:
+        return AuditLog(self.state_dir / "audit.log")
+
+    def lock(self, name: str) -> FileLock:
+        """A named lock (backup, restore, deploy) in the state directory."""
+        return FileLock(self.state_dir / "locks", name, self.command)
+
+    @contextmanager
+    def mutation(
+        self,
+        change: Change,
+        *,
+        lock: str | None = None,
+        confirm: bool = True,
+        mutates_servers: bool = True,
+    ) -> Iterator[bool]:
+        """Yield True when the change is to be carried out, False on --dry-run.
+
+        Raises Refused in read-only mode (when ``mutates_servers``), or when the change needs
+        confirmation and gets none; LockHeld when ``lock`` is taken by a live process.
+        ``confirm=False`` is for changes that destroy nothing (a backup being written).
+        """
+        if self.read_only and mutates_servers:
+            raise Refused(
+                f"read-only mode: refusing to {change.action}",
+                hint="run without --read-only (and unset TRAVELLR_READ_ONLY) to make changes",
+            )
+        if self.dry_run:
+            self.announce(f"dry run: would {change.summary}")
+            for line in change.details:
+                self.announce(f"  {line}")
+            yield False
+            return
+        if confirm and not self.yes:
+            self.announce(f"about to {change.summary}")
+            for line in change.details:
+                self.announce(f"  {line}")
+            if not self.interactive:
+                raise Refused(
+                    f"refusing to {change.action} without confirmation: no terminal to ask on",
+                    hint="pass --yes to confirm (or --dry-run to see what would change)",
+                )
+            if not self.confirm(f"{change.action}: go ahead?"):
+                self._record(change, "declined", 0.0)
+                raise Refused(f"{change.action} not confirmed; nothing changed")
+        file_lock = self.lock(lock) if lock else None
+        if file_lock is not None:
+            file_lock.acquire()
+            if file_lock.took_over is not None:
+                dead = file_lock.took_over
+                self.announce(
+                    f"took over a stale {lock} lock left by pid {dead.pid} on {dead.host}"
+                    f" (started {dead.since}); that run did not finish"
+                )
+        started = time.monotonic()
+        try:
+            yield True
+        except KeyboardInterrupt:
+            self._record(change, "interrupted", time.monotonic() - started)
+            raise
+        except TravellrError as exc:
+            self._record(change, "failed", time.monotonic() - started, error=exc.message)
+            raise
+        except Exception as exc:
+            self._record(change, "failed", time.monotonic() - started, error=repr(exc))
+            raise
+        else:
+            self._record(change, "ok", time.monotonic() - started)
+        finally:
+            if file_lock is not None:
+                file_lock.release()
+
+    def _record(self, change: Change, outcome: str, duration: float, error: str = "") -> None:
+        entry: dict[str, Any] = {
+            "user": _user(),
+            "host": socket.gethostname(),
+            "command": self.command,
+            "action": change.action,
+            "summary": change.summary,
+            "target": change.target,
+            "outcome": outcome,
+            "duration_s": round(duration, 3),
+        }
+        if error:
+            entry["error"] = error
+        self.audit.record(**entry)
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())

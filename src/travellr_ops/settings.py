@@ -1,0 +1,282 @@
+"""One settings object for every URI, name and threshold the runbook uses.
+
+Sources, highest first: command-line flags (passed as overrides), the environment
+(``TRAVELLR_`` prefix, nested with ``__``: ``TRAVELLR_MONGO__URI``), a TOML config file
+(``--config``, else ``TRAVELLR_CONFIG``, else the first file of ``CONFIG_SEARCH_PATH``), defaults.
+
+This is the only module that reads ``os.environ``. Tests build ``Settings(...)`` directly;
+that reads the environment but never a config file.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from travellr_ops.errors import ConfigError
+
+ENV_PREFIX = "TRAVELLR_"
+ENV_NESTED = "__"
+CONFIG_ENV = "TRAVELLR_CONFIG"
+
+
+def _default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "travellr-ops"
+
+
+def _config_search_path() -> list[Path]:
+    config_home = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return [
+        Path("travellr-ops.toml"),
+        Path(config_home) / "travellr-ops" / "config.toml",
+        Path("/etc/travellr-ops/config.toml"),
+    ]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MongoSettings(_Section):
+    uri: str = "mongodb://localhost:27017/travellr"
+    #: how long to wait for a server before giving up (pymongo's own default is 30 s)
+    timeout_s: float = 5.0
+    #: the app's required indexes and important query shapes (db indexes ensure/analyze)
+    indexes_file: Path | None = None
+
+    @property
+    def database(self) -> str:
+        name = urlsplit(self.uri).path.lstrip("/")
+        return name or "travellr"
+
+
+class RedisSettings(_Section):
+    url: str = "redis://localhost:6379/0"
+    timeout_s: float = 5.0
+
+
+class ApiSettings(_Section):
+    url: str = "http://localhost:5000"
+    health_path: str = "/api/health"
+    timeout_s: float = 5.0
+    #: further URLs that `health` checks alongside the API's own health endpoint
+    extra_health_urls: list[str] = Field(default_factory=list)
+
+
+class CacheSettings(_Section):
+    #: backend paths that `cache warm` requests (relative to api.url)
+    warm_paths: list[str] = Field(default_factory=list)
+    warm_concurrency: int = 8
+    #: SCAN COUNT hint and delete batch size for `cache clear`
+    scan_count: int = 1000
+    #: how many keys `cache stats` samples for its per-prefix breakdown
+    sample_size: int = 1000
+
+
+class MaintenanceSettings(_Section):
+    #: the Redis key the backend honours; its value is JSON {message, by, reason, since, until}
+    key: str = "travellr:maintenance"
+
+
+class ComposeSettings(_Section):
+    project: str = "travellr"
+    file: Path | None = None
+    backend_service: str = "backend"
+    mongodb_service: str = "mongodb"
+    redis_service: str = "redis"
+
+
+class KubernetesSettings(_Section):
+    kubeconfig: Path | None = None
+    context: str | None = None
+    namespace: str = "default"
+    deployment: str = "travellr-backend"
+    mongodb_deployment: str = "mongodb"
+    redis_deployment: str = "redis"
+
+
+class BackupSettings(_Section):
+    dir: Path = Path("backups")
+    retention_days: int = 7
+    #: how many of the newest backups `backup clean` always keeps, whatever their age
+    keep_last: int = 1
+    parallelism: int = 4
+
+
+class LogSettings(_Section):
+    access_log: Path = Path("logs/access.log")
+    app_log: Path = Path("logs/app.log")
+
+
+class Thresholds(_Section):
+    """The runbook's "Key Metrics to Watch"."""
+
+    api_response_ms: float = 200.0
+    db_query_ms: float = 50.0
+    cache_hit_rate_pct: float = 80.0
+    cpu_pct: float = 70.0
+    memory_pct: float = 80.0
+    disk_pct: float = 80.0
+    error_rate_pct: float = 1.0
+
+
+# The TOML file's contents while `load_settings` builds a Settings; empty otherwise, so that
+# `Settings(...)` built directly (by tests) never picks up a config file lying around.
+_toml_data: ContextVar[dict[str, Any]] = ContextVar("_toml_data", default={})  # noqa: B039
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return _toml_data.get().get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_toml_data.get())
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_NESTED,
+        extra="forbid",
+        validate_default=True,
+    )
+
+    platform: Literal["compose", "kubernetes"] = "compose"
+    #: audit log, locks, history
+    state_dir: Path = Field(default_factory=_default_state_dir)
+    #: refuse every mutating command
+    read_only: bool = False
+    #: file systems whose usage `health` checks (besides the backup and state directories)
+    disk_paths: list[Path] = Field(default_factory=lambda: [Path("/")])
+
+    mongo: MongoSettings = Field(default_factory=MongoSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    maintenance: MaintenanceSettings = Field(default_factory=MaintenanceSettings)
+    compose: ComposeSettings = Field(default_factory=ComposeSettings)
+    kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
+    backup: BackupSettings = Field(default_factory=BackupSettings)
+    logs: LogSettings = Field(default_factory=LogSettings)
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls))
+
+
+@dataclass
+class LoadedSettings:
+    """Settings plus where each value came from, for `config show`."""
+
+    settings: Settings
+    config_file: Path | None
+    sources: dict[str, str] = field(default_factory=dict)
+
+
+def find_config_file(explicit: Path | None) -> Path | None:
+    """The config file to read: --config, else $TRAVELLR_CONFIG, else the search path."""
+    if explicit is None and os.environ.get(CONFIG_ENV):
+        explicit = Path(os.environ[CONFIG_ENV])
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ConfigError(
+                f"config file not found: {explicit}",
+                hint="pass an existing file to --config (or fix TRAVELLR_CONFIG)",
+            )
+        return explicit
+    return next((p for p in _config_search_path() if p.is_file()), None)
+
+
+def load_settings(
+    config_file: Path | None = None, overrides: Mapping[str, Any] | None = None
+) -> LoadedSettings:
+    """Build the effective settings from flags (``overrides``), environment, file, defaults."""
+    path = find_config_file(config_file)
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    overrides = dict(overrides or {})
+    token = _toml_data.set(data)
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe_validation_error(exc), hint=_config_hint(path)) from None
+    finally:
+        _toml_data.reset(token)
+    sources = _value_sources(settings, overrides, data, path)
+    return LoadedSettings(settings=settings, config_file=path, sources=sources)
+
+
+def _config_hint(path: Path | None) -> str:
+    where = f"{path}, " if path else ""
+    return f"check {where}TRAVELLR_* variables and flags; see config/travellr-ops.example.toml"
+
+
+def _describe_validation_error(exc: ValidationError) -> str:
+    problems = []
+    for err in exc.errors():
+        loc = ".".join(str(part) for part in err["loc"])
+        problems.append(f"{loc}: {err['msg']}")
+    return "invalid configuration: " + "; ".join(problems)
+
+
+def flatten(data: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Dotted keys of a nested mapping: {"mongo": {"uri": u}} -> ("mongo.uri", u)."""
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            yield from flatten(value, dotted + ".")
+        else:
+            yield dotted, value
+
+
+def _env_keys() -> set[str]:
+    keys = set()
+    for name in os.environ:
+        if name.startswith(ENV_PREFIX) and name != CONFIG_ENV:
+            keys.add(name[len(ENV_PREFIX) :].lower().replace(ENV_NESTED, "."))
+    return keys
+
+
+def _value_sources(
+    settings: Settings,
+    overrides: Mapping[str, Any],
+    file_data: Mapping[str, Any],
+    path: Path | None,
+) -> dict[str, str]:
+    flag_keys = {k for k, _ in flatten(overrides)}
+    env_keys = _env_keys()
+    file_keys = {k for k, _ in flatten(file_data)}
+    sources = {}
+    for key, _ in flatten(settings.model_dump()):
+        if key in flag_keys:
+            sources[key] = "flag"
+        elif key in env_keys:
+            sources[key] = f"env {ENV_PREFIX}{key.upper().replace('.', ENV_NESTED)}"
+        elif key in file_keys:
+            sources[key] = f"file {path}"
+        else:
+            sources[key] = "default"
+    return sources
