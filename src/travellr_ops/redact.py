@@ -13,15 +13,16 @@ _URI_PASSWORD = re.compile(
 # scheme://password@host (redis://:pw@ is covered above; redis://pw@host is redis-py's user form)
 _SECRET_ARG = re.compile(
     r"(?P<head>--?(?:password|passwd|pass|token|secret|api-key|auth)[= ]|"
-    r"\b(?:password|passwd|token|secret|api_key|apikey|authorization)[=:]\s*)(?P<secret>\S+)",
+    r"\b(?:password|passwd|token|secret|api_key|apikey)[=:]\s*)(?P<secret>[^\s&;,]+)",
     re.IGNORECASE,
 )
 _BEARER = re.compile(r"(?P<head>\bBearer\s+)(?P<secret>[A-Za-z0-9._~+/=-]+)")
+_AUTH_HEADER = re.compile(r"(?P<head>\bauthorization:\s*)(?P<secret>(?!Bearer\b)[^\r\n]+)", re.I)
 
 
 def mask(text: str) -> str:
     """Replace every secret found in ``text`` with ``***``."""
-    for pattern in (_URI_PASSWORD, _SECRET_ARG, _BEARER):
+    for pattern in (_URI_PASSWORD, _SECRET_ARG, _BEARER, _AUTH_HEADER):
         text = pattern.sub(lambda m: m.group("head") + MASK, text)
     return text
 
