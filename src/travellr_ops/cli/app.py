@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
+import click
 import typer
 
 from travellr_ops import __version__
@@ -24,7 +25,9 @@ from travellr_ops.cli import (
 )
 from travellr_ops.cli.common import AppContext
 from travellr_ops.errors import ExitCode, TravellrError
-from travellr_ops.settings import Settings
+
+if TYPE_CHECKING:
+    from travellr_ops.settings import Settings
 
 app = typer.Typer(
     name="travellr-ops",
@@ -151,17 +154,13 @@ def run(
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return int(ExitCode.INTERRUPTED)
-    except typer.Exit as exc:
+    except click.exceptions.Exit as exc:
         return int(exc.exit_code)
-    except typer.Abort:
+    except click.exceptions.Abort:
         print("aborted", file=sys.stderr)
         return int(ExitCode.INTERRUPTED)
-    except typer.TyperException as exc:  # click's usage errors
-        show = getattr(exc, "show", None)
-        if show is not None:
-            show()
-        else:
-            print(f"error: {exc.message}", file=sys.stderr)
+    except click.ClickException as exc:  # usage errors: unknown option, bad value...
+        exc.show()
         return int(exc.exit_code)
     except BrokenPipeError:
         return int(ExitCode.OK)

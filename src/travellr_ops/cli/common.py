@@ -18,14 +18,16 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from travellr_ops.output import Mode, Output
-from travellr_ops.redact import mask_argv
-from travellr_ops.safety import Guard
-from travellr_ops.settings import LoadedSettings, Settings, load_settings
+
+if TYPE_CHECKING:
+    # pydantic costs more start-up time than all of --help: settings load on first use.
+    from travellr_ops.safety import Guard
+    from travellr_ops.settings import LoadedSettings, Settings
 
 
 def new_group(name: str, help: str) -> typer.Typer:
@@ -76,6 +78,8 @@ class AppContext:
     @property
     def loaded(self) -> LoadedSettings:
         if self._loaded is None:
+            from travellr_ops.settings import LoadedSettings, load_settings
+
             if self.preset is not None:
                 self._loaded = LoadedSettings(settings=self.preset, config_file=None)
             else:
@@ -98,6 +102,9 @@ class AppContext:
         return self._output
 
     def guard(self, yes: bool = False, dry_run: bool = False) -> Guard:
+        from travellr_ops.redact import mask_argv
+        from travellr_ops.safety import Guard
+
         out = self.output()
         interactive = sys.stdin.isatty() if self.interactive is None else self.interactive
 

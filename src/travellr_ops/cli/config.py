@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 from rich.console import Console
 
 from travellr_ops.cli.common import JsonOpt, QuietOpt, new_group, use
-from travellr_ops.ops import config as ops
+
+if TYPE_CHECKING:
+    from travellr_ops.ops import config as ops
 
 app = new_group("config", "Show and validate the effective settings.")
 
@@ -14,6 +18,8 @@ app = new_group("config", "Show and validate the effective settings.")
 @app.command()
 def show(ctx: typer.Context, json_: JsonOpt = False) -> None:
     """Every setting, its value (secrets masked) and where it came from."""
+    from travellr_ops.ops import config as ops
+
     a = use(ctx)
     out = a.output(json_)
     view = ops.show(a.loaded)
@@ -34,6 +40,7 @@ def validate(ctx: typer.Context, json_: JsonOpt = False, quiet: QuietOpt = False
     from travellr_ops.adapters.http import HttpAdapter
     from travellr_ops.adapters.mongo import MongoAdapter
     from travellr_ops.adapters.redis import RedisAdapter
+    from travellr_ops.ops import config as ops
 
     a = use(ctx)
     out = a.output(json_, quiet)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 from rich.console import Console
 
 from travellr_ops.cli.common import JsonOpt, QuietOpt, use
-from travellr_ops.ops.health import HealthReport
+
+if TYPE_CHECKING:
+    from travellr_ops.ops.health import HealthReport
 
 
 def health(ctx: typer.Context, json_: JsonOpt = False, quiet: QuietOpt = False) -> None:
