@@ -140,3 +140,12 @@ def test_quiet_prints_nothing_on_stdout(tmp_path: Path) -> None:
     assert result.exit_code == 3
     assert result.stdout == ""
     assert "error:" in result.stderr
+
+
+def test_shell_completion_completes_group_names() -> None:
+    exe = Path(sys.executable).parent / "travellr-ops"
+    env = {"COMP_WORDS": "travellr-ops ca", "COMP_CWORD": "1"}
+    env["_TRAVELLR_OPS_COMPLETE"] = "complete_bash"
+    done = subprocess.run([str(exe)], env=env, capture_output=True, text=True)
+    assert done.returncode == 0
+    assert done.stdout.split() == ["cache"]
