@@ -319,6 +319,8 @@ class NodeSimulator:
         meta, spec, status = pod.metadata, pod.spec, pod.status
         if meta.deletion_timestamp is not None:
             if spec.node_name:  # the kubelet's part of a graceful delete
+                for container in spec.containers:
+                    self._event(pod, "Normal", "Killing", f"Stopping container {container.name}")
                 self.core.delete_namespaced_pod(
                     meta.name,
                     meta.namespace,
@@ -338,6 +340,13 @@ class NodeSimulator:
                 },
                 _preload_content=False,  # the client cannot parse the Status it returns
             )
+            self._event(
+                pod,
+                "Normal",
+                "Scheduled",
+                f"Successfully assigned {meta.namespace}/{meta.name} to {NODE_NAME}",
+                component="default-scheduler",
+            )
             self._start_pod(pod)
             return
         if status is None or status.phase in (None, "Pending") or not status.container_statuses:
@@ -352,8 +361,53 @@ class NodeSimulator:
         for container in pod.spec.containers:
             statuses.append(self._container_status(pod, container, started, ready=False))
         self._patch_status(pod, started, statuses)
+        for container in pod.spec.containers:
+            image, name = container.image, container.name
+            self._event(pod, "Normal", "Pulled", f'Container image "{image}" already present')
+            self._event(pod, "Normal", "Created", f"Created container {name}")
+            if crash_reason(image):
+                self._event(pod, "Warning", "BackOff", "Back-off restarting failed container")
+                continue
+            self._event(pod, "Normal", "Started", f"Started container {name}")
+            if not becomes_ready(image):
+                self._event(
+                    pod,
+                    "Warning",
+                    "Unhealthy",
+                    "Readiness probe failed: HTTP probe failed with statuscode: 503",
+                )
         self._schedule_readiness(pod, started)
         self._write_metrics(pod)
+
+    def _event(
+        self, pod: Any, kind: str, reason: str, message: str, component: str = "kubelet"
+    ) -> None:
+        """Record an Event about the pod, as the scheduler or kubelet would."""
+        meta = pod.metadata
+        stamp = rfc3339(now())
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": f"{meta.name}.{time.time_ns():x}", "namespace": meta.namespace},
+            "involvedObject": {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "name": meta.name,
+                "namespace": meta.namespace,
+                "uid": meta.uid,
+            },
+            "type": kind,
+            "reason": reason,
+            "message": message,
+            "count": 1,
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "source": {"component": component, "host": NODE_NAME},
+        }
+        try:
+            self.core.create_namespaced_event(meta.namespace, body)
+        except self._client_mod.ApiException as exc:
+            log.debug("event for %s: %s", meta.name, exc.reason)
 
     def _readiness_delay(self, container: Any) -> float:
         probe = container.readiness_probe

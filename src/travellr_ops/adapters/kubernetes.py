@@ -1,0 +1,1049 @@
+"""The Kubernetes service platform: Deployments and their pods, over the official client.
+
+Services are the runbook's logical names (``backend``, ``mongodb``, ``redis``), mapped to
+Deployments by ``settings.kubernetes``; any other name is taken as a Deployment's own name.
+The ``kubernetes`` package is imported only when the platform is first used, and every error it
+raises leaves this module as one of the project's errors (``errors.py``) with a one-line message.
+
+Kubernetes 1.20 is the oldest server this speaks to: it relies on nothing newer.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import re
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from travellr_ops.adapters.platform import (
+    Instance,
+    LogLine,
+    ProcessList,
+    Progress,
+    ResourceUsage,
+    RestartResult,
+    ServiceStatus,
+)
+from travellr_ops.errors import (
+    AuthError,
+    ConfigError,
+    OperationFailed,
+    TravellrError,
+    Unreachable,
+    UsageError,
+)
+
+if TYPE_CHECKING:
+    from travellr_ops.settings import Settings
+
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+REVISION = "deployment.kubernetes.io/revision"
+#: where `service down` keeps the replica count that `service up` restores
+REPLICAS_BEFORE_DOWN = "travellr.io/replicas-before-down"
+METRICS = ("metrics.k8s.io", "v1beta1", "pods")
+IN_CLUSTER_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+#: (connect, read) seconds for ordinary API calls; watches and log streams set their own
+REQUEST_TIMEOUT = (5.0, 30.0)
+
+_FORBIDDEN = re.compile(
+    r'User "(?P<user>[^"]*)" cannot (?P<verb>\S+) resource "(?P<resource>[^"]+)"'
+    r'(?: in API group "(?P<group>[^"]*)")?'
+    r'(?: in the namespace "(?P<namespace>[^"]*)")?'
+)
+
+
+@dataclass
+class _Target:
+    service: str  # the name the user gave (logical or Deployment name)
+    deployment: str
+
+
+class KubernetesPlatform:
+    """``ServicePlatform`` over a Kubernetes cluster (kubeconfig, context, namespace)."""
+
+    name = "kubernetes"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.k8s = settings.kubernetes
+        self.namespace = self.k8s.namespace
+        self._api: Any = None
+        self._context_name = self.k8s.context or ""
+
+    # -- connection --------------------------------------------------------------------------
+    @property
+    def api(self) -> Any:
+        """The ApiClient, built on first use from the kubeconfig (or the pod's own account)."""
+        if self._api is None:
+            self._api = self._connect()
+        return self._api
+
+    def _connect(self) -> Any:
+        from kubernetes import client
+
+        config = _sdk("kubernetes.config")
+
+        path = self.k8s.kubeconfig
+        if path is None and IN_CLUSTER_TOKEN.exists() and not self.k8s.context:
+            try:
+                config.load_incluster_config()
+                self._context_name = "in-cluster"
+                return client.ApiClient()
+            except config.ConfigException:
+                pass  # not really inside a pod: fall back to a kubeconfig
+        if path is None:
+            from kubernetes.config.kube_config import KUBE_CONFIG_DEFAULT_LOCATION
+
+            first = str(KUBE_CONFIG_DEFAULT_LOCATION).split(":")[0]
+            path = Path(first).expanduser()
+            if not path.is_file():
+                raise ConfigError(
+                    f"no kubeconfig: {path} does not exist and this is not a pod",
+                    hint="set kubernetes.kubeconfig (TRAVELLR_KUBERNETES__KUBECONFIG) or KUBECONFIG",
+                )
+        elif not path.is_file():
+            raise ConfigError(
+                f"kubeconfig not found: {path}",
+                hint="fix kubernetes.kubeconfig (TRAVELLR_KUBERNETES__KUBECONFIG)",
+            )
+        try:
+            contexts, active = config.list_kube_config_contexts(config_file=str(path))
+        except (config.ConfigException, OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read kubeconfig {path}: {_first_line(exc)}") from None
+        names = [c["name"] for c in contexts or []]
+        wanted = self.k8s.context or (active or {}).get("name")
+        if wanted is None:
+            raise ConfigError(
+                f"kubeconfig {path} names no current context",
+                hint="set kubernetes.context (TRAVELLR_KUBERNETES__CONTEXT)",
+            )
+        if wanted not in names:
+            raise ConfigError(
+                f"context {wanted!r} is not in kubeconfig {path}",
+                hint=f"known contexts: {', '.join(names) or 'none'};"
+                " fix kubernetes.context (TRAVELLR_KUBERNETES__CONTEXT)",
+            )
+        self._context_name = wanted
+        try:
+            return config.new_client_from_config(config_file=str(path), context=wanted)
+        except (config.ConfigException, OSError, ValueError) as exc:
+            raise ConfigError(
+                f"kubeconfig {path}, context {wanted!r}: {_first_line(exc)}"
+            ) from None
+
+    @property
+    def server(self) -> str:
+        return str(self.api.configuration.host) if self._api is not None else "?"
+
+    def _apps(self) -> Any:
+        from kubernetes import client
+
+        return client.AppsV1Api(self.api)
+
+    def _core(self) -> Any:
+        from kubernetes import client
+
+        return client.CoreV1Api(self.api)
+
+    def _custom(self) -> Any:
+        from kubernetes import client
+
+        return client.CustomObjectsApi(self.api)
+
+    def close(self) -> None:
+        if self._api is not None:
+            self._api.close()
+            self._api = None
+
+    @contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        """Translate what the client raises while ``doing`` into the project's errors."""
+        from kubernetes.client.exceptions import ApiException
+        from kubernetes.config import ConfigException
+        from urllib3.exceptions import HTTPError, MaxRetryError, SSLError
+
+        try:
+            yield
+        except TravellrError:
+            raise
+        except ApiException as exc:
+            raise self._api_error(exc, doing) from None
+        except MaxRetryError as exc:
+            reason = exc.reason
+            if isinstance(reason, SSLError):
+                raise Unreachable(
+                    f"TLS with the Kubernetes API server at {self.server} failed while {doing}:"
+                    f" {_first_line(reason)}",
+                    hint="check the cluster's certificate-authority in the kubeconfig",
+                ) from None
+            raise Unreachable(
+                f"cannot reach the Kubernetes API server at {self.server} while {doing}:"
+                f" {_connection_reason(reason)}",
+                hint=f"is the cluster up? check context {self._context_name!r} in the kubeconfig",
+            ) from None
+        except (HTTPError, OSError) as exc:
+            raise Unreachable(
+                f"lost the Kubernetes API server at {self.server} while {doing}:"
+                f" {_first_line(exc)}",
+                hint=f"is the cluster up? check context {self._context_name!r}",
+            ) from None
+        except ConfigException as exc:
+            raise ConfigError(f"kubeconfig problem while {doing}: {_first_line(exc)}") from None
+
+    def _api_error(self, exc: Any, doing: str) -> TravellrError:
+        status = int(exc.status or 0)
+        message = _status_message(exc)
+        if status == 401:
+            return AuthError(
+                f"the Kubernetes API server at {self.server} rejected the credentials of"
+                f" context {self._context_name!r} (401 Unauthorized)",
+                hint="the token or certificate is invalid or expired: log in again"
+                " or refresh the kubeconfig",
+            )
+        if status == 403:
+            found = _FORBIDDEN.search(message)
+            if found:
+                resource = found["resource"]
+                if found["group"]:
+                    resource = f"{resource}.{found['group']}"
+                where = f" in namespace {found['namespace']!r}" if found["namespace"] else ""
+                return AuthError(
+                    f"forbidden: {found['user']!r} may not {found['verb']} {resource}{where}"
+                    " (403, RBAC)",
+                    hint=f"grant the {found['verb']!r} verb on {resource} to that user"
+                    " (Role/RoleBinding), or use a context that has it",
+                )
+            return AuthError(f"forbidden while {doing}: {message} (403)")
+        if status == 404:
+            return OperationFailed(f"not found while {doing}: {message}")
+        if status == 0:
+            return Unreachable(f"no answer from {self.server} while {doing}: {exc.reason}")
+        return OperationFailed(f"the Kubernetes API refused {doing}: {message} ({status})")
+
+    # -- names -------------------------------------------------------------------------------
+    def _logical(self) -> dict[str, str]:
+        return {
+            "backend": self.k8s.deployment,
+            "mongodb": self.k8s.mongodb_deployment,
+            "redis": self.k8s.redis_deployment,
+        }
+
+    def services(self) -> list[str]:
+        return list(self._logical())
+
+    def _target(self, service: str) -> _Target:
+        return _Target(service, self._logical().get(service, service))
+
+    def _read_deployment(self, target: _Target) -> Any:
+        from kubernetes.client.exceptions import ApiException
+
+        with self._errors(f"reading deployment {target.deployment!r}"):
+            try:
+                return self._apps().read_namespaced_deployment(
+                    target.deployment, self.namespace, _request_timeout=REQUEST_TIMEOUT
+                )
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+        self._check_namespace()
+        raise UsageError(
+            f"deployment {target.deployment!r} not found in namespace {self.namespace!r}"
+            f" (context {self._context_name!r})",
+            hint="check the service name, or kubernetes.deployment / kubernetes.namespace",
+        )
+
+    def _check_namespace(self) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self._core().read_namespace(self.namespace, _request_timeout=REQUEST_TIMEOUT)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise ConfigError(
+                    f"namespace {self.namespace!r} does not exist (context {self._context_name!r})",
+                    hint="fix kubernetes.namespace (TRAVELLR_KUBERNETES__NAMESPACE)",
+                ) from None
+            # no right to read namespaces: say nothing more than the missing deployment
+
+    def _pods(self, deployment: Any, live_only: bool = False) -> list[Any]:
+        """The Deployment's pods by name; ``live_only`` leaves out those being deleted."""
+        selector = _selector(deployment.spec.selector)
+        with self._errors(f"listing pods of deployment {deployment.metadata.name!r}"):
+            pods = (
+                self._core()
+                .list_namespaced_pod(
+                    self.namespace, label_selector=selector, _request_timeout=REQUEST_TIMEOUT
+                )
+                .items
+            )
+        if live_only:
+            pods = [p for p in pods if p.metadata.deletion_timestamp is None]
+        return sorted(pods, key=lambda p: p.metadata.name)
+
+    # -- status ------------------------------------------------------------------------------
+    def status(self, service: str | None = None) -> list[ServiceStatus]:
+        if service is not None:
+            target = self._target(service)
+            return [self._status(target, self._read_deployment(target))]
+        with self._errors(f"listing deployments in namespace {self.namespace!r}"):
+            items = (
+                self._apps()
+                .list_namespaced_deployment(self.namespace, _request_timeout=REQUEST_TIMEOUT)
+                .items
+            )
+        by_name = {d.metadata.name: d for d in items}
+        found = [
+            self._status(_Target(logical, name), by_name[name])
+            for logical, name in self._logical().items()
+            if name in by_name
+        ]
+        if not found:
+            self._check_namespace()
+            raise UsageError(
+                f"none of the deployments {', '.join(self._logical().values())} is in"
+                f" namespace {self.namespace!r} (context {self._context_name!r})",
+                hint="check kubernetes.namespace and kubernetes.deployment",
+            )
+        return found
+
+    def _status(self, target: _Target, dep: Any, pods: list[Any] | None = None) -> ServiceStatus:
+        st = dep.status
+        desired = int(dep.spec.replicas if dep.spec.replicas is not None else 1)
+        ready = int(st.ready_replicas or 0)
+        updated = int(st.updated_replicas or 0)
+        available_n = int(st.available_replicas or 0)
+        observed = (st.observed_generation or 0) >= (dep.metadata.generation or 0)
+        available = (
+            observed
+            and updated == desired
+            and available_n == desired
+            and int(st.replicas or 0) == desired
+        )
+        conditions = [
+            f"{c.type}={c.status}" + (f" ({c.reason})" if c.reason else "")
+            for c in st.conditions or []
+        ]
+        instances = [_instance(p) for p in (pods if pods is not None else self._pods(dep))]
+        containers = dep.spec.template.spec.containers or []
+        message = ""
+        if not available:
+            message = (
+                f"{available_n}/{desired} available, {updated}/{desired} updated,"
+                f" {ready}/{desired} ready"
+            )
+            problems = [f"{i.name}: {i.last_termination}" for i in instances if i.last_termination]
+            if problems:
+                message += "; " + "; ".join(problems)
+        return ServiceStatus(
+            name=target.service,
+            platform=self.name,
+            available=available,
+            desired=desired,
+            ready=ready,
+            updated=updated,
+            revision=(dep.metadata.annotations or {}).get(REVISION),
+            image=containers[0].image if containers else None,
+            conditions=conditions,
+            instances=instances,
+            message=message,
+        )
+
+    # -- restart -----------------------------------------------------------------------------
+    def restart(self, service: str, timeout_s: float, progress: Progress) -> RestartResult:
+        """``kubectl rollout restart`` then follow the rollout with a watch until it settles."""
+        target = self._target(service)
+        started = time.monotonic()
+        self._read_deployment(target)  # a clear error for a missing deployment or namespace
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        patch = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}}}
+        with self._errors(f"restarting deployment {target.deployment!r}"):
+            dep = self._apps().patch_namespaced_deployment(
+                target.deployment, self.namespace, patch, _request_timeout=REQUEST_TIMEOUT
+            )
+        progress(f"rollout restart of deployment/{target.deployment} requested")
+        done, reason = self._follow_rollout(dep, started + timeout_s, progress)
+        final = self._read_deployment(target)
+        status = self._status(target, final)
+        result = RestartResult(
+            service=service,
+            healthy=done,
+            seconds=time.monotonic() - started,
+            status=status,
+            reason=reason,
+        )
+        if not done:
+            result.last_logs = self._last_logs(status)
+        return result
+
+    def _follow_rollout(self, dep: Any, deadline: float, progress: Progress) -> tuple[bool, str]:
+        """Watch the Deployment until the rollout completes (True) or fails (False, why)."""
+        from kubernetes.client.exceptions import ApiException
+
+        watch = _sdk("kubernetes.watch")
+        name = dep.metadata.name
+        version = dep.metadata.resource_version
+        verdict, said = _rollout_state(dep)
+        if verdict is not None:
+            return verdict, said
+        progress(said)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False, f"rollout did not finish in time: {said}"
+            w = watch.Watch()
+            try:
+                with self._errors(f"watching deployment {name!r}"):
+                    for event in w.stream(
+                        self._apps().list_namespaced_deployment,
+                        self.namespace,
+                        field_selector=f"metadata.name={name}",
+                        resource_version=version,
+                        timeout_seconds=max(1, int(remaining + 0.999)),
+                        _request_timeout=(REQUEST_TIMEOUT[0], remaining + 5),
+                    ):
+                        obj = event["object"]
+                        if event["type"] == "DELETED":
+                            return False, f"deployment {name!r} was deleted during the rollout"
+                        if event["type"] == "ERROR":
+                            break
+                        version = obj.metadata.resource_version
+                        verdict, message = _rollout_state(obj)
+                        if verdict is not None:
+                            w.stop()
+                            return verdict, message
+                        if message != said:
+                            said = message
+                            progress(message)
+                        if time.monotonic() >= deadline:
+                            w.stop()
+                            break
+            except ApiException as exc:  # 410 Gone: our version is too old; read afresh
+                if exc.status != 410:
+                    raise
+            except OperationFailed as exc:
+                if "410" not in exc.message and "Expired" not in exc.message:
+                    raise
+            finally:
+                w.stop()
+            with self._errors(f"reading deployment {name!r}"):
+                fresh = self._apps().read_namespaced_deployment(
+                    name, self.namespace, _request_timeout=REQUEST_TIMEOUT
+                )
+            version = fresh.metadata.resource_version
+            verdict, said = _rollout_state(fresh)
+            if verdict is not None:
+                return verdict, said
+
+    def _last_logs(self, status: ServiceStatus, lines: int = 5) -> list[str]:
+        out: list[str] = []
+        for inst in status.instances:
+            if inst.ready:
+                continue
+            try:
+                for line in self._pod_log_lines(inst.name, tail=lines, previous=inst.restarts > 0):
+                    out.append(f"{inst.name}: {line.text}")
+            except TravellrError as exc:
+                out.append(f"{inst.name}: ({exc.message})")
+        return out[-20:]
+
+    # -- logs --------------------------------------------------------------------------------
+    def logs(
+        self,
+        services: Sequence[str],
+        *,
+        tail: int | None = None,
+        since: datetime | None = None,
+        follow: bool = False,
+        previous: bool = False,
+    ) -> Iterator[LogLine]:
+        """Every pod's log, interleaved by time, each line tagged with its pod."""
+        pods: list[tuple[str, str]] = []  # (pod, container)
+        for service in services or [self._logical()["backend"]]:
+            dep = self._read_deployment(self._target(service))
+            for pod in self._pods(dep, live_only=True):
+                names = [c.name for c in pod.spec.containers]
+                pods.extend((pod.metadata.name, c) for c in names)
+        if not pods:
+            return iter(())
+        multi = len({c for _, c in pods}) > 1
+        since_s = max(1, int((datetime.now(UTC) - since).total_seconds())) if since else None
+        if follow:
+            return self._follow_logs(pods, tail, since_s, previous, multi)
+        return self._collect_logs(pods, tail, since_s, previous, multi)
+
+    def _collect_logs(
+        self,
+        pods: list[tuple[str, str]],
+        tail: int | None,
+        since_s: int | None,
+        previous: bool,
+        multi: bool,
+    ) -> Iterator[LogLine]:
+        def fetch(item: tuple[str, str]) -> list[LogLine] | TravellrError:
+            pod, container = item
+            try:
+                return list(
+                    self._pod_log_lines(
+                        pod,
+                        container=container,
+                        tail=tail,
+                        since_s=since_s,
+                        previous=previous,
+                        source=f"{pod}/{container}" if multi else pod,
+                    )
+                )
+            except TravellrError as exc:
+                return exc
+
+        with ThreadPoolExecutor(max_workers=min(8, len(pods))) as pool:
+            results = list(pool.map(fetch, pods))
+        errors = [r for r in results if isinstance(r, TravellrError)]
+        if errors and len(errors) == len(results):
+            raise errors[0]
+        notes = [
+            LogLine(None, pod, f"[no logs: {r.message}]")
+            for (pod, _), r in zip(pods, results, strict=True)
+            if isinstance(r, TravellrError)
+        ]
+        merged = [line for r in results if isinstance(r, list) for line in r]
+        epoch = datetime.min.replace(tzinfo=UTC)
+        merged.sort(key=lambda line: line.time or epoch)  # stable: a pod's order is kept
+        return iter(notes + merged)
+
+    def _follow_logs(
+        self,
+        pods: list[tuple[str, str]],
+        tail: int | None,
+        since_s: int | None,
+        previous: bool,
+        multi: bool,
+    ) -> Iterator[LogLine]:
+        lines: queue.Queue[LogLine | None] = queue.Queue(maxsize=10000)
+        stop = threading.Event()
+
+        def pump(pod: str, container: str) -> None:
+            source = f"{pod}/{container}" if multi else pod
+            try:
+                for line in self._pod_log_lines(
+                    pod,
+                    container=container,
+                    tail=tail,
+                    since_s=since_s,
+                    previous=previous,
+                    follow=True,
+                    source=source,
+                    stop=stop,
+                ):
+                    lines.put(line)
+            except TravellrError as exc:
+                lines.put(LogLine(None, source, f"[no logs: {exc.message}]"))
+            finally:
+                lines.put(None)
+
+        for pod, container in pods:
+            threading.Thread(target=pump, args=(pod, container), daemon=True).start()
+
+        def drain() -> Iterator[LogLine]:
+            open_streams = len(pods)
+            try:
+                while open_streams:
+                    line = lines.get()
+                    if line is None:
+                        open_streams -= 1
+                    else:
+                        yield line
+            finally:
+                stop.set()
+
+        return drain()
+
+    def _pod_log_lines(
+        self,
+        pod: str,
+        *,
+        container: str | None = None,
+        tail: int | None = None,
+        since_s: int | None = None,
+        previous: bool = False,
+        follow: bool = False,
+        source: str | None = None,
+        stop: threading.Event | None = None,
+    ) -> Iterator[LogLine]:
+        kwargs: dict[str, Any] = {"timestamps": True, "_preload_content": False}
+        if container:
+            kwargs["container"] = container
+        if tail is not None:
+            kwargs["tail_lines"] = tail
+        if since_s is not None:
+            kwargs["since_seconds"] = since_s
+        if previous:
+            kwargs["previous"] = True
+        if follow:
+            kwargs["follow"] = True
+            kwargs["_request_timeout"] = (REQUEST_TIMEOUT[0], None)
+        else:
+            kwargs["_request_timeout"] = REQUEST_TIMEOUT
+        with self._errors(f"reading the log of pod {pod!r}"):
+            response = self._core().read_namespaced_pod_log(pod, self.namespace, **kwargs)
+        name = source or pod
+        try:
+            pending = b""
+            with self._errors(f"reading the log of pod {pod!r}"):
+                for chunk in response.stream(4096, decode_content=True):
+                    pending += chunk
+                    *complete, pending = pending.split(b"\n")
+                    for raw in complete:
+                        yield _log_line(name, raw)
+                    if stop is not None and stop.is_set():
+                        return
+                if pending:
+                    yield _log_line(name, pending)
+        finally:
+            response.release_conn()
+
+    # -- resource usage ----------------------------------------------------------------------
+    def _pod_metrics(self, dep: Any) -> dict[str, Any]:
+        from kubernetes.client.exceptions import ApiException
+
+        group, version, plural = METRICS
+        selector = _selector(dep.spec.selector)
+        with self._errors("reading pod metrics (metrics.k8s.io)"):
+            try:
+                listing = self._custom().list_namespaced_custom_object(
+                    group,
+                    version,
+                    self.namespace,
+                    plural,
+                    label_selector=selector,
+                    _request_timeout=REQUEST_TIMEOUT,
+                )
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+                raise OperationFailed(
+                    "the metrics API (metrics.k8s.io/v1beta1) is not available in this"
+                    f" cluster (context {self._context_name!r})",
+                    hint="install metrics-server; `kubectl top pods` needs it too",
+                ) from None
+        return {item["metadata"]["name"]: item for item in listing.get("items", [])}
+
+    def stats(self, service: str | None = None) -> list[ResourceUsage]:
+        """Per-pod CPU and memory (metrics.k8s.io) against each pod's requests and limits."""
+        targets = [self._target(service)] if service else None
+        deployments: list[tuple[_Target, Any]] = []
+        if targets:
+            deployments = [(t, self._read_deployment(t)) for t in targets]
+        else:
+            for st in self.status():
+                t = self._target(st.name)
+                deployments.append((t, self._read_deployment(t)))
+        usage: list[ResourceUsage] = []
+        for target, dep in deployments:
+            metrics = self._pod_metrics(dep)
+            for pod in self._pods(dep, live_only=True):
+                usage.append(_usage(target.service, pod, metrics.get(pod.metadata.name)))
+        return usage
+
+    def top(self, service: str) -> list[ProcessList]:
+        """``kubectl top pods --containers`` for the service's pods."""
+        target = self._target(service)
+        dep = self._read_deployment(target)
+        metrics = self._pod_metrics(dep)
+        result = []
+        for pod in self._pods(dep, live_only=True):
+            item = metrics.get(pod.metadata.name) or {}
+            rows = [
+                [
+                    c.get("name", ""),
+                    _format_cpu(_quantity(c.get("usage", {}).get("cpu"))),
+                    _format_bytes(_quantity(c.get("usage", {}).get("memory"))),
+                ]
+                for c in item.get("containers", [])
+            ]
+            result.append(
+                ProcessList(
+                    instance=pod.metadata.name,
+                    titles=["CONTAINER", "CPU(cores)", "MEMORY(bytes)"],
+                    processes=rows,
+                )
+            )
+        return result
+
+    # -- scale, up, down ---------------------------------------------------------------------
+    def scale(self, service: str, replicas: int) -> ServiceStatus:
+        if replicas < 0:
+            raise UsageError(f"replicas must be 0 or more, not {replicas}")
+        target = self._target(service)
+        self._read_deployment(target)
+        with self._errors(f"scaling deployment {target.deployment!r}"):
+            self._apps().patch_namespaced_deployment_scale(
+                target.deployment,
+                self.namespace,
+                {"spec": {"replicas": replicas}},
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        return self._status(target, self._read_deployment(target))
+
+    def down(self, service: str | None = None) -> None:
+        for name in [service] if service else self.services():
+            target = self._target(name)
+            dep = self._read_deployment(target)
+            current = int(dep.spec.replicas or 0)
+            if current == 0:
+                continue
+            patch = {
+                "metadata": {"annotations": {REPLICAS_BEFORE_DOWN: str(current)}},
+                "spec": {"replicas": 0},
+            }
+            with self._errors(f"scaling deployment {target.deployment!r} to 0"):
+                self._apps().patch_namespaced_deployment(
+                    target.deployment, self.namespace, patch, _request_timeout=REQUEST_TIMEOUT
+                )
+
+    def up(self, service: str | None = None) -> None:
+        for name in [service] if service else self.services():
+            target = self._target(name)
+            dep = self._read_deployment(target)
+            if int(dep.spec.replicas or 0) > 0:
+                continue
+            before = (dep.metadata.annotations or {}).get(REPLICAS_BEFORE_DOWN, "1")
+            patch = {
+                "metadata": {"annotations": {REPLICAS_BEFORE_DOWN: None}},
+                "spec": {"replicas": max(1, int(before))},
+            }
+            with self._errors(f"scaling deployment {target.deployment!r} up"):
+                self._apps().patch_namespaced_deployment(
+                    target.deployment, self.namespace, patch, _request_timeout=REQUEST_TIMEOUT
+                )
+
+    # -- describe ----------------------------------------------------------------------------
+    def describe(self, instance: str) -> dict[str, Any]:
+        """One pod as ``kubectl describe pod`` shows it, its events included."""
+        from kubernetes.client.exceptions import ApiException
+
+        with self._errors(f"reading pod {instance!r}"):
+            try:
+                pod = self._core().read_namespaced_pod(
+                    instance, self.namespace, _request_timeout=REQUEST_TIMEOUT
+                )
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+                pod = None
+        if pod is None:
+            self._check_namespace()
+            raise UsageError(
+                f"pod {instance!r} not found in namespace {self.namespace!r}",
+                hint="`travellr-ops service status` lists the pods",
+            )
+        with self._errors(f"listing events of pod {instance!r}"):
+            events = (
+                self._core()
+                .list_namespaced_event(
+                    self.namespace,
+                    field_selector=f"involvedObject.kind=Pod,involvedObject.name={instance}",
+                    _request_timeout=REQUEST_TIMEOUT,
+                )
+                .items
+            )
+        return _describe_pod(pod, events)
+
+
+# -- helpers (pure) ------------------------------------------------------------------------------
+def _sdk(module: str) -> Any:
+    """A module of the (untyped) kubernetes package, imported now."""
+    import importlib
+
+    return importlib.import_module(module)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def _connection_reason(reason: BaseException | None) -> str:
+    text = str(reason or "no answer")
+    if "Connection refused" in text:
+        return "connection refused"
+    if "timed out" in text.lower():
+        return "timed out"
+    if "Name or service not known" in text or "nodename nor servname" in text:
+        return "unknown host"
+    return text.split(": ", 1)[-1].splitlines()[0]
+
+
+def _status_message(exc: Any) -> str:
+    body = getattr(exc, "body", None)
+    if body:
+        try:
+            data = json.loads(body)
+            if isinstance(data, dict) and data.get("message"):
+                return str(data["message"])
+        except (ValueError, TypeError):
+            pass
+        if isinstance(body, bytes | str):
+            text = body.decode() if isinstance(body, bytes) else body
+            if text.strip():
+                return text.strip().splitlines()[0]
+    return str(getattr(exc, "reason", "") or exc)
+
+
+def _selector(selector: Any) -> str:
+    parts = [f"{k}={v}" for k, v in sorted((selector.match_labels or {}).items())]
+    for expr in selector.match_expressions or []:
+        op = expr.operator
+        values = ",".join(expr.values or [])
+        if op == "In":
+            parts.append(f"{expr.key} in ({values})")
+        elif op == "NotIn":
+            parts.append(f"{expr.key} notin ({values})")
+        elif op == "Exists":
+            parts.append(expr.key)
+        elif op == "DoesNotExist":
+            parts.append(f"!{expr.key}")
+    return ",".join(parts)
+
+
+def _rollout_state(dep: Any) -> tuple[bool | None, str]:
+    """What ``kubectl rollout status`` concludes: (True done | False failed | None going, why)."""
+    spec, st = dep.spec, dep.status
+    name = dep.metadata.name
+    if (st.observed_generation or 0) < (dep.metadata.generation or 0):
+        return None, "waiting for the deployment spec update to be observed"
+    for cond in st.conditions or []:
+        if cond.type == "Progressing" and cond.reason == "ProgressDeadlineExceeded":
+            return False, (
+                f"deployment {name!r} exceeded its progress deadline"
+                f" ({spec.progress_deadline_seconds or 600}s): {cond.message}"
+            )
+    desired = int(spec.replicas if spec.replicas is not None else 1)
+    updated = int(st.updated_replicas or 0)
+    total = int(st.replicas or 0)
+    available = int(st.available_replicas or 0)
+    if updated < desired:
+        return None, f"waiting: {updated} of {desired} new replicas have been updated"
+    if total > updated:
+        return None, f"waiting: {total - updated} old replicas are pending termination"
+    if available < updated:
+        return None, f"waiting: {available} of {updated} updated replicas are available"
+    revision = (dep.metadata.annotations or {}).get(REVISION, "?")
+    return True, f"deployment {name!r} successfully rolled out (revision {revision})"
+
+
+def _termination(pod: Any) -> str | None:
+    reasons: list[str] = []
+    for cs in (pod.status.container_statuses if pod.status else None) or []:
+        last = cs.last_state.terminated if cs.last_state else None
+        if last is not None and last.reason:
+            reasons.append(f"{last.reason} (exit {last.exit_code})")
+        elif cs.state and cs.state.terminated and cs.state.terminated.reason:
+            t = cs.state.terminated
+            reasons.append(f"{t.reason} (exit {t.exit_code})")
+        waiting = cs.state.waiting if cs.state else None
+        if waiting is not None and waiting.reason and waiting.reason != "ContainerCreating":
+            reasons.append(waiting.reason)
+    return ", ".join(reasons) or None
+
+
+def _instance(pod: Any) -> Instance:
+    status = pod.status
+    statuses = (status.container_statuses if status else None) or []
+    ready = (
+        any(c.type == "Ready" and c.status == "True" for c in (status.conditions or []))
+        if status
+        else False
+    )
+    state = (status.phase if status else None) or "Pending"
+    if pod.metadata.deletion_timestamp is not None:
+        state = "Terminating"
+    else:
+        for cs in statuses:
+            if cs.state and cs.state.waiting and cs.state.waiting.reason:
+                state = cs.state.waiting.reason
+    first = statuses[0] if statuses else None
+    ports = [
+        f"{p.container_port}/{p.protocol or 'TCP'}"
+        for c in pod.spec.containers
+        for p in (c.ports or [])
+    ]
+    return Instance(
+        name=pod.metadata.name,
+        state=state,
+        ready=ready,
+        health="healthy" if ready else "unhealthy",
+        restarts=sum(int(cs.restart_count or 0) for cs in statuses),
+        started_at=status.start_time if status else None,
+        image=pod.spec.containers[0].image if pod.spec.containers else "",
+        image_digest=(first.image_id or None) if first else None,
+        ports=ports,
+        node=pod.spec.node_name,
+        last_termination=_termination(pod),
+    )
+
+
+def _quantity(value: Any) -> Decimal | None:
+    if value is None:
+        return None
+    parse_quantity = _sdk("kubernetes.utils.quantity").parse_quantity
+    try:
+        return Decimal(parse_quantity(value))
+    except (ValueError, TypeError):
+        return None
+
+
+def _sum_resources(pod: Any, kind: str, name: str) -> Decimal | None:
+    total: Decimal | None = Decimal(0)
+    for c in pod.spec.containers:
+        values = getattr(c.resources, kind, None) if c.resources else None
+        q = _quantity((values or {}).get(name))
+        if q is None:
+            return None  # one container without it: the pod as a whole has no bound
+        total = (total or Decimal(0)) + q
+    return total
+
+
+def _usage(service: str, pod: Any, metrics: dict[str, Any] | None) -> ResourceUsage:
+    cpu = mem = None
+    if metrics:
+        cpu = Decimal(0)
+        mem = Decimal(0)
+        for c in metrics.get("containers", []):
+            cpu += _quantity(c.get("usage", {}).get("cpu")) or 0
+            mem += _quantity(c.get("usage", {}).get("memory")) or 0
+    cpu_limit = _sum_resources(pod, "limits", "cpu")
+    cpu_request = _sum_resources(pod, "requests", "cpu")
+    mem_limit = _sum_resources(pod, "limits", "memory")
+    cpu_basis = cpu_limit or cpu_request
+    return ResourceUsage(
+        instance=pod.metadata.name,
+        service=service,
+        cpu_pct=round(float(cpu / cpu_basis * 100), 1) if cpu is not None and cpu_basis else None,
+        memory_bytes=int(mem) if mem is not None else None,
+        memory_limit_bytes=int(mem_limit) if mem_limit else None,
+        memory_pct=round(float(mem / mem_limit * 100), 1)
+        if mem is not None and mem_limit
+        else None,
+        cpu_request=_format_cpu(cpu_request),
+        cpu_limit=_format_cpu(cpu_limit),
+    )
+
+
+def _format_cpu(value: Decimal | None) -> str | None:
+    if value is None:
+        return None
+    return f"{int(value * 1000)}m"
+
+
+def _format_bytes(value: Decimal | None) -> str:
+    if value is None:
+        return "-"
+    return f"{int(value / (1024 * 1024))}Mi"
+
+
+def _log_line(source: str, raw: bytes) -> LogLine:
+    text = raw.decode("utf-8", "replace").rstrip("\r")
+    stamp, sep, rest = text.partition(" ")
+    if sep and len(stamp) >= 20 and stamp[4] == "-" and stamp.endswith("Z"):
+        return LogLine(_parse_stamp(stamp), source, rest)
+    return LogLine(None, source, text)
+
+
+def _parse_stamp(stamp: str) -> datetime | None:
+    # RFC 3339 with up to 9 fractional digits; Python takes at most 6
+    body = stamp.rstrip("Z")
+    if "." in body:
+        head, frac = body.split(".", 1)
+        body = f"{head}.{frac[:6]}"
+    try:
+        return datetime.fromisoformat(body).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def _when(value: Any) -> str | None:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def _describe_pod(pod: Any, events: list[Any]) -> dict[str, Any]:
+    meta, spec, status = pod.metadata, pod.spec, pod.status
+    statuses = {cs.name: cs for cs in (status.container_statuses or [])}
+    containers = []
+    for c in spec.containers:
+        cs = statuses.get(c.name)
+        state: dict[str, Any] = {}
+        last: dict[str, Any] | None = None
+        if cs is not None and cs.state is not None:
+            if cs.state.running:
+                state = {"running": True, "started_at": _when(cs.state.running.started_at)}
+            elif cs.state.waiting:
+                state = {"waiting": cs.state.waiting.reason, "message": cs.state.waiting.message}
+            elif cs.state.terminated:
+                state = {
+                    "terminated": cs.state.terminated.reason,
+                    "exit_code": cs.state.terminated.exit_code,
+                }
+        if cs is not None and cs.last_state and cs.last_state.terminated:
+            t = cs.last_state.terminated
+            last = {
+                "reason": t.reason,
+                "exit_code": t.exit_code,
+                "finished_at": _when(t.finished_at),
+            }
+        probe = c.readiness_probe
+        containers.append(
+            {
+                "name": c.name,
+                "image": c.image,
+                "ready": bool(cs and cs.ready),
+                "restarts": int(cs.restart_count or 0) if cs else 0,
+                "state": state,
+                "last_termination": last,
+                "requests": dict((c.resources.requests or {}) if c.resources else {}),
+                "limits": dict((c.resources.limits or {}) if c.resources else {}),
+                "readiness_probe": (
+                    f"http-get :{probe.http_get.port}{probe.http_get.path}"
+                    f" delay={probe.initial_delay_seconds or 0}s period={probe.period_seconds}s"
+                    if probe is not None and probe.http_get is not None
+                    else None
+                ),
+            }
+        )
+    owner = next(iter(meta.owner_references or []), None)
+    events_sorted = sorted(
+        events,
+        key=lambda e: e.last_timestamp or e.event_time or e.metadata.creation_timestamp,
+    )
+    return {
+        "name": meta.name,
+        "namespace": meta.namespace,
+        "node": spec.node_name,
+        "phase": status.phase,
+        "ip": status.pod_ip,
+        "started_at": _when(status.start_time),
+        "labels": dict(meta.labels or {}),
+        "controlled_by": f"{owner.kind}/{owner.name}" if owner else None,
+        "qos_class": status.qos_class,
+        "conditions": {c.type: c.status for c in (status.conditions or [])},
+        "containers": containers,
+        "events": [
+            {
+                "type": e.type,
+                "reason": e.reason,
+                "count": e.count,
+                "last_seen": _when(e.last_timestamp or e.event_time),
+                "from": e.source.component if e.source else None,
+                "message": e.message,
+            }
+            for e in events_sorted
+        ],
+    }
