@@ -588,12 +588,22 @@ class KubernetesPlatform:
         if previous:
             kwargs["previous"] = True
         if follow:
-            kwargs["follow"] = True
-            kwargs["_request_timeout"] = (REQUEST_TIMEOUT[0], None)
+            kwargs["follow"] = True  # no read timeout: a quiet pod may say nothing for long
         else:
             kwargs["_request_timeout"] = REQUEST_TIMEOUT
+        from kubernetes.client.exceptions import ApiException
+
         with self._errors(f"reading the log of pod {pod!r}"):
-            response = self._core().read_namespaced_pod_log(pod, self.namespace, **kwargs)
+            try:
+                response = self._core().read_namespaced_pod_log(pod, self.namespace, **kwargs)
+            except ApiException as exc:
+                if exc.status != 400:
+                    raise
+                # the kubelet's own word: waiting to start, no previous container...
+                raise OperationFailed(
+                    f"no log from pod {pod!r}: {_status_message(exc)}",
+                    hint="--previous shows the log of the container that last crashed",
+                ) from None
         name = source or pod
         try:
             pending = b""
