@@ -52,8 +52,18 @@ class MongoSettings(_Section):
     uri: str = "mongodb://localhost:27017/travellr"
     #: how long to wait for a server before giving up (pymongo's own default is 30 s)
     timeout_s: float = 5.0
-    #: the app's required indexes and important query shapes (db indexes ensure/analyze)
+    #: the app's required indexes and important query shapes (db indexes ensure/analyze);
+    #: unset: config/indexes.toml shipped with travellr-ops (in its source checkout)
     indexes_file: Path | None = None
+    # db helper's fields (db indexes analyze/ensure):
+    #: scans of fewer documents than this are not findings (an index would not pay off)
+    analyze_min_docs: int = 1000
+    #: keys/documents examined per document returned above which a plan is a finding
+    analyze_max_ratio: float = 10.0
+    #: how many recent profiler records `db indexes analyze` reads for query shapes
+    profile_sample: int = 1000
+    #: index builds over collections with at least this many documents are confirmed first
+    ensure_confirm_docs: int = 100_000
 
     @property
     def database(self) -> str:

@@ -1,8 +1,589 @@
-"""`travellr-ops db`."""
+"""`travellr-ops db`: MongoDB diagnosis (the runbook's mongosh, db.stats(), getIndexes(),
+explain("executionStats"), `npm run db:indexes list|analyze`, "add missing indexes")."""
 
-from travellr_ops.cli.common import new_group
+from __future__ import annotations
 
-app = new_group(
-    "db",
-    "MongoDB diagnosis: ping, status, stats, indexes, explain, profiling.\n\n[dim]Arrives with issue 4.[/]",
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+
+from travellr_ops.cli.common import (
+    AppContext,
+    DryRunOpt,
+    JsonOpt,
+    QuietOpt,
+    YesOpt,
+    exit_with,
+    new_group,
+    use,
 )
+
+if TYPE_CHECKING:
+    from travellr_ops.adapters.mongo import MongoAdapter
+    from travellr_ops.ops.db.indexes import AnalyzeReport, EnsureReport, IndexInfo
+    from travellr_ops.ops.db.queries import ExplainReport, ProfileStatus, SlowReport
+    from travellr_ops.ops.db.server import PingReport, RestartReport, StatsReport, StatusReport
+
+app = new_group("db", "MongoDB diagnosis: ping, status, stats, indexes, explain, profiling.")
+indexes_app = new_group("indexes", "The app's indexes: list, analyze, ensure.")
+app.add_typer(indexes_app)
+
+CollectionArg = Annotated[str | None, typer.Argument(help="One collection (default: all).")]
+
+
+@contextmanager
+def _mongo(app_ctx: AppContext) -> Iterator[MongoAdapter]:
+    from travellr_ops.adapters.mongo import MongoAdapter
+
+    s = app_ctx.settings.mongo
+    mongo = MongoAdapter(s.uri, s.database, s.timeout_s)
+    try:
+        yield mongo
+    finally:
+        mongo.close()
+
+
+def _size(n: float | None) -> str:
+    from travellr_ops.ops.health import human_bytes
+
+    return "" if n is None else human_bytes(n)
+
+
+# ----------------------------------------------------------------------------------- ping
+
+
+@app.command()
+def ping(ctx: typer.Context, json_: JsonOpt = False, quiet: QuietOpt = False) -> None:
+    """Connection test: latency, version, topology, member states; why, when it fails."""
+    from travellr_ops.errors import ExitCode
+    from travellr_ops.ops.db.server import ping as do_ping
+
+    a = use(ctx)
+    out = a.output(json_, quiet)
+    with _mongo(a) as mongo:
+        report = do_ping(mongo, history=a.settings.state_dir / "db-seen.json")
+    out.result(report, lambda console: _render_ping(console, report))
+    if report.problem is not None:
+        out.error(f"{report.problem.kind}: {report.problem.message}", hint=report.problem.hint)
+        code = ExitCode.CHECK_FAILED if report.latency_ms is not None else ExitCode.UNAVAILABLE
+        raise typer.Exit(code)
+
+
+def _render_ping(console: Console, r: PingReport) -> None:
+    from travellr_ops.output import table, verdict
+
+    if r.latency_ms is None:
+        console.print(f"{r.uri}: {verdict('down')}")
+        return
+    who = ", ".join(r.authenticated_as or []) or "not authenticated"
+    console.print(
+        f"{r.uri}: {verdict('ok' if r.ok else 'fail')}  {r.latency_ms:.2f} ms  "
+        f"MongoDB {r.version}  {r.topology}"
+        + (f" {r.set_name}" if r.set_name else "")
+        + f" ({r.role})  user: {who}"
+    )
+    if r.members:
+        rows = [
+            [m.name + (" (this)" if m.self else ""), m.state, m.health, _lag(m.lag_s)]
+            for m in r.members
+        ]
+        console.print(table(None, ["member", "state", "health", "lag"], rows))
+    for note in r.notes:
+        console.print(f"[dim]note:[/] {note}")
+
+
+def _lag(seconds: float | None) -> str:
+    return "" if seconds is None else f"{seconds:.1f} s"
+
+
+# --------------------------------------------------------------------------------- status
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    interval: Annotated[
+        float, typer.Option(help="Seconds between the two samples the rates come from.")
+    ] = 1.0,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Vital signs from serverStatus: uptime, connections, operation rates, memory, replication."""
+    from travellr_ops.errors import UsageError
+    from travellr_ops.ops.db.server import status as do_status
+
+    if not 0 < interval <= 60:
+        raise UsageError("--interval must be between 0 and 60 seconds")
+    a = use(ctx)
+    out = a.output(json_, quiet)
+    with _mongo(a) as mongo:
+        report = do_status(mongo, interval)
+    out.result(report, lambda console: _render_status(console, report))
+
+
+def _render_status(console: Console, r: StatusReport) -> None:
+    from travellr_ops.output import table
+
+    uptime = "" if r.uptime_s is None else _duration(r.uptime_s)
+    console.print(f"{r.host or ''}  {r.process or 'MongoDB'} {r.version or ''}  up {uptime}")
+    rows: list[list[Any]] = [
+        ["connections", ", ".join(f"{k} {v}" for k, v in r.connections.items())],
+        [
+            f"operations/s (over {r.sample_interval_s:g} s)",
+            ", ".join(f"{k} {v:g}" for k, v in r.opcounters_per_s.items()),
+        ],
+        ["memory", ", ".join(f"{k} {v:g} MiB" for k, v in r.memory_mb.items())],
+        ["replication", ", ".join(f"{k} {v}" for k, v in r.replication.items() if v)],
+    ]
+    for name, values in r.optional.items():
+        text = (
+            ", ".join(f"{k} {v}" for k, v in values.items())
+            if isinstance(values, dict)
+            else str(values)
+        )
+        rows.append([name, text])
+    console.print(table(None, ["", "value"], rows))
+
+
+def _duration(seconds: float) -> str:
+    days, rest = divmod(int(seconds), 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m {secs}s"
+
+
+# ---------------------------------------------------------------------------------- stats
+
+
+@app.command()
+def stats(
+    ctx: typer.Context,
+    collection: Annotated[
+        str | None, typer.Option("--collection", "-C", help="Only this collection.")
+    ] = None,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Database and per-collection sizes, document counts, index sizes, disk usage."""
+    from travellr_ops.ops.db.server import stats as do_stats
+
+    a = use(ctx)
+    out = a.output(json_, quiet)
+    with _mongo(a) as mongo:
+        report = do_stats(mongo, collection)
+    out.result(report, lambda console: _render_stats(console, report))
+
+
+def _render_stats(console: Console, r: StatsReport) -> None:
+    from travellr_ops.output import table
+
+    line = (
+        f"database {r.database}: {r.collections} collections, {r.documents or 0:,} documents, "
+        f"data {_size(r.data_bytes)}, storage {_size(r.storage_bytes)}, "
+        f"indexes {_size(r.index_bytes)}, total {_size(r.total_bytes)}"
+    )
+    if r.fs_used_bytes is not None and r.fs_total_bytes:
+        line += (
+            f"; disk {_size(r.fs_used_bytes)} of {_size(r.fs_total_bytes)}"
+            f" ({r.fs_used_bytes * 100 / r.fs_total_bytes:.0f}%)"
+        )
+    console.print(line)
+    rows = [
+        [
+            c.name,
+            f"{c.documents:,}",
+            _size(c.data_bytes),
+            _size(c.storage_bytes),
+            "" if c.avg_document_bytes is None else f"{c.avg_document_bytes:.0f} B",
+            c.indexes,
+            _size(c.index_bytes),
+        ]
+        for c in r.per_collection
+    ]
+    console.print(
+        table(
+            None,
+            ["collection", "documents", "data", "storage", "avg doc", "indexes", "index size"],
+            rows,
+        )
+    )
+
+
+# -------------------------------------------------------------------------------- indexes
+
+
+@indexes_app.command("list")
+def indexes_list(
+    ctx: typer.Context,
+    collection: CollectionArg = None,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Every index with its keys, options (unique, TTL, sparse, partial) and size."""
+    from travellr_ops.ops.db.indexes import list_indexes
+
+    a = use(ctx)
+    out = a.output(json_, quiet)
+    with _mongo(a) as mongo:
+        result = list_indexes(mongo, collection)
+    data = [{**_index_dict(i)} for i in result]
+    out.result(
+        {"database": a.settings.mongo.database, "indexes": data},
+        lambda c: _render_indexes(c, result),
+    )
+
+
+def _index_dict(info: IndexInfo) -> dict[str, Any]:
+    from travellr_ops.output import to_jsonable
+
+    data: dict[str, Any] = to_jsonable(info)
+    data["keys"] = dict(info.keys)
+    return data
+
+
+def _render_indexes(console: Console, infos: list[IndexInfo]) -> None:
+    from travellr_ops.ops.db.queries import mongosh_keys
+    from travellr_ops.output import table
+
+    rows = [
+        [i.collection, i.name, mongosh_keys(i.keys), i.options_text, _size(i.size_bytes)]
+        for i in infos
+    ]
+    console.print(table(None, ["collection", "index", "keys", "options", "size"], rows))
+
+
+def _index_file(a: AppContext) -> Any:
+    from travellr_ops.ops.db.indexes import load_index_file
+
+    return load_index_file(a.settings.mongo.indexes_file)
+
+
+@indexes_app.command("analyze")
+def indexes_analyze(ctx: typer.Context, json_: JsonOpt = False, quiet: QuietOpt = False) -> None:
+    """Explain the app's queries; report collection scans, poor plans, redundant and unused
+    indexes, each with the index that fixes it. Exit 1 when there are findings."""
+    from travellr_ops.ops.db.indexes import AnalyzeLimits, analyze
+
+    a = use(ctx)
+    out = a.output(json_, quiet)
+    spec = _index_file(a)
+    m = a.settings.mongo
+    limits = AnalyzeLimits(
+        a.settings.thresholds.db_query_ms, m.analyze_min_docs, m.analyze_max_ratio, m.profile_sample
+    )
+    with _mongo(a) as mongo:
+        report = analyze(mongo, spec, limits)
+    out.result(report, lambda console: _render_analyze(console, report))
+    exit_with(report.clean)
+
+
+def _render_analyze(console: Console, r: AnalyzeReport) -> None:
+    from rich.markup import escape
+
+    from travellr_ops.output import table, verdict
+
+    rows = []
+    for q in r.queries:
+        if q.plan is None:
+            rows.append([q.query, "", "", "", "", f"skipped: {q.skipped}"])
+            continue
+        p = q.plan
+        rows.append(
+            [
+                q.query,
+                " > ".join(p.stages),
+                p.index or "",
+                f"{p.keys_examined:,}/{p.docs_examined:,}/{p.returned:,}",
+                f"{p.time_ms:g} ms",
+                q.why,
+            ]
+        )
+    console.print(
+        table(
+            f"query shapes (from the {r.source}) in {r.database}",
+            ["query", "plan", "index", "keys/docs/returned", "time", "why"],
+            [[escape(str(c)) for c in row] for row in rows],
+        )
+    )
+    for f in r.findings:
+        console.print(
+            f"{verdict('fail')} [bold]{f.kind}[/] {escape(f.subject)}: {escape(f.detail)}"
+        )
+        if f.fix:
+            how = " (declared: db indexes ensure creates it)" if f.fix.declared else ""
+            console.print(f"    fix: {escape(f.fix.command)}{how}")
+    for note in r.notes:
+        console.print(f"[dim]note:[/] {escape(note)}")
+    if r.clean:
+        console.print(f"{verdict('ok')}: no findings")
+    else:
+        console.print(f"{len(r.findings)} finding(s)")
+
+
+@indexes_app.command("ensure")
+def indexes_ensure(
+    ctx: typer.Context,
+    yes: YesOpt = False,
+    dry_run: DryRunOpt = False,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Create the app's declared indexes that are missing (config/indexes.toml)."""
+    from travellr_ops.ops.db.indexes import ensure
+
+    a = use(ctx)
+    out = a.output(json_, quiet)
+    spec = _index_file(a)
+    guard = a.guard(yes, dry_run)
+    with _mongo(a) as mongo:
+        report = ensure(mongo, spec, guard, a.settings.mongo.ensure_confirm_docs)
+    out.result(report, lambda console: _render_ensure(console, report))
+    for item in report.problems:
+        out.warn(f"{item.collection} {item.keys}: {item.detail}")
+    exit_with(not report.problems)
+
+
+def _render_ensure(console: Console, r: EnsureReport) -> None:
+    from travellr_ops.output import table
+
+    rows = [
+        [
+            i.collection,
+            i.keys,
+            i.name or "",
+            i.state,
+            "" if i.documents is None else f"{i.documents:,}",
+            "" if i.seconds is None else f"{i.seconds:g} s",
+            i.detail,
+        ]
+        for i in r.items
+    ]
+    console.print(
+        table(
+            f"declared indexes ({r.index_file})",
+            ["collection", "keys", "name", "state", "documents", "build", "detail"],
+            rows,
+        )
+    )
+
+
+# -------------------------------------------------------------------------------- explain
+
+
+@app.command()
+def explain(
+    ctx: typer.Context,
+    collection: Annotated[str, typer.Argument(help="The collection queried.")],
+    filter_: Annotated[
+        str, typer.Option("--filter", "-f", help="The query filter as JSON: '{\"tripId\": 12}'.")
+    ] = "{}",
+    sort: Annotated[
+        str | None, typer.Option("--sort", "-s", help="Sort as JSON: '{\"date\": -1}'.")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Limit, as the app sends it.")] = None,
+    json_: Annotated[
+        bool, typer.Option("--json", help="Print the summary and the whole plan as JSON.")
+    ] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """How MongoDB runs a query: stages, index used, keys/documents examined, time."""
+    from travellr_ops.ops.db.queries import explain as do_explain
+
+    a = use(ctx)
+    out = a.output(json_, quiet)
+    with _mongo(a) as mongo:
+        report = do_explain(
+            mongo, collection, filter_, sort, limit, a.settings.mongo.analyze_max_ratio
+        )
+    out.result(report, lambda console: _render_explain(console, report))
+
+
+def _render_explain(console: Console, r: ExplainReport) -> None:
+    from rich.markup import escape
+
+    from travellr_ops.output import verdict
+
+    s = r.summary
+    word = "ok" if r.verdict == "ok" else "warn"
+    console.print(f"{escape(r.query)}")
+    console.print(f"  plan: {' > '.join(s.stages)}   {verdict(word)} {r.verdict}")
+    console.print(
+        f"  index: {s.index or 'none (collection scan)'}"
+        + (f" {s.index_keys}" if s.index_keys else "")
+    )
+    console.print(
+        f"  examined: {s.keys_examined:,} keys, {s.docs_examined:,} documents;"
+        f" returned {s.returned:,}; {s.time_ms:g} ms; {s.rejected_plans} rejected plan(s)"
+    )
+    if r.suggested_index:
+        console.print(f"  fix: {escape(r.suggested_index)}")
+
+
+# -------------------------------------------------------------------------------- profile
+
+
+@app.command()
+def profile(
+    ctx: typer.Context,
+    action: Annotated[str, typer.Argument(help="on, off or status.")],
+    slowms: Annotated[
+        int | None,
+        typer.Option(help="Record operations slower than this (default: thresholds.db_query_ms)."),
+    ] = None,
+    yes: YesOpt = False,
+    dry_run: DryRunOpt = False,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """The database profiler: turn recording of slow operations on or off, or show it."""
+    from travellr_ops.errors import UsageError
+    from travellr_ops.ops.db.queries import profile_status, set_profile
+
+    if action not in ("on", "off", "status"):
+        raise UsageError(f"unknown profile action {action!r}", hint="use on, off or status")
+    if slowms is not None and (slowms < 0 or action != "on"):
+        raise UsageError("--slowms goes with `profile on` and must not be negative")
+    a = use(ctx)
+    out = a.output(json_, quiet)
+    with _mongo(a) as mongo:
+        if action == "status":
+            result = profile_status(mongo)
+        else:
+            threshold = slowms if slowms is not None else int(a.settings.thresholds.db_query_ms)
+            result = set_profile(mongo, a.guard(yes, dry_run), action == "on", threshold)
+    out.result(result, lambda console: _render_profile(console, result))
+
+
+def _render_profile(console: Console, p: ProfileStatus) -> None:
+    console.print(
+        f"profiler in {p.database}: level {p.level} ({p.level_name}), slowms {p.slowms}"
+        + (f", sample rate {p.sample_rate:g}" if p.sample_rate is not None else "")
+    )
+
+
+@app.command()
+def slow(
+    ctx: typer.Context,
+    since: Annotated[
+        str | None, typer.Option(help="Only since: 30m, 2h, 1d or an ISO time.")
+    ] = None,
+    min_ms: Annotated[
+        float | None, typer.Option(help="Slower than this (default: thresholds.db_query_ms).")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="At most this many operations.")] = 50,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """The slowest recent operations the profiler recorded (values hidden)."""
+    from travellr_ops.ops.db.queries import parse_since
+    from travellr_ops.ops.db.queries import slow as do_slow
+
+    a = use(ctx)
+    out = a.output(json_, quiet)
+    when = parse_since(since)
+    threshold = a.settings.thresholds.db_query_ms if min_ms is None else min_ms
+    with _mongo(a) as mongo:
+        report = do_slow(mongo, when, threshold, max(limit, 1))
+    out.result(report, lambda console: _render_slow(console, report))
+
+
+def _render_slow(console: Console, r: SlowReport) -> None:
+    from rich.markup import escape
+
+    from travellr_ops.output import table
+
+    rows = [
+        [
+            o.time or "",
+            o.op,
+            f"{o.millis:g}",
+            escape(o.query),
+            o.plan or "",
+            "/".join(
+                "" if v is None else f"{v:,}"
+                for v in (o.keys_examined, o.docs_examined, o.returned)
+            ),
+        ]
+        for o in r.operations
+    ]
+    console.print(
+        table(
+            f"operations over {r.min_millis:g} ms in {r.database}",
+            ["time", "op", "ms", "query", "plan", "keys/docs/returned"],
+            rows,
+        )
+    )
+    for note in r.notes:
+        console.print(f"[dim]note:[/] {escape(note)}")
+
+
+# -------------------------------------------------------------------------------- restart
+
+
+@app.command()
+def restart(
+    ctx: typer.Context,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for MongoDB to answer again.")
+    ] = 120.0,
+    yes: YesOpt = False,
+    dry_run: DryRunOpt = False,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Restart the MongoDB service (compose or Kubernetes), then wait until `db ping` is healthy."""
+    from travellr_ops.adapters.mongo import MongoAdapter
+    from travellr_ops.adapters.platform import get_platform
+    from travellr_ops.errors import ExitCode
+    from travellr_ops.ops.db.server import restart as do_restart
+    from travellr_ops.safety import Change
+
+    a = use(ctx)
+    out = a.output(json_, quiet)
+    s = a.settings
+    service = "mongodb"
+    guard = a.guard(yes, dry_run)
+    change = Change(
+        action="db restart",
+        summary=f"restart the {service} service on {s.platform}; connections drop until it is back",
+        target=s.platform,
+    )
+
+    def connect() -> MongoAdapter:
+        return MongoAdapter(s.mongo.uri, s.mongo.database, s.mongo.timeout_s)
+
+    with guard.mutation(change) as proceed:
+        if not proceed:
+            return
+        platform = get_platform(s)
+        try:
+            report = do_restart(platform, connect, service, timeout, out.info)
+        finally:
+            platform.close()
+    out.result(report, lambda console: _render_restart(console, report))
+    if not report.healthy:
+        reason = report.restart.reason or (
+            report.wait.last_problem.message if report.wait and report.wait.last_problem else ""
+        )
+        out.error(
+            f"MongoDB is not healthy after the restart: {reason}",
+            hint="db ping; service logs mongodb",
+        )
+        raise typer.Exit(ExitCode.UNAVAILABLE)
+
+
+def _render_restart(console: Console, r: RestartReport) -> None:
+    from travellr_ops.output import verdict
+
+    waited = f", answering after {r.wait.seconds:g} s more" if r.wait else ""
+    console.print(
+        f"{r.service} on {r.platform}: restarted in {r.restart.seconds:g} s{waited}:"
+        f" {verdict('healthy' if r.healthy else 'unhealthy')}"
+    )

@@ -1,0 +1,476 @@
+"""The server as a whole: `db ping`, `db status`, `db stats`, `db restart`.
+
+Optional serverStatus sections (wiredTiger, globalLock, repl, opLatencies, network...) are
+reported when the server has them and left out when it does not: MongoDB 6-8 report them all,
+smaller MongoDB-wire servers only some.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from travellr_ops.adapters.mongo import (
+    LOOPBACK_HOSTS,
+    MongoAdapter,
+    classify,
+    local_mongo_servers,
+)
+from travellr_ops.adapters.platform import RestartResult, ServicePlatform
+from travellr_ops.errors import ServiceError, UsageError
+
+# ---------------------------------------------------------------------------------- ping
+
+
+@dataclass
+class Member:
+    name: str
+    state: str  # PRIMARY, SECONDARY, ARBITER, RECOVERING...
+    health: float | None
+    lag_s: float | None  # behind the primary's last applied write
+    self: bool = False
+
+
+@dataclass
+class Problem:
+    kind: str  # stopped, wrong_port, refused, dns, timeout, tls, protocol, auth, closed...
+    message: str
+    hint: str
+
+
+@dataclass
+class PingReport:
+    ok: bool
+    uri: str
+    latency_ms: float | None = None
+    version: str | None = None
+    topology: str | None = None  # standalone, replica set, sharded (mongos)
+    set_name: str | None = None
+    role: str | None = None  # primary, secondary, standalone, mongos
+    members: list[Member] | None = None
+    authenticated_as: list[str] | None = None
+    notes: list[str] = field(default_factory=list)
+    problem: Problem | None = None
+
+
+def ping(mongo: MongoAdapter, history: Path | None = None) -> PingReport:
+    """Connect, time a ping, and describe the server; on failure, say why and what to do.
+
+    ``history`` remembers which addresses answered before, so that a refused connection to an
+    address that used to work reads "stopped" rather than "wrong port".
+    """
+    report = PingReport(ok=False, uri=mongo.display_uri)
+    try:
+        report.latency_ms = round(mongo.ping(), 2)
+        hello = mongo.hello()
+        build = mongo.command("buildInfo", admin=True)
+        report.version = str(build.get("version", "")) or None
+        status = mongo.optional_command("connectionStatus", admin=True) or {}
+    except ServiceError as exc:
+        report.problem = _diagnose(mongo, exc, history)
+        return report
+    users = status.get("authInfo", {}).get("authenticatedUsers", [])
+    report.authenticated_as = [f"{u.get('user')}@{u.get('db')}" for u in users]
+    if hello.get("msg") == "isdbgrid":
+        report.topology, report.role = "sharded (mongos)", "mongos"
+    elif hello.get("setName"):
+        report.topology, report.set_name = "replica set", str(hello["setName"])
+        report.role = (
+            "primary"
+            if hello.get("isWritablePrimary")
+            else "secondary"
+            if hello.get("secondary")
+            else "other"
+        )
+        report.members = _members(mongo, report)
+    else:
+        report.topology, report.role = "standalone", "standalone"
+    report.ok = report.role in ("primary", "secondary", "standalone", "mongos")
+    if not report.ok:
+        report.problem = Problem(
+            "no_primary",
+            f"the member answered but is {report.role}, not primary or secondary",
+            "check rs.status(): an election may be running, or a majority is down",
+        )
+    _remember(history, mongo, report)
+    return report
+
+
+def _members(mongo: MongoAdapter, report: PingReport) -> list[Member] | None:
+    try:
+        status = mongo.optional_command("replSetGetStatus", admin=True)
+    except ServiceError as exc:
+        # MongoDB with --auth needs clusterMonitor for this; ping itself still succeeded.
+        report.notes.append(f"member states unavailable: {exc.message}")
+        return None
+    if status is None:
+        return None
+    raw = status.get("members", [])
+    primary_optime = next((_optime_s(m) for m in raw if m.get("stateStr") == "PRIMARY"), None)
+    members = []
+    for m in raw:
+        optime = _optime_s(m)
+        lag = (
+            round(max(primary_optime - optime, 0.0), 3)
+            if primary_optime is not None and optime is not None
+            else None
+        )
+        members.append(
+            Member(
+                name=str(m.get("name", "")),
+                state=str(m.get("stateStr", m.get("state", ""))),
+                health=m.get("health"),
+                lag_s=lag,
+                self=bool(m.get("self")),
+            )
+        )
+    return members
+
+
+def _optime_s(member: dict[str, Any]) -> float | None:
+    """A member's last applied write, in seconds (optimeDate, else the optime timestamp)."""
+    date = member.get("optimeDate")
+    if isinstance(date, dict) and "$date" in date:
+        date = date["$date"]
+    if isinstance(date, str):
+        try:
+            return datetime.fromisoformat(date.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            pass
+    if isinstance(date, int | float):
+        return float(date) / 1000
+    ts = (member.get("optime") or {}).get("ts", {})
+    if isinstance(ts, dict) and "$timestamp" in ts:
+        return float(ts["$timestamp"].get("t", 0))
+    return None
+
+
+def _diagnose(mongo: MongoAdapter, exc: ServiceError, history: Path | None) -> Problem:
+    cause = exc.__context__ if isinstance(exc.__context__, Exception) else None
+    base = classify(cause, tls=mongo.uses_tls, timeout_s=mongo.timeout_s) if cause else None
+    if base is None:
+        return Problem("unknown", exc.message, exc.hint or "")
+    problem = Problem(base.kind, base.message, base.hint)
+    if problem.kind != "refused":
+        return problem
+    addresses = mongo.addresses()
+    seen = _seen(history)
+    before = [seen[a] | {"address": a} for a in map(_address, addresses) if a in seen]
+    if before:
+        last = before[0]
+        return Problem(
+            "stopped",
+            f"MongoDB answered at {last['address']} before (last at {last['time']}, version"
+            f" {last.get('version') or '?'}); now nothing listens there: the server is"
+            " stopped or crashed",
+            "start it (db restart, or service status mongodb to see why it stopped), then"
+            " read its log",
+        )
+    local = [(h, p) for h, p in addresses if h in LOOPBACK_HOSTS]
+    if local:
+        others = local_mongo_servers(exclude=local[0][1])
+        if others:
+            return Problem(
+                "wrong_port",
+                f"nothing listens on {local[0][0]}:{local[0][1]}, but a MongoDB server answers"
+                f" on {', '.join(others)}",
+                "fix the port in mongo.uri (TRAVELLR_MONGO__URI)",
+            )
+        return Problem(
+            "refused",
+            f"nothing listens on {local[0][0]}:{local[0][1]} and no MongoDB server runs on this"
+            " machine: the server is stopped (or was never started)",
+            "start it (db restart, service status mongodb), then read its log",
+        )
+    return problem
+
+
+def _address(pair: tuple[str, int]) -> str:
+    return f"{pair[0]}:{pair[1]}"
+
+
+def _seen(history: Path | None) -> dict[str, dict[str, Any]]:
+    if history is None or not history.is_file():
+        return {}
+    try:
+        data = json.loads(history.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _remember(history: Path | None, mongo: MongoAdapter, report: PingReport) -> None:
+    if history is None:
+        return
+    seen = _seen(history)
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    for pair in mongo.addresses():
+        seen[_address(pair)] = {"time": now, "version": report.version}
+    try:
+        history.parent.mkdir(parents=True, exist_ok=True)
+        history.write_text(json.dumps(seen, indent=1))
+    except OSError:
+        pass  # remembering is a nicety; ping itself succeeded
+
+
+# -------------------------------------------------------------------------------- status
+
+
+@dataclass
+class StatusReport:
+    host: str | None
+    version: str | None
+    process: str | None
+    uptime_s: float | None
+    sample_interval_s: float
+    connections: dict[str, int]
+    #: operations per second between the two samples, per kind (insert, query, update...)
+    opcounters_per_s: dict[str, float]
+    opcounters_total: dict[str, int]
+    memory_mb: dict[str, float]
+    replication: dict[str, Any]
+    #: present only when the server reports them (names as in serverStatus)
+    optional: dict[str, Any] = field(default_factory=dict)
+
+
+def status(
+    mongo: MongoAdapter, interval_s: float = 1.0, sleep: Callable[[float], None] = time.sleep
+) -> StatusReport:
+    """Two serverStatus samples ``interval_s`` apart: vitals, and operation rates."""
+    first = mongo.command("serverStatus", admin=True)
+    started = time.monotonic()
+    sleep(interval_s)
+    second = mongo.command("serverStatus", admin=True)
+    elapsed = max(time.monotonic() - started, 1e-6)
+    ops1, ops2 = first.get("opcounters", {}), second.get("opcounters", {})
+    rates = {
+        k: round((_num(ops2.get(k)) - _num(ops1.get(k))) / elapsed, 2)
+        for k in ops2
+        if isinstance(ops2.get(k), int | float)
+    }
+    conns = second.get("connections", {})
+    mem = second.get("mem", {})
+    report = StatusReport(
+        host=second.get("host"),
+        version=second.get("version"),
+        process=second.get("process"),
+        uptime_s=second.get("uptime"),
+        sample_interval_s=round(elapsed, 2),
+        connections={k: int(v) for k, v in conns.items() if isinstance(v, int | float)},
+        opcounters_per_s=rates,
+        opcounters_total={k: int(v) for k, v in ops2.items() if isinstance(v, int | float)},
+        memory_mb={k: float(v) for k, v in mem.items() if k in ("resident", "virtual")},
+        replication=_replication(mongo, second),
+    )
+    report.optional = _optional_sections(first, second, elapsed)
+    return report
+
+
+def _num(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
+def _replication(mongo: MongoAdapter, server_status: dict[str, Any]) -> dict[str, Any]:
+    repl = server_status.get("repl")
+    if isinstance(repl, dict):  # mongod: the repl section of serverStatus
+        source: dict[str, Any] = repl
+    else:  # servers without it: hello says as much as an operator needs here
+        source = mongo.hello()
+    if not source.get("setName"):
+        return {"mode": "standalone"}
+    return {
+        "mode": "replica set",
+        "set_name": source.get("setName"),
+        "role": "primary"
+        if source.get("isWritablePrimary") or source.get("ismaster")
+        else "secondary"
+        if source.get("secondary")
+        else "other",
+        "primary": source.get("primary"),
+        "hosts": source.get("hosts", []),
+    }
+
+
+def _optional_sections(
+    first: dict[str, Any], second: dict[str, Any], elapsed: float
+) -> dict[str, Any]:
+    optional: dict[str, Any] = {}
+    cache = second.get("wiredTiger", {}).get("cache", {})
+    used = cache.get("bytes currently in the cache")
+    limit = cache.get("maximum bytes configured")
+    if isinstance(used, int | float) and isinstance(limit, int | float) and limit:
+        optional["wiredTiger_cache"] = {
+            "used_mb": round(used / 2**20, 1),
+            "max_mb": round(limit / 2**20, 1),
+            "used_pct": round(used * 100 / limit, 1),
+            "dirty_mb": round(_num(cache.get("tracked dirty bytes in the cache")) / 2**20, 1),
+        }
+    queue = second.get("globalLock", {}).get("currentQueue")
+    if isinstance(queue, dict):
+        optional["globalLock_queue"] = {k: queue[k] for k in ("readers", "writers") if k in queue}
+    latencies = {}
+    for kind, values in second.get("opLatencies", {}).items():
+        before = first.get("opLatencies", {}).get(kind, {})
+        ops = _num(values.get("ops")) - _num(before.get("ops"))
+        micros = _num(values.get("latency")) - _num(before.get("latency"))
+        if ops > 0:
+            latencies[kind] = round(micros / ops / 1000, 2)
+    if latencies:
+        optional["avg_latency_ms"] = latencies
+    net1, net2 = first.get("network", {}), second.get("network", {})
+    net = {
+        f"{k}_per_s": round((_num(net2.get(k)) - _num(net1.get(k))) / elapsed, 1)
+        for k in ("bytesIn", "bytesOut", "numRequests")
+        if k in net2
+    }
+    if net:
+        optional["network"] = net
+    asserts = second.get("asserts")
+    if isinstance(asserts, dict) and any(asserts.values()):
+        optional["asserts"] = asserts
+    return optional
+
+
+# --------------------------------------------------------------------------------- stats
+
+
+@dataclass
+class CollectionStats:
+    name: str
+    documents: int
+    data_bytes: int
+    storage_bytes: int
+    avg_document_bytes: float | None
+    index_bytes: int
+    indexes: int
+
+
+@dataclass
+class StatsReport:
+    database: str
+    collections: int | None
+    documents: int | None
+    data_bytes: int | None
+    storage_bytes: int | None
+    index_bytes: int | None
+    total_bytes: int | None
+    #: the file system holding the data, when the server reports it (MongoDB 4.4+)
+    fs_used_bytes: int | None = None
+    fs_total_bytes: int | None = None
+    per_collection: list[CollectionStats] = field(default_factory=list)
+
+
+def stats(mongo: MongoAdapter, collection: str | None = None) -> StatsReport:
+    db = mongo.command("dbStats", scale=1)
+    data, storage, index = db.get("dataSize"), db.get("storageSize"), db.get("indexSize")
+    total = db.get("totalSize")
+    if total is None and isinstance(storage, int | float) and isinstance(index, int | float):
+        total = storage + index
+    report = StatsReport(
+        database=mongo.database_name,
+        collections=db.get("collections"),
+        documents=db.get("objects"),
+        data_bytes=_int(data),
+        storage_bytes=_int(storage),
+        index_bytes=_int(index),
+        total_bytes=_int(total),
+        fs_used_bytes=_int(db.get("fsUsedSize")),
+        fs_total_bytes=_int(db.get("fsTotalSize")),
+    )
+    names = [collection] if collection else mongo.collection_names()
+    if collection and collection not in mongo.collection_names():
+        raise UsageError(
+            f"no collection {collection!r} in database {mongo.database_name}",
+            hint="db stats lists the collections",
+        )
+    for name in names:
+        report.per_collection.append(collection_stats(mongo, name))
+    report.per_collection.sort(key=lambda c: c.storage_bytes, reverse=True)
+    return report
+
+
+def collection_stats(mongo: MongoAdapter, name: str) -> CollectionStats:
+    raw = mongo.coll_stats(name)
+    return CollectionStats(
+        name=name,
+        documents=int(_num(raw.get("count"))),
+        data_bytes=int(_num(raw.get("size"))),
+        storage_bytes=int(_num(raw.get("storageSize"))),
+        avg_document_bytes=raw.get("avgObjSize"),
+        index_bytes=int(_num(raw.get("totalIndexSize"))),
+        indexes=int(_num(raw.get("nindexes"))),
+    )
+
+
+def _int(value: Any) -> int | None:
+    return int(value) if isinstance(value, int | float) else None
+
+
+# ------------------------------------------------------------------------------- restart
+
+
+@dataclass
+class WaitResult:
+    healthy: bool
+    seconds: float
+    attempts: int
+    last_problem: Problem | None = None
+    ping: PingReport | None = None
+
+
+def wait_until_healthy(
+    connect: Callable[[], MongoAdapter],
+    timeout_s: float,
+    interval_s: float = 1.0,
+    progress: Callable[[str], None] = lambda message: None,
+) -> WaitResult:
+    """Ping with a fresh connection until the server answers healthy, or ``timeout_s`` passes."""
+    started = time.monotonic()
+    attempts = 0
+    last: PingReport | None = None
+    while True:
+        attempts += 1
+        mongo = connect()
+        try:
+            last = ping(mongo)
+        finally:
+            mongo.close()
+        elapsed = time.monotonic() - started
+        if last.ok:
+            return WaitResult(True, round(elapsed, 2), attempts, ping=last)
+        if elapsed + interval_s > timeout_s:
+            return WaitResult(False, round(elapsed, 2), attempts, last.problem, last)
+        progress(f"not healthy yet ({last.problem.kind if last.problem else '?'}); waiting")
+        time.sleep(interval_s)
+
+
+@dataclass
+class RestartReport:
+    service: str
+    platform: str
+    restart: RestartResult
+    wait: WaitResult | None
+    healthy: bool
+
+
+def restart(
+    platform: ServicePlatform,
+    connect: Callable[[], MongoAdapter],
+    service: str,
+    timeout_s: float,
+    progress: Callable[[str], None],
+) -> RestartReport:
+    """Restart the MongoDB service on its platform, then wait until `db ping` is healthy."""
+    started = time.monotonic()
+    result = platform.restart(service, timeout_s, progress)
+    if not result.healthy:
+        return RestartReport(service, platform.name, result, None, False)
+    left = max(timeout_s - (time.monotonic() - started), 1.0)
+    progress("service restarted; waiting for MongoDB to answer")
+    waited = wait_until_healthy(connect, left, progress=progress)
+    return RestartReport(service, platform.name, result, waited, waited.healthy)
