@@ -58,11 +58,12 @@ class PingReport:
     problem: Problem | None = None
 
 
-def ping(mongo: MongoAdapter, history: Path | None = None) -> PingReport:
+def ping(mongo: MongoAdapter, history: Path | None = None, look_around: bool = True) -> PingReport:
     """Connect, time a ping, and describe the server; on failure, say why and what to do.
 
     ``history`` remembers which addresses answered before, so that a refused connection to an
-    address that used to work reads "stopped" rather than "wrong port".
+    address that used to work reads "stopped" rather than "wrong port". ``look_around``: when
+    a local address refuses, look for MongoDB servers on this machine's other ports.
     """
     report = PingReport(ok=False, uri=mongo.display_uri)
     try:
@@ -72,7 +73,7 @@ def ping(mongo: MongoAdapter, history: Path | None = None) -> PingReport:
         report.version = str(build.get("version", "")) or None
         status = mongo.optional_command("connectionStatus", admin=True) or {}
     except ServiceError as exc:
-        report.problem = _diagnose(mongo, exc, history)
+        report.problem = _diagnose(mongo, exc, history, look_around)
         return report
     users = status.get("authInfo", {}).get("authenticatedUsers", [])
     report.authenticated_as = [f"{u.get('user')}@{u.get('db')}" for u in users]
@@ -150,7 +151,9 @@ def _optime_s(member: dict[str, Any]) -> float | None:
     return None
 
 
-def _diagnose(mongo: MongoAdapter, exc: ServiceError, history: Path | None) -> Problem:
+def _diagnose(
+    mongo: MongoAdapter, exc: ServiceError, history: Path | None, look_around: bool
+) -> Problem:
     cause = exc.__context__ if isinstance(exc.__context__, Exception) else None
     base = classify(cause, tls=mongo.uses_tls, timeout_s=mongo.timeout_s) if cause else None
     if base is None:
@@ -172,7 +175,7 @@ def _diagnose(mongo: MongoAdapter, exc: ServiceError, history: Path | None) -> P
             " read its log",
         )
     local = [(h, p) for h, p in addresses if h in LOOPBACK_HOSTS]
-    if local:
+    if local and look_around:
         others = local_mongo_servers(exclude=local[0][1])
         if others:
             return Problem(
@@ -437,7 +440,7 @@ def wait_until_healthy(
         attempts += 1
         mongo = connect()
         try:
-            last = ping(mongo)
+            last = ping(mongo, look_around=False)
         finally:
             mongo.close()
         elapsed = time.monotonic() - started
