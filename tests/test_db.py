@@ -7,6 +7,7 @@ of config/indexes.toml except bookings {tripId, status}, like the sandbox's seed
 from __future__ import annotations
 
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -48,6 +49,10 @@ class MongoServer:
     def uri(self) -> str:
         return f"mongodb://127.0.0.1:{self.port}/travellr"
 
+    @property
+    def tls(self) -> bool:
+        return "--tls-cert-file" in self.extra
+
     def start(self, *extra: str) -> MongoServer:
         from pymongo import MongoClient
 
@@ -62,8 +67,9 @@ class MongoServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 need(f"secantusd-py exited at start; see {self.workdir / 'mongo.log'}")
+            tls = {"tls": True, "tlsAllowInvalidCertificates": True} if self.tls else {}
             client: MongoClient[dict[str, Any]] = MongoClient(
-                "127.0.0.1", self.port, directConnection=True, serverSelectionTimeoutMS=200
+                "127.0.0.1", self.port, directConnection=True, serverSelectionTimeoutMS=200, **tls
             )
             try:
                 client.admin.command("ping")
@@ -253,6 +259,11 @@ def test_ping_tells_wrong_credentials_and_never_prints_them(tmp_path: Path) -> N
         assert good.json()["authenticated_as"] == ["ops@admin"]
         assert "s3cret-pw" not in good.stdout + good.stderr
 
+        # no login at all: this server refuses even connectionStatus (mongod serves that, and
+        # then refuses replSetGetStatus: a note); either way the user hears about the login
+        anon_ping = invoke("db", "ping", "--json", settings=settings(f"mongodb://{base}", tmp_path))
+        assert anon_ping.exit_code == 3
+        assert anon_ping.json()["problem"]["kind"] == "auth"
         # a command needing a login, without one: exit 3 with the auth hint
         anon = invoke("db", "stats", settings=settings(f"mongodb://{base}", tmp_path))
         assert anon.exit_code == 3
@@ -285,6 +296,39 @@ def test_ping_tells_a_silent_port_from_a_non_mongodb_one(tmp_path: Path) -> None
         silent.close()
         http.shutdown()
         http.server_close()
+
+
+def test_ping_diagnoses_tls_mismatches(tmp_path: Path) -> None:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        need("openssl missing (apt-get install openssl)")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+         "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    server = MongoServer(tmp_path).start("--tls-cert-file", str(cert), "--tls-key-file", str(key))
+    try:
+        base = f"mongodb://127.0.0.1:{server.port}/travellr"
+        plain = invoke("db", "ping", "--json", settings=settings(base, tmp_path, timeout_s=1.0))
+        assert plain.exit_code == 3
+        assert "tls=true" in plain.json()["problem"]["hint"]
+
+        untrusted = invoke(
+            "db", "ping", "--json", settings=settings(base + "?tls=true", tmp_path, timeout_s=1.0)
+        )
+        assert untrusted.exit_code == 3
+        assert untrusted.json()["problem"]["kind"] == "tls"
+        assert "tlsCAFile" in untrusted.json()["problem"]["hint"]
+
+        trusted = invoke(
+            "db", "ping", settings=settings(f"{base}?tls=true&tlsCAFile={cert}", tmp_path)
+        )
+        assert trusted.exit_code == 0, trusted.stderr
+    finally:
+        server.stop()
 
 
 def test_a_malformed_uri_is_a_usage_error(tmp_path: Path) -> None:

@@ -68,7 +68,10 @@ def ping(ctx: typer.Context, json_: JsonOpt = False, quiet: QuietOpt = False) ->
     out.result(report, lambda console: _render_ping(console, report))
     if report.problem is not None:
         out.error(f"{report.problem.kind}: {report.problem.message}", hint=report.problem.hint)
-        code = ExitCode.CHECK_FAILED if report.latency_ms is not None else ExitCode.UNAVAILABLE
+        # answered, but not primary/secondary: a finding (1); no answer or shut out: 3
+        code = (
+            ExitCode.CHECK_FAILED if report.problem.kind == "no_primary" else ExitCode.UNAVAILABLE
+        )
         raise typer.Exit(code)
 
 
@@ -79,12 +82,17 @@ def _render_ping(console: Console, r: PingReport) -> None:
         console.print(f"{r.uri}: {verdict('down')}")
         return
     who = ", ".join(r.authenticated_as or []) or "not authenticated"
+    word = "ok" if r.ok else "fail"
     console.print(
-        f"{r.uri}: {verdict('ok' if r.ok else 'fail')}  {r.latency_ms:.2f} ms  "
-        f"MongoDB {r.version}  {r.topology}"
+        f"{r.uri}: {verdict(word)}  {r.latency_ms:.2f} ms  "
+        + (f"MongoDB {r.version}  " if r.version else "")
+        + f"{r.topology}"
         + (f" {r.set_name}" if r.set_name else "")
-        + f" ({r.role})  user: {who}"
+        + f" ({r.role})"
+        + (f"  user: {who}" if r.authenticated_as is not None else "")
     )
+    if r.problem is not None:
+        console.print(f"  {r.problem.kind}: {r.problem.message}")
     if r.members:
         rows = [
             [m.name + (" (this)" if m.self else ""), m.state, m.health, _lag(m.lag_s)]

@@ -67,16 +67,38 @@ def ping(mongo: MongoAdapter, history: Path | None = None, look_around: bool = T
     """
     report = PingReport(ok=False, uri=mongo.display_uri)
     try:
+        # ping and hello need no login on MongoDB: they tell "down" from "refuses us"
         report.latency_ms = round(mongo.ping(), 2)
         hello = mongo.hello()
+    except ServiceError as exc:
+        report.problem = _diagnose(mongo, exc, history, look_around)
+        return report
+    _topology(report, hello)
+    try:
         build = mongo.command("buildInfo", admin=True)
         report.version = str(build.get("version", "")) or None
         status = mongo.optional_command("connectionStatus", admin=True) or {}
     except ServiceError as exc:
+        # MongoDB serves buildInfo and connectionStatus without a login; a server that does
+        # not has shut us out, which is what the user needs to hear
         report.problem = _diagnose(mongo, exc, history, look_around)
         return report
     users = status.get("authInfo", {}).get("authenticatedUsers", [])
     report.authenticated_as = [f"{u.get('user')}@{u.get('db')}" for u in users]
+    if report.topology == "replica set":
+        report.members = _members(mongo, report)
+    report.ok = report.role in ("primary", "secondary", "standalone", "mongos")
+    if not report.ok:
+        report.problem = Problem(
+            "no_primary",
+            f"the member answered but is {report.role}, not primary or secondary",
+            "check rs.status(): an election may be running, or a majority is down",
+        )
+    _remember(history, mongo, report)
+    return report
+
+
+def _topology(report: PingReport, hello: dict[str, Any]) -> None:
     if hello.get("msg") == "isdbgrid":
         report.topology, report.role = "sharded (mongos)", "mongos"
     elif hello.get("setName"):
@@ -88,18 +110,8 @@ def ping(mongo: MongoAdapter, history: Path | None = None, look_around: bool = T
             if hello.get("secondary")
             else "other"
         )
-        report.members = _members(mongo, report)
     else:
         report.topology, report.role = "standalone", "standalone"
-    report.ok = report.role in ("primary", "secondary", "standalone", "mongos")
-    if not report.ok:
-        report.problem = Problem(
-            "no_primary",
-            f"the member answered but is {report.role}, not primary or secondary",
-            "check rs.status(): an election may be running, or a majority is down",
-        )
-    _remember(history, mongo, report)
-    return report
 
 
 def _members(mongo: MongoAdapter, report: PingReport) -> list[Member] | None:
