@@ -324,8 +324,8 @@ class NodeSimulator:
                 self.core.delete_namespaced_pod(
                     meta.name,
                     meta.namespace,
-                    grace_period_seconds=0,
-                    body={"preconditions": {"uid": meta.uid}},
+                    # in the body: the apiserver ignores query options when a body is sent
+                    body={"gracePeriodSeconds": 0, "preconditions": {"uid": meta.uid}},
                 )
             return
         if not spec.node_name:

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from travellr_ops.adapters.platform import (
     Instance,
@@ -53,6 +54,8 @@ METRICS = ("metrics.k8s.io", "v1beta1", "pods")
 IN_CLUSTER_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 #: (connect, read) seconds for ordinary API calls; watches and log streams set their own
 REQUEST_TIMEOUT = (5.0, 30.0)
+SMP = "application/strategic-merge-patch+json"
+MERGE_PATCH = "application/merge-patch+json"
 
 _FORBIDDEN = re.compile(
     r'User "(?P<user>[^"]*)" cannot (?P<verb>\S+) resource "(?P<resource>[^"]+)"'
@@ -144,20 +147,57 @@ class KubernetesPlatform:
     def server(self) -> str:
         return str(self.api.configuration.host) if self._api is not None else "?"
 
-    def _apps(self) -> Any:
-        from kubernetes import client
+    def _request(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, Any] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+        timeout: Any = REQUEST_TIMEOUT,
+        stream: bool = False,
+    ) -> Any:
+        """One API request through the client's transport (auth, TLS, proxy from kubeconfig).
 
-        return client.AppsV1Api(self.api)
+        The answer is plain JSON read by attribute, as the client's models spell it
+        (``dep.status.ready_replicas``). The client's generated API classes and models are
+        not used: importing and building them (pydantic) costs about 0.6 s per command,
+        which kubectl does not pay. With ``stream`` the raw response is returned, open.
+        """
+        from kubernetes.client.exceptions import ApiException
 
-    def _core(self) -> Any:
-        from kubernetes import client
+        headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        params = [
+            (k, str(v).lower() if isinstance(v, bool) else str(v))
+            for k, v in (query or {}).items()
+            if v is not None
+        ]
+        request = self.api.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=params,
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        response = self.api.call_api(*request, _request_timeout=timeout)
+        if not 200 <= response.status <= 299:
+            response.read()
+            raise ApiException.from_response(http_resp=response, body=None, data=None)
+        if stream:
+            return response.response
+        response.read()
+        return _wrap(json.loads(response.data))
 
-        return client.CoreV1Api(self.api)
+    def _deployments(self, name: str = "", sub: str = "") -> str:
+        path = f"/apis/apps/v1/namespaces/{quote(self.namespace)}/deployments"
+        return path + (f"/{quote(name)}" if name else "") + (f"/{sub}" if sub else "")
 
-    def _custom(self) -> Any:
-        from kubernetes import client
-
-        return client.CustomObjectsApi(self.api)
+    def _core_path(self, kind: str, name: str = "", sub: str = "") -> str:
+        path = f"/api/v1/namespaces/{quote(self.namespace)}/{kind}"
+        return path + (f"/{quote(name)}" if name else "") + (f"/{sub}" if sub else "")
 
     def close(self) -> None:
         if self._api is not None:
@@ -248,9 +288,7 @@ class KubernetesPlatform:
 
         with self._errors(f"reading deployment {target.deployment!r}"):
             try:
-                return self._apps().read_namespaced_deployment(
-                    target.deployment, self.namespace, _request_timeout=REQUEST_TIMEOUT
-                )
+                return self._request("GET", self._deployments(target.deployment))
             except ApiException as exc:
                 if exc.status != 404:
                     raise
@@ -265,7 +303,7 @@ class KubernetesPlatform:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            self._core().read_namespace(self.namespace, _request_timeout=REQUEST_TIMEOUT)
+            self._request("GET", f"/api/v1/namespaces/{quote(self.namespace)}")
         except ApiException as exc:
             if exc.status == 404:
                 raise ConfigError(
@@ -278,13 +316,9 @@ class KubernetesPlatform:
         """The Deployment's pods by name; ``live_only`` leaves out those being deleted."""
         selector = _selector(deployment.spec.selector)
         with self._errors(f"listing pods of deployment {deployment.metadata.name!r}"):
-            pods = (
-                self._core()
-                .list_namespaced_pod(
-                    self.namespace, label_selector=selector, _request_timeout=REQUEST_TIMEOUT
-                )
-                .items
-            )
+            pods = self._request("GET", self._core_path("pods"), {"labelSelector": selector})[
+                "items"
+            ]
         if live_only:
             pods = [p for p in pods if p.metadata.deletion_timestamp is None]
         return sorted(pods, key=lambda p: p.metadata.name)
@@ -295,11 +329,7 @@ class KubernetesPlatform:
             target = self._target(service)
             return [self._status(target, self._read_deployment(target))]
         with self._errors(f"listing deployments in namespace {self.namespace!r}"):
-            items = (
-                self._apps()
-                .list_namespaced_deployment(self.namespace, _request_timeout=REQUEST_TIMEOUT)
-                .items
-            )
+            items = self._request("GET", self._deployments())["items"]
         by_name = {d.metadata.name: d for d in items}
         found = [
             self._status(_Target(logical, name), by_name[name])
@@ -366,8 +396,8 @@ class KubernetesPlatform:
         stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         patch = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}}}
         with self._errors(f"restarting deployment {target.deployment!r}"):
-            dep = self._apps().patch_namespaced_deployment(
-                target.deployment, self.namespace, patch, _request_timeout=REQUEST_TIMEOUT
+            dep = self._request(
+                "PATCH", self._deployments(target.deployment), body=patch, content_type=SMP
             )
         progress(f"rollout restart of deployment/{target.deployment} requested")
         done, reason = self._follow_rollout(dep, started + timeout_s, progress)
@@ -385,10 +415,11 @@ class KubernetesPlatform:
         return result
 
     def _follow_rollout(self, dep: Any, deadline: float, progress: Progress) -> tuple[bool, str]:
-        """Watch the Deployment until the rollout completes (True) or fails (False, why)."""
-        from kubernetes.client.exceptions import ApiException
+        """Watch the Deployment until the rollout completes (True) or fails (False, why).
 
-        watch = _sdk("kubernetes.watch")
+        One watch request at a time, resumed from the last resourceVersion seen; a 410 Gone
+        (our version expired) reads the Deployment afresh. No polling.
+        """
         name = dep.metadata.name
         version = dep.metadata.resource_version
         verdict, said = _rollout_state(dep)
@@ -399,49 +430,66 @@ class KubernetesPlatform:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False, f"rollout did not finish in time: {said}"
-            w = watch.Watch()
-            try:
-                with self._errors(f"watching deployment {name!r}"):
-                    for event in w.stream(
-                        self._apps().list_namespaced_deployment,
-                        self.namespace,
-                        field_selector=f"metadata.name={name}",
-                        resource_version=version,
-                        timeout_seconds=max(1, int(remaining + 0.999)),
-                        _request_timeout=(REQUEST_TIMEOUT[0], remaining + 5),
-                    ):
-                        obj = event["object"]
-                        if event["type"] == "DELETED":
-                            return False, f"deployment {name!r} was deleted during the rollout"
-                        if event["type"] == "ERROR":
-                            break
-                        version = obj.metadata.resource_version
-                        verdict, message = _rollout_state(obj)
-                        if verdict is not None:
-                            w.stop()
-                            return verdict, message
-                        if message != said:
-                            said = message
-                            progress(message)
-                        if time.monotonic() >= deadline:
-                            w.stop()
-                            break
-            except ApiException as exc:  # 410 Gone: our version is too old; read afresh
-                if exc.status != 410:
-                    raise
-            except OperationFailed as exc:
-                if "410" not in exc.message and "Expired" not in exc.message:
-                    raise
-            finally:
-                w.stop()
-            with self._errors(f"reading deployment {name!r}"):
-                fresh = self._apps().read_namespaced_deployment(
-                    name, self.namespace, _request_timeout=REQUEST_TIMEOUT
-                )
-            version = fresh.metadata.resource_version
-            verdict, said = _rollout_state(fresh)
-            if verdict is not None:
-                return verdict, said
+            expired = False
+            with self._errors(f"watching deployment {name!r}"):
+                for kind, obj in self._watch_deployment(name, version, remaining):
+                    if kind == "DELETED":
+                        return False, f"deployment {name!r} was deleted during the rollout"
+                    if kind == "ERROR":
+                        expired = True
+                        break
+                    version = obj.metadata.resource_version
+                    verdict, message = _rollout_state(obj)
+                    if verdict is not None:
+                        return verdict, message
+                    if message != said:
+                        said = message
+                        progress(message)
+                    if time.monotonic() >= deadline:
+                        break
+            if expired or time.monotonic() >= deadline:
+                with self._errors(f"reading deployment {name!r}"):
+                    fresh = self._request("GET", self._deployments(name))
+                version = fresh.metadata.resource_version
+                verdict, said = _rollout_state(fresh)
+                if verdict is not None:
+                    return verdict, said
+
+    def _watch_deployment(
+        self, name: str, version: str, seconds: float
+    ) -> Iterator[tuple[str, Any]]:
+        """(event type, object) from one watch request on one Deployment."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            response = self._request(
+                "GET",
+                self._deployments(),
+                {
+                    "fieldSelector": f"metadata.name={name}",
+                    "resourceVersion": version,
+                    "watch": True,
+                    "timeoutSeconds": max(1, int(seconds + 0.999)),
+                },
+                timeout=(REQUEST_TIMEOUT[0], seconds + 5),
+                stream=True,
+            )
+        except ApiException as exc:
+            if exc.status == 410:
+                yield "ERROR", None
+                return
+            raise
+        try:
+            pending = b""
+            for chunk in response.stream(4096, decode_content=True):
+                pending += chunk
+                *complete, pending = pending.split(b"\n")
+                for raw in complete:
+                    if raw.strip():
+                        event = json.loads(raw)
+                        yield str(event.get("type")), _wrap(event.get("object"))
+        finally:
+            response.release_conn()
 
     def _last_logs(self, status: ServiceStatus, lines: int = 5) -> list[str]:
         out: list[str] = []
@@ -578,24 +626,24 @@ class KubernetesPlatform:
         source: str | None = None,
         stop: threading.Event | None = None,
     ) -> Iterator[LogLine]:
-        kwargs: dict[str, Any] = {"timestamps": True, "_preload_content": False}
-        if container:
-            kwargs["container"] = container
-        if tail is not None:
-            kwargs["tail_lines"] = tail
-        if since_s is not None:
-            kwargs["since_seconds"] = since_s
-        if previous:
-            kwargs["previous"] = True
-        if follow:
-            kwargs["follow"] = True  # no read timeout: a quiet pod may say nothing for long
-        else:
-            kwargs["_request_timeout"] = REQUEST_TIMEOUT
         from kubernetes.client.exceptions import ApiException
+
+        query: dict[str, Any] = {
+            "timestamps": True,
+            "container": container,
+            "tailLines": tail,
+            "sinceSeconds": since_s,
+            "previous": previous or None,
+            "follow": follow or None,
+        }
+        # following: no read timeout, a quiet pod may say nothing for long
+        timeout = (REQUEST_TIMEOUT[0], None) if follow else REQUEST_TIMEOUT
 
         with self._errors(f"reading the log of pod {pod!r}"):
             try:
-                response = self._core().read_namespaced_pod_log(pod, self.namespace, **kwargs)
+                response = self._request(
+                    "GET", self._core_path("pods", pod, "log"), query, timeout=timeout, stream=True
+                )
             except ApiException as exc:
                 if exc.status != 400:
                     raise
@@ -628,13 +676,10 @@ class KubernetesPlatform:
         selector = _selector(dep.spec.selector)
         with self._errors("reading pod metrics (metrics.k8s.io)"):
             try:
-                listing = self._custom().list_namespaced_custom_object(
-                    group,
-                    version,
-                    self.namespace,
-                    plural,
-                    label_selector=selector,
-                    _request_timeout=REQUEST_TIMEOUT,
+                listing = self._request(
+                    "GET",
+                    f"/apis/{group}/{version}/namespaces/{quote(self.namespace)}/{plural}",
+                    {"labelSelector": selector},
                 )
             except ApiException as exc:
                 if exc.status != 404:
@@ -695,11 +740,11 @@ class KubernetesPlatform:
         target = self._target(service)
         self._read_deployment(target)
         with self._errors(f"scaling deployment {target.deployment!r}"):
-            self._apps().patch_namespaced_deployment_scale(
-                target.deployment,
-                self.namespace,
-                {"spec": {"replicas": replicas}},
-                _request_timeout=REQUEST_TIMEOUT,
+            self._request(
+                "PATCH",
+                self._deployments(target.deployment, "scale"),
+                body={"spec": {"replicas": replicas}},
+                content_type=MERGE_PATCH,
             )
         return self._status(target, self._read_deployment(target))
 
@@ -715,8 +760,8 @@ class KubernetesPlatform:
                 "spec": {"replicas": 0},
             }
             with self._errors(f"scaling deployment {target.deployment!r} to 0"):
-                self._apps().patch_namespaced_deployment(
-                    target.deployment, self.namespace, patch, _request_timeout=REQUEST_TIMEOUT
+                self._request(
+                    "PATCH", self._deployments(target.deployment), body=patch, content_type=SMP
                 )
 
     def up(self, service: str | None = None) -> None:
@@ -731,8 +776,8 @@ class KubernetesPlatform:
                 "spec": {"replicas": max(1, int(before))},
             }
             with self._errors(f"scaling deployment {target.deployment!r} up"):
-                self._apps().patch_namespaced_deployment(
-                    target.deployment, self.namespace, patch, _request_timeout=REQUEST_TIMEOUT
+                self._request(
+                    "PATCH", self._deployments(target.deployment), body=patch, content_type=SMP
                 )
 
     # -- describe ----------------------------------------------------------------------------
@@ -742,9 +787,7 @@ class KubernetesPlatform:
 
         with self._errors(f"reading pod {instance!r}"):
             try:
-                pod = self._core().read_namespaced_pod(
-                    instance, self.namespace, _request_timeout=REQUEST_TIMEOUT
-                )
+                pod = self._request("GET", self._core_path("pods", instance))
             except ApiException as exc:
                 if exc.status != 404:
                     raise
@@ -756,19 +799,52 @@ class KubernetesPlatform:
                 hint="`travellr-ops service status` lists the pods",
             )
         with self._errors(f"listing events of pod {instance!r}"):
-            events = (
-                self._core()
-                .list_namespaced_event(
-                    self.namespace,
-                    field_selector=f"involvedObject.kind=Pod,involvedObject.name={instance}",
-                    _request_timeout=REQUEST_TIMEOUT,
-                )
-                .items
-            )
+            events = self._request(
+                "GET",
+                self._core_path("events"),
+                {"fieldSelector": f"involvedObject.kind=Pod,involvedObject.name={instance}"},
+            )["items"]
         return _describe_pod(pod, events)
 
 
 # -- helpers (pure) ------------------------------------------------------------------------------
+#: attribute names whose JSON key is not their plain camelCase
+_JSON_KEYS = {
+    "image_id": "imageID",
+    "container_id": "containerID",
+    "pod_ip": "podIP",
+    "pod_i_ps": "podIPs",
+    "host_ip": "hostIP",
+    "cluster_ip": "clusterIP",
+}
+
+
+class _Obj(dict[str, Any]):
+    """A Kubernetes JSON object whose fields read like the client's models: ``pod.spec.node_name``.
+
+    Missing fields read as None. List results are read with ``obj["items"]`` (``items`` is
+    dict's own method).
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        key = _JSON_KEYS.get(name)
+        if key is None:
+            head, *rest = name.split("_")
+            key = head + "".join(part[:1].upper() + part[1:] for part in rest)
+        return self.get(key)
+
+
+def _wrap(value: Any) -> Any:
+    """JSON made readable by attribute, all the way down."""
+    if isinstance(value, dict):
+        return _Obj({k: _wrap(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return [_wrap(v) for v in value]
+    return value
+
+
 def _sdk(module: str) -> Any:
     """A module of the (untyped) kubernetes package, imported now."""
     import importlib
@@ -812,7 +888,7 @@ def _selector(selector: Any) -> str:
     parts = [f"{k}={v}" for k, v in sorted((selector.match_labels or {}).items())]
     for expr in selector.match_expressions or []:
         op = expr.operator
-        values = ",".join(expr.values or [])
+        values = ",".join(expr.get("values") or [])
         if op == "In":
             parts.append(f"{expr.key} in ({values})")
         elif op == "NotIn":
@@ -892,9 +968,9 @@ def _instance(pod: Any) -> Instance:
         ready=ready,
         health="healthy" if ready else "unhealthy",
         restarts=sum(int(cs.restart_count or 0) for cs in statuses),
-        started_at=status.start_time if status else None,
+        started_at=_parse_stamp(status.start_time) if status and status.start_time else None,
         image=pod.spec.containers[0].image if pod.spec.containers else "",
-        image_digest=(first.image_id or None) if first else None,
+        image_digest=(first.image_id or None) if first else None,  # imageID
         ports=ports,
         node=pod.spec.node_name,
         last_termination=_termination(pod),
