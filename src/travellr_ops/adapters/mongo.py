@@ -124,6 +124,36 @@ class MongoAdapter:
             return []
         return [(str(h), int(p)) for h, p in parsed["nodelist"]]
 
+    def preflight(self) -> ConnectionProblem | None:
+        """A quick TCP look at every address of the URI, before pymongo's patient retries.
+
+        pymongo keeps retrying a refused address until the server-selection timeout ends;
+        when every address refuses (or does not resolve) outright, that is known in
+        milliseconds. Anything else (no answer, TLS, auth) is left to the driver.
+        """
+        import socket
+
+        addresses = self.addresses()
+        if not addresses:
+            return None
+        kinds = set()
+        for host, port in addresses:
+            try:
+                with socket.create_connection((host, port), timeout=min(self.timeout_s, 1.0)):
+                    return None  # something listens: let the driver find out the rest
+            except ConnectionRefusedError:
+                kinds.add("refused")
+            except socket.gaierror:
+                kinds.add("dns")
+            except OSError:
+                return None  # timeouts, unreachable networks: the driver's timeout decides
+        texts = {"refused": "[Errno 111] Connection refused", "dns": "Name or service not known"}
+        return classify(
+            OSError(texts[sorted(kinds)[-1]] if len(kinds) == 1 else texts["refused"]),
+            tls=self.uses_tls,
+            timeout_s=self.timeout_s,
+        )
+
     # -- reads ---------------------------------------------------------------------------
 
     def ping(self) -> float:

@@ -66,6 +66,12 @@ def ping(mongo: MongoAdapter, history: Path | None = None, look_around: bool = T
     a local address refuses, look for MongoDB servers on this machine's other ports.
     """
     report = PingReport(ok=False, uri=mongo.display_uri)
+    quick = mongo.preflight()
+    if quick is not None:
+        report.problem = _refine(
+            mongo, Problem(quick.kind, quick.message, quick.hint), history, look_around
+        )
+        return report
     try:
         # ping and hello need no login on MongoDB: they tell "down" from "refuses us"
         report.latency_ms = round(mongo.ping(), 2)
@@ -170,7 +176,14 @@ def _diagnose(
     base = classify(cause, tls=mongo.uses_tls, timeout_s=mongo.timeout_s) if cause else None
     if base is None:
         return Problem("unknown", exc.message, exc.hint or "")
-    problem = Problem(base.kind, base.message, base.hint)
+    return _refine(mongo, Problem(base.kind, base.message, base.hint), history, look_around)
+
+
+def _refine(
+    mongo: MongoAdapter, problem: Problem, history: Path | None, look_around: bool
+) -> Problem:
+    """A refused connection, told apart: stopped (it answered here before), wrong port (a
+    MongoDB answers on another local port), or nothing running at all."""
     if problem.kind != "refused":
         return problem
     addresses = mongo.addresses()
