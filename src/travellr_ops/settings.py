@@ -105,6 +105,20 @@ class ComposeSettings(_Section):
     backend_service: str = "backend"
     mongodb_service: str = "mongodb"
     redis_service: str = "redis"
+    # compose helper's fields (service on compose, issue 6):
+    #: the Docker Engine, e.g. unix:///var/run/docker.sock or tcp://127.0.0.1:2375;
+    #: unset: the standard Docker environment (DOCKER_HOST...), else /var/run/docker.sock
+    docker_host: str | None = None
+    #: how long one Docker Engine API call may take
+    timeout_s: float = 30.0
+    #: the compose binary, e.g. ["docker", "compose"]; empty: v2 if present, else docker-compose
+    command: list[str] = Field(default_factory=list)
+    #: how long `service up/down/scale` wait for the compose binary
+    command_timeout_s: float = 300.0
+    #: variables for the compose binary on top of the environment (TRAVELLR_BACKEND_TAG...)
+    env: dict[str, str] = Field(default_factory=dict)
+    #: how long `service restart` waits for a service to be running and healthy again
+    restart_timeout_s: float = 120.0
 
 
 class KubernetesSettings(_Section):

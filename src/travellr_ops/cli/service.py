@@ -1,20 +1,423 @@
-"""`travellr-ops service`."""
+"""`travellr-ops service`: the runbook's 'Service Down' procedure on compose or Kubernetes.
 
-from travellr_ops.cli.common import new_group
+Each command parses, calls one ``ops.service`` function with the platform the settings name,
+and renders; the platform (and its SDK) is loaded only when a command runs.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+
+from travellr_ops.cli.common import DryRunOpt, JsonOpt, QuietOpt, YesOpt, exit_with, new_group, use
+
+if TYPE_CHECKING:
+    from travellr_ops.adapters.platform import (
+        LogLine,
+        ProcessList,
+        ServicePlatform,
+        ServiceStatus,
+    )
+    from travellr_ops.cli.common import AppContext
+    from travellr_ops.ops.service import LifecycleReport, StatsReport
 
 app = new_group(
     "service",
-    "Service status, restart, logs and resource usage (the runbook's 'Service Down').\n\n[dim]Arrives with issues 6 (compose) and 7 (Kubernetes).[/]",
+    "Service status, restart, logs and resource usage (the runbook's 'Service Down'),"
+    " on Docker Compose or Kubernetes (settings: platform).",
 )
+
+ServiceArg = Annotated[str, typer.Argument(help="backend, mongodb, redis (or a service name).")]
+OptionalServiceArg = Annotated[
+    str | None, typer.Argument(help="backend, mongodb, redis (default: every service).")
+]
+
+
+@contextmanager
+def _platform(app_: AppContext) -> Iterator[ServicePlatform]:
+    from travellr_ops.adapters.platform import get_platform
+
+    platform = get_platform(app_.settings)
+    try:
+        yield platform
+    finally:
+        platform.close()
+
+
+# -- status -----------------------------------------------------------------------------------
+@app.command("status")
+def status_command(
+    ctx: typer.Context,
+    service: OptionalServiceArg = None,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Each service's state, health, uptime, restarts, image; exit 1 when one is down
+    (the runbook's `docker-compose ps` / `kubectl get pods`)."""
+    from travellr_ops.ops.service import status
+
+    app_ = use(ctx)
+    out = app_.output(json_, quiet)
+    with _platform(app_) as platform:
+        report = status(platform, service)
+    out.result(report, lambda console: _render_status(console, report.services))
+    for svc in report.services:
+        if not svc.available:
+            out.error(f"{svc.name} is down or unhealthy: {svc.message}")
+    exit_with(report.ok)
+
+
+def _render_status(console: Console, services: list[ServiceStatus]) -> None:
+    from travellr_ops.output import escape, table, verdict
+
+    rows = []
+    for svc in services:
+        name, ready = svc.name, f"{svc.ready}/{svc.desired}"
+        if not svc.instances:
+            rows.append([name, ready, "-", verdict("down"), "", "", svc.image or "", ""])
+        for inst in svc.instances:
+            state = inst.state + (f" ({inst.health})" if inst.health else "")
+            if not inst.ready:
+                state = verdict("down") + f" {state}"
+            if inst.last_termination and not inst.ready:
+                state += f"\n{escape(inst.last_termination)}"
+            image = escape(inst.image)
+            if inst.image_digest:
+                image += f" {inst.image_digest.removeprefix('sha256:')[:12]}"
+            ports = [p for p in inst.ports if p != "host network"]
+            rows.append(
+                [
+                    name,
+                    ready,
+                    escape(inst.name),
+                    state,
+                    str(inst.restarts),
+                    _age(inst.started_at),
+                    image,
+                    ", ".join(ports) or ("host" if inst.ports else ""),
+                ]
+            )
+    columns = ["service", "ready", "instance", "state", "restarts", "uptime", "image", "ports"]
+    console.print(table(None, columns, rows))
+
+
+def _age(when: Any) -> str:
+    if when is None:
+        return "-"
+    from datetime import UTC, datetime
+
+    seconds = int((datetime.now(UTC) - when).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}{(seconds % size) // (size // 60 or 1):02d}"[:6]
+    return f"{max(seconds, 0)}s"
+
+
+# -- restart ----------------------------------------------------------------------------------
+@app.command("restart")
+def restart_command(
+    ctx: typer.Context,
+    service: ServiceArg,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--timeout",
+            "-t",
+            help="Seconds to wait until it is running and healthy again"
+            " (default: compose.restart_timeout_s).",
+        ),
+    ] = None,
+    yes: YesOpt = False,
+    dry_run: DryRunOpt = False,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Restart a service and wait until it is running and healthy again; exit 1 if it is not
+    (the runbook's `docker-compose restart backend` / `kubectl rollout restart`)."""
+    from travellr_ops.ops.service import RestartFailed, restart
+
+    app_ = use(ctx)
+    out = app_.output(json_, quiet)
+    wait = timeout if timeout is not None else app_.settings.compose.restart_timeout_s
+    with _platform(app_) as platform:
+        try:
+            report = restart(platform, app_.guard(yes, dry_run), service, wait, out.info)
+        except RestartFailed as exc:
+            failed = exc.result
+            out.result(
+                {"service": failed.service, "dry_run": False, "result": failed},
+                lambda console: _render_failed_restart(console, failed),
+            )
+            raise
+    out.result(report)
+    if report.result is not None:
+        out.success(report.result.reason)
+
+
+def _render_failed_restart(console: Console, result: Any) -> None:
+    from travellr_ops.output import escape
+
+    if result.status is not None:
+        _render_status(console, [result.status])
+    if result.last_logs:
+        console.print(f"[bold]last {len(result.last_logs)} log lines:[/]")
+        for line in result.last_logs:
+            console.print(escape(line), soft_wrap=True)
+
+
+# -- logs -------------------------------------------------------------------------------------
+@app.command("logs")
+def logs_command(
+    ctx: typer.Context,
+    services: Annotated[
+        list[str] | None,
+        typer.Argument(help="Services whose logs to show, interleaved by time (default: backend)."),
+    ] = None,
+    tail: Annotated[
+        int | None, typer.Option("--tail", "-n", help="Lines from the end of each log.")
+    ] = 100,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Only lines newer than 10m, 2h, 1d or a time.")
+    ] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines until Ctrl-C.")
+    ] = False,
+    grep: Annotated[
+        str | None,
+        typer.Option("--grep", "-g", help="Only lines matching this regex (case-insensitive)."),
+    ] = None,
+    level: Annotated[
+        str | None,
+        typer.Option("--level", "-l", help="Only lines at this level or worse (e.g. ERROR)."),
+    ] = None,
+    previous: Annotated[
+        bool,
+        typer.Option("--previous", "-p", help="The previous, crashed container (Kubernetes)."),
+    ] = False,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Log lines with timestamps, several services interleaved by time, filtered as they stream
+    (the runbook's `docker-compose logs --tail=100 backend`, `logs -f`, `kubectl logs`)."""
+    from travellr_ops.ops.service import logs
+
+    app_ = use(ctx)
+    out = app_.output(json_, quiet)
+    names = services or ["backend"]
+    with _platform(app_) as platform:
+        lines = logs(
+            platform,
+            names,
+            tail=tail,
+            since=since,
+            follow=follow,
+            grep=grep,
+            level=level,
+            previous=previous,
+        )
+        try:
+            if out.json and not follow:
+                out.result({"services": names, "lines": list(lines)})
+            else:
+                _print_lines(lines, as_json=out.json)
+        finally:
+            close = getattr(lines, "close", None)
+            if close is not None:
+                close()
+
+
+def _print_lines(lines: Iterator[LogLine], *, as_json: bool) -> None:
+    """One line out per line in, flushed, so that `--follow` and pipes see lines at once."""
+    from travellr_ops.output import to_jsonable
+
+    write = sys.stdout.write
+    for line in lines:
+        if as_json:
+            write(json.dumps(to_jsonable(line)) + "\n")
+        else:
+            stamp = line.time.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if line.time else "-"
+            write(f"{stamp} {line.source} | {line.text}\n")
+        sys.stdout.flush()
+
+
+# -- stats ------------------------------------------------------------------------------------
+@app.command("stats")
+def stats_command(
+    ctx: typer.Context,
+    service: OptionalServiceArg = None,
+    watch: Annotated[
+        bool, typer.Option("--watch", "-w", help="Refresh until Ctrl-C (like `docker stats`).")
+    ] = False,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.5, help="Seconds between refreshes with --watch.")
+    ] = 2.0,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """CPU %, memory used/limit %, network and block I/O per instance, against the CPU and
+    memory thresholds; exit 1 when one is breached (the runbook's `docker stats`)."""
+    from travellr_ops.ops.service import stats
+
+    app_ = use(ctx)
+    out = app_.output(json_, quiet)
+    thresholds = app_.settings.thresholds
+    with _platform(app_) as platform:
+        if not watch:
+            report = stats(platform, thresholds, service)
+            out.result(report, lambda console: console.print(_stats_table(report)))
+            for breach in report.breaches:
+                out.warn(f"over threshold: {breach}")
+            if not report.usage:
+                out.warn("no running instance to measure")
+            exit_with(report.ok)
+            return
+        if out.json:
+            while True:  # one JSON document per line per refresh, until Ctrl-C
+                report = stats(platform, thresholds, service)
+                sys.stdout.write(json.dumps(_jsonable(report)) + "\n")
+                sys.stdout.flush()
+                time.sleep(interval)
+        from rich.live import Live
+
+        with Live(console=out.stdout, auto_refresh=False) as live:
+            while True:
+                report = stats(platform, thresholds, service)
+                live.update(_stats_table(report), refresh=True)
+                time.sleep(interval)
+
+
+def _jsonable(data: Any) -> Any:
+    from travellr_ops.output import to_jsonable
+
+    return to_jsonable(data)
+
+
+def _stats_table(report: StatsReport) -> Any:
+    from travellr_ops.output import table
+
+    def over(value: float | None, limit: float) -> str:
+        if value is None:
+            return "-"
+        text = f"{value:.1f} %"
+        return f"[bold red]{text}[/]" if value > limit else text
+
+    rows = [
+        [
+            u.service,
+            u.instance,
+            over(u.cpu_pct, report.cpu_threshold_pct),
+            f"{_size(u.memory_bytes)} / {_size(u.memory_limit_bytes)}",
+            over(u.memory_pct, report.memory_threshold_pct),
+            f"{_size(u.net_rx_bytes)} / {_size(u.net_tx_bytes)}",
+            f"{_size(u.block_read_bytes)} / {_size(u.block_write_bytes)}",
+        ]
+        for u in report.usage
+    ]
+    title = (
+        f"thresholds: CPU {report.cpu_threshold_pct:g} %, memory {report.memory_threshold_pct:g} %"
+    )
+    columns = ["service", "instance", "CPU", "memory used / limit", "memory"]
+    return table(title, [*columns, "net I/O rx / tx", "block I/O read / write"], rows)
+
+
+def _size(value: int | None) -> str:
+    if value is None:
+        return "-"
+    size = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(value)  # pragma: no cover
+
+
+# -- top --------------------------------------------------------------------------------------
+@app.command("top")
+def top_command(
+    ctx: typer.Context,
+    service: ServiceArg,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """The processes inside each instance (the runbook's `docker exec travellr-backend top`)."""
+    from travellr_ops.ops.service import top
+
+    app_ = use(ctx)
+    out = app_.output(json_, quiet)
+    with _platform(app_) as platform:
+        listings = top(platform, service)
+    out.result({"instances": listings}, lambda console: _render_top(console, listings))
+
+
+def _render_top(console: Console, listings: list[ProcessList]) -> None:
+    from travellr_ops.output import escape, table
+
+    for listing in listings:
+        rows = [[escape(str(cell)) for cell in row] for row in listing.processes]
+        console.print(table(listing.instance, listing.titles, rows))
+
+
+# -- up / down --------------------------------------------------------------------------------
+@app.command("up")
+def up_command(
+    ctx: typer.Context,
+    service: OptionalServiceArg = None,
+    yes: YesOpt = False,
+    dry_run: DryRunOpt = False,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Create and start a service, or the whole stack (`docker-compose up -d [SERVICE]`)."""
+    from travellr_ops.ops.service import up
+
+    _lifecycle(ctx, up, service, yes, dry_run, json_, quiet)
+
+
+@app.command("down")
+def down_command(
+    ctx: typer.Context,
+    service: OptionalServiceArg = None,
+    yes: YesOpt = False,
+    dry_run: DryRunOpt = False,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Stop and remove a service, or the whole stack (`docker-compose down`), for maintenance
+    and restores."""
+    from travellr_ops.ops.service import down
+
+    _lifecycle(ctx, down, service, yes, dry_run, json_, quiet)
+
+
+def _lifecycle(
+    ctx: typer.Context,
+    operation: Any,
+    service: str | None,
+    yes: bool,
+    dry_run: bool,
+    json_: bool,
+    quiet: bool,
+) -> None:
+    app_ = use(ctx)
+    out = app_.output(json_, quiet)
+    with _platform(app_) as platform:
+        report: LifecycleReport = operation(platform, app_.guard(yes, dry_run), service)
+    if report.dry_run:
+        out.result(report)
+        return
+    out.result(report, lambda console: _render_status(console, report.services))
+    what = report.service or "the stack"
+    out.success(f"service {report.action} {what}: done on {report.platform}")
 
 
 # -- scale and describe (issue 7) -----------------------------------------------------------------
-# Self-contained: their imports sit here so that the group's other commands stay untouched.
-from typing import Annotated, Any  # noqa: E402
-
-import typer  # noqa: E402
-
-from travellr_ops.cli.common import DryRunOpt, JsonOpt, QuietOpt, YesOpt, use  # noqa: E402
 
 
 @app.command("scale")

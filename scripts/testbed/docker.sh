@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# A real Docker Engine (Debian's docker.io 20.10) on this machine for travellr-ops' tests and
+# sandbox, and the locally built images of the Travellr stack (see ../shared/TESTBED.md).
+#
+#   docker.sh install   apt-get docker.io docker-compose busybox-static debootstrap if missing
+#   docker.sh start     our own dockerd (no bridge, no iptables: containers use the host network
+#                       on 127.0.0.1 only); leaves a running one alone; prints its DOCKER_HOST
+#   docker.sh stop      stop that dockerd (by its PID) and wait for it to go
+#   docker.sh host      print the DOCKER_HOST of our engine
+#   docker.sh images    build the images (cached: rebuilt only when their recipe changes):
+#                         travellr-backend:v1, :v2 (healthy), :v2-broken (health check fails)
+#                         travellr-redis:testbed, travellr-mongodb:testbed
+#
+# The engine keeps everything under $TRAVELLR_DOCKER_DIR (default
+# /var/lib/travellr-testbed/docker): data-root, exec-root, socket, pidfile, log. The Debian
+# root file system the images stand on is built with debootstrap from the machine's own apt
+# source and kept as a tarball under $TRAVELLR_DOCKER_CACHE (default /var/cache/travellr-ops/docker).
+set -euo pipefail
+
+DIR=${TRAVELLR_DOCKER_DIR:-/var/lib/travellr-testbed/docker}
+CACHE=${TRAVELLR_DOCKER_CACHE:-/var/cache/travellr-ops/docker}
+SOCK=$DIR/docker.sock
+PIDFILE=$DIR/dockerd.pid
+LOG=$DIR/dockerd.log
+HOST=unix://$SOCK
+# Debian's CLI speaks the engine's API (1.41); a newer docker earlier on PATH may not.
+DOCKER=/usr/bin/docker
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+VENV=${VENV:-$REPO/.venv}
+LABEL=org.travellr.testbed
+
+log() { printf 'docker.sh: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+dk() { "$DOCKER" -H "$HOST" "$@"; }
+
+install() {
+  local pkg missing=()
+  for pkg in docker.io docker-compose busybox-static debootstrap; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  if ((${#missing[@]})); then
+    log "apt: installing ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null \
+      || die "apt-get install ${missing[*]} failed (run apt-get update first?)"
+  fi
+}
+
+running() { [ -s "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
+
+start() {
+  [ -x /usr/sbin/dockerd ] || die "dockerd not installed: run '$0 install'"
+  if running && dk info >/dev/null 2>&1; then echo "$HOST"; return 0; fi
+  if running; then
+    wait_info || die "dockerd (pid $(cat "$PIDFILE")) runs but does not answer; log: $LOG"
+    echo "$HOST"; return 0
+  fi
+  mkdir -p "$DIR/data" "$DIR/exec"
+  # No bridge and no NAT: a container can never get a private-range address; containers run
+  # with network_mode host (listening on 127.0.0.1) or none.
+  setsid /usr/sbin/dockerd \
+    --host "$HOST" --data-root "$DIR/data" --exec-root "$DIR/exec" --pidfile "$PIDFILE" \
+    --bridge=none --iptables=false --ip-masq=false --ip-forward=false --userland-proxy=false \
+    >>"$LOG" 2>&1 </dev/null &
+  wait_info || { tail -20 "$LOG" >&2; die "dockerd did not answer within 60 s; log: $LOG"; }
+  echo "$HOST"
+}
+
+wait_info() {
+  local i
+  for i in $(seq 1 300); do
+    dk info >/dev/null 2>&1 && return 0
+    sleep 0.2
+  done
+  return 1
+}
+
+stop() {
+  running || { rm -f "$PIDFILE"; return 0; }
+  local pid i
+  pid=$(cat "$PIDFILE")
+  kill "$pid"
+  for i in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.2; done
+  log "dockerd $pid still running after 30 s; sending SIGKILL"
+  kill -9 "$pid" 2>/dev/null || true
+}
+
+# --- images ------------------------------------------------------------------------------------
+MIRROR=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -1)
+MIRROR=${MIRROR:-http://deb.debian.org/debian}
+SECANTUS_PIN='SecantusDB==0.7.0b3' # GPL-2.0: test/demo images only
+BASE_PACKAGES=python3,python3-pymongo,python3-redis,redis-server,ca-certificates
+
+base_recipe() { echo "bookworm minbase $BASE_PACKAGES $SECANTUS_PIN v1"; }
+
+# The Debian root file system every image stands on, imported once per recipe.
+base_image() {
+  local hash tag tarball rootfs
+  hash=$(base_recipe | sha256sum | cut -c1-12)
+  tag=travellr-testbed-base:$hash
+  if dk image inspect "$tag" >/dev/null 2>&1; then echo "$tag"; return 0; fi
+  tarball=$CACHE/base-$hash.tar
+  if [ ! -s "$tarball" ]; then
+    rootfs=$CACHE/rootfs-$hash
+    rm -rf "$rootfs"; mkdir -p "$rootfs"
+    log "debootstrap bookworm from $MIRROR (about a minute)"
+    debootstrap --variant=minbase --include="$BASE_PACKAGES" bookworm "$rootfs" "$MIRROR" \
+      >"$CACHE/debootstrap-$hash.log" 2>&1 \
+      || { tail -20 "$CACHE/debootstrap-$hash.log" >&2; die "debootstrap failed"; }
+    # The MongoDB-wire server for the mongodb service, into its own folder (PYTHONPATH).
+    log "pip: $SECANTUS_PIN into the image"
+    "$VENV/bin/pip" install -q --no-compile --target "$rootfs/opt/secantus" "$SECANTUS_PIN" \
+      || die "pip install $SECANTUS_PIN failed"
+    rm -rf "$rootfs/var/cache/apt/archives"/*.deb "$rootfs/var/lib/apt/lists"/*
+    tar -C "$rootfs" -cf "$tarball.part" . && mv "$tarball.part" "$tarball"
+    rm -rf "$rootfs"
+  fi
+  log "importing $tag"
+  dk import --change "LABEL $LABEL=true" "$tarball" "$tag" >/dev/null
+  echo "$tag"
+}
+
+# build TAG DOCKERFILE-TEXT [FILE...]: docker build unless an image with that recipe exists.
+build() {
+  local tag=$1 dockerfile=$2; shift 2
+  local hash ctx
+  hash=$( { echo "$dockerfile"; for f in "$@"; do cat "$f"; done; } | sha256sum | cut -c1-16)
+  if [ "$(dk image inspect -f "{{index .Config.Labels \"$LABEL.recipe\"}}" "$tag" 2>/dev/null)" = "$hash" ]; then
+    return 0
+  fi
+  ctx=$(mktemp -d)
+  printf '%s\nLABEL %s=true %s.recipe=%s\n' "$dockerfile" "$LABEL" "$LABEL" "$hash" >"$ctx/Dockerfile"
+  for f in "$@"; do cp "$f" "$ctx/"; done
+  log "building $tag"
+  dk build -q --network none -t "$tag" "$ctx" >/dev/null || { rm -rf "$ctx"; die "build of $tag failed"; }
+  rm -rf "$ctx"
+}
+
+images() {
+  # TRAVELLR_BACKEND_PY: another stand-in backend to build from (development of the sandbox)
+  local base backend=${TRAVELLR_BACKEND_PY:-$REPO/scripts/sandbox/backend.py}
+  base=$(base_image)
+  build travellr-redis:testbed "FROM $base
+CMD [\"redis-server\", \"--bind\", \"127.0.0.1\", \"--port\", \"6379\", \"--save\", \"\", \"--appendonly\", \"no\"]"
+  build travellr-mongodb:testbed "FROM $base
+ENV PYTHONPATH=/opt/secantus
+ENTRYPOINT [\"python3\", \"-c\", \"import sys; from secantus.cli import main; sys.argv[0] = 'secantusd'; sys.exit(main())\"]
+CMD [\"--host\", \"127.0.0.1\", \"--port\", \"27017\", \"--storage-path\", \":memory:\"]"
+  local version health
+  [ -f "$backend" ] || die "$backend is missing (the sandbox's stand-in backend)"
+  for version in v1 v2 v2-broken; do
+    health=0; [ "$version" = v2-broken ] && health=1
+    build "travellr-backend:$version" "FROM $base
+COPY backend.py /app/backend.py
+ENV BACKEND_VERSION=$version BACKEND_HEALTH_FAIL=$health HOST=127.0.0.1 PORT=5000 PYTHONUNBUFFERED=1
+WORKDIR /app
+CMD [\"python3\", \"/app/backend.py\"]" "$backend"
+  done
+}
+
+case ${1:-} in
+  install) install ;;
+  start) start ;;
+  stop) stop ;;
+  host) echo "$HOST" ;;
+  images) running || die "the engine is not running: '$0 start' first"; images ;;
+  *) sed -n '2,17p' "$0" >&2; exit 2 ;;
+esac

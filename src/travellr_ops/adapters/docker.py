@@ -1,0 +1,778 @@
+"""The Docker Compose platform: a thin adapter over the Docker SDK (``docker``).
+
+Containers are found by the labels compose puts on them (``com.docker.compose.project`` and
+``com.docker.compose.service``), so projects started by compose v1 (``docker-compose``) and v2
+(``docker compose``) look the same. Reading and restarting go through the Engine API; ``up``,
+``down`` and ``scale`` call the compose binary, which owns the project's definition.
+
+The SDK is imported only inside functions: ``--help`` never pays for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import heapq
+import os
+import queue
+import re
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from travellr_ops.adapters.platform import (
+    Instance,
+    LogLine,
+    ProcessList,
+    Progress,
+    ResourceUsage,
+    RestartResult,
+    ServiceStatus,
+)
+from travellr_ops.errors import (
+    ConfigError,
+    OperationFailed,
+    ServiceError,
+    TravellrError,
+    Unreachable,
+    UsageError,
+)
+
+if TYPE_CHECKING:
+    from travellr_ops.settings import Settings
+
+PROJECT_LABEL = "com.docker.compose.project"
+SERVICE_LABEL = "com.docker.compose.service"
+CONFIG_FILES_LABEL = "com.docker.compose.project.config_files"
+WORKING_DIR_LABEL = "com.docker.compose.project.working_dir"
+DEFAULT_SOCKET = "unix:///var/run/docker.sock"
+#: seconds between looks at a restarting container
+POLL_S = 0.25
+#: how long a container without a health check must stay up after a restart to count
+STABLE_WITHOUT_CHECK = timedelta(seconds=2)
+#: log lines shown when a container dies or does not become healthy
+LAST_LOG_LINES = 20
+
+
+def connect(docker_host: str | None, timeout_s: float) -> Any:
+    """A Docker client for ``docker_host``, or for the standard Docker environment
+    (DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH, as the docker CLI reads them) when None.
+    The API version is negotiated, so engines from 20.10 (API 1.41) on work."""
+    import docker
+
+    if docker_host:
+        return docker.DockerClient(base_url=docker_host, timeout=int(timeout_s))
+    return docker.DockerClient.from_env(timeout=int(timeout_s))
+
+
+class ComposePlatform:
+    """Travellr's services as containers of one compose project on one Docker Engine."""
+
+    name = "compose"
+
+    def __init__(self, settings: Settings, client_factory: Any = connect) -> None:
+        self.settings = settings
+        self.compose = settings.compose
+        self._factory = client_factory
+        self._client: Any = None
+
+    # -- connection and errors ------------------------------------------------------------
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            with self._errors("connecting to the Docker Engine"):
+                self._client = self._factory(self.compose.docker_host, self.compose.timeout_s)
+                self._client.ping()
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    @property
+    def _where(self) -> str:
+        return self.compose.docker_host or "the default Docker socket (DOCKER_HOST)"
+
+    @contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        """Turn SDK and connection errors into the project's errors, with a hint."""
+        try:
+            import docker.errors as derr
+            import requests.exceptions as rerr
+        except ImportError:  # pragma: no cover - docker is a dependency
+            raise ConfigError(
+                "the Docker SDK for Python is not installed",
+                hint="pip install docker (it comes with travellr-ops)",
+            ) from None
+        try:
+            yield
+        except TravellrError:
+            raise
+        except derr.NotFound as exc:
+            raise OperationFailed(f"{doing}: {_explain(exc)}") from None
+        except derr.APIError as exc:
+            raise OperationFailed(f"the Docker Engine refused {doing}: {_explain(exc)}") from None
+        except (derr.DockerException, rerr.RequestException, OSError) as exc:
+            raise self._connection_error(exc, doing) from None
+
+    def _connection_error(self, exc: BaseException, doing: str) -> ServiceError:
+        chain = _chain(exc)
+        where = self._where
+        setting = "set compose.docker_host (TRAVELLR_COMPOSE__DOCKER_HOST) or DOCKER_HOST"
+        if any(isinstance(e, PermissionError) for e in chain) or "Permission denied" in str(exc):
+            return Unreachable(
+                f"no permission to use the Docker Engine socket ({where}) while {doing}",
+                hint="run as root or as a member of the docker group (usermod -aG docker $USER)",
+            )
+        if any(isinstance(e, FileNotFoundError) for e in chain) or "No such file" in str(exc):
+            installed = shutil.which("dockerd") is not None
+            why = "is not running" if installed else "is not installed"
+            return Unreachable(
+                f"no Docker Engine at {where}: Docker {why} (no such socket) while {doing}",
+                hint=(
+                    "start it (systemctl start docker), or " + setting
+                    if installed
+                    else "install it (apt-get install docker.io), or " + setting
+                ),
+            )
+        if any(isinstance(e, ConnectionRefusedError) for e in chain) or "refused" in str(exc):
+            return Unreachable(
+                f"the Docker Engine at {where} is down (connection refused) while {doing}",
+                hint="start it (systemctl start docker), or " + setting,
+            )
+        if any(isinstance(e, TimeoutError) for e in chain) or "timed out" in str(exc).lower():
+            return Unreachable(
+                f"the Docker Engine at {where} did not answer within"
+                f" {self.compose.timeout_s:g} s while {doing}",
+                hint="check the engine (docker info); raise compose.timeout_s if it is just slow",
+            )
+        return Unreachable(
+            f"cannot reach the Docker Engine at {where} while {doing}: {_first_line(exc)}",
+            hint=setting,
+        )
+
+    # -- names ----------------------------------------------------------------------------
+    def _logical(self) -> dict[str, str]:
+        return {
+            "backend": self.compose.backend_service,
+            "mongodb": self.compose.mongodb_service,
+            "redis": self.compose.redis_service,
+        }
+
+    def _containers(self, service: str | None = None) -> list[Any]:
+        filters = {"label": [f"{PROJECT_LABEL}={self.compose.project}"]}
+        if service is not None:
+            filters["label"].append(f"{SERVICE_LABEL}={service}")
+        with self._errors(f"listing containers of compose project {self.compose.project!r}"):
+            found = self.client.containers.list(all=True, filters=filters)
+        return sorted(found, key=lambda c: c.name)
+
+    def services(self) -> list[str]:
+        """The runbook's names first, then any other service of the project."""
+        known = list(self._logical())
+        compose_names = set(self._logical().values())
+        for container in self._containers():
+            name = container.labels.get(SERVICE_LABEL, "")
+            if name and name not in compose_names:
+                compose_names.add(name)
+                known.append(name)
+        return known
+
+    def _resolve(self, service: str) -> tuple[str, str]:
+        """(name shown to people, compose service name); UsageError for an unknown one."""
+        logical = self._logical()
+        if service in logical:
+            return service, logical[service]
+        by_compose = {v: k for k, v in logical.items()}
+        if service in by_compose:
+            return by_compose[service], service
+        known = self.services()
+        if service in known:
+            return service, service
+        raise UsageError(
+            f"unknown service {service!r} in compose project {self.compose.project!r};"
+            f" known services: {', '.join(known)}",
+            hint="pass one of the known services (compose.project names the project)",
+        )
+
+    # -- status ---------------------------------------------------------------------------
+    def status(self, service: str | None = None) -> list[ServiceStatus]:
+        if service is not None:
+            shown, compose_name = self._resolve(service)
+            return [self._status(shown, self._containers(compose_name))]
+        by_service: dict[str, list[Any]] = {}
+        for container in self._containers():
+            by_service.setdefault(container.labels.get(SERVICE_LABEL, ""), []).append(container)
+        result = []
+        for shown, compose_name in self._logical().items():
+            result.append(self._status(shown, by_service.pop(compose_name, [])))
+        for compose_name, containers in sorted(by_service.items()):
+            result.append(self._status(compose_name, containers))
+        return result
+
+    def _status(self, shown: str, containers: list[Any]) -> ServiceStatus:
+        instances = [_instance(c) for c in containers]
+        ready = sum(1 for i in instances if i.ready)
+        desired = max(1, len(instances))
+        image = instances[0].image if instances else None
+        if not instances:
+            message = f"no container in compose project {self.compose.project!r}"
+        else:
+            troubles = [_trouble(i) for i in instances if not i.ready]
+            message = "; ".join(troubles) if troubles else f"{ready}/{desired} running and healthy"
+        return ServiceStatus(
+            name=shown,
+            platform=self.name,
+            available=bool(instances) and ready == len(instances),
+            desired=desired,
+            ready=ready,
+            image=image,
+            instances=instances,
+            message=message,
+        )
+
+    # -- restart --------------------------------------------------------------------------
+    def restart(self, service: str, timeout_s: float, progress: Progress) -> RestartResult:
+        """Restart every container of the service, then wait until each is running and
+        healthy (or has no health check), dies, turns unhealthy, or the time is up."""
+        shown, compose_name = self._resolve(service)
+        containers = self._containers(compose_name)
+        if not containers:
+            raise OperationFailed(
+                f"service {shown!r} has no container in compose project"
+                f" {self.compose.project!r}: nothing to restart",
+                hint=f"create it with `travellr-ops service up {shown}`",
+            )
+        started = time.monotonic()
+        deadline = started + timeout_s
+        for container in containers:
+            stop_timeout = container.attrs.get("Config", {}).get("StopTimeout") or 10
+            progress(f"restarting {container.name}")
+            with self._errors(f"restarting container {container.name}"):
+                container.restart(timeout=stop_timeout)
+        healthy, reason, failed = True, "", None
+        for container in containers:
+            ok, why = self._wait_healthy(container, deadline, progress)
+            if not ok:
+                healthy, reason, failed = False, why, container
+                break
+        status = self._status(shown, self._containers(compose_name))
+        seconds = time.monotonic() - started
+        if healthy:
+            reason = f"{shown}: {status.message} after {seconds:.1f} s"
+        result = RestartResult(
+            service=shown, healthy=healthy, seconds=seconds, status=status, reason=reason
+        )
+        if failed is not None:
+            result.last_logs = self._last_logs(failed)
+        return result
+
+    def _wait_healthy(
+        self, container: Any, deadline: float, progress: Progress
+    ) -> tuple[bool, str]:
+        with self._errors(f"inspecting container {container.name}"):
+            container.reload()
+        first_start = container.attrs["State"].get("StartedAt")
+        restarts = container.attrs.get("RestartCount", 0)
+        said = ""
+        while True:
+            state = container.attrs["State"]
+            status = state.get("Status", "")
+            health = (state.get("Health") or {}).get("Status")
+            if status in ("exited", "dead") or (
+                container.attrs.get("RestartCount", 0) > restarts
+                or state.get("StartedAt") != first_start
+            ):
+                return False, (
+                    f"{container.name} died while starting: {_exit_reason(state)}"
+                    + (
+                        f" (restarted by its policy, {status} now)"
+                        if status == "restarting"
+                        else ""
+                    )
+                )
+            if status == "running" and health == "healthy":
+                return True, ""
+            if status == "running" and health is None:
+                # No health check: it counts once it has stayed up a moment, not at exec.
+                up_since = _parse_time(state.get("StartedAt"))
+                if up_since is None or datetime.now(UTC) - up_since >= STABLE_WITHOUT_CHECK:
+                    return True, ""
+            if health == "unhealthy":
+                return False, f"{container.name} is unhealthy: {_last_health_output(state)}"
+            now = f"{container.name}: {status}" + (f", health {health}" if health else "")
+            if now != said:
+                progress(f"waiting for {now}")
+                said = now
+            if time.monotonic() >= deadline:
+                return False, (
+                    f"{container.name} was not running and healthy in time ({now});"
+                    f" last health check: {_last_health_output(state)}"
+                )
+            time.sleep(POLL_S)
+            with self._errors(f"inspecting container {container.name}"):
+                container.reload()
+
+    def _last_logs(self, container: Any, lines: int = LAST_LOG_LINES) -> list[str]:
+        try:
+            with self._errors(f"reading the log of {container.name}"):
+                raw = container.logs(tail=lines, timestamps=False)
+        except TravellrError as exc:
+            return [f"({exc.message})"]
+        text: str = raw.decode("utf-8", "replace")
+        return text.splitlines()[-lines:]
+
+    # -- logs -----------------------------------------------------------------------------
+    def logs(
+        self,
+        services: Sequence[str],
+        *,
+        tail: int | None = None,
+        since: datetime | None = None,
+        follow: bool = False,
+        previous: bool = False,  # compose keeps one log across restarts: nothing to add
+    ) -> Iterator[LogLine]:
+        """Every container's log, streamed (never held whole), interleaved by time."""
+        containers: list[Any] = []
+        for service in services or ["backend"]:
+            containers.extend(self._containers(self._resolve(service)[1]))
+        if not containers:
+            return iter(())
+        streams = [self._open_log(c, tail, since, follow) for c in containers]
+        if follow:
+            return _follow(streams)
+        # Each container's lines come in time order: a k-way merge keeps memory flat.
+        epoch = datetime.min.replace(tzinfo=UTC)
+        return heapq.merge(*(s.lines() for s in streams), key=lambda x: x.time or epoch)
+
+    def _open_log(
+        self, container: Any, tail: int | None, since: datetime | None, follow: bool
+    ) -> _LogStream:
+        kwargs: dict[str, Any] = {"stream": True, "timestamps": True, "follow": follow}
+        kwargs["tail"] = "all" if tail is None else tail
+        if since is not None:
+            kwargs["since"] = since
+        with self._errors(f"reading the log of {container.name}"):
+            raw = container.logs(**kwargs)
+        return _LogStream(container.name, raw, self._errors)
+
+    # -- stats and top --------------------------------------------------------------------
+    def stats(self, service: str | None = None) -> list[ResourceUsage]:
+        if service is not None:
+            shown, compose_name = self._resolve(service)
+            pairs = [(shown, c) for c in self._containers(compose_name)]
+        else:
+            names = {v: k for k, v in self._logical().items()}
+            pairs = [
+                (names.get(c.labels.get(SERVICE_LABEL, ""), c.labels.get(SERVICE_LABEL, "")), c)
+                for c in self._containers()
+            ]
+        running = [(s, c) for s, c in pairs if c.status == "running"]
+        if not running:
+            return []
+
+        def sample(pair: tuple[str, Any]) -> ResourceUsage:
+            shown, container = pair
+            with self._errors(f"reading the stats of {container.name}"):
+                raw = container.stats(stream=False)
+            return _usage(shown, container.name, raw)
+
+        # Each sample takes the engine about a second (two readings): take them side by side.
+        with ThreadPoolExecutor(max_workers=min(8, len(running))) as pool:
+            return list(pool.map(sample, running))
+
+    def top(self, service: str) -> list[ProcessList]:
+        shown, compose_name = self._resolve(service)
+        containers = [c for c in self._containers(compose_name) if c.status == "running"]
+        if not containers:
+            raise OperationFailed(
+                f"service {shown!r} has no running container",
+                hint=f"see `travellr-ops service status {shown}`",
+            )
+        result = []
+        for container in containers:
+            with self._errors(f"listing the processes of {container.name}"):
+                listing = container.top()
+            result.append(
+                ProcessList(
+                    instance=container.name,
+                    titles=list(listing.get("Titles") or []),
+                    processes=[list(p) for p in listing.get("Processes") or []],
+                )
+            )
+        return result
+
+    # -- up, down, scale: the compose binary ------------------------------------------------
+    def up(self, service: str | None = None) -> None:
+        names = [self._resolve(service)[1]] if service else []
+        self._compose("up", "-d", *names)
+
+    def down(self, service: str | None = None) -> None:
+        if service is None:
+            self._compose("down")
+        else:
+            # `down SERVICE` is v2 only; stop + rm is the same on both.
+            self._compose("rm", "--stop", "--force", self._resolve(service)[1])
+
+    def scale(self, service: str, replicas: int) -> ServiceStatus:
+        if replicas < 0:
+            raise UsageError(f"replicas must be 0 or more, not {replicas}")
+        shown, compose_name = self._resolve(service)
+        self._compose(
+            "up", "-d", "--no-recreate", "--scale", f"{compose_name}={replicas}", compose_name
+        )
+        return self._status(shown, self._containers(compose_name))
+
+    def _project_files(self) -> list[str]:
+        """The compose file(s): from the settings, else from the project's own labels."""
+        if self.compose.file is not None:
+            return [str(self.compose.file)]
+        for container in self._containers():
+            files = container.labels.get(CONFIG_FILES_LABEL, "")
+            workdir = container.labels.get(WORKING_DIR_LABEL, "")
+            if files:
+                return [str(Path(workdir, f)) for f in files.split(",") if f]
+        raise ConfigError(
+            f"no compose file for project {self.compose.project!r}: compose.file is not set"
+            " and the project has no containers to learn it from",
+            hint="set compose.file (TRAVELLR_COMPOSE__FILE), e.g. config/docker-compose.yml",
+        )
+
+    def _compose(self, *args: str) -> None:
+        base = compose_command(tuple(self.compose.command))
+        files = [arg for f in self._project_files() for arg in ("-f", f)]
+        argv = [*base, "-p", self.compose.project, *files, *args]
+        # The compose binary reads the user's environment (image tags, ports) like a shell
+        # would; we add the engine's address and the settings' own variables.
+        env = dict(os.environ)
+        if self.compose.docker_host:
+            env["DOCKER_HOST"] = self.compose.docker_host
+        env.update(self.compose.env)
+        try:
+            done = subprocess.run(
+                argv,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=self.compose.command_timeout_s,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise OperationFailed(
+                f"`{' '.join(argv)}` did not finish within {self.compose.command_timeout_s:g} s"
+            ) from None
+        if done.returncode != 0:
+            lines = [ln for ln in (done.stderr or done.stdout).splitlines() if ln.strip()]
+            raise OperationFailed(
+                f"`{' '.join(argv[len(base) :])}` failed (exit {done.returncode}):"
+                f" {lines[-1] if lines else 'no output'}",
+                hint=f"run `{' '.join(argv)}` by hand to see all it says",
+            )
+
+    # -- describe -------------------------------------------------------------------------
+    def describe(self, instance: str) -> dict[str, Any]:
+        """One container in detail, with its engine events of the last hour."""
+        try:
+            with self._errors(f"inspecting container {instance}"):
+                container = self.client.containers.get(instance)
+        except OperationFailed:
+            known = [c.name for c in self._containers()]
+            raise UsageError(
+                f"no container {instance!r}; containers of project"
+                f" {self.compose.project!r}: {', '.join(known) or '(none)'}"
+            ) from None
+        attrs = container.attrs
+        state = attrs.get("State", {})
+        inst = _instance(container)
+        now = datetime.now(UTC)
+        with self._errors(f"reading the events of {instance}"):
+            raw_events = self.client.events(
+                since=now - timedelta(hours=1),
+                until=now,
+                filters={"container": container.id},
+                decode=True,
+            )
+            events = [
+                {
+                    "time": datetime.fromtimestamp(e.get("time", 0), UTC).isoformat(),
+                    "action": e.get("Action") or e.get("status"),
+                }
+                for e in raw_events
+            ]
+        return {
+            "name": container.name,
+            "service": container.labels.get(SERVICE_LABEL, ""),
+            "project": container.labels.get(PROJECT_LABEL, ""),
+            "state": inst.state,
+            "health": inst.health,
+            "image": inst.image,
+            "image_id": inst.image_digest,
+            "started_at": inst.started_at.isoformat() if inst.started_at else None,
+            "restarts": inst.restarts,
+            "exit_code": state.get("ExitCode"),
+            "oom_killed": state.get("OOMKilled"),
+            "command": " ".join(attrs.get("Config", {}).get("Cmd") or []),
+            "network_mode": attrs.get("HostConfig", {}).get("NetworkMode"),
+            "health_log": [
+                {"end": h.get("End"), "exit_code": h.get("ExitCode"), "output": h.get("Output")}
+                for h in (state.get("Health") or {}).get("Log", [])[-5:]
+            ],
+            "events": events[-20:],
+        }
+
+
+# -- the compose binary ----------------------------------------------------------------------
+@functools.cache
+def compose_command(configured: tuple[str, ...] = ()) -> list[str]:
+    """The compose binary: the configured one, else v2 `docker compose`, else v1
+    `docker-compose`. Detected once per process."""
+    if configured:
+        return list(configured)
+    docker = shutil.which("docker")
+    if docker:
+        try:
+            probe = subprocess.run(
+                [docker, "compose", "version"], capture_output=True, timeout=20, check=False
+            )
+            if probe.returncode == 0:
+                return [docker, "compose"]
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    v1 = shutil.which("docker-compose")
+    if v1:
+        return [v1]
+    raise ConfigError(
+        "no compose binary: neither `docker compose` (v2) nor `docker-compose` (v1) works",
+        hint="install one (apt-get install docker-compose), or set compose.command",
+    )
+
+
+# -- logs ------------------------------------------------------------------------------------
+_STAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)? ?")
+
+
+class _LogStream:
+    """One container's log as LogLines, split from the engine's chunks as they arrive."""
+
+    def __init__(self, source: str, raw: Any, errors: Any) -> None:
+        self.source = source
+        self.raw = raw
+        self._errors = errors
+
+    def lines(self) -> Iterator[LogLine]:
+        pending = b""
+        with self._errors(f"reading the log of {self.source}"):
+            for chunk in self.raw:
+                pending += chunk
+                *whole, pending = pending.split(b"\n")
+                for line in whole:
+                    yield _log_line(self.source, line)
+        if pending:
+            yield _log_line(self.source, pending)
+
+    def close(self) -> None:
+        close = getattr(self.raw, "close", None)
+        if close is not None:
+            with contextlib.suppress(Exception):  # a stream that already ended
+                close()
+
+
+def _follow(streams: list[_LogStream]) -> Iterator[LogLine]:
+    """Lines of several followed streams as they come; closing the iterator ends them all."""
+    lines: queue.Queue[LogLine | None] = queue.Queue(maxsize=10000)
+
+    def pump(stream: _LogStream) -> None:
+        try:
+            for line in stream.lines():
+                lines.put(line)
+        except TravellrError as exc:
+            lines.put(LogLine(None, stream.source, f"[log stream ended: {exc.message}]"))
+        except Exception:  # a stream closed under us while following
+            pass
+        finally:
+            lines.put(None)
+
+    for stream in streams:
+        threading.Thread(target=pump, args=(stream,), daemon=True).start()
+    open_streams = len(streams)
+    try:
+        while open_streams:
+            try:
+                item = lines.get(timeout=0.5)  # a timeout keeps Ctrl-C deliverable
+            except queue.Empty:
+                continue
+            if item is None:
+                open_streams -= 1
+            else:
+                yield item
+    finally:
+        for stream in streams:
+            stream.close()
+
+
+def _log_line(source: str, raw: bytes) -> LogLine:
+    text = raw.decode("utf-8", "replace").rstrip("\r")
+    match = _STAMP.match(text)
+    if not match:
+        return LogLine(None, source, text)
+    base, frac, zone = match.group(1), match.group(2) or "", match.group(3) or "Z"
+    try:
+        when = datetime.fromisoformat(base + frac[:7] + ("+00:00" if zone == "Z" else zone))
+    except ValueError:
+        return LogLine(None, source, text)
+    return LogLine(when, source, text[match.end() :])
+
+
+# -- container details -----------------------------------------------------------------------
+def _parse_time(value: str | None) -> datetime | None:
+    if not value or value.startswith("0001-"):
+        return None
+    match = _STAMP.match(value)
+    if not match:
+        return None
+    return _log_line("", value.encode()).time
+
+
+def _instance(container: Any) -> Instance:
+    attrs = container.attrs
+    state = attrs.get("State", {})
+    status = state.get("Status", container.status)
+    # The engine keeps the last health verdict of a stopped container: it says nothing now.
+    health = (state.get("Health") or {}).get("Status") if status == "running" else None
+    host_config = attrs.get("HostConfig", {})
+    ports: list[str] = []
+    for port, bindings in (attrs.get("NetworkSettings", {}).get("Ports") or {}).items():
+        for b in bindings or []:
+            ports.append(f"{b.get('HostIp', '')}:{b.get('HostPort')}->{port}")
+    if not ports and host_config.get("NetworkMode") == "host":
+        ports.append("host network")
+    last = None
+    if status in ("exited", "dead", "restarting") or state.get("OOMKilled"):
+        last = _exit_reason(state)
+    return Instance(
+        name=container.name,
+        state=status,
+        ready=status == "running" and health in (None, "healthy"),
+        health=health,
+        restarts=int(attrs.get("RestartCount", 0)),
+        started_at=_parse_time(state.get("StartedAt")) if status == "running" else None,
+        image=attrs.get("Config", {}).get("Image", ""),
+        image_digest=attrs.get("Image"),
+        ports=ports,
+        last_termination=last,
+    )
+
+
+def _exit_reason(state: dict[str, Any]) -> str:
+    parts = [f"exit code {state.get('ExitCode')}"]
+    if state.get("OOMKilled"):
+        parts.insert(0, "OOMKilled")
+    if state.get("Error"):
+        parts.append(str(state["Error"]))
+    finished = _parse_time(state.get("FinishedAt"))
+    if finished is not None:
+        parts.append(f"at {finished.strftime('%Y-%m-%d %H:%M:%S')} UTC")
+    return ", ".join(parts)
+
+
+def _trouble(inst: Instance) -> str:
+    if inst.state != "running":
+        return f"{inst.name} is {inst.state}" + (
+            f" ({inst.last_termination})" if inst.last_termination else ""
+        )
+    return f"{inst.name} is {inst.health or 'not ready'}"
+
+
+def _last_health_output(state: dict[str, Any]) -> str:
+    log = (state.get("Health") or {}).get("Log") or []
+    if not log:
+        return "(none yet)"
+    last = log[-1]
+    output = " ".join(str(last.get("Output", "")).split())
+    return f"exit {last.get('ExitCode')}: {output[-300:] or '(no output)'}"
+
+
+# -- stats -----------------------------------------------------------------------------------
+def _usage(service: str, instance: str, raw: dict[str, Any]) -> ResourceUsage:
+    """The figures `docker stats` shows, from one stats reading (the CLI's own formulas)."""
+    cpu = raw.get("cpu_stats") or {}
+    pre = raw.get("precpu_stats") or {}
+    cpu_pct = None
+    cpu_delta = (cpu.get("cpu_usage") or {}).get("total_usage", 0) - (
+        pre.get("cpu_usage") or {}
+    ).get("total_usage", 0)
+    system_delta = cpu.get("system_cpu_usage", 0) - pre.get("system_cpu_usage", 0)
+    online = cpu.get("online_cpus") or len((cpu.get("cpu_usage") or {}).get("percpu_usage") or [1])
+    if system_delta > 0 and pre.get("system_cpu_usage"):
+        cpu_pct = round(cpu_delta / system_delta * online * 100.0, 2)
+    mem = raw.get("memory_stats") or {}
+    used = limit = pct = None
+    if "usage" in mem:
+        detail = mem.get("stats") or {}
+        # like the docker CLI: page cache that could be dropped is not "used"
+        inactive = detail.get("total_inactive_file", detail.get("inactive_file", 0))
+        used = max(0, int(mem["usage"]) - int(inactive))
+        limit = int(mem.get("limit") or 0) or None
+        pct = round(used / limit * 100.0, 2) if limit else None
+    rx = tx = None
+    networks = raw.get("networks")
+    if networks:
+        rx = sum(int(n.get("rx_bytes", 0)) for n in networks.values())
+        tx = sum(int(n.get("tx_bytes", 0)) for n in networks.values())
+    read = write = None
+    entries = (raw.get("blkio_stats") or {}).get("io_service_bytes_recursive")
+    if entries is not None:
+        read = sum(int(e.get("value", 0)) for e in entries if e.get("op", "").lower() == "read")
+        write = sum(int(e.get("value", 0)) for e in entries if e.get("op", "").lower() == "write")
+    return ResourceUsage(
+        instance=instance,
+        service=service,
+        cpu_pct=cpu_pct,
+        memory_bytes=used,
+        memory_limit_bytes=limit,
+        memory_pct=pct,
+        net_rx_bytes=rx,
+        net_tx_bytes=tx,
+        block_read_bytes=read,
+        block_write_bytes=write,
+    )
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception, its causes and contexts, and exceptions carried in their args."""
+    seen: list[BaseException] = []
+    todo: list[BaseException] = [exc]
+    while todo and len(seen) < 50:
+        e = todo.pop()
+        if any(e is s for s in seen):
+            continue
+        seen.append(e)
+        for nxt in (
+            e.__cause__,
+            e.__context__,
+            *[a for a in e.args if isinstance(a, BaseException)],
+        ):
+            if nxt is not None:
+                todo.append(nxt)
+        reason = getattr(e, "reason", None)
+        if isinstance(reason, BaseException):
+            todo.append(reason)
+    return seen
+
+
+def _explain(exc: Any) -> str:
+    return str(getattr(exc, "explanation", None) or exc).splitlines()[0]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
