@@ -97,14 +97,16 @@ class ComposeStack:
             api={"url": self.backend_url},
         )
 
-    def compose(self, *args: str, files: list[Path] | None = None) -> None:
+    def compose(
+        self, *args: str, files: list[Path] | None = None, env: dict[str, str] | None = None
+    ) -> None:
         """Run docker-compose (v1, Debian's) on this project, as a user would."""
         argv = ["docker-compose", "-p", self.project]
         for f in files or [COMPOSE_FILE, self.workdir / "labels.yml"]:
             argv += ["-f", str(f)]
-        env = {**os.environ, **self.env, "DOCKER_HOST": self.docker_host}
+        full_env = {**os.environ, **self.env, **(env or {}), "DOCKER_HOST": self.docker_host}
         done = subprocess.run(
-            [*argv, *args], env=env, capture_output=True, text=True, timeout=300, check=False
+            [*argv, *args], env=full_env, capture_output=True, text=True, timeout=300, check=False
         )
         if done.returncode != 0:
             raise AssertionError(f"{' '.join(argv + list(args))} failed:\n{done.stderr}")
@@ -188,6 +190,9 @@ def compose_stack(
 @pytest.fixture
 def stack(compose_stack: ComposeStack) -> ComposeStack:
     """The session's stack, every service running and healthy before the test."""
+    backend = compose_stack.container("backend") if compose_stack.healthy("backend") else None
+    if backend is None or backend.attrs["Config"]["Image"] != "travellr-backend:v1":
+        compose_stack.compose("up", "-d", "backend")
     if not all(compose_stack.healthy(s) for s in SERVICES):
         compose_stack.compose("up", "-d")
         compose_stack.wait_healthy()

@@ -25,6 +25,17 @@ def _hit(url: str) -> None:
         urllib.request.urlopen(url, timeout=10).read()
 
 
+def _env(stack: ComposeStack) -> dict[str, str]:
+    """The environment a user's shell would give travellr-ops for this stack."""
+    return {
+        **os.environ,
+        "TRAVELLR_PLATFORM": "compose",
+        "TRAVELLR_COMPOSE__PROJECT": stack.project,
+        "TRAVELLR_COMPOSE__DOCKER_HOST": stack.docker_host,
+        "TRAVELLR_STATE_DIR": str(stack.state_dir),
+    }
+
+
 # -- status -----------------------------------------------------------------------------------
 def test_status_of_a_healthy_stack(stack: ComposeStack) -> None:
     result = invoke("--json", "service", "status", settings=stack.settings())
@@ -144,13 +155,7 @@ def test_logs_bad_since_and_bad_regex_are_usage_errors(stack: ComposeStack) -> N
 
 
 def test_logs_follow_streams_and_ctrl_c_exits_130(stack: ComposeStack) -> None:
-    env = {
-        **os.environ,
-        "TRAVELLR_PLATFORM": "compose",
-        "TRAVELLR_COMPOSE__PROJECT": stack.project,
-        "TRAVELLR_COMPOSE__DOCKER_HOST": stack.docker_host,
-        "TRAVELLR_STATE_DIR": str(stack.state_dir),
-    }
+    env = _env(stack)
     proc = subprocess.Popen(
         [sys.executable, "-m", "travellr_ops", "service", "logs", "backend", "-f", "--tail", "1"],
         env=env,
@@ -203,6 +208,27 @@ def test_stats_over_the_memory_threshold_exits_1(stack: ComposeStack) -> None:
 
     assert result.exit_code == 1
     assert "over threshold" in result.stderr and "memory" in result.stderr
+
+
+def test_stats_watch_refreshes_until_ctrl_c(stack: ComposeStack) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "travellr_ops", "--json", "service", "stats", "backend",
+         "--watch", "--interval", "0.5"],
+        env=_env(stack), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        readings = [json.loads(proc.stdout.readline()) for _ in range(2)]
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert code == 130
+    for reading in readings:
+        (usage,) = reading["usage"]
+        assert usage["memory_bytes"] > 0
 
 
 def test_top_lists_the_processes_in_the_container(stack: ComposeStack) -> None:
@@ -269,6 +295,19 @@ services:
         assert audit[-1]["outcome"] == "failed"
     finally:
         stack.remove_everything()
+
+
+def test_restart_of_a_backend_whose_health_check_fails_exits_1(stack: ComposeStack) -> None:
+    stack.compose("up", "-d", "backend", env={"TRAVELLR_BACKEND_TAG": "v2-broken"})
+
+    result = invoke("service", "restart", "backend", "--yes", settings=stack.settings())
+
+    assert result.exit_code == 1
+    assert "unhealthy" in result.stderr
+    assert "did not come back healthy" in result.stderr
+    status = invoke("--json", "service", "status", "backend", settings=stack.settings())
+    assert status.exit_code == 1
+    assert status.json()["services"][0]["image"] == "travellr-backend:v2-broken"
 
 
 def test_an_engine_that_is_not_there_exits_3_with_a_hint(tmp_path: Path) -> None:

@@ -7,6 +7,10 @@
 #                       on 127.0.0.1 only); leaves a running one alone; prints its DOCKER_HOST
 #   docker.sh stop      stop that dockerd (by its PID) and wait for it to go
 #   docker.sh host      print the DOCKER_HOST of our engine
+#   docker.sh stack-up [PROJECT]    the Travellr stack from config/docker-compose.yml (compose
+#                       project PROJECT, default travellr), waited on until every service is
+#                       healthy; ports/tag from TRAVELLR_BACKEND_PORT... as the compose file says
+#   docker.sh stack-down [PROJECT]  remove that project's containers
 #   docker.sh images    build the images (cached: rebuilt only when their recipe changes):
 #                         travellr-backend:v1, :v2 (healthy), :v2-broken (health check fails)
 #                         travellr-redis:testbed, travellr-mongodb:testbed
@@ -157,11 +161,33 @@ CMD [\"python3\", \"/app/backend.py\"]" "$backend"
   done
 }
 
+# --- the compose stack -----------------------------------------------------------------------
+stack_up() {
+  local project=${1:-travellr} i
+  DOCKER_HOST=$HOST docker-compose -p "$project" -f "$REPO/config/docker-compose.yml" up -d >&2 \
+    || die "docker-compose up failed"
+  for i in $(seq 1 240); do
+    if [ "$(dk ps --filter "label=com.docker.compose.project=$project" --filter health=healthy -q | wc -l)" -ge 3 ]; then
+      return 0
+    fi
+    sleep 0.5
+  done
+  dk ps -a --filter "label=com.docker.compose.project=$project" >&2
+  die "the stack $project was not healthy within 120 s"
+}
+
+stack_down() {
+  local project=${1:-travellr}
+  DOCKER_HOST=$HOST docker-compose -p "$project" -f "$REPO/config/docker-compose.yml" down --remove-orphans >&2
+}
+
 case ${1:-} in
+  stack-up) running || die "the engine is not running: '$0 start' first"; stack_up "${2:-}" ;;
+  stack-down) running || exit 0; stack_down "${2:-}" ;;
   install) install ;;
   start) start ;;
   stop) stop ;;
   host) echo "$HOST" ;;
   images) running || die "the engine is not running: '$0 start' first"; images ;;
-  *) sed -n '2,17p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,21p' "$0" >&2; exit 2 ;;
 esac
