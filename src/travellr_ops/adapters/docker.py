@@ -506,6 +506,8 @@ class ComposePlatform:
                     "action": e.get("Action") or e.get("status"),
                 }
                 for e in raw_events
+                # health checks run as execs every few seconds: their events drown the rest
+                if not str(e.get("Action") or e.get("status") or "").startswith("exec_")
             ]
         return {
             "name": container.name,

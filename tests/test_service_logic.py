@@ -1,0 +1,84 @@
+"""The parts of `service` that need no server: time windows, log filters, docker stats maths."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from travellr_ops.adapters.docker import _log_line, _usage
+from travellr_ops.errors import UsageError
+from travellr_ops.ops.service import log_filter, parse_since
+
+NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("text", "ago"),
+    [("10m", timedelta(minutes=10)), ("2h", timedelta(hours=2)), ("30s", timedelta(seconds=30)),
+     ("1d", timedelta(days=1)), ("1.5h", timedelta(minutes=90))],
+)  # fmt: skip
+def test_since_durations(text: str, ago: timedelta) -> None:
+    assert parse_since(text, NOW) == NOW - ago
+
+
+def test_since_times_without_a_zone_are_utc() -> None:
+    assert parse_since("2026-05-01T10:00:00", NOW) == datetime(2026, 5, 1, 10, tzinfo=UTC)
+
+
+def test_since_nonsense_is_a_usage_error() -> None:
+    with pytest.raises(UsageError):
+        parse_since("last tuesday", NOW)
+
+
+def test_grep_is_a_case_insensitive_regex() -> None:
+    keep = log_filter("error|timeout", None)
+    assert keep("2026 ERROR db down")
+    assert keep("upstream Timeout after 5 s")
+    assert not keep("GET /api/health 200")
+
+
+def test_level_keeps_that_level_and_worse() -> None:
+    keep = log_filter(None, "warning")
+    assert keep("12:00 WARN slow query")
+    assert keep("12:00 ERROR boom")
+    assert keep("12:00 CRITICAL disk full")
+    assert not keep("12:00 INFO started")
+    assert not keep("a line with no level")
+
+
+def test_bad_regex_and_level_are_usage_errors() -> None:
+    with pytest.raises(UsageError):
+        log_filter("(", None)
+    with pytest.raises(UsageError):
+        log_filter(None, "LOUD")
+
+
+def test_engine_log_lines_keep_their_timestamp() -> None:
+    line = _log_line("c1", b"2026-05-01T12:00:00.123456789Z hello world\r")
+    assert line.time == datetime(2026, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
+    assert (line.source, line.text) == ("c1", "hello world")
+    bare = _log_line("c1", b"no stamp here")
+    assert bare.time is None and bare.text == "no stamp here"
+
+
+def test_stats_figures_follow_the_docker_cli() -> None:
+    raw = {
+        "cpu_stats": {"cpu_usage": {"total_usage": 3_000}, "system_cpu_usage": 20_000,
+                      "online_cpus": 2},
+        "precpu_stats": {"cpu_usage": {"total_usage": 1_000}, "system_cpu_usage": 10_000},
+        "memory_stats": {"usage": 300, "limit": 1000, "stats": {"total_inactive_file": 100}},
+        "networks": {"eth0": {"rx_bytes": 5, "tx_bytes": 7}, "eth1": {"rx_bytes": 1, "tx_bytes": 1}},
+        "blkio_stats": {"io_service_bytes_recursive": [
+            {"op": "Read", "value": 10}, {"op": "Write", "value": 20}, {"op": "Read", "value": 1}]},
+    }  # fmt: skip
+    usage = _usage("backend", "c1", raw)
+    assert usage.cpu_pct == 40.0  # 2000/10000 of the machine, times 2 CPUs
+    assert (usage.memory_bytes, usage.memory_limit_bytes, usage.memory_pct) == (200, 1000, 20.0)
+    assert (usage.net_rx_bytes, usage.net_tx_bytes) == (6, 8)
+    assert (usage.block_read_bytes, usage.block_write_bytes) == (11, 20)
+
+
+def test_stats_of_a_first_reading_have_no_cpu_figure() -> None:
+    usage = _usage("backend", "c1", {"cpu_stats": {}, "precpu_stats": {}, "memory_stats": {}})
+    assert usage.cpu_pct is None and usage.memory_bytes is None and usage.net_rx_bytes is None
