@@ -47,13 +47,32 @@ def _run_script(*args: str, timeout: float) -> str:
 
 
 @pytest.fixture(scope="session")
-def docker_engine() -> str:
-    """The DOCKER_HOST of a running engine with the stack's images built."""
+def docker_engine() -> Iterator[str]:
+    """The DOCKER_HOST of a running engine with the stack's images built.
+
+    An engine this session started is stopped at its end, unless another test session still
+    has containers on it; one that was already running is left alone.
+    """
     if not Path("/usr/sbin/dockerd").exists():
         need("Docker Engine not installed (bash scripts/testbed/docker.sh install)")
+    was_running = subprocess.run(["bash", str(SCRIPT), "status"], check=False).returncode == 0
     host = _run_script("start", timeout=120)
-    _run_script("images", timeout=1200)
-    return host
+    try:
+        _run_script("images", timeout=1200)
+        yield host
+    finally:
+        if not was_running and not _other_sessions(host):
+            _run_script("stop", timeout=60)
+
+
+def _other_sessions(host: str) -> bool:
+    client = docker_client(host)
+    try:
+        return bool(client.containers.list(all=True, filters={"label": SESSION_LABEL}))
+    except Exception:  # an engine we cannot ask has nothing to protect
+        return False
+    finally:
+        client.close()
 
 
 def docker_client(host: str) -> Any:

@@ -7,6 +7,7 @@
 #                       on 127.0.0.1 only); leaves a running one alone; prints its DOCKER_HOST
 #   docker.sh stop      stop that dockerd (by its PID) and wait for it to go
 #   docker.sh host      print the DOCKER_HOST of our engine
+#   docker.sh status    exit 0 when our engine is running, 1 when not
 #   docker.sh stack-up [PROJECT]    the Travellr stack from config/docker-compose.yml (compose
 #                       project PROJECT, default travellr), waited on until every service is
 #                       healthy; ports/tag from TRAVELLR_BACKEND_PORT... as the compose file says
@@ -188,6 +189,7 @@ case ${1:-} in
   start) start ;;
   stop) stop ;;
   host) echo "$HOST" ;;
+  status) running ;;
   images) running || die "the engine is not running: '$0 start' first"; images ;;
-  *) sed -n '2,21p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,22p' "$0" >&2; exit 2 ;;
 esac
