@@ -204,6 +204,35 @@ def test_logs_grep_and_previous(k8s_ns: K8sNamespace) -> None:
         assert any(line.startswith(pod.metadata.name) or pod.metadata.name in line for line in out)
 
 
+def test_logs_follow_streams_new_lines_from_every_pod(backend: K8sNamespace) -> None:
+    from travellr_ops.adapters.platform import get_platform
+
+    platform = get_platform(backend.settings())
+    pods = {p.metadata.name for p in _running_pods(backend)}
+    stream = platform.logs(["backend"], tail=0, follow=True)
+    try:
+        seen = [next(stream) for _ in range(6)]  # tail 0: every one of these is new
+    finally:
+        stream.close()
+        platform.close()
+
+    assert {line.source for line in seen} == pods
+    assert all(line.time is not None and "GET /api/" in line.text for line in seen)
+
+
+def test_logs_since_leaves_out_older_lines(backend: K8sNamespace) -> None:
+    _wait_for(lambda: _youngest_pod_age(backend) >= 6)
+
+    recent = invoke(
+        "--json", "service", "logs", "backend", "--since", "3s", settings=backend.settings()
+    )
+    everything = invoke("--json", "service", "logs", "backend", settings=backend.settings())
+
+    assert recent.exit_code == everything.exit_code == 0, recent.stderr
+    assert 0 < len(recent.json()["lines"]) < len(everything.json()["lines"])
+    assert not any("listening" in line["text"] for line in recent.json()["lines"])
+
+
 def test_logs_previous_shows_the_crashed_container(k8s_ns: K8sNamespace) -> None:
     k8s_ns.apply(backend_deployment(image="travellr-backend:v2-broken-oom", replicas=1))
     _wait_for(lambda: _pod_restarts(k8s_ns) > 0)
