@@ -252,7 +252,7 @@ def test_down_then_up_of_the_backend(stack: ComposeStack) -> None:
     up = invoke("service", "up", "backend", "--yes", settings=stack.settings())
 
     assert up.exit_code == 0, up.stderr
-    stack.wait_healthy()
+    # `up` waited until the backend was healthy again
     assert invoke("service", "status", settings=stack.settings()).exit_code == 0
 
 

@@ -37,6 +37,7 @@ from travellr_ops.adapters.platform import (
     ServiceStatus,
 )
 from travellr_ops.errors import (
+    CheckFailed,
     ConfigError,
     OperationFailed,
     ServiceError,
@@ -412,8 +413,25 @@ class ComposePlatform:
 
     # -- up, down, scale: the compose binary ------------------------------------------------
     def up(self, service: str | None = None) -> None:
+        """`compose up -d [SERVICE]`, then wait (compose v1 does not) until what it started is
+        running and healthy; CheckFailed when it is not within compose.restart_timeout_s."""
         names = [self._resolve(service)[1]] if service else []
         self._compose("up", "-d", *names)
+        deadline = time.monotonic() + self.compose.restart_timeout_s
+        for name in names or [n for n in self.services() if n in self._compose_names()]:
+            for container in self._containers(self._resolve(name)[1]):
+                ok, why = self._wait_healthy(container, deadline, lambda message: None)
+                if not ok:
+                    tail = " | ".join(self._last_logs(container, 5))
+                    raise CheckFailed(
+                        f"`up` started {container.name}, but {why.removeprefix(container.name + ' ')}",
+                        hint=f"its last log lines: {tail}" if tail else None,
+                    )
+
+    def _compose_names(self) -> set[str]:
+        found = {c.labels.get(SERVICE_LABEL, "") for c in self._containers()}
+        names = {k for k, v in self._logical().items() if v in found}
+        return names | found
 
     def down(self, service: str | None = None) -> None:
         if service is None:

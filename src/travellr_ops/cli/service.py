@@ -83,9 +83,9 @@ def _render_status(console: Console, services: list[ServiceStatus]) -> None:
         if not svc.instances:
             rows.append([name, ready, "-", verdict("down"), "", "", svc.image or "", ""])
         for inst in svc.instances:
-            state = inst.state + (f" ({inst.health})" if inst.health else "")
-            if not inst.ready:
-                state = verdict("down") + f" {state}"
+            state = inst.state + (f", {verdict(inst.health)}" if inst.health else "")
+            if inst.state.lower() not in ("running", "restarting"):
+                state = verdict("down") + f" ({inst.state})"
             if inst.last_termination and not inst.ready:
                 state += f"\n{escape(inst.last_termination)}"
             image = escape(inst.image)
