@@ -153,13 +153,16 @@ CMD [\"--host\", \"127.0.0.1\", \"--port\", \"27017\", \"--storage-path\", \":me
   local version health
   [ -f "$backend" ] || die "$backend is missing (the sandbox's stand-in backend)"
   for version in v1 v2 v2-broken; do
-    health=0; [ "$version" = v2-broken ] && health=1
+    # only the broken tag sets the variable at all: any value may read as "fail"
+    health=; [ "$version" = v2-broken ] && health=" BACKEND_HEALTH_FAIL=1"
     build "travellr-backend:$version" "FROM $base
 COPY backend.py /app/backend.py
-ENV BACKEND_VERSION=$version BACKEND_HEALTH_FAIL=$health HOST=127.0.0.1 PORT=5000 PYTHONUNBUFFERED=1
+ENV BACKEND_VERSION=$version HOST=127.0.0.1 PORT=5000 PYTHONUNBUFFERED=1$health
 WORKDIR /app
 CMD [\"python3\", \"/app/backend.py\"]" "$backend"
   done
+  # images of older recipes, untagged by the builds above
+  dk image prune -f --filter "label=$LABEL=true" >/dev/null
 }
 
 # --- the compose stack -----------------------------------------------------------------------
