@@ -1,0 +1,449 @@
+"""Real Redis, MongoDB-wire (SecantusDB) and stand-in backend servers for tests.
+
+Every server listens on 127.0.0.1 on a free port, keeps its files in a pytest tmp dir, is
+started through the same scripts the sandbox uses (scripts/testbed/{redis,mongo}.sh,
+scripts/sandbox/{seed,backend}.py) and is stopped by its fixture. A server that cannot be
+started makes the test skip outside CI and fail under CI (servers.need).
+
+Session fixtures (shared; a test that stops one must start it again):
+  redis_server / redis_url            one redis-server            redis://127.0.0.1:P/0
+  redis_cluster_url                   one node of a 3-primary Redis Cluster
+  mongo_server / mongo_uri            SecantusDB replica set      mongodb://127.0.0.1:P/travellr
+  mongo_standalone_uri                SecantusDB --standalone
+  seeded_mongo_uri                    its own replica set, small seed (scripts/sandbox/seed.py);
+                                      treat as read-only
+  backend / backend_url               the stand-in backend on redis_url + seeded_mongo_uri;
+                                      backend.log_dir holds access.log and app.log
+Function fixtures (a test's own, free to stop, change and restart):
+  redis_factory(), mongo_factory(standalone=, memory=, extra=), backend_factory(redis_url,
+  mongo_uri, **env), fresh_seeded_mongo_uri (a freshly seeded db of its own, dropped after).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from servers import free_port, need
+
+REPO = Path(__file__).resolve().parents[1]
+REDIS_SH = REPO / "scripts" / "testbed" / "redis.sh"
+MONGO_SH = REPO / "scripts" / "testbed" / "mongo.sh"
+SEED_PY = REPO / "scripts" / "sandbox" / "seed.py"
+BACKEND_PY = REPO / "scripts" / "sandbox" / "backend.py"
+VENV_BIN = Path(sys.executable).parent
+
+# Small enough for a quick session, big enough that a COLLSCAN is visible in explain.
+TEST_SEED_SCALE = "0.02"
+
+
+class ServerStartError(RuntimeError):
+    """A testbed script failed; the message is its stderr."""
+
+
+def _script(*argv: str | Path, timeout: float = 120) -> None:
+    env = {**os.environ, "VENV": str(VENV_BIN.parent)}
+    try:
+        res = subprocess.run(
+            ["bash", *map(str, argv)], capture_output=True, text=True, timeout=timeout, env=env
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise ServerStartError(f"{Path(str(argv[0])).name} {argv[1]}: timed out") from exc
+    if res.returncode != 0:
+        msg = res.stderr.strip() or f"exit status {res.returncode}"
+        raise ServerStartError(msg)
+
+
+def _pid_alive(pidfile: Path) -> bool:
+    try:
+        os.kill(int(pidfile.read_text().strip()), 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+class RedisServer:
+    """One redis-server; `stop()` and `start()` again keep the same port."""
+
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        self.dir = workdir
+        self.port = port or free_port()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def running(self) -> bool:
+        return _pid_alive(self.dir / "redis.pid")
+
+    def start(self) -> RedisServer:
+        _script(REDIS_SH, "start", "--port", str(self.port), "--dir", self.dir)
+        return self
+
+    def stop(self) -> None:
+        _script(REDIS_SH, "stop", "--dir", self.dir)
+
+
+class RedisCluster:
+    """Three primaries on 127.0.0.1, slots spread by `redis-cli --cluster create`."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.dir = workdir
+        self.ports = [free_port() for _ in range(3)]
+        while len(set(self.ports)) < 3:
+            self.ports = [free_port() for _ in range(3)]
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.ports[0]}/0"
+
+    def start(self) -> RedisCluster:
+        _script(
+            REDIS_SH, "cluster-start", "--ports", ",".join(map(str, self.ports)), "--dir", self.dir
+        )
+        return self
+
+    def stop(self) -> None:
+        _script(REDIS_SH, "cluster-stop", "--dir", self.dir)
+
+
+class MongoServer:
+    """One SecantusDB; its data stays in `dir/data` across `stop()`/`start()` unless memory."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        port: int | None = None,
+        standalone: bool = False,
+        memory: bool = False,
+        extra: tuple[str, ...] = (),
+    ) -> None:
+        self.dir = workdir
+        self.port = port or free_port()
+        self.standalone = standalone
+        self.memory = memory
+        self.extra = extra
+
+    def uri_for(self, db: str) -> str:
+        return f"mongodb://127.0.0.1:{self.port}/{db}"
+
+    @property
+    def uri(self) -> str:
+        return self.uri_for("travellr")
+
+    @property
+    def running(self) -> bool:
+        return _pid_alive(self.dir / "mongo.pid")
+
+    def start(self) -> MongoServer:
+        argv: list[str | Path] = [MONGO_SH, "start", "--port", str(self.port), "--dir", self.dir]
+        if self.standalone:
+            argv.append("--standalone")
+        if self.memory:
+            argv.append("--memory")
+        if self.extra:
+            argv += ["--extra", " ".join(self.extra)]
+        _script(*argv)
+        return self
+
+    def stop(self) -> None:
+        _script(MONGO_SH, "stop", "--dir", self.dir, timeout=60)
+
+    def client(self, db: str | None = None) -> Any:
+        from pymongo import MongoClient
+
+        return MongoClient(self.uri_for(db or "travellr"), serverSelectionTimeoutMS=5000)
+
+
+class Backend:
+    """The stand-in Travellr backend (scripts/sandbox/backend.py) as a child process."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        redis_url: str,
+        mongo_uri: str,
+        port: int | None = None,
+        python: str = sys.executable,
+        **env: str,
+    ) -> None:
+        self.dir = workdir
+        self.log_dir = workdir / "logs"
+        self.port = port or free_port()
+        self.python = python
+        self.env = {
+            "HOST": "127.0.0.1",
+            "PORT": str(self.port),
+            "REDIS_URL": redis_url,
+            "MONGO_URI": mongo_uri,
+            "LOG_DIR": str(self.log_dir),
+            "BACKEND_VERSION": "test",
+            **env,
+        }
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def access_log(self) -> Path:
+        return self.log_dir / "access.log"
+
+    @property
+    def app_log(self) -> Path:
+        return self.log_dir / "app.log"
+
+    def start(self) -> Backend:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+        with open(self.dir / "stdout.log", "ab") as out:
+            self._proc = subprocess.Popen(
+                [self.python, str(BACKEND_PY)],
+                env={**env, **self.env},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                out_text = (self.dir / "stdout.log").read_text(errors="replace")[-2000:]
+                raise ServerStartError(f"backend exited at start: {out_text}")
+            try:
+                # Any HTTP answer means it serves; a 503 (degraded) is still an answer.
+                urllib.request.urlopen(self.url + "/api/health", timeout=2).close()
+                return self
+            except urllib.error.HTTPError:
+                return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise ServerStartError("backend did not answer /api/health within 20 s")
+
+    def stop(self) -> None:
+        if self._proc is None:
+            return
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._proc = None
+
+
+def seed(uri: str, scale: str = TEST_SEED_SCALE) -> None:
+    """Fill the database of `uri` with scripts/sandbox/seed.py (drops what is there)."""
+    res = subprocess.run(
+        [sys.executable, str(SEED_PY), "--uri", uri, "--scale", scale, "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if res.returncode != 0:
+        raise ServerStartError(f"seed.py failed: {res.stderr.strip()}")
+
+
+def _require(binary: str, how: str) -> None:
+    if shutil.which(binary) is None and not (VENV_BIN / binary).exists():
+        need(f"{binary} is not installed ({how})")
+
+
+def _started(server: Any) -> Any:
+    try:
+        return server.start()
+    except ServerStartError as exc:
+        need(f"{type(server).__name__}: {exc}")
+
+
+def _stop_quietly(server: Any) -> None:
+    try:
+        server.stop()
+    except ServerStartError as exc:
+        print(f"warning: could not stop {type(server).__name__}: {exc}", file=sys.stderr)
+
+
+# ----------------------------------------------------------------------------------- redis
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    _require("redis-server", "scripts/testbed/redis.sh install")
+    server = _started(RedisServer(tmp_path_factory.mktemp("redis")))
+    yield server
+    _stop_quietly(server)
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: RedisServer) -> str:
+    return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    _require("redis-server", "scripts/testbed/redis.sh install")
+    cluster = _started(RedisCluster(tmp_path_factory.mktemp("redis-cluster")))
+    yield cluster
+    _stop_quietly(cluster)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(redis_cluster: RedisCluster) -> str:
+    return redis_cluster.url
+
+
+@pytest.fixture
+def redis_factory(tmp_path: Path) -> Iterator[Callable[[], RedisServer]]:
+    """Start redis-servers of this test's own; all are stopped when the test ends."""
+    _require("redis-server", "scripts/testbed/redis.sh install")
+    made: list[RedisServer] = []
+    counter = itertools.count()
+
+    def make() -> RedisServer:
+        server = _started(RedisServer(tmp_path / f"redis-{next(counter)}"))
+        made.append(server)
+        return server
+
+    yield make
+    for server in made:
+        _stop_quietly(server)
+
+
+# ----------------------------------------------------------------------------------- mongo
+@pytest.fixture(scope="session")
+def mongo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MongoServer]:
+    _require("secantusd-py", "scripts/testbed/mongo.sh install")
+    server = _started(MongoServer(tmp_path_factory.mktemp("mongo-rs")))
+    yield server
+    _stop_quietly(server)
+
+
+@pytest.fixture(scope="session")
+def mongo_uri(mongo_server: MongoServer) -> str:
+    return mongo_server.uri
+
+
+@pytest.fixture(scope="session")
+def mongo_standalone_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MongoServer]:
+    _require("secantusd-py", "scripts/testbed/mongo.sh install")
+    server = _started(MongoServer(tmp_path_factory.mktemp("mongo-sa"), standalone=True))
+    yield server
+    _stop_quietly(server)
+
+
+@pytest.fixture(scope="session")
+def mongo_standalone_uri(mongo_standalone_server: MongoServer) -> str:
+    return mongo_standalone_server.uri
+
+
+@pytest.fixture(scope="session")
+def seeded_mongo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MongoServer]:
+    _require("secantusd-py", "scripts/testbed/mongo.sh install")
+    server = _started(MongoServer(tmp_path_factory.mktemp("mongo-seeded")))
+    try:
+        seed(server.uri)
+    except ServerStartError as exc:
+        _stop_quietly(server)
+        need(str(exc))
+    yield server
+    _stop_quietly(server)
+
+
+@pytest.fixture(scope="session")
+def seeded_mongo_uri(seeded_mongo_server: MongoServer) -> str:
+    """The seeded `travellr` db, shared by the session: do not change it (see fresh_...)."""
+    return seeded_mongo_server.uri
+
+
+_fresh_dbs = itertools.count()
+
+
+@pytest.fixture
+def fresh_seeded_mongo_uri(seeded_mongo_server: MongoServer) -> Iterator[str]:
+    """A newly seeded database of this test's own on the seeded server, dropped afterwards."""
+    name = f"travellr_t{os.getpid()}_{next(_fresh_dbs)}"
+    uri = seeded_mongo_server.uri_for(name)
+    try:
+        seed(uri)
+    except ServerStartError as exc:
+        need(str(exc))
+    yield uri
+    client = seeded_mongo_server.client()
+    try:
+        client.drop_database(name)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def mongo_factory(tmp_path: Path) -> Iterator[Callable[..., MongoServer]]:
+    """Start SecantusDB servers of this test's own; all are stopped when the test ends.
+
+    mongo_factory(standalone=False, memory=False, extra=("--enable-test-commands",))
+    """
+    _require("secantusd-py", "scripts/testbed/mongo.sh install")
+    made: list[MongoServer] = []
+    counter = itertools.count()
+
+    def make(
+        *, standalone: bool = False, memory: bool = False, extra: tuple[str, ...] = ()
+    ) -> MongoServer:
+        server = MongoServer(
+            tmp_path / f"mongo-{next(counter)}", standalone=standalone, memory=memory, extra=extra
+        )
+        made.append(_started(server))
+        return server
+
+    yield make
+    for server in made:
+        _stop_quietly(server)
+
+
+# --------------------------------------------------------------------------------- backend
+@pytest.fixture(scope="session")
+def backend(
+    tmp_path_factory: pytest.TempPathFactory, redis_url: str, seeded_mongo_uri: str
+) -> Iterator[Backend]:
+    server = _started(
+        Backend(tmp_path_factory.mktemp("backend"), redis_url=redis_url, mongo_uri=seeded_mongo_uri)
+    )
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def backend_url(backend: Backend) -> str:
+    return backend.url
+
+
+@pytest.fixture
+def backend_factory(tmp_path: Path) -> Iterator[Callable[..., Backend]]:
+    """Start backends of this test's own against given servers: backend_factory(redis_url=,
+    mongo_uri=, RATE_LIMIT_PER_MIN="5", ...); all are stopped when the test ends."""
+    made: list[Backend] = []
+    counter = itertools.count()
+
+    def make(*, redis_url: str, mongo_uri: str, **env: str) -> Backend:
+        server = Backend(
+            tmp_path / f"backend-{next(counter)}", redis_url=redis_url, mongo_uri=mongo_uri, **env
+        )
+        made.append(_started(server))
+        return server
+
+    yield make
+    for server in made:
+        server.stop()
