@@ -136,6 +136,19 @@ class BackupSettings(_Section):
     #: how many of the newest backups `backup clean` always keeps, whatever their age
     keep_last: int = 1
     parallelism: int = 4
+    # backup helper's fields:
+    #: gzip level of backup files (1 fastest .. 9 smallest); the dump waits on the server, so
+    #: a fast level keeps compression off the critical path on small machines
+    compression_level: int = Field(default=1, ge=1, le=9)
+    #: where `backup restore --until` finds the continuously archived oplog
+    #: (`backup oplog-archive`); unset: <dir>/oplog-archive
+    oplog_archive_dir: Path | None = None
+    #: seconds between oplog reads of `backup oplog-archive --follow` (the recovery point)
+    oplog_poll_s: float = 10.0
+    #: entries per archive file of `backup oplog-archive` (a file is also cut at each poll)
+    oplog_file_entries: int = 50_000
+    #: `backup list` flags a gap when the newest backup is older than this many hours
+    max_age_hours: float = 24.0
 
 
 class LogSettings(_Section):

@@ -1,8 +1,457 @@
-"""`travellr-ops backup`."""
+"""`travellr-ops backup`: the runbook's `npm run backup:create|list|clean|restore`, "verify
+backup", "test restore procedure", and oplog point-in-time recovery."""
 
-from travellr_ops.cli.common import new_group
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from travellr_ops.cli.common import (
+    AppContext,
+    DryRunOpt,
+    JsonOpt,
+    QuietOpt,
+    YesOpt,
+    exit_with,
+    new_group,
+    use,
+)
+
+if TYPE_CHECKING:
+    from travellr_ops.adapters.mongo_dump import MongoDump
+    from travellr_ops.ops.backup.archive import ArchiveResult
+    from travellr_ops.ops.backup.create import CreateResult
+    from travellr_ops.ops.backup.manage import BackupList, CleanPlan, VerifyResult
+    from travellr_ops.ops.backup.restore import RestoreResult
 
 app = new_group(
     "backup",
-    "MongoDB backups: create, list, verify, clean, restore, oplog archive.\n\n[dim]Arrives with issue 5.[/]",
+    "MongoDB backups: create, list, verify, clean, restore (point in time), oplog archive.",
 )
+
+T = TypeVar("T")
+
+MetricsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--metrics-file",
+        help="Write node_exporter textfile metrics here (atomically), success or not.",
+    ),
+]
+CollectionsOpt = Annotated[
+    list[str] | None,
+    typer.Option("--collections", "-c", help="Only these collections (repeat the option)."),
+]
+NameArg = Annotated[str, typer.Argument(help="A backup name, as `backup list` shows it.")]
+
+
+@contextmanager
+def _dump(a: AppContext) -> Iterator[MongoDump]:
+    from travellr_ops.adapters.mongo import MongoAdapter
+    from travellr_ops.adapters.mongo_dump import MongoDump
+
+    s = a.settings.mongo
+    mongo = MongoAdapter(s.uri, s.database, s.timeout_s)
+    try:
+        yield MongoDump(mongo)
+    finally:
+        mongo.close()
+
+
+def _metered(a: AppContext, metrics: Path | None, command: str, run: Callable[[], T]) -> T:
+    """Run ``run``; write the metrics file afterwards, whether it succeeded or not."""
+    started = time.monotonic()
+    ok = False
+    try:
+        result = run()
+        ok = getattr(result, "ok", True) is not False
+        return result
+    finally:
+        if metrics is not None:
+            from travellr_ops.ops.backup.manage import write_metrics
+
+            write_metrics(a.settings, metrics, command, ok, time.monotonic() - started)
+
+
+def _size(n: float) -> str:
+    from travellr_ops.ops.health import human_bytes
+
+    return human_bytes(n)
+
+
+# --------------------------------------------------------------------------------- create
+
+
+@app.command()
+def create(
+    ctx: typer.Context,
+    collections: CollectionsOpt = None,
+    metrics_file: MetricsOpt = None,
+    dry_run: DryRunOpt = False,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Back up every collection (raw BSON, gzip, in parallel; with the oplog written
+    meanwhile on a replica set). No confirmation: cron runs it. Exit 4 if one is running."""
+    from travellr_ops.ops.backup.create import create as run_create
+
+    a = use(ctx)
+    out = a.output(json_, quiet)
+    with _dump(a) as dump:
+        result = _metered(
+            a,
+            metrics_file,
+            "create",
+            lambda: run_create(
+                a.settings,
+                dump,
+                a.guard(dry_run=dry_run),
+                out.progress,
+                out.warn,
+                collections or None,
+            ),
+        )
+    out.result(result, lambda console: _render_create(console, result))
+    if not result.dry_run:
+        out.success(f"backup {result.name} written")
+
+
+def _render_create(console: Console, r: CreateResult) -> None:
+    if r.dry_run:
+        console.print(f"would write {r.path} with {', '.join(r.collections)}")
+        return
+    console.print(
+        f"{r.name}: {len(r.collections)} collections, {r.documents:,} documents, "
+        f"{_size(r.size)} in {r.duration_s:.1f} s"
+    )
+    if r.oplog_entries is not None:
+        console.print(f"consistent at {r.consistent_at} ({r.oplog_entries} oplog entries)")
+
+
+# ----------------------------------------------------------------------------------- list
+
+
+@app.command("list")
+def list_(ctx: typer.Context, json_: JsonOpt = False, quiet: QuietOpt = False) -> None:
+    """Backups: time, age, size, documents, status, last verification; flags those past the
+    retention and a gap when the newest is older than a day (exit 1 then)."""
+    from travellr_ops.ops.backup.manage import list_backups
+
+    a = use(ctx)
+    out = a.output(json_, quiet)
+    listing = list_backups(a.settings)
+    out.result(listing, lambda console: _render_list(console, listing))
+    for warning in listing.warnings:
+        out.warn(warning)
+    exit_with(not listing.gap)
+
+
+def _render_list(console: Console, r: BackupList) -> None:
+    from travellr_ops.output import table
+
+    rows = []
+    for b in reversed(r.backups):
+        flags = []
+        if b.over_retention:
+            flags.append("past retention")
+        if b.pitr:
+            flags.append("oplog")
+        rows.append(
+            [
+                b.name,
+                f"{b.age_hours:.1f} h",
+                _size(b.size),
+                b.collections,
+                f"{b.documents:,}",
+                f"[green]{b.status}[/]" if b.status == "complete" else f"[red]{b.status}[/]",
+                (b.verified_at or "never")[:16]
+                + (f" {b.verify_result}" if b.verify_result else ""),
+                ", ".join(flags),
+            ]
+        )
+    console.print(
+        table(
+            f"backups in {r.directory}",
+            ["name", "age", "size", "colls", "docs", "status", "verified", "notes"],
+            rows,
+        )
+    )
+    if r.oplog_archive:
+        o = r.oplog_archive
+        console.print(
+            f"oplog archive: {o['files']} files, up to {o['covered_to']} ({o['lag_s']} s ago)"
+        )
+
+
+# --------------------------------------------------------------------------------- verify
+
+
+@app.command()
+def verify(
+    ctx: typer.Context,
+    name: NameArg,
+    restore_test: Annotated[
+        bool,
+        typer.Option(
+            "--restore-test",
+            help="Also restore into a scratch database, compare counts and indexes, drop it.",
+        ),
+    ] = False,
+    metrics_file: MetricsOpt = None,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Check every file against the manifest's checksums and decompress it; exit 1 on any
+    mismatch. Records the verification in the manifest."""
+    from travellr_ops.ops.backup.manage import verify as run_verify
+
+    a = use(ctx)
+    out = a.output(json_, quiet)
+    with _dump(a) as dump:
+        result = _metered(
+            a,
+            metrics_file,
+            "verify",
+            lambda: run_verify(
+                a.settings,
+                name,
+                restore_test=restore_test,
+                dump=lambda: dump,
+                progress=out.progress,
+            ),
+        )
+    out.result(result, lambda console: _render_verify(console, result))
+    if result.ok:
+        out.success(f"{name} verified")
+    else:
+        out.error(f"{name} failed verification: {len(result.problems)} problem(s)")
+    exit_with(result.ok)
+
+
+def _render_verify(console: Console, r: VerifyResult) -> None:
+    from travellr_ops.output import verdict
+
+    console.print(f"{r.name}: {verdict('ok' if r.ok else 'fail')} ({r.files_checked} files)")
+    for problem in r.problems:
+        console.print(f"  {problem}")
+    if r.restore_test:
+        console.print(
+            f"restore test in {r.restore_test['database']}: {r.restore_test['seconds']} s"
+        )
+
+
+# ---------------------------------------------------------------------------------- clean
+
+
+@app.command()
+def clean(
+    ctx: typer.Context,
+    keep_days: Annotated[
+        int | None, typer.Option(help="Delete backups older than this (default: retention).")
+    ] = None,
+    keep_last: Annotated[
+        int | None, typer.Option(help="Always keep this many of the newest backups.")
+    ] = None,
+    yes: YesOpt = False,
+    dry_run: DryRunOpt = False,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Delete backups past the retention (never the newest verified one, nor the base of the
+    point-in-time window) and leftovers of unfinished backups."""
+    from travellr_ops.ops.backup.manage import clean as run_clean
+
+    a = use(ctx)
+    out = a.output(json_, quiet)
+    plan = run_clean(a.settings, a.guard(yes, dry_run), keep_days, keep_last)
+    out.result(plan, lambda console: _render_clean(console, plan))
+
+
+def _render_clean(console: Console, p: CleanPlan) -> None:
+    if not (p.delete or p.leftovers or p.archive_files):
+        console.print("nothing to delete")
+        return
+    verb = "would delete" if p.dry_run else "deleted"
+    for name in p.delete:
+        console.print(f"{verb} {name}")
+    for name in p.leftovers:
+        console.print(f"{verb} unfinished {name}")
+    for name in p.archive_files:
+        console.print(f"{verb} archived oplog {name}")
+    console.print(f"{_size(p.freed_bytes)} {'would be ' if p.dry_run else ''}freed")
+
+
+# -------------------------------------------------------------------------------- restore
+
+
+@app.command()
+def restore(
+    ctx: typer.Context,
+    name: NameArg,
+    db: Annotated[
+        str | None, typer.Option("--db", help="Restore into this database instead.")
+    ] = None,
+    collections: CollectionsOpt = None,
+    drop: Annotated[
+        bool, typer.Option("--drop", help="Drop each collection before restoring it.")
+    ] = False,
+    until: Annotated[
+        str | None,
+        typer.Option(
+            "--until",
+            help="Point in time: replay the oplog up to this UTC time (2024-01-01T10:30:00Z), "
+            "or before an oplog timestamp SECONDS:INC (like --oplogLimit).",
+        ),
+    ] = None,
+    with_downtime: Annotated[
+        bool,
+        typer.Option(
+            "--with-downtime",
+            help="The runbook's procedure: stop the backend, restore, start it, health check.",
+        ),
+    ] = False,
+    yes: YesOpt = False,
+    dry_run: DryRunOpt = False,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Restore a backup (checksums verified first; a damaged one is refused before anything
+    is touched). Asks first, naming every collection it overwrites."""
+    from travellr_ops.ops.backup.restore import restore as run_restore
+
+    a = use(ctx)
+    out = a.output(json_, quiet)
+    downtime = _downtime(a) if with_downtime else None
+    with _dump(a) as dump:
+        result = run_restore(
+            a.settings,
+            dump,
+            a.guard(yes, dry_run),
+            out.progress,
+            out.info,
+            name,
+            target_db=db,
+            collections=collections or None,
+            drop=drop,
+            until=until,
+            downtime=downtime,
+        )
+    out.result(result, lambda console: _render_restore(console, result))
+    for skipped in result.skipped_entries:
+        out.warn(f"oplog entry not replayed: {skipped}")
+    if not result.dry_run:
+        out.success(f"{name} restored into {result.database}")
+    if result.healthy is False:
+        out.error(f"the backend is not healthy after the restore: {result.health}")
+        exit_with(False)
+
+
+def _downtime(a: AppContext) -> Callable[[], tuple[Callable[[], None], Callable[[], Any]]]:
+    def stop() -> tuple[Callable[[], None], Callable[[], tuple[bool, str]]]:
+        from travellr_ops.adapters.platform import get_platform
+
+        platform = get_platform(a.settings)
+        platform.down("backend")
+        return (lambda: platform.up("backend")), (lambda: _health(a))
+
+    return stop
+
+
+def _health(a: AppContext) -> tuple[bool, str]:
+    """The runbook's step 5 (`./scripts/health-check.sh`), waiting a little for the start."""
+    from travellr_ops.adapters.http import HttpAdapter
+    from travellr_ops.adapters.mongo import MongoAdapter
+    from travellr_ops.adapters.redis import RedisAdapter
+    from travellr_ops.ops.health import check_all
+
+    s = a.settings
+    deadline = time.monotonic() + 60
+    while True:
+        http = HttpAdapter(s.api.timeout_s)
+        mongo = MongoAdapter(s.mongo.uri, s.mongo.database, s.mongo.timeout_s)
+        redis = RedisAdapter(s.redis.url, s.redis.timeout_s)
+        try:
+            report = check_all(s, http, mongo, redis)
+        finally:
+            http.close()
+            mongo.close()
+            redis.close()
+        bad = [f"{c.name}: {c.verdict}" for c in report.checks if c.verdict not in ("ok",)]
+        if not report.exit_code or time.monotonic() > deadline:
+            return not report.exit_code, ", ".join(bad) or "all checks ok"
+        time.sleep(2)
+
+
+def _render_restore(console: Console, r: RestoreResult) -> None:
+    if r.dry_run:
+        console.print(f"dry run: nothing restored into {r.database}")
+        return
+    console.print(
+        f"{r.name} -> {r.database}: {len(r.collections)} collections, {r.documents:,} documents,"
+        f" {r.indexes} indexes in {r.duration_s:.1f} s"
+    )
+    if r.until:
+        console.print(
+            f"replayed {r.oplog_applied} captured + {r.archived_applied} archived oplog entries"
+            f" up to {r.until}"
+        )
+    if r.downtime:
+        console.print(f"backend restarted; health: {r.health}")
+
+
+# -------------------------------------------------------------------------- oplog-archive
+
+
+@app.command("oplog-archive")
+def oplog_archive(
+    ctx: typer.Context,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow", help="Keep archiving every backup.oplog_poll_s seconds (a watcher)."
+        ),
+    ] = False,
+    reset: Annotated[
+        bool,
+        typer.Option(
+            "--reset",
+            help="Start again after the newest backup (after the oplog rolled past the archive).",
+        ),
+    ] = False,
+    rounds: Annotated[int | None, typer.Option(hidden=True)] = None,
+    metrics_file: MetricsOpt = None,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Copy the oplog past the saved position into compressed, checksummed files, so that
+    `restore --until` reaches any moment after the last backup. Resumes exactly where it
+    stopped; reports (exit 1) an oplog that rolled past its position."""
+    from travellr_ops.ops.backup.archive import oplog_archive as run_archive
+
+    a = use(ctx)
+    out = a.output(json_, quiet)
+    with _dump(a) as dump:
+        result = _metered(
+            a,
+            metrics_file,
+            "oplog-archive",
+            lambda: run_archive(
+                a.settings, dump, a.guard(), out.info, follow=follow, reset=reset, rounds=rounds
+            ),
+        )
+    out.result(result, lambda console: _render_archive(console, result))
+
+
+def _render_archive(console: Console, r: ArchiveResult) -> None:
+    console.print(
+        f"archived {r.entries} oplog entries in {len(r.files)} file(s) to {r.directory};"
+        f" covered up to {r.covered_to}"
+    )
+    for name in r.adopted:
+        console.print(f"adopted {name} (written before an interruption)")

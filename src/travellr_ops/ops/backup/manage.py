@@ -1,0 +1,294 @@
+"""`backup list`, `backup verify`, `backup clean`, and the node_exporter metrics file."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from travellr_ops.adapters.mongo_dump import MongoDump
+from travellr_ops.errors import TravellrError
+from travellr_ops.ops.backup import archive, store
+from travellr_ops.ops.backup.create import ProgressFactory
+from travellr_ops.safety import Change, Guard
+from travellr_ops.settings import Settings
+
+
+@dataclass
+class BackupRow:
+    name: str
+    time: str
+    age_hours: float
+    size: int
+    collections: int
+    documents: int
+    status: str  # complete | unreadable
+    verified_at: str | None
+    verify_result: str | None
+    consistent_at: str | None
+    pitr: bool  # taken with an oplog (can be rolled forward)
+    over_retention: bool
+
+
+@dataclass
+class BackupList:
+    directory: Path
+    backups: list[BackupRow]
+    #: the newest backup is older than backup.max_age_hours (or there is none)
+    gap: bool
+    newest_age_hours: float | None
+    unfinished: list[str]
+    oplog_archive: dict[str, object] | None
+    warnings: list[str] = field(default_factory=list)
+
+
+def list_backups(settings: Settings, now: datetime | None = None) -> BackupList:
+    now = now or datetime.now(UTC)
+    cutoff = now - timedelta(days=settings.backup.retention_days)
+    rows: list[BackupRow] = []
+    for path, manifest in store.backups(settings.backup.dir):
+        taken = store.time_of(path.name)
+        age = round((now - taken).total_seconds() / 3600, 2)
+        if manifest is None:
+            rows.append(
+                BackupRow(path.name, taken.isoformat(), age, 0, 0, 0, "unreadable", None, None,
+                          None, False, taken < cutoff)
+            )  # fmt: skip
+            continue
+        rows.append(
+            BackupRow(
+                name=path.name,
+                time=taken.isoformat(),
+                age_hours=age,
+                size=manifest.size,
+                collections=len(manifest.collections),
+                documents=manifest.documents,
+                status=manifest.status,
+                verified_at=manifest.verified_at,
+                verify_result=manifest.verify_result,
+                consistent_at=manifest.consistent_at.isoformat(),
+                pitr=manifest.oplog is not None,
+                over_retention=taken < cutoff,
+            )
+        )
+    good = [r for r in rows if r.status == "complete"]
+    newest_age = good[-1].age_hours if good else None
+    gap = newest_age is None or newest_age > settings.backup.max_age_hours
+    warnings = []
+    if newest_age is None:
+        warnings.append("there is no backup at all")
+    elif gap:
+        warnings.append(f"the newest backup is {newest_age:.1f} h old: daily backups are missing")
+    unfinished = [p.name for p in store.leftovers(settings.backup.dir)]
+    if unfinished:
+        warnings.append(
+            f"{len(unfinished)} unfinished backup(s) left over: `backup clean` removes them"
+        )
+    state = archive.read_state(archive.archive_dir(settings))
+    oplog_info: dict[str, object] | None = None
+    if state is not None:
+        reach = max(state.covered_to[0], state.covered_wall)
+        oplog_info = {
+            "files": len(state.files),
+            "covered_to": datetime.fromtimestamp(reach, UTC).isoformat(),
+            "lag_s": round(now.timestamp() - reach, 1),
+            "gaps": len(state.gaps),
+        }
+    return BackupList(settings.backup.dir, rows, gap, newest_age, unfinished, oplog_info, warnings)
+
+
+# -- verify ---------------------------------------------------------------------------------
+
+
+@dataclass
+class VerifyResult:
+    name: str
+    ok: bool
+    files_checked: int
+    problems: list[str]
+    restore_test: dict[str, object] | None
+    verified_at: str
+
+
+def verify(
+    settings: Settings,
+    name: str,
+    *,
+    restore_test: bool,
+    dump: Callable[[], MongoDump],
+    progress: ProgressFactory,
+) -> VerifyResult:
+    from travellr_ops.ops.backup.restore import check_files, restore_data
+
+    path = store.resolve(settings.backup.dir, name)
+    manifest = store.read_manifest(path)
+    problems = check_files(path, manifest, decompress=True)
+    test: dict[str, object] | None = None
+    if restore_test and not problems:
+        mongo = dump()
+        scratch = f"{manifest.database}_verify_{secrets.token_hex(4)}"[:63]
+        started = time.monotonic()
+        try:
+            restore_data(
+                settings, mongo, path, manifest.collections, scratch, drop=False, progress=progress
+            )
+            for entry in manifest.collections:
+                count = mongo.count(scratch, entry.name)
+                if count != entry.documents:
+                    problems.append(
+                        f"{entry.name}: {count} documents restored, manifest says {entry.documents}"
+                    )
+                indexes = mongo.index_names(scratch, entry.name)
+                if indexes != sorted(entry.indexes):
+                    problems.append(
+                        f"{entry.name}: indexes {indexes} restored, manifest says {entry.indexes}"
+                    )
+        except TravellrError as exc:
+            problems.append(f"restore test failed: {exc.message}")
+        finally:
+            mongo.drop_database(scratch)
+        test = {"database": scratch, "seconds": round(time.monotonic() - started, 2)}
+    verified_at = datetime.now(UTC).isoformat(timespec="seconds")
+    manifest.verified_at = verified_at
+    manifest.verify_result = (
+        "fail" if problems else ("restore-test ok" if restore_test else "checksums ok")
+    )
+    store.write_manifest(path, manifest)
+    return VerifyResult(name, not problems, len(manifest.files), problems, test, verified_at)
+
+
+# -- clean ----------------------------------------------------------------------------------
+
+
+@dataclass
+class CleanPlan:
+    delete: list[str]
+    keep: dict[str, str]  # name -> why kept
+    leftovers: list[str]
+    archive_files: list[str]
+    freed_bytes: int
+    dry_run: bool = False
+    done: bool = False
+
+
+def plan_clean(
+    settings: Settings, keep_days: int, keep_last: int, now: datetime | None = None
+) -> CleanPlan:
+    now = now or datetime.now(UTC)
+    cutoff = now - timedelta(days=keep_days)
+    found = store.backups(settings.backup.dir)
+    good = [(p, m) for p, m in found if m is not None and m.status == "complete"]
+    keep: dict[str, str] = {}
+    for path, _ in good[-keep_last:] if keep_last > 0 else []:
+        keep[path.name] = f"one of the newest {keep_last}"
+    verified = [p for p, m in good if m.verify_result and m.verify_result != "fail"]
+    if verified:
+        keep.setdefault(verified[-1].name, "the newest verified backup")
+    # Recovering to the oldest moment still inside the retention needs the newest backup
+    # taken before it, rolled forward by the archived oplog.
+    state = archive.read_state(archive.archive_dir(settings))
+    older = [(p, m) for p, m in good if store.time_of(p.name) < cutoff and m.oplog is not None]
+    if state is not None and older:
+        base_path, base = older[-1]
+        if base.oplog is not None and state.since <= base.oplog.end:
+            keep.setdefault(base_path.name, "the base of the point-in-time window")
+    for path, _ in found:
+        if path.name not in keep and store.time_of(path.name) >= cutoff:
+            keep[path.name] = f"newer than {keep_days} days"
+    delete = [p for p, _ in found if p.name not in keep]
+    freed = sum(m.size for p, m in found if p.name not in keep and m is not None)
+    kept = [m for p, m in good if p.name in keep and m.oplog is not None]
+    archive_files: list[Path] = []
+    if kept and kept[0].oplog is not None:
+        archive_files = archive.prune(settings, kept[0].oplog.end)
+    return CleanPlan(
+        delete=[p.name for p in delete],
+        keep=keep,
+        leftovers=[p.name for p in store.leftovers(settings.backup.dir)],
+        archive_files=[p.name for p in archive_files],
+        freed_bytes=freed,
+    )
+
+
+def clean(
+    settings: Settings, guard: Guard, keep_days: int | None, keep_last: int | None
+) -> CleanPlan:
+    days = settings.backup.retention_days if keep_days is None else keep_days
+    last = settings.backup.keep_last if keep_last is None else keep_last
+    # The backup lock: a backup being written now is not a leftover.
+    with guard.lock("backup"):
+        plan = plan_clean(settings, days, last)
+        if not (plan.delete or plan.leftovers or plan.archive_files):
+            plan.done = True
+            return plan
+        details = [f"delete {n}" for n in plan.delete]
+        details += [f"remove unfinished {n}" for n in plan.leftovers]
+        details += [f"delete archived oplog {n}" for n in plan.archive_files]
+        details += [f"keep {n}: {why}" for n, why in sorted(plan.keep.items())]
+        change = Change(
+            action="backup clean",
+            summary=f"delete {len(plan.delete)} backup(s) older than {days} days"
+            f" and {len(plan.leftovers)} unfinished one(s) in {settings.backup.dir}",
+            details=details,
+            target=str(settings.backup.dir),
+        )
+        with guard.mutation(change, mutates_servers=False) as proceed:
+            if not proceed:
+                plan.dry_run = True
+                return plan
+            for name in plan.delete + plan.leftovers:
+                store.remove_tree(settings.backup.dir / name)
+            removed = [archive.archive_dir(settings) / n for n in plan.archive_files]
+            for path in removed:
+                path.unlink(missing_ok=True)
+            archive.forget(settings, removed)
+            store.fsync_dir(settings.backup.dir)
+            plan.done = True
+    return plan
+
+
+# -- metrics --------------------------------------------------------------------------------
+
+
+def write_metrics(
+    settings: Settings, path: Path, command: str, ok: bool, duration_s: float
+) -> None:
+    """node_exporter textfile metrics, replaced atomically (never read half-written)."""
+    listing = list_backups(settings)
+    good = [r for r in listing.backups if r.status == "complete"]
+    lines = [
+        "# HELP travellr_backup_last_run_success Whether the last run of the command succeeded.",
+        "# TYPE travellr_backup_last_run_success gauge",
+        f'travellr_backup_last_run_success{{command="{command}"}} {int(ok)}',
+        "# HELP travellr_backup_last_run_duration_seconds Duration of the last run.",
+        "# TYPE travellr_backup_last_run_duration_seconds gauge",
+        f'travellr_backup_last_run_duration_seconds{{command="{command}"}} {duration_s:.3f}',
+        f'travellr_backup_last_run_timestamp_seconds{{command="{command}"}} {time.time():.0f}',
+        "# HELP travellr_backup_count Complete backups in the backup directory.",
+        "# TYPE travellr_backup_count gauge",
+        f"travellr_backup_count {len(good)}",
+    ]
+    if good:
+        newest = good[-1]
+        finished = store.read_manifest(settings.backup.dir / newest.name).finished_at
+        lines += [
+            "# HELP travellr_backup_last_success_timestamp_seconds End of the newest backup.",
+            "# TYPE travellr_backup_last_success_timestamp_seconds gauge",
+            "travellr_backup_last_success_timestamp_seconds "
+            f"{datetime.fromisoformat(finished).timestamp():.0f}",
+            f"travellr_backup_last_size_bytes {newest.size}",
+            f"travellr_backup_last_documents {newest.documents}",
+        ]
+        verified = [r for r in good if r.verified_at]
+        if verified:
+            last = verified[-1]
+            stamp = datetime.fromisoformat(str(last.verified_at)).timestamp()
+            lines += [
+                f"travellr_backup_last_verify_ok {int(last.verify_result != 'fail')}",
+                f"travellr_backup_last_verify_timestamp_seconds {stamp:.0f}",
+            ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    store.write_atomic(path, ("\n".join(lines) + "\n").encode())

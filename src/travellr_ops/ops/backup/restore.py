@@ -1,0 +1,449 @@
+"""`backup restore` and the restore test of `backup verify`: raw batches back, in parallel,
+then indexes, then (``--until``) the oplog replayed up to a moment."""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from travellr_ops.adapters.mongo_dump import MongoDump, decode, oplog_time
+from travellr_ops.errors import CheckFailed, OperationFailed, Refused, TravellrError, UsageError
+from travellr_ops.ops.backup import archive, store
+from travellr_ops.ops.backup.create import Notify, ProgressFactory
+from travellr_ops.ops.backup.oplog import UnsupportedEntry, Write, writes_for
+from travellr_ops.output import ProgressTask
+from travellr_ops.safety import Change, Guard
+from travellr_ops.settings import Settings
+
+#: a batch of raw documents sent in one insert_many (pymongo splits it into wire messages)
+BATCH_BYTES = 8 * 1024 * 1024
+BATCH_DOCS = 20_000
+READ_CHUNK = 4 * 1024 * 1024
+
+_DONE = object()
+
+
+@dataclass
+class Until:
+    """A point-in-time limit: a wall-clock moment (inclusive), or an oplog timestamp
+    ``SECONDS:INCREMENT`` (exclusive, like ``mongorestore --oplogLimit``)."""
+
+    text: str
+    moment: datetime | None = None
+    limit_ts: tuple[int, int] | None = None
+
+    def admits(self, entry: Mapping[str, Any]) -> bool:
+        ts = oplog_time(entry)
+        if self.limit_ts is not None:
+            return ts < self.limit_ts
+        assert self.moment is not None
+        wall = entry.get("wall")
+        if isinstance(wall, datetime):
+            return wall.replace(tzinfo=UTC) <= self.moment
+        return ts[0] <= self.moment.timestamp()
+
+    @property
+    def seconds(self) -> float:
+        if self.limit_ts is not None:
+            return float(self.limit_ts[0])
+        assert self.moment is not None
+        return self.moment.timestamp()
+
+
+def parse_until(text: str) -> Until:
+    if ":" in text and text.replace(":", "").isdigit():
+        seconds, inc = text.split(":", 1)
+        return Until(text, limit_ts=(int(seconds), int(inc)))
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(
+            f"--until {text!r} is neither a time nor an oplog timestamp",
+            hint="e.g. --until 2024-01-01T10:30:00Z, or --until 1704067200:0 (exclusive)",
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return Until(text, moment=moment.astimezone(UTC))
+
+
+@dataclass
+class RestoreResult:
+    name: str
+    database: str
+    dry_run: bool
+    collections: list[str]
+    documents: int = 0
+    indexes: int = 0
+    oplog_applied: int = 0
+    archived_applied: int = 0
+    until: str | None = None
+    duration_s: float = 0.0
+    downtime: bool = False
+    healthy: bool | None = None
+    health: str = ""
+    skipped_entries: list[str] = field(default_factory=list)
+
+
+class RestoreInterrupted(TravellrError):
+    """A restore that stopped midway; the message names what was and was not restored."""
+
+
+def check_files(path: Path, manifest: store.Manifest, *, decompress: bool) -> list[str]:
+    """Problems found in the backup's files: missing, wrong size or checksum, undecodable."""
+    problems: list[str] = []
+    counts = {c.data_file: c.documents for c in manifest.collections}
+    for rel, expected in sorted(manifest.files.items()):
+        file = path / rel
+        if not file.is_file():
+            problems.append(f"{rel}: missing")
+            continue
+        if file.stat().st_size != expected.size:
+            problems.append(f"{rel}: size {file.stat().st_size}, manifest says {expected.size}")
+            continue
+        if store.sha256_of(file) != expected.sha256:
+            problems.append(f"{rel}: checksum mismatch (the file is damaged)")
+            continue
+        if decompress:
+            try:
+                found = sum(1 for _ in documents_of(file)) if rel.endswith(".bson.gz") else 0
+                if rel.endswith(".json.gz"):
+                    with store.open_gzip(file) as fh:
+                        fh.read()
+            except (OSError, EOFError, OperationFailed) as exc:
+                problems.append(f"{rel}: does not decompress: {exc}")
+                continue
+            if rel in counts and found != counts[rel]:
+                problems.append(f"{rel}: {found} documents, manifest says {counts[rel]}")
+    return problems
+
+
+def documents_of(file: Path) -> Iterator[bytes]:
+    """The raw BSON documents of a .bson.gz file, read in large chunks."""
+    with store.open_gzip(file) as fh:
+        pending = b""
+        while chunk := fh.read(READ_CHUNK):
+            data = pending + chunk if pending else chunk
+            view = memoryview(data)
+            pos = 0
+            end = len(data)
+            while end - pos >= 4:
+                size = int.from_bytes(view[pos : pos + 4], "little")
+                if size < 5:
+                    raise OperationFailed(f"{file.name}: corrupt BSON (document size {size})")
+                if pos + size > end:
+                    break
+                yield bytes(view[pos : pos + size])
+                pos += size
+            pending = bytes(view[pos:])
+        if pending:
+            raise OperationFailed(f"{file.name}: truncated BSON at the end")
+
+
+def _batches(file: Path) -> Iterator[list[bytes]]:
+    batch: list[bytes] = []
+    size = 0
+    for doc in documents_of(file):
+        batch.append(doc)
+        size += len(doc)
+        if size >= BATCH_BYTES or len(batch) >= BATCH_DOCS:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+def restore(
+    settings: Settings,
+    dump: MongoDump,
+    guard: Guard,
+    progress: ProgressFactory,
+    notify: Notify,
+    name: str,
+    *,
+    target_db: str | None = None,
+    collections: Sequence[str] | None = None,
+    drop: bool = False,
+    until: str | None = None,
+    downtime: Callable[[], tuple[Callable[[], None], Callable[[], tuple[bool, str]]]] | None = None,
+) -> RestoreResult:
+    """Restore backup ``name``. ``downtime``, when given, stops the backend and returns
+    (start it again, health check)."""
+    path = store.resolve(settings.backup.dir, name)
+    manifest = store.read_manifest(path)
+    target = target_db or manifest.database
+    selected = _select(manifest, collections)
+    limit = parse_until(until) if until else None
+    archived: list[Path] = []
+    if limit is not None:
+        archived = _pitr_files(settings, manifest, limit)
+    problems = check_files(path, manifest, decompress=False)
+    problems += archive.check_files(settings, archived)
+    if problems:
+        raise CheckFailed(
+            f"refusing to restore {name}: the backup is damaged ({problems[0]}"
+            + (f"; {len(problems) - 1} more problem(s)" if len(problems) > 1 else "")
+            + ")",
+            hint="nothing was changed; `backup verify` lists every problem; restore another backup",
+        )
+    existing = set(dump.collection_names(target))
+    overwritten = [c for c in selected if c.name in existing]
+    if overwritten and not drop:
+        raise Refused(
+            f"{target} already has {', '.join(c.name for c in overwritten)}: "
+            "a restore would mix old and restored documents",
+            hint="pass --drop to replace them, or --db NAME to restore into another database",
+        )
+    details = []
+    for c in selected:
+        if c.name in existing:
+            now = dump.estimated_count(target, c.name)
+            details.append(f"{target}.{c.name}: DROP {now:,} documents, restore {c.documents:,}")
+        else:
+            details.append(f"{target}.{c.name}: restore {c.documents:,} documents")
+    summary = f"restore {name} into {target} at {dump.mongo.display_uri}"
+    if overwritten:
+        summary += f", dropping and replacing {len(overwritten)} existing collection(s)"
+    if limit is not None:
+        summary += f", then replay the oplog up to {limit.text}"
+    if downtime is not None:
+        summary += ", stopping the backend meanwhile"
+    change = Change(action="backup restore", summary=summary, details=details, target=target)
+    result = RestoreResult(name, target, True, [c.name for c in selected], until=until)
+    with guard.mutation(change, lock="restore") as proceed:
+        if not proceed:
+            return result
+        result.dry_run = False
+        started = time.monotonic()
+        restart: Callable[[], None] | None = None
+        health: Callable[[], tuple[bool, str]] | None = None
+        if downtime is not None:
+            notify("stopping the backend")
+            restart, health = downtime()
+            result.downtime = True
+        try:
+            result.documents, result.indexes = restore_data(
+                settings, dump, path, selected, target, drop=drop, progress=progress
+            )
+            if limit is not None:
+                # the whole database: collections created after the backup too
+                names = {c.name for c in selected} if collections else None
+                result.oplog_applied, skipped = replay(
+                    dump, _captured(path, manifest), manifest.database, target, names, limit
+                )
+                archived_entries = archive.entries_after(
+                    archived, manifest.oplog.end if manifest.oplog else (0, 0)
+                )
+                result.archived_applied, more = replay(
+                    dump, archived_entries, manifest.database, target, names, limit
+                )
+                result.skipped_entries = skipped + more
+        except TravellrError:
+            if restart is not None:
+                notify("the backend stays stopped: the database is not fully restored")
+            raise
+        if restart is not None and health is not None:
+            notify("starting the backend")
+            restart()
+            result.healthy, result.health = health()
+        result.duration_s = round(time.monotonic() - started, 3)
+    return result
+
+
+def _select(manifest: store.Manifest, names: Sequence[str] | None) -> list[store.CollectionEntry]:
+    if not names:
+        return list(manifest.collections)
+    known = {c.name: c for c in manifest.collections}
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        raise UsageError(
+            f"not in backup {manifest.name}: {', '.join(unknown)}",
+            hint=f"it holds {', '.join(sorted(known))}",
+        )
+    return [known[n] for n in names]
+
+
+def _pitr_files(settings: Settings, manifest: store.Manifest, limit: Until) -> list[Path]:
+    """The archived oplog files the replay needs after the backup's own capture."""
+    if manifest.oplog is None:
+        raise UsageError(
+            f"{manifest.name} was taken without an oplog (a standalone server): "
+            "it cannot be rolled forward",
+            hint="restore it without --until; point-in-time recovery needs a replica set",
+        )
+    if limit.seconds < manifest.oplog.end[0] and (
+        limit.limit_ts is None or limit.limit_ts <= manifest.oplog.end
+    ):
+        raise UsageError(
+            f"{manifest.name} already holds writes up to "
+            f"{manifest.consistent_at.isoformat()}, after --until {limit.text}",
+            hint="pick an older backup (`backup list`) as the base",
+        )
+    return archive.files_for(settings, manifest.oplog.end, limit.seconds)
+
+
+def _captured(path: Path, manifest: store.Manifest) -> Iterator[bytes]:
+    if manifest.oplog is None or manifest.oplog.file is None:
+        return iter(())
+    return documents_of(path / manifest.oplog.file)
+
+
+def restore_data(
+    settings: Settings,
+    dump: MongoDump,
+    path: Path,
+    selected: Sequence[store.CollectionEntry],
+    target: str,
+    *,
+    drop: bool,
+    progress: ProgressFactory,
+) -> tuple[int, int]:
+    """Collections in parallel; each: drop, create, raw batches, indexes. (docs, indexes)."""
+    stop = threading.Event()
+    done: list[str] = []
+    lock = threading.Lock()
+    total = sum(c.documents for c in selected)
+    with progress("restore", float(total or 1)) as task:
+
+        def one(entry: store.CollectionEntry) -> tuple[int, int]:
+            counts = _restore_collection(dump, path, entry, target, drop, task, stop)
+            with lock:
+                done.append(entry.name)
+            return counts
+
+        workers = max(1, min(settings.backup.parallelism, len(selected) or 1))
+        with ThreadPoolExecutor(workers, thread_name_prefix="restore") as pool:
+            futures = {pool.submit(one, c): c.name for c in selected}
+            finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            failed = [f for f in finished if f.exception() is not None]
+            if failed:
+                stop.set()
+                for future in futures:
+                    future.cancel()
+                wait(futures)
+                exc = failed[0].exception()
+                restored = sorted(done)
+                missing = sorted(c.name for c in selected if c.name not in done)
+                reason = exc.message if isinstance(exc, TravellrError) else repr(exc)
+                error = RestoreInterrupted(
+                    f"restore interrupted: {reason}. Restored completely: "
+                    f"{', '.join(restored) or 'none'}; NOT restored (incomplete or not "
+                    f"started): {', '.join(missing)}",
+                    hint="fix the cause and run the restore again with --drop "
+                    "(--collections " + " ".join(missing) + " restores only the rest)",
+                )
+                if isinstance(exc, TravellrError):
+                    error.exit_code = exc.exit_code
+                raise error
+            docs = indexes = 0
+            for future in futures:
+                d, i = future.result()
+                docs += d
+                indexes += i
+    return docs, indexes
+
+
+def _restore_collection(
+    dump: MongoDump,
+    path: Path,
+    entry: store.CollectionEntry,
+    target: str,
+    drop: bool,
+    task: ProgressTask,
+    stop: threading.Event,
+) -> tuple[int, int]:
+    metadata = _read_metadata(path / entry.metadata_file)
+    if drop:
+        dump.drop_collection(target, entry.name)
+    dump.create_collection(target, entry.name, metadata)
+    batches: queue.Queue[object] = queue.Queue(maxsize=3)
+    failure: list[BaseException] = []
+
+    def read() -> None:  # decompressing and splitting runs beside the inserts
+        try:
+            for batch in _batches(path / entry.data_file):
+                if stop.is_set():
+                    break
+                batches.put(batch)
+        except BaseException as exc:
+            failure.append(exc)
+        finally:
+            batches.put(_DONE)
+
+    reader = threading.Thread(target=read, name=f"read-{entry.name}", daemon=True)
+    reader.start()
+    docs = 0
+    try:
+        while (item := batches.get()) is not _DONE:
+            if stop.is_set():
+                continue
+            assert isinstance(item, list)
+            dump.insert_raw(target, entry.name, item)
+            docs += len(item)
+            task.advance(len(item))
+    except BaseException:
+        stop.set()
+        while reader.is_alive():
+            with contextlib.suppress(queue.Empty):
+                batches.get(timeout=0.1)
+        raise
+    reader.join()
+    if failure:
+        raise failure[0]
+    if stop.is_set():
+        raise OperationFailed(f"{entry.name}: stopped because another collection failed")
+    built = dump.create_indexes(target, entry.name, metadata)
+    return docs, len(built)
+
+
+def _read_metadata(file: Path) -> str:
+    with store.open_gzip(file) as fh:
+        return fh.read().decode()
+
+
+def replay(
+    dump: MongoDump,
+    raw_entries: Iterator[bytes],
+    source_db: str,
+    target: str,
+    collections: set[str] | None,
+    limit: Until,
+) -> tuple[int, list[str]]:
+    """Apply the entries the limit admits, in order; (entries applied, skipped commands)."""
+    applied = 0
+    skipped: list[str] = []
+    for raw in raw_entries:
+        entry = decode(raw)
+        if not limit.admits(entry):
+            break
+        try:
+            writes = writes_for(entry, source_db)
+        except UnsupportedEntry as exc:
+            skipped.append(f"{oplog_time(entry)}: {exc}")
+            continue
+        if collections is not None:
+            writes = [w for w in writes if w.collection in collections]
+        for write in writes:
+            _apply(dump, target, write)
+        if writes:
+            applied += 1
+    return applied, skipped
+
+
+def _apply(dump: MongoDump, db: str, write: Write) -> None:
+    if write.kind == "replace":
+        dump.replace(db, write.collection, write.doc_id, write.document)
+    elif write.kind == "update":
+        for update in write.updates:
+            dump.update(db, write.collection, write.doc_id, update)
+    elif write.kind == "delete":
+        dump.delete(db, write.collection, write.doc_id)
+    elif write.command is not None:
+        dump.command(db, write.command)

@@ -1,0 +1,602 @@
+"""`backup`: against real SecantusDB servers (replica set and standalone) on 127.0.0.1.
+
+Each test works in a database and a backup directory of its own on the module's servers;
+fault tests that stop a server start one of their own.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cli import invoke
+from servers import free_port, need
+from travellr_ops.settings import Settings
+
+pytestmark = pytest.mark.mongo
+
+SERVER = Path(sys.executable).parent / "secantusd-py"
+REPO = Path(__file__).resolve().parents[1]
+
+
+class MongoServer:
+    def __init__(self, workdir: Path, *, standalone: bool = False, extra: tuple[str, ...] = ()):
+        if not SERVER.exists():
+            need(f"{SERVER} missing (pip install 'SecantusDB==0.7.0b3')")
+        self.workdir = workdir
+        self.port = free_port()
+        self.standalone = standalone
+        self.extra = list(extra)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def uri(self, db: str) -> str:
+        return f"mongodb://127.0.0.1:{self.port}/{db}"
+
+    def start(self) -> MongoServer:
+        from pymongo import MongoClient
+
+        args = [str(SERVER), "--host", "127.0.0.1", "--port", str(self.port)]
+        args += ["--storage-path", ":memory:", "--cache-size", "128M", "--enable-test-commands"]
+        args += self.extra
+        if self.standalone:
+            args.append("--standalone")
+        log = open(self.workdir / "mongo.log", "ab")  # noqa: SIM115 - the process owns it
+        self.proc = subprocess.Popen(args, cwd=self.workdir, stdout=log, stderr=log)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                need(f"secantusd-py exited at start; see {self.workdir / 'mongo.log'}")
+            client: Any = MongoClient(
+                "127.0.0.1", self.port, directConnection=True, serverSelectionTimeoutMS=200
+            )
+            try:
+                client.admin.command("ping")
+                return self
+            except Exception:
+                time.sleep(0.05)
+            finally:
+                client.close()
+        self.stop()
+        need("secantusd-py did not answer within 30 s")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def client(self) -> Any:
+        from pymongo import MongoClient
+
+        return MongoClient(self.uri("admin"), serverSelectionTimeoutMS=5000)
+
+
+@pytest.fixture(scope="module")
+def rs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MongoServer]:
+    server = MongoServer(tmp_path_factory.mktemp("backup-rs")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def standalone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MongoServer]:
+    server = MongoServer(tmp_path_factory.mktemp("backup-sa"), standalone=True).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+_counter = iter(range(10_000))
+
+
+@pytest.fixture
+def dbname() -> str:
+    return f"travellr{next(_counter)}"
+
+
+def settings_for(uri: str, tmp_path: Path, **backup: Any) -> Settings:
+    return Settings(
+        mongo={"uri": uri, "timeout_s": 3.0},
+        backup={"dir": tmp_path / "backups", **backup},
+        state_dir=tmp_path / "state",
+        api={"url": "http://127.0.0.1:9"},
+    )
+
+
+def seed(server: MongoServer, db: str, users: int = 500) -> None:
+    """Documents of many BSON types, and indexes of several kinds."""
+    from bson import Binary, Decimal128, Int64, ObjectId, Regex
+
+    client = server.client()
+    d = client[db]
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    d.users.insert_many(
+        [
+            {
+                "_id": ObjectId(),
+                "email": f"user{i}@example.com",
+                "age": Int64(20 + i % 50),
+                "balance": Decimal128(Decimal(f"{i}.25")),
+                "createdAt": now + timedelta(minutes=i),
+                "tags": ["a", "b", {"nested": [1, 2.5, None]}],
+                "avatar": Binary(bytes([i % 256]) * 16),
+                "pattern": Regex("^x", "i"),
+                "active": i % 2 == 0,
+            }
+            for i in range(users)
+        ]
+    )
+    d.users.create_index("email", unique=True)
+    d.trips.insert_many([{"_id": i, "dest": f"city{i % 7}", "price": 10.5 * i} for i in range(300)])
+    d.trips.create_index([("dest", 1), ("price", -1)], name="dest_price")
+    d.searches.insert_many([{"q": "beach", "at": now, "n": i} for i in range(200)])
+    d.searches.create_index("at", expireAfterSeconds=3600)
+    d.searches.create_index("q", sparse=True)
+    client.close()
+
+
+def raw_state(server: MongoServer, db: str) -> dict[str, list[bytes]]:
+    """Every collection's documents as raw BSON, sorted (a byte-for-byte comparison)."""
+    from bson import decode_iter
+    from bson.raw_bson import RawBSONDocument
+
+    client = server.client()
+    state = {}
+    for name in sorted(client[db].list_collection_names()):
+        docs: list[bytes] = []
+        for batch in client[db][name].find_raw_batches({}):
+            docs.extend(
+                d.raw for d in decode_iter(batch, codec_options=_raw_options(RawBSONDocument))
+            )
+        state[name] = sorted(docs)
+    client.close()
+    return state
+
+
+def _raw_options(cls: Any) -> Any:
+    from bson.codec_options import CodecOptions
+
+    return CodecOptions(document_class=cls)
+
+
+def index_specs(server: MongoServer, db: str) -> dict[str, list[Any]]:
+    client = server.client()
+    specs = {
+        name: sorted(
+            (sorted((k, str(v)) for k, v in spec.items() if k not in ("ns", "v")))
+            for spec in client[db][name].list_indexes()
+        )
+        for name in client[db].list_collection_names()
+    }
+    client.close()
+    return specs
+
+
+def backup_names(s: Settings) -> list[str]:
+    result = invoke("backup", "list", "--json", settings=s)
+    return [b["name"] for b in result.json()["backups"]]
+
+
+def create(s: Settings, *args: str) -> str:
+    result = invoke("backup", "create", "--json", *args, settings=s)
+    assert result.exit_code == 0, result.stderr
+    return str(result.json()["name"])
+
+
+def fail_command(server: MongoServer, commands: list[str], mode: Any = "alwaysOn", **data: Any):
+    client = server.client()
+    client.admin.command(
+        "configureFailPoint",
+        "failCommand",
+        mode=mode,
+        data={"failCommands": commands, "appName": "travellr-ops", **data},
+    )
+    client.close()
+
+
+def fail_off(server: MongoServer) -> None:
+    client = server.client()
+    client.admin.command("configureFailPoint", "failCommand", mode="off")
+    client.close()
+
+
+# ----------------------------------------------------------------------------- format
+
+
+def test_create_writes_a_mongodump_layout_with_a_manifest(
+    rs: MongoServer, dbname: str, tmp_path: Path
+) -> None:
+    seed(rs, dbname)
+    s = settings_for(rs.uri(dbname), tmp_path)
+    name = create(s)
+    path = tmp_path / "backups" / name
+    assert name.startswith("backup-") and len(name) == len("backup-2024-01-01T10-00-00")
+    files = sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file())
+    assert files == [
+        "manifest.json",
+        "oplog.bson.gz",
+        *[f"{dbname}/{c}.{kind}" for c in ("searches", "trips", "users")
+          for kind in ("bson.gz", "metadata.json.gz")],
+    ]  # fmt: skip
+    for p in path.rglob("*"):
+        assert (p.stat().st_mode & 0o777) == (0o700 if p.is_dir() else 0o600), p
+    assert (path.stat().st_mode & 0o777) == 0o700
+    # mongodump's metadata format
+    from bson import json_util
+
+    meta = json_util.loads(gzip.decompress((path / dbname / "users.metadata.json.gz").read_bytes()))
+    assert meta["collectionName"] == "users" and meta["type"] == "collection"
+    assert {i["name"] for i in meta["indexes"]} == {"_id_", "email_1"}
+    assert "options" in meta and "uuid" in meta
+
+    doc = invoke("backup", "list", "--json", settings=s).json()
+    [row] = doc["backups"]
+    assert row["documents"] == 1000 and row["collections"] == 3 and row["status"] == "complete"
+    assert row["pitr"] is True and doc["gap"] is False
+    manifest = (path / "manifest.json").read_text()
+    for key in ("server_version", "topology", "sha256", "oplog", "started_at", "finished_at"):
+        assert key in manifest
+
+
+def test_round_trip_gives_back_every_byte_and_index(
+    rs: MongoServer, dbname: str, tmp_path: Path
+) -> None:
+    seed(rs, dbname, users=3000)
+    s = settings_for(rs.uri(dbname), tmp_path, parallelism=2)
+    before, indexes = raw_state(rs, dbname), index_specs(rs, dbname)
+    name = create(s)
+    client = rs.client()
+    client.drop_database(dbname)
+    client.close()
+    assert raw_state(rs, dbname) == {}
+
+    result = invoke("backup", "restore", name, "--yes", settings=s)
+    assert result.exit_code == 0, result.stderr
+    assert raw_state(rs, dbname) == before
+    assert index_specs(rs, dbname) == indexes
+
+
+def test_standalone_backup_restores_but_cannot_roll_forward(
+    standalone: MongoServer, dbname: str, tmp_path: Path
+) -> None:
+    seed(standalone, dbname)
+    s = settings_for(standalone.uri(dbname), tmp_path)
+    before = raw_state(standalone, dbname)
+    name = create(s)
+    assert not (tmp_path / "backups" / name / "oplog.bson.gz").exists()
+    until = invoke("backup", "restore", name, "--drop", "--yes", "--until", "2030-01-01T00:00:00Z",
+                   settings=s)  # fmt: skip
+    assert until.exit_code == 2 and "without an oplog" in until.stderr
+    result = invoke("backup", "restore", name, "--db", dbname + "copy", "--yes", settings=s)
+    assert result.exit_code == 0, result.stderr
+    assert raw_state(standalone, dbname + "copy") == before
+
+
+def test_only_chosen_collections(rs: MongoServer, dbname: str, tmp_path: Path) -> None:
+    seed(rs, dbname)
+    s = settings_for(rs.uri(dbname), tmp_path)
+    name = create(s, "--collections", "trips")
+    manifest = invoke("backup", "list", "--json", settings=s).json()["backups"][0]
+    assert manifest["collections"] == 1
+    bad = invoke("backup", "create", "--collections", "nope", settings=s)
+    assert bad.exit_code == 2 and "nope" in bad.stderr
+    assert backup_names(s) == [name]
+
+
+# ------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("name", ["../../etc", "/etc", "backup-2020-01-01T00-00-00", "x"])
+def test_names_that_are_not_our_backups_are_refused(
+    rs: MongoServer, dbname: str, tmp_path: Path, name: str
+) -> None:
+    s = settings_for(rs.uri(dbname), tmp_path)
+    for command in (["verify", name], ["restore", name, "--yes"]):
+        result = invoke("backup", *command, settings=s)
+        assert result.exit_code == 2, result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_restore_without_a_terminal_asks_for_yes_and_names_what_it_overwrites(
+    rs: MongoServer, dbname: str, tmp_path: Path
+) -> None:
+    seed(rs, dbname)
+    s = settings_for(rs.uri(dbname), tmp_path)
+    name = create(s)
+    refused = invoke("backup", "restore", name, settings=s)
+    assert refused.exit_code == 4 and "--drop" in refused.stderr
+    asked = invoke("backup", "restore", name, "--drop", settings=s)
+    assert asked.exit_code == 4
+    assert f"{dbname}.users: DROP 500 documents" in asked.stderr
+    declined = invoke(
+        "backup", "restore", name, "--drop", settings=s, interactive=True, input="n\n"
+    )
+    assert declined.exit_code == 4
+    dry = invoke("backup", "restore", name, "--drop", "--dry-run", settings=s)
+    assert dry.exit_code == 0 and "would restore" in dry.stderr
+
+
+# -------------------------------------------------------------------------------- faults
+
+
+def test_a_flipped_byte_fails_verify_and_restore_refuses_before_writing(
+    rs: MongoServer, dbname: str, tmp_path: Path
+) -> None:
+    seed(rs, dbname)
+    s = settings_for(rs.uri(dbname), tmp_path)
+    name = create(s)
+    assert invoke("backup", "verify", name, settings=s).exit_code == 0
+    target = tmp_path / "backups" / name / dbname / "users.bson.gz"
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    target.write_bytes(bytes(data))
+
+    verify = invoke("backup", "verify", name, "--json", settings=s)
+    assert verify.exit_code == 1
+    problems = verify.json()["problems"]
+    assert any("users.bson.gz" in p and "checksum" in p for p in problems)
+    listed = invoke("backup", "list", "--json", settings=s).json()["backups"][0]
+    assert listed["verify_result"] == "fail" and listed["verified_at"]
+
+    client = rs.client()
+    client[dbname].users.insert_one({"_id": "written after the backup"})
+    before = raw_state(rs, dbname)
+    restore = invoke("backup", "restore", name, "--drop", "--yes", settings=s)
+    assert restore.exit_code == 1
+    assert "damaged" in restore.stderr and "users.bson.gz" in restore.stderr
+    assert raw_state(rs, dbname) == before
+    client.close()
+
+
+def test_verify_restore_test_compares_counts_and_indexes_and_drops_the_scratch_db(
+    rs: MongoServer, dbname: str, tmp_path: Path
+) -> None:
+    seed(rs, dbname)
+    s = settings_for(rs.uri(dbname), tmp_path)
+    name = create(s)
+    result = invoke("backup", "verify", name, "--restore-test", "--json", settings=s)
+    assert result.exit_code == 0, result.stderr
+    doc = result.json()
+    assert doc["ok"] and doc["restore_test"]["database"].startswith(dbname)
+    client = rs.client()
+    assert doc["restore_test"]["database"] not in client.list_database_names()
+    client.close()
+    row = invoke("backup", "list", "--json", settings=s).json()["backups"][0]
+    assert row["verify_result"] == "restore-test ok"
+
+
+def test_connection_lost_mid_create_exits_3_and_leaves_nothing(
+    rs: MongoServer, dbname: str, tmp_path: Path
+) -> None:
+    seed(rs, dbname, users=3000)
+    s = settings_for(rs.uri(dbname), tmp_path)
+    fail_command(rs, ["getMore"], closeConnection=True)
+    try:
+        result = invoke("backup", "create", settings=s)
+    finally:
+        fail_off(rs)
+    assert result.exit_code == 3, result.stderr
+    assert backup_names(s) == []
+    assert list((tmp_path / "backups").iterdir()) == []
+
+
+def test_server_killed_mid_create(tmp_path: Path, dbname: str) -> None:
+    """SIGKILL of the server, and of a create that was running: exit 3, no backup listed,
+    and the killed run's leftovers go with the next clean."""
+    server = MongoServer(tmp_path).start()
+    try:
+        seed(server, dbname, users=3000)
+        s = settings_for(server.uri(dbname), tmp_path)
+        # a create that waits inside the dump, then is killed itself
+        fail_command(server, ["getMore"], blockConnection=True, blockTimeMS=20_000)
+        proc = _spawn_create(s, tmp_path)
+        _wait_for(lambda: any((tmp_path / "backups").glob(".tmp-backup-*")))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        fail_off(server)
+        assert backup_names(s) == []
+        listing = invoke("backup", "list", settings=s)
+        assert "unfinished" in listing.stderr
+
+        # the server dies while a create reads from it
+        fail_command(server, ["getMore"], blockConnection=True, blockTimeMS=3000)
+        killer = threading.Timer(1.0, server.stop, args=(signal.SIGKILL,))
+        killer.start()
+        result = invoke("backup", "create", settings=s)
+        killer.join()
+        assert result.exit_code == 3, result.stderr
+        assert backup_names(s) == []
+
+        clean = invoke("backup", "clean", "--yes", settings=s)
+        assert clean.exit_code == 0, clean.stderr
+        assert list((tmp_path / "backups").iterdir()) == []
+    finally:
+        server.stop()
+
+
+def _spawn_create(s: Settings, tmp_path: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "TRAVELLR_MONGO__URI": s.mongo.uri,
+        "TRAVELLR_BACKUP__DIR": str(s.backup.dir),
+        "TRAVELLR_STATE_DIR": str(s.state_dir),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "travellr_ops", "backup", "create"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+    )
+
+
+def _wait_for(condition: Any, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_two_creates_at_once_one_exits_4(rs: MongoServer, dbname: str, tmp_path: Path) -> None:
+    seed(rs, dbname, users=3000)
+    s = settings_for(rs.uri(dbname), tmp_path)
+    fail_command(rs, ["getMore"], mode={"times": 1}, blockConnection=True, blockTimeMS=3000)
+    try:
+        first = _spawn_create(s, tmp_path)
+        _wait_for(lambda: any((tmp_path / "backups").glob(".tmp-backup-*")))
+        second = invoke("backup", "create", settings=s)
+        assert second.exit_code == 4
+        assert "backup lock is held" in second.stderr
+        _, err = first.communicate(timeout=60)
+        assert first.returncode == 0, err.decode()
+    finally:
+        fail_off(rs)
+    assert len(backup_names(s)) == 1
+
+
+def test_a_stale_lock_of_a_dead_process_is_taken_over(
+    rs: MongoServer, dbname: str, tmp_path: Path
+) -> None:
+    seed(rs, dbname)
+    s = settings_for(rs.uri(dbname), tmp_path)
+    locks = tmp_path / "state" / "locks"
+    locks.mkdir(parents=True)
+    (locks / "backup.lock").write_text(
+        '{"pid": 999999, "host": "h", "since": "2020-01-01", "command": "backup create"}'
+    )
+    result = invoke("backup", "create", settings=s)
+    assert result.exit_code == 0, result.stderr
+    assert "stale backup lock" in result.stderr
+
+
+def test_disk_full_during_create_fails_cleanly(
+    rs: MongoServer, dbname: str, tmp_path: Path
+) -> None:
+    if os.geteuid() != 0:
+        need("mounting a tmpfs needs root")
+    client = rs.client()
+    # incompressible documents: about 6 MB of backup for a 2 MB file system
+    client[dbname].blobs.insert_many([{"b": os.urandom(60_000)} for _ in range(100)])
+    client.close()
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
+                          capture_output=True)  # fmt: skip
+    if done.returncode != 0:
+        need(f"cannot mount a tmpfs: {done.stderr.decode().strip()}")
+    try:
+        s = settings_for(rs.uri(dbname), tmp_path)
+        s.backup.dir = mount
+        result = invoke("backup", "create", settings=s)
+        assert result.exit_code == 3, result.stderr
+        assert "No space left" in result.stderr
+        assert list(mount.iterdir()) == []
+        assert backup_names(s) == []
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_an_interrupted_restore_says_which_collections_were_restored(
+    rs: MongoServer, dbname: str, tmp_path: Path
+) -> None:
+    seed(rs, dbname, users=3000)
+    s = settings_for(rs.uri(dbname), tmp_path, parallelism=1)
+    name = create(s)
+    # collections restore in manifest order (searches, trips, users), one insert each for
+    # the first two: the third collection's insert loses its connection
+    fail_command(rs, ["insert"], mode={"skip": 2}, closeConnection=True)
+    try:
+        result = invoke("backup", "restore", name, "--db", dbname + "r", "--yes", settings=s)
+    finally:
+        fail_off(rs)
+    assert result.exit_code == 3, result.stderr
+    assert "Restored completely: searches, trips" in result.stderr
+    assert "NOT restored (incomplete or not started): users" in result.stderr
+
+
+# ---------------------------------------------------------------------------- retention
+
+
+def test_clean_keeps_the_newest_verified_and_removes_the_rest_past_retention(
+    rs: MongoServer, dbname: str, tmp_path: Path
+) -> None:
+    seed(rs, dbname, users=50)
+    s = settings_for(rs.uri(dbname), tmp_path, parallelism=1)
+    names = [create(s) for _ in range(3)]
+    assert invoke("backup", "verify", names[0], settings=s).exit_code == 0
+    backups = tmp_path / "backups"
+    old = datetime.now(UTC) - timedelta(days=10)
+    aged = []
+    for i, name in enumerate(names):
+        new = (old + timedelta(days=i)).strftime("backup-%Y-%m-%dT%H-%M-%S")
+        (backups / name).rename(backups / new)
+        aged.append(new)
+    fresh = create(s)
+
+    listing = invoke("backup", "list", "--json", settings=s).json()
+    assert [b["over_retention"] for b in listing["backups"]] == [True, True, True, False]
+
+    dry = invoke("backup", "clean", "--keep-days", "7", "--keep-last", "1", "--dry-run",
+                 settings=s)  # fmt: skip
+    assert dry.exit_code == 0, dry.stderr
+    assert aged[1] in dry.stderr and aged[2] in dry.stderr
+    assert len(backup_names(s)) == 4
+    no_tty = invoke("backup", "clean", "--keep-days", "7", settings=s)
+    assert no_tty.exit_code == 4
+    done = invoke("backup", "clean", "--keep-days", "7", "--keep-last", "1", "--yes", "--json",
+                  settings=s)  # fmt: skip
+    assert done.exit_code == 0, done.stderr
+    assert sorted(done.json()["delete"]) == sorted(aged[1:])
+    assert backup_names(s) == [aged[0], fresh]
+
+
+def test_list_flags_a_gap_when_the_newest_backup_is_old(
+    rs: MongoServer, dbname: str, tmp_path: Path
+) -> None:
+    seed(rs, dbname, users=10)
+    s = settings_for(rs.uri(dbname), tmp_path)
+    empty = invoke("backup", "list", settings=s)
+    assert empty.exit_code == 1 and "no backup" in empty.stderr
+    name = create(s)
+    old = (datetime.now(UTC) - timedelta(days=2)).strftime("backup-%Y-%m-%dT%H-%M-%S")
+    (tmp_path / "backups" / name).rename(tmp_path / "backups" / old)
+    result = invoke("backup", "list", settings=s)
+    assert result.exit_code == 1 and "daily backups are missing" in result.stderr
+
+
+def test_metrics_file_is_written_for_node_exporter(
+    rs: MongoServer, dbname: str, tmp_path: Path
+) -> None:
+    seed(rs, dbname, users=10)
+    s = settings_for(rs.uri(dbname), tmp_path)
+    metrics = tmp_path / "textfile" / "travellr_backup.prom"
+    result = invoke("backup", "create", "--metrics-file", str(metrics), settings=s)
+    assert result.exit_code == 0
+    text = metrics.read_text()
+    assert 'travellr_backup_last_run_success{command="create"} 1' in text
+    assert "travellr_backup_last_success_timestamp_seconds" in text
+    assert "travellr_backup_last_size_bytes" in text
+    bad = settings_for("mongodb://127.0.0.1:9/x", tmp_path)
+    bad.mongo.timeout_s = 0.3
+    failed = invoke("backup", "create", "--metrics-file", str(metrics), settings=bad)
+    assert failed.exit_code == 3
+    assert 'travellr_backup_last_run_success{command="create"} 0' in metrics.read_text()
