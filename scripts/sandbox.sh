@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# The sandbox: a real Travellr platform on 127.0.0.1 for the demo and for trying travellr-ops.
+#
+#   scripts/sandbox.sh up       start what is not running: redis-server (6379), SecantusDB as a
+#                               replica set (27017, seeded once), the stand-in backend (5000);
+#                               write ./travellr-ops.toml pointing travellr-ops at them
+#   scripts/sandbox.sh status   one line per part; exit 1 if any part is down
+#   scripts/sandbox.sh seed [--scale S]   drop and re-seed the travellr database
+#   scripts/sandbox.sh down     stop what `up` started (by the PIDs in .sandbox/)
+#
+# State (data, pidfiles, logs, backups, travellr-ops state) lives in .sandbox/ of the checkout.
+# Ports: SANDBOX_REDIS_PORT, SANDBOX_MONGO_PORT, SANDBOX_API_PORT (defaults 6379, 27017, 5000).
+# Tests run a second sandbox beside this one with SANDBOX_DIR, SANDBOX_SETTINGS (the settings
+# file to write) and SANDBOX_SEED_SCALE (1 = 75,000 documents).
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SB=${SANDBOX_DIR:-$REPO/.sandbox}
+SETTINGS=${SANDBOX_SETTINGS:-$REPO/travellr-ops.toml}
+VENV=${VENV:-$REPO/.venv}
+PY="$VENV/bin/python"
+REDIS_PORT=${SANDBOX_REDIS_PORT:-6379}
+MONGO_PORT=${SANDBOX_MONGO_PORT:-27017}
+API_PORT=${SANDBOX_API_PORT:-5000}
+MONGO_URI="mongodb://127.0.0.1:$MONGO_PORT/travellr"
+REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
+API_URL="http://127.0.0.1:$API_PORT"
+export VENV
+
+say() { printf '%s\n' "$*" >&2; }
+die() { say "sandbox: $*"; exit 1; }
+
+alive() { # pidfile
+  [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null
+}
+
+api_answers() {
+  "$PY" - "$API_URL/api/health" <<'PY'
+import sys, urllib.error, urllib.request
+try:
+    urllib.request.urlopen(sys.argv[1], timeout=2).close()
+except urllib.error.HTTPError:
+    pass  # any HTTP answer: the backend serves (503 while a dependency or maintenance)
+except OSError:
+    sys.exit(1)
+PY
+}
+
+seeded() {
+  "$PY" - "$MONGO_URI" <<'PY'
+import sys
+from pymongo import MongoClient
+c = MongoClient(sys.argv[1], serverSelectionTimeoutMS=3000)
+db = c.get_default_database()
+sys.exit(0 if db.bookings.estimated_document_count() > 0 else 1)
+PY
+}
+
+write_settings() {
+  local tmp="$SETTINGS.tmp"
+  cat >"$tmp" <<EOF
+# Written by scripts/sandbox.sh: travellr-ops run from this directory operates the sandbox.
+platform = "compose"
+state_dir = "$SB/state"
+
+[mongo]
+uri = "$MONGO_URI"
+
+[redis]
+url = "$REDIS_URL"
+
+[api]
+url = "$API_URL"
+
+[backup]
+dir = "$SB/backups"
+
+[logs]
+access_log = "$SB/logs/access.log"
+app_log = "$SB/logs/app.log"
+EOF
+  mv "$tmp" "$SETTINGS"
+}
+
+start_backend() {
+  mkdir -p "$SB/backend" "$SB/logs"
+  (
+    cd "$SB/backend"
+    HOST=127.0.0.1 PORT=$API_PORT MONGO_URI=$MONGO_URI REDIS_URL=$REDIS_URL \
+      LOG_DIR="$SB/logs" BACKEND_VERSION=${BACKEND_VERSION:-v1} \
+      exec setsid "$PY" "$REPO/scripts/sandbox/backend.py" </dev/null >>"$SB/backend/stdout.log" 2>&1
+  ) &
+  echo $! >"$SB/backend/backend.pid"
+  for _ in $(seq 1 100); do
+    alive "$SB/backend/backend.pid" || die "backend exited at start; see $SB/backend/stdout.log"
+    api_answers && return 0
+    sleep 0.1
+  done
+  die "backend did not answer on $API_URL within 10 s; see $SB/backend/stdout.log"
+}
+
+stop_backend() {
+  local pidfile="$SB/backend/backend.pid" pid
+  alive "$pidfile" || { rm -f "$pidfile"; return 0; }
+  pid=$(cat "$pidfile")
+  kill -TERM "$pid"
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+  rm -f "$pidfile"
+}
+
+up() {
+  [ -x "$PY" ] || die "no Python venv at $VENV: run scripts/setup.sh (or make setup) first"
+  mkdir -p "$SB/state" "$SB/backups" "$SB/logs"
+  SB=$(cd "$SB" && pwd)
+  bash "$REPO/scripts/testbed/redis.sh" install
+  bash "$REPO/scripts/testbed/mongo.sh" install
+  if alive "$SB/redis/redis.pid"; then
+    say "redis    already running"
+  else
+    bash "$REPO/scripts/testbed/redis.sh" start --port "$REDIS_PORT" --dir "$SB/redis"
+    say "redis    started on $REDIS_URL"
+  fi
+  if alive "$SB/mongo/mongo.pid"; then
+    say "mongodb  already running"
+  else
+    bash "$REPO/scripts/testbed/mongo.sh" start --port "$MONGO_PORT" --dir "$SB/mongo"
+    say "mongodb  started on $MONGO_URI (replica set)"
+  fi
+  if ! seeded; then
+    say "mongodb  seeding the travellr database (about 10 s)"
+    "$PY" "$REPO/scripts/sandbox/seed.py" --uri "$MONGO_URI" --scale "${SANDBOX_SEED_SCALE:-1}"
+  fi
+  if alive "$SB/backend/backend.pid"; then
+    say "backend  already running"
+  else
+    start_backend
+    say "backend  started on $API_URL (logs in $SB/logs)"
+  fi
+  write_settings
+  say "settings $SETTINGS"
+}
+
+status() {
+  local bad=0 line
+  line() { printf '%-8s %-5s %s\n' "$1" "$2" "$3"; }
+  if alive "$SB/redis/redis.pid" && [ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ]; then
+    line redis up "$REDIS_URL pid $(cat "$SB/redis/redis.pid")"
+  else
+    line redis down "$REDIS_URL"; bad=1
+  fi
+  if alive "$SB/mongo/mongo.pid"; then
+    line mongodb up "$MONGO_URI pid $(cat "$SB/mongo/mongo.pid")"
+  else
+    line mongodb down "$MONGO_URI"; bad=1
+  fi
+  if alive "$SB/backend/backend.pid" && api_answers; then
+    line backend up "$API_URL pid $(cat "$SB/backend/backend.pid")"
+  else
+    line backend down "$API_URL"; bad=1
+  fi
+  return $bad
+}
+
+down() {
+  stop_backend
+  bash "$REPO/scripts/testbed/mongo.sh" stop --dir "$SB/mongo"
+  bash "$REPO/scripts/testbed/redis.sh" stop --dir "$SB/redis"
+  say "sandbox stopped (data kept in $SB; remove it for a fresh seed)"
+}
+
+cmd=${1:-}
+[ $# -gt 0 ] && shift
+case $cmd in
+  up) up ;;
+  status) status ;;
+  down) down ;;
+  seed)
+    scale=${SANDBOX_SEED_SCALE:-1}
+    if [ "${1:-}" = "--scale" ]; then scale=${2:?--scale needs a value}; fi
+    alive "$SB/mongo/mongo.pid" || die "mongodb is not running: scripts/sandbox.sh up"
+    "$PY" "$REPO/scripts/sandbox/seed.py" --uri "$MONGO_URI" --scale "$scale"
+    # Cached answers describe the old data (the maintenance flag and counters stay).
+    for pattern in 'search:*' 'trip:*' 'trips:*'; do
+      redis-cli -h 127.0.0.1 -p "$REDIS_PORT" --scan --pattern "$pattern" 2>/dev/null \
+        | xargs -r redis-cli -h 127.0.0.1 -p "$REDIS_PORT" unlink >/dev/null 2>&1 || true
+    done ;;
+  *) die "usage: scripts/sandbox.sh up | status | down | seed [--scale S]" ;;
+esac
