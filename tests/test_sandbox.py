@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
+import tomllib
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -13,8 +15,10 @@ from typing import Any
 
 import pytest
 
-from fixtures_servers import SEED_PY, Backend, MongoServer, RedisServer
-from servers import need
+from fixtures_servers import REDIS_SH, REPO, SEED_PY, Backend, MongoServer, RedisServer
+from servers import free_port, need
+
+SANDBOX_SH = REPO / "scripts" / "sandbox.sh"
 
 pytestmark = [pytest.mark.redis, pytest.mark.mongo]
 
@@ -243,3 +247,58 @@ def test_seed_script_reports_and_replaces_data(fresh_seeded_mongo_uri: str) -> N
         check=True,
     )
     assert "seeded 750 documents" in res.stderr
+
+
+# ---------------------------------------------------------------------- sandbox.sh
+def test_sandbox_up_status_down(tmp_path: Path) -> None:
+    """A second sandbox of its own (own dir, ports and settings file) beside the real one."""
+    if shutil.which("redis-server") is None:
+        need("redis-server is not installed (scripts/testbed/redis.sh install)")
+    ports = {"REDIS": free_port(), "MONGO": free_port(), "API": free_port()}
+    settings = tmp_path / "travellr-ops.toml"
+    env = {
+        **os.environ,
+        "SANDBOX_DIR": str(tmp_path / "sb"),
+        "SANDBOX_SETTINGS": str(settings),
+        "SANDBOX_SEED_SCALE": "0.01",
+        "VENV": str(Path(sys.executable).parent.parent),
+        **{f"SANDBOX_{k}_PORT": str(v) for k, v in ports.items()},
+    }
+
+    def sandbox(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", str(SANDBOX_SH), *args], env=env, capture_output=True, text=True, timeout=180
+        )
+
+    try:
+        up = sandbox("up")
+        if up.returncode != 0:
+            need(f"sandbox up failed: {up.stderr.strip()}")
+        written = tomllib.loads(settings.read_text())
+        assert written["mongo"]["uri"] == f"mongodb://127.0.0.1:{ports['MONGO']}/travellr"
+        assert written["redis"]["url"] == f"redis://127.0.0.1:{ports['REDIS']}/0"
+        assert written["state_dir"] == str(tmp_path / "sb" / "state")
+        assert get(written["api"]["url"] + "/api/health")[0] == 200
+
+        status = sandbox("status")
+        assert status.returncode == 0, status.stdout
+        assert [line.split()[:2] for line in status.stdout.splitlines()] == [
+            ["redis", "up"],
+            ["mongodb", "up"],
+            ["backend", "up"],
+        ]
+        again = sandbox("up")
+        assert again.returncode == 0 and "already running" in again.stderr
+        assert "seeding" not in again.stderr
+
+        subprocess.run(
+            ["bash", str(REDIS_SH), "stop", "--dir", str(tmp_path / "sb" / "redis")], check=True
+        )
+        status = sandbox("status")
+        assert status.returncode == 1 and "redis    down" in status.stdout
+    finally:
+        down = sandbox("down")
+    assert down.returncode == 0, down.stderr
+    status = sandbox("status")
+    assert status.returncode == 1
+    assert [line.split()[1] for line in status.stdout.splitlines()] == ["down"] * 3
