@@ -24,6 +24,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -96,14 +97,33 @@ class RedisServer:
         _script(REDIS_SH, "stop", "--dir", self.dir)
 
 
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free too, as Redis requires."""
+    while True:
+        port = free_port()
+        if port <= 55535 and _bindable(port + 10000):
+            return port
+
+
 class RedisCluster:
     """Three primaries on 127.0.0.1, slots spread by `redis-cli --cluster create`."""
 
     def __init__(self, workdir: Path) -> None:
         self.dir = workdir
-        self.ports = [free_port() for _ in range(3)]
-        while len(set(self.ports)) < 3:
-            self.ports = [free_port() for _ in range(3)]
+        self.ports: list[int] = []
+        while len(self.ports) < 3:
+            port = _free_cluster_port()
+            if port not in self.ports:
+                self.ports.append(port)
 
     @property
     def url(self) -> str:
@@ -269,6 +289,7 @@ def _started(server: Any) -> Any:
     try:
         return server.start()
     except ServerStartError as exc:
+        _stop_quietly(server)  # a cluster may have started some of its nodes
         need(f"{type(server).__name__}: {exc}")
 
 

@@ -199,6 +199,34 @@ def test_backend_runs_on_debians_python_packages(
         api.stop()
 
 
+# --------------------------------------------------------------------------- fixtures
+def test_cluster_fixture_spreads_keys_over_three_primaries(redis_cluster_url: str) -> None:
+    from redis.cluster import RedisCluster
+
+    cluster = RedisCluster.from_url(redis_cluster_url, decode_responses=True)
+    try:
+        assert cluster.cluster_info()["cluster_state"] == "ok"
+        assert len(cluster.get_primaries()) == 3
+        for i in range(30):
+            cluster.set(f"search:fixture:{i}", i)
+        sizes = [cluster.dbsize(target_nodes=node) for node in cluster.get_primaries()]
+        assert all(size > 0 for size in sizes) and sum(sizes) >= 30
+    finally:
+        cluster.close()
+
+
+def test_mongo_fixtures_are_replica_set_and_standalone(
+    mongo_server: MongoServer, mongo_standalone_server: MongoServer
+) -> None:
+    for server, set_name in ((mongo_server, "secantus"), (mongo_standalone_server, None)):
+        client = server.client()
+        try:
+            assert client.admin.command("hello").get("setName") == set_name
+            assert server.uri.endswith("/travellr")
+        finally:
+            client.close()
+
+
 # ------------------------------------------------------------------------------- seed
 def test_seed_counts_and_index_set(seeded_mongo_server: MongoServer) -> None:
     client = seeded_mongo_server.client()

@@ -5,6 +5,7 @@
 #   redis.sh start --port P --dir D          one daemonized server, nothing persisted
 #   redis.sh stop --dir D
 #   redis.sh cluster-start --ports P1,P2,P3 --dir D   three primaries, cluster created
+#                            (each P <= 55535 with P+10000 free: the cluster bus port)
 #   redis.sh cluster-stop --dir D
 #
 # Pidfiles and logs live in D. Prints nothing but errors; exits non-zero on failure.
