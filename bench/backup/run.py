@@ -12,7 +12,9 @@ server.py). Each figure is measured on the same server in the same run:
 - insert floor: unordered insert_many of raw batches held in memory (sequential, and with the
   tool's parallelism; the faster counts);
 - `backup restore --db ... --drop --yes`;
-- naive restore: gzip -> bson.decode_all -> insert_many, one collection at a time.
+- the same index builds on the insert floor's copy (a restore must build them too);
+- naive restore: gzip -> bson.decode_all -> insert_many, one collection at a time, then the
+  same index builds.
 
 Targets: create <= 1.15x the read floor, restore <= 1.3x the insert floor, both >= 3x faster
 than naive.
@@ -21,6 +23,7 @@ than naive.
 from __future__ import annotations
 
 import gzip
+import os
 import shutil
 import sys
 import tempfile
@@ -36,6 +39,8 @@ sys.path.insert(0, str(HERE.parents[1] / "src"))
 
 from server import DB, Server, ensure_seeded  # noqa: E402
 
+#: the floors' parallel variant; the tool runs with backup.parallelism (BENCH_PARALLELISM
+#: overrides it, e.g. 1 for a server that slows down under parallel cursors)
 PARALLELISM = 4
 
 
@@ -45,6 +50,25 @@ def timed(label: str, fn: Callable[[], Any]) -> float:
     took = time.perf_counter() - started
     print(f"  {label:<42} {took:7.2f} s", flush=True)
     return took
+
+
+def gzip_engine() -> str:
+    try:
+        import isal  # noqa: F401
+
+        return "ISA-L (python-isal)"
+    except ImportError:
+        return "zlib"
+
+
+def build_indexes(client: Any, source: str, target: str, names: list[str]) -> None:
+    """The source's indexes on the target (what a restore must build besides the data)."""
+    for name in names:
+        specs = [dict(s) for s in client[source][name].list_indexes() if s["name"] != "_id_"]
+        for spec in specs:
+            spec.pop("ns", None)
+        if specs:
+            client[target].command({"createIndexes": name, "indexes": specs})
 
 
 def main() -> None:
@@ -65,11 +89,13 @@ def main() -> None:
         db = client[DB]
         names = sorted(sizes)
         print(f"database: {total_mb:.0f} MB of BSON in {', '.join(names)}")
+        backup: dict[str, Any] = {"dir": work / "backups"}
+        if os.environ.get("BENCH_PARALLELISM"):
+            backup["parallelism"] = int(os.environ["BENCH_PARALLELISM"])
         settings = Settings(
-            mongo={"uri": server.uri, "timeout_s": 30},
-            backup={"dir": work / "backups", "parallelism": PARALLELISM},
-            state_dir=work / "state",
+            mongo={"uri": server.uri, "timeout_s": 30}, backup=backup, state_dir=work / "state"
         )
+        print(f"backup.parallelism = {settings.backup.parallelism}; gzip by {gzip_engine()}")
 
         def read_one(name: str) -> None:
             for _ in db[name].find_raw_batches({}):
@@ -161,11 +187,17 @@ def main() -> None:
                     docs = bson.decode_all(fh.read())
                 for i in range(0, len(docs), 1000):
                     client["naive"][name].insert_many(docs[i : i + 1000])
+            build_indexes(client, DB, "naive", names)
+
+        def index_floor() -> None:
+            build_indexes(client, DB, best_floor_db, names)
 
         print("restore:")
         ins_seq = timed("insert floor, sequential", insert_seq)
-        client.drop_database("floor_seq")
         ins_par = timed(f"insert floor, {PARALLELISM} collections at once", insert_par)
+        best_floor_db = "floor_seq" if ins_seq <= ins_par else "floor_par"
+        index_t = timed("  + building the same indexes on it", index_floor)
+        client.drop_database("floor_seq")
         client.drop_database("floor_par")
         restore_t = timed("backup restore (data + indexes)", tool_restore)
         client.drop_database("restored")
@@ -176,7 +208,11 @@ def main() -> None:
         print()
         print(f"create:  {create_t / read_floor:.2f}x the read floor (target <= 1.15x)", end="")
         print(f", {naive_c / create_t:.1f}x faster than naive (target >= 3x)" if naive_c else "")
-        print(f"restore: {restore_t / insert_floor:.2f}x the insert floor (target <= 1.3x)", end="")
+        print(
+            f"restore: {restore_t / insert_floor:.2f}x the insert floor (target <= 1.3x); "
+            f"{restore_t / (insert_floor + index_t):.2f}x the insert floor plus index builds",
+            end="",
+        )
         print(f", {naive_r / restore_t:.1f}x faster than naive (target >= 3x)" if naive_r else "")
         print(
             f"throughput: read floor {total_mb / read_floor:.1f} MB/s, create "
