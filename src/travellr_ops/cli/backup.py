@@ -97,8 +97,11 @@ def create(
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Back up every collection (raw BSON, gzip, in parallel; with the oplog written
-    meanwhile on a replica set). No confirmation: cron runs it. Exit 4 if one is running."""
+    """Back up every collection (the 2 AM cron job).
+
+    Raw BSON, gzipped, several collections at once; on a replica set with the oplog written
+    meanwhile. Asks nothing (cron runs it); exits 4 at once if another backup is running.
+    """
     from travellr_ops.ops.backup.create import create as run_create
 
     a = use(ctx)
@@ -139,8 +142,10 @@ def _render_create(console: Console, r: CreateResult) -> None:
 
 @app.command("list")
 def list_(ctx: typer.Context, json_: JsonOpt = False, quiet: QuietOpt = False) -> None:
-    """Backups: time, age, size, documents, status, last verification; flags those past the
-    retention and a gap when the newest is older than a day (exit 1 then)."""
+    """List backups: age, size, documents, status, last verification.
+
+    Flags backups past the retention, and a gap (exit 1) when the newest is over a day old.
+    """
     from travellr_ops.ops.backup.manage import list_backups
 
     a = use(ctx)
@@ -207,8 +212,10 @@ def verify(
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Check every file against the manifest's checksums and decompress it; exit 1 on any
-    mismatch. Records the verification in the manifest."""
+    """Check a backup's checksums and decompress it (exit 1 on any mismatch).
+
+    Records the verification in the manifest.
+    """
     from travellr_ops.ops.backup.manage import verify as run_verify
 
     a = use(ctx)
@@ -263,8 +270,10 @@ def clean(
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Delete backups past the retention (never the newest verified one, nor the base of the
-    point-in-time window) and leftovers of unfinished backups."""
+    """Delete backups past the retention, and leftovers of unfinished ones.
+
+    Never the newest verified backup, nor the base of the point-in-time window.
+    """
     from travellr_ops.ops.backup.manage import clean as run_clean
 
     a = use(ctx)
@@ -321,8 +330,11 @@ def restore(
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Restore a backup (checksums verified first; a damaged one is refused before anything
-    is touched). Asks first, naming every collection it overwrites."""
+    """Restore a backup, optionally to a point in time (--until).
+
+    Checksums are verified first: a damaged backup is refused before anything is touched.
+    Asks first, naming every collection it overwrites.
+    """
     from travellr_ops.ops.backup.restore import restore as run_restore
 
     a = use(ctx)
@@ -429,9 +441,12 @@ def oplog_archive(
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Copy the oplog past the saved position into compressed, checksummed files, so that
+    """Archive the oplog for point-in-time recovery (cron, or --follow).
+
+    Copies the oplog past the saved position into compressed, checksummed files, so that
     `restore --until` reaches any moment after the last backup. Resumes exactly where it
-    stopped; reports (exit 1) an oplog that rolled past its position."""
+    stopped; reports (exit 1) an oplog that rolled past its position.
+    """
     from travellr_ops.ops.backup.archive import oplog_archive as run_archive
 
     a = use(ctx)
