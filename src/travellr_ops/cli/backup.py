@@ -22,6 +22,7 @@ from travellr_ops.cli.common import (
     new_group,
     use,
 )
+from travellr_ops.output import Mode
 
 if TYPE_CHECKING:
     from travellr_ops.adapters.mongo_dump import MongoDump
@@ -118,6 +119,7 @@ def create(
                 out.progress,
                 out.warn,
                 collections or None,
+                count_first=out.mode is Mode.HUMAN and out.stderr.is_terminal,
             ),
         )
     out.result(result, lambda console: _render_create(console, result))

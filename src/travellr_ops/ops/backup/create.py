@@ -45,9 +45,8 @@ class CreateResult:
 class _Tally:
     """Documents and bytes dumped so far, shown on the progress bar."""
 
-    def __init__(self, task: ProgressTask, total_docs: int) -> None:
+    def __init__(self, task: ProgressTask) -> None:
         self.task = task
-        self.total_docs = total_docs
         self.docs = 0
         self.bytes = 0
         self.lock = threading.Lock()
@@ -79,7 +78,11 @@ def create(
     progress: ProgressFactory,
     notify: Notify,
     collections: Sequence[str] | None = None,
+    *,
+    count_first: bool = False,
 ) -> CreateResult:
+    """Write a backup. ``count_first``: count the documents before the dump, for a progress
+    bar with a total (counting costs the server a pass of its own, so only for people)."""
     backup_dir = settings.backup.dir
     db = dump.database
     change = Change(
@@ -99,7 +102,7 @@ def create(
         if not proceed:
             name = store.name_for(datetime.now(UTC))
             return CreateResult(name, backup_dir / name, True, db, [c.name for c in infos])
-        return _create(settings, dump, infos, progress, notify)
+        return _create(settings, dump, infos, progress, notify, count_first)
 
 
 def _create(
@@ -108,6 +111,7 @@ def _create(
     infos: list[CollectionInfo],
     progress: ProgressFactory,
     notify: Notify,
+    count_first: bool,
 ) -> CreateResult:
     backup_dir = settings.backup.dir
     db = dump.database
@@ -131,11 +135,11 @@ def _create(
     try:
         store.make_dir(tmp)
         store.make_dir(tmp / db)
-        totals = {c.name: dump.estimated_count(db, c.name) for c in infos}
+        total = sum(dump.estimated_count(db, c.name) for c in infos) if count_first else None
         entries: list[store.CollectionEntry] = []
         files: dict[str, store.FileEntry] = {}
-        with progress("backup", float(sum(totals.values()) or 1)) as task:
-            tally = _Tally(task, sum(totals.values()))
+        with progress("backup", float(total or 1) if count_first else None) as task:
+            tally = _Tally(task)
             results = _dump_all(settings, dump, infos, tmp, tally)
         for info in infos:
             entry, data_entry, meta_entry = results[info.name]

@@ -235,7 +235,8 @@ def clean(
             details=details,
             target=str(settings.backup.dir),
         )
-        with guard.mutation(change, mutates_servers=False) as proceed:
+        # deleting backups destroys what a recovery may need: --read-only refuses it too
+        with guard.mutation(change) as proceed:
             if not proceed:
                 plan.dry_run = True
                 return plan

@@ -29,8 +29,6 @@ OPLOG_FILE = "oplog.bson.gz"
 ARCHIVE_DIR = "oplog-archive"
 FORMAT_VERSION = 1
 FILE_MODE = 0o600
-#: bytes written between two fdatasyncs of a backup file
-SYNC_EVERY = 16 * 1024 * 1024
 DIR_MODE = 0o700
 
 
@@ -225,18 +223,11 @@ class HashingWriter:
         self.file: BinaryIO = os.fdopen(fd, "wb")
         self.hash = hashlib.sha256()
         self.size = 0
-        self._synced = 0
 
     def write(self, data: bytes) -> int:
         self.file.write(data)
         self.hash.update(data)
         self.size += len(data)
-        if self.size - self._synced >= SYNC_EVERY:
-            # flush as we go (this runs beside the reader), so the fsync that ends the file
-            # has little left to do
-            self.file.flush()
-            os.fdatasync(self.file.fileno())
-            self._synced = self.size
         return len(data)
 
     def flush(self) -> None:
