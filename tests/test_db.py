@@ -569,7 +569,7 @@ class StopStartPlatform:
 
     name = "test"
 
-    def __init__(self, server: MongoServer, down_s: float) -> None:
+    def __init__(self, server: MongoServer, down_s: float | None) -> None:
         self.server = server
         self.down_s = down_s
         self.thread: threading.Thread | None = None
@@ -578,8 +578,11 @@ class StopStartPlatform:
         from travellr_ops.adapters.platform import RestartResult
 
         self.server.stop()
+        if self.down_s is None:  # it does not come back
+            return RestartResult(service, healthy=True, seconds=0.1)
 
         def later() -> None:
+            assert self.down_s is not None
             time.sleep(self.down_s)
             self.server.start()
 
@@ -611,6 +614,26 @@ def test_restart_waits_until_the_server_answers_again(
         assert doc["wait"]["ping"]["ok"] is True
     finally:
         platform.close()
+        server.stop()
+
+
+def test_restart_of_a_server_that_stays_down_fails_with_the_diagnosis(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "srv").mkdir()
+    server = MongoServer(tmp_path / "srv").start()
+    platform = StopStartPlatform(server, down_s=None)
+    monkeypatch.setattr("travellr_ops.adapters.platform.get_platform", lambda settings: platform)
+    try:
+        s = settings(server.uri, tmp_path, timeout_s=0.5)
+        result = invoke("db", "restart", "--yes", "--timeout", "2", "--json", settings=s)
+        assert result.exit_code == 3
+        assert result.json()["healthy"] is False
+        assert "not healthy after the restart" in result.stderr
+        assert "refused" in result.stderr
+        audit = (tmp_path / "state" / "audit.log").read_text()
+        assert '"outcome": "failed"' in audit
+    finally:
         server.stop()
 
 

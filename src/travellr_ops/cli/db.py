@@ -549,7 +549,7 @@ def restart(
     """Restart the MongoDB service (compose or Kubernetes), then wait until `db ping` is healthy."""
     from travellr_ops.adapters.mongo import MongoAdapter
     from travellr_ops.adapters.platform import get_platform
-    from travellr_ops.errors import ExitCode
+    from travellr_ops.errors import OperationFailed
     from travellr_ops.ops.db.server import restart as do_restart
     from travellr_ops.safety import Change
 
@@ -575,16 +575,16 @@ def restart(
             report = do_restart(platform, connect, service, timeout, out.info)
         finally:
             platform.close()
-    out.result(report, lambda console: _render_restart(console, report))
-    if not report.healthy:
-        reason = report.restart.reason or (
-            report.wait.last_problem.message if report.wait and report.wait.last_problem else ""
-        )
-        out.error(
-            f"MongoDB is not healthy after the restart: {reason}",
-            hint="db ping; service logs mongodb",
-        )
-        raise typer.Exit(ExitCode.UNAVAILABLE)
+        out.result(report, lambda console: _render_restart(console, report))
+        if not report.healthy:  # raised inside the guard: the audit log says "failed"
+            wait = report.wait
+            reason = report.restart.reason or (
+                wait.last_problem.message if wait and wait.last_problem else "no answer"
+            )
+            raise OperationFailed(
+                f"MongoDB is not healthy after the restart: {reason}",
+                hint="db ping for the diagnosis; service logs mongodb for the server's side",
+            )
 
 
 def _render_restart(console: Console, r: RestartReport) -> None:
