@@ -68,7 +68,9 @@ def main() -> None:
         worst = max(worst, ratio)
         heavy = heavy_imports(cmd) or ["none"]
         label = "travellr-ops " + " ".join(args)
-        print(f"{label:40s} {t * 1000:7.1f} ms  ratio {ratio:4.2f}x  heavy SDKs: {', '.join(heavy)}")
+        print(
+            f"{label:40s} {t * 1000:7.1f} ms  ratio {ratio:4.2f}x  heavy SDKs: {', '.join(heavy)}"
+        )
     verdict = "PASS" if worst <= 1.5 else "FAIL"
     print(f"worst ratio {worst:.2f}x (target <= 1.5x): {verdict}")
     Path(f.name).unlink()
