@@ -60,7 +60,8 @@ write_settings() {
   local tmp="$SETTINGS.tmp"
   cat >"$tmp" <<EOF
 # Written by scripts/sandbox.sh: travellr-ops run from this directory operates the sandbox.
-platform = "compose"
+# Its servers are plain processes, not containers: there is no service platform to manage.
+platform = "none"
 state_dir = "$SB/state"
 
 [mongo]

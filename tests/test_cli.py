@@ -24,10 +24,10 @@ def _modules_loaded_by(*args: str) -> set[str]:
         "import sys\n"
         "from travellr_ops.cli.app import run\n"
         f"code = run({list(args)!r})\n"
-        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))\n"
+        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})), file=sys.stderr)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return set(done.stdout.split())
+    return set(done.stderr.split())  # the help text itself went to stdout
 
 
 @pytest.mark.parametrize("args", [["--help"], ["health", "--help"], ["cache", "--help"]])

@@ -88,10 +88,14 @@ class CacheSettings(_Section):
     #: backend paths that `cache warm` requests (relative to api.url)
     warm_paths: list[str] = Field(default_factory=list)
     warm_concurrency: int = 8
-    #: SCAN COUNT hint and delete batch size for `cache clear`
-    scan_count: int = 1000
-    #: how many keys `cache stats` samples for its per-prefix breakdown
-    sample_size: int = 1000
+    #: SCAN COUNT hint (keys looked at per round trip) of `cache clear/keys/bigkeys`; each
+    #: round trip UNLINKs what the previous one found
+    scan_count: int = Field(default=1000, ge=1)
+    #: how many keys `cache stats` samples for its per-prefix breakdown (and `cache bigkeys`)
+    sample_size: int = Field(default=1000, ge=1)
+    #: `cache clear` counts matching keys exactly (one extra SCAN pass) up to this many keys
+    #: in the database; above it, it estimates the count from a random sample
+    clear_exact_limit: int = Field(default=100_000, ge=0)
 
 
 class MaintenanceSettings(_Section):
@@ -189,7 +193,9 @@ class Settings(BaseSettings):
         validate_default=True,
     )
 
-    platform: Literal["compose", "kubernetes"] = "compose"
+    #: where the services run: "compose", "kubernetes", or "none" (plain processes, e.g. the
+    #: sandbox: `service` commands are then unavailable and `health` skips its platform check)
+    platform: Literal["compose", "kubernetes", "none"] = "compose"
     #: audit log, locks, history
     state_dir: Path = Field(default_factory=_default_state_dir)
     #: refuse every mutating command
@@ -240,7 +246,13 @@ def find_config_file(explicit: Path | None) -> Path | None:
                 hint="pass an existing file to --config (or fix TRAVELLR_CONFIG)",
             )
         return explicit
-    return next((p for p in _config_search_path() if p.is_file()), None)
+    for candidate in _config_search_path():
+        try:
+            if candidate.is_file():
+                return candidate
+        except OSError:  # an unreadable directory on the search path is not "our" file
+            continue
+    return None
 
 
 def load_settings(

@@ -416,7 +416,9 @@ class ComposePlatform:
         """`compose up -d [SERVICE]`, then wait (compose v1 does not) until what it started is
         running and healthy; CheckFailed when it is not within compose.restart_timeout_s."""
         names = [self._resolve(service)[1]] if service else []
-        self._compose("up", "-d", *names)
+        # A named service starts alone (--no-deps): compose would otherwise recreate any
+        # dependency whose definition drifted, e.g. the database in the middle of a restore.
+        self._compose("up", "-d", *(["--no-deps", *names] if names else []))
         deadline = time.monotonic() + self.compose.restart_timeout_s
         for name in names or [n for n in self.services() if n in self._compose_names()]:
             for container in self._containers(self._resolve(name)[1]):

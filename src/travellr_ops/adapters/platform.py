@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from travellr_ops.errors import ConfigError
+
 if TYPE_CHECKING:
     from travellr_ops.settings import Settings
 
@@ -134,6 +136,11 @@ class ServicePlatform(Protocol):
 
 def get_platform(settings: Settings) -> ServicePlatform:
     """The platform adapter the settings name; its SDK is imported only now."""
+    if settings.platform == "none":
+        raise ConfigError(
+            'no service platform is configured (platform = "none")',
+            hint='set platform = "compose" or "kubernetes" (TRAVELLR_PLATFORM) to manage services',
+        )
     if settings.platform == "kubernetes":
         from travellr_ops.adapters.kubernetes import KubernetesPlatform
 

@@ -72,7 +72,7 @@ def root(
         ),
     ] = None,
     platform: Annotated[
-        str | None, typer.Option(help="Where services run: compose or kubernetes.")
+        str | None, typer.Option(help="Where services run: compose, kubernetes or none.")
     ] = None,
     mongo_uri: Annotated[str | None, typer.Option(help="MongoDB URI.")] = None,
     redis_url: Annotated[str | None, typer.Option(help="Redis URL.")] = None,

@@ -18,8 +18,9 @@ from typing import Any
 
 from travellr_ops.adapters.http import HttpAdapter
 from travellr_ops.adapters.mongo import MongoAdapter
+from travellr_ops.adapters.platform import ServicePlatform
 from travellr_ops.adapters.redis import RedisAdapter
-from travellr_ops.errors import ExitCode, ServiceError
+from travellr_ops.errors import ExitCode, ServiceError, TravellrError
 from travellr_ops.redact import mask
 from travellr_ops.settings import Settings
 
@@ -53,12 +54,18 @@ class HealthReport:
 
 
 def check_all(
-    settings: Settings, http: HttpAdapter, mongo: MongoAdapter, redis: RedisAdapter
+    settings: Settings,
+    http: HttpAdapter,
+    mongo: MongoAdapter,
+    redis: RedisAdapter,
+    platform: Callable[[], ServicePlatform] | None = None,
 ) -> HealthReport:
+    """Every check at once. ``platform`` builds the service platform (inside its probe, so a
+    platform that cannot even be set up is reported like any other server that is down)."""
     started = time.perf_counter()
     maintenance = _maintenance(settings, redis)
     limits = settings.thresholds
-    probes: list[tuple[str, str, Callable[[], Check]]] = []
+    probes: list[tuple[str, str, Callable[[], Check | list[Check]]]] = []
     api_urls = [settings.api.url.rstrip("/") + settings.api.health_path]
     api_urls += settings.api.extra_health_urls
     for url in api_urls:
@@ -67,16 +74,21 @@ def check_all(
     probes.append(("redis", redis.display_url, lambda: _redis(redis, limits.memory_pct)))
     for path in _disk_paths(settings):
         probes.append(("disk", str(path), lambda p=path: _disk(p, limits.disk_pct)))  # type: ignore[misc]
+    if platform is not None:
+        probes.append(("service", settings.platform, lambda: _services(platform())))
 
-    def run(probe: tuple[str, str, Callable[[], Check]]) -> Check:
+    def run(probe: tuple[str, str, Callable[[], Check | list[Check]]]) -> list[Check]:
         name, target, fn = probe
         try:
-            return fn()
+            found = fn()
         except ServiceError as exc:
-            return Check(name, mask(target), DOWN, detail=exc.message)
+            return [Check(name, mask(target), DOWN, detail=exc.message)]
+        except TravellrError as exc:  # e.g. no kubeconfig: the platform cannot be asked
+            return [Check(name, mask(target), DOWN, detail=exc.message)]
+        return found if isinstance(found, list) else [found]
 
     with ThreadPoolExecutor(max_workers=len(probes)) as pool:
-        checks = list(pool.map(run, probes))
+        checks = [check for found in pool.map(run, probes) for check in found]
     verdicts = {c.verdict for c in checks}
     if DOWN in verdicts:
         overall = "unreachable"
@@ -163,6 +175,26 @@ def _redis(redis: RedisAdapter, memory_limit_pct: float) -> Check:
         if pct > memory_limit_pct:
             return Check("redis", redis.display_url, WARN, latency, detail + " over threshold")
     return Check("redis", redis.display_url, OK, latency, detail)
+
+
+def _services(platform: ServicePlatform) -> list[Check]:
+    """One check per service the platform runs: ok when every desired instance is ready."""
+    checks = []
+    for svc in platform.status():
+        target = f"{platform.name}:{svc.name}"
+        detail = f"{svc.ready}/{svc.desired} ready"
+        if svc.image:
+            detail += f", {svc.image}"
+        if svc.available and svc.desired > 0:
+            checks.append(Check("service", target, OK, None, detail))
+        else:
+            why = svc.message or "; ".join(svc.conditions)
+            checks.append(
+                Check("service", target, FAIL, None, f"{detail}{': ' + why if why else ''}")
+            )
+    if not checks:
+        return [Check("service", platform.name, FAIL, None, "no Travellr services found")]
+    return checks
 
 
 def _disk_paths(settings: Settings) -> list[Path]:
