@@ -1,6 +1,10 @@
 """A thin wrapper of redis-py: connection from settings, errors translated to ours.
 
 redis-py is imported only when a connection is first needed.
+
+A Redis Cluster is reached through the URL of any one of its nodes: ``primaries()`` then
+gives one connection per primary (SCAN, INFO, DBSIZE and deletes run on each), and single-key
+commands go to the primary that owns the key's slot. One server is a "cluster" of one primary.
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from travellr_ops.errors import AuthError, OperationFailed, Unreachable, UsageError
 from travellr_ops.redact import mask
@@ -29,12 +33,119 @@ def validate_url(url: str) -> None:
         )
 
 
+class RedisNode:
+    """One primary and its own connection; every call on it is one round trip."""
+
+    def __init__(self, adapter: RedisAdapter, name: str, client: redis.Redis) -> None:
+        self.adapter = adapter
+        self.name = name
+        self.client = client
+
+    def scan(self, cursor: int, match: str, count: int) -> tuple[int, list[bytes]]:
+        with self.adapter.errors(f"scanning {self.name}"):
+            next_cursor, keys = self.client.scan(cursor, match=match, count=count)
+            return int(next_cursor), [k if isinstance(k, bytes) else k.encode() for k in keys]
+
+    def unlink(self, keys: list[bytes], *, one_per_key: bool = False) -> int:
+        """UNLINK ``keys`` (freed in the background); how many existed.
+
+        ``one_per_key``: one pipelined UNLINK per key, as a cluster needs (a multi-key command
+        must stay within one slot); otherwise one UNLINK for all of them.
+        """
+        if not keys:
+            return 0
+        with self.adapter.errors(f"deleting keys on {self.name}"):
+            if not one_per_key:
+                return int(self.client.unlink(*keys))
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.unlink(key)
+            return sum(int(n) for n in pipe.execute())
+
+    def unlink_and_scan(
+        self, keys: list[bytes], cursor: int, match: str, count: int, *, one_per_key: bool = False
+    ) -> tuple[int, int, list[bytes]]:
+        """UNLINK ``keys`` and SCAN on from ``cursor``, in one round trip.
+
+        Returns (how many of ``keys`` existed, the next cursor, the keys the SCAN found).
+        """
+        with self.adapter.errors(f"deleting keys on {self.name}"):
+            pipe = self.client.pipeline(transaction=False)
+            if keys and one_per_key:
+                for key in keys:
+                    pipe.unlink(key)
+            elif keys:
+                pipe.unlink(*keys)
+            pipe.scan(cursor, match=match, count=count)
+            replies = pipe.execute()
+        next_cursor, found = replies[-1]
+        deleted = sum(int(n) for n in replies[:-1])
+        return deleted, int(next_cursor), [k if isinstance(k, bytes) else k.encode() for k in found]
+
+    def random_keys(self, n: int) -> list[bytes]:
+        """Up to ``n`` keys drawn at random (RANDOMKEY, pipelined; repeats possible)."""
+        with self.adapter.errors(f"sampling keys on {self.name}"):
+            pipe = self.client.pipeline(transaction=False)
+            for _ in range(n):
+                pipe.randomkey()
+            replies = pipe.execute()
+        return [k if isinstance(k, bytes) else str(k).encode() for k in replies if k is not None]
+
+    def dbsize(self) -> int:
+        with self.adapter.errors(f"counting keys on {self.name}"):
+            return int(self.client.dbsize())
+
+    def info(self, section: str | None = None) -> dict[str, Any]:
+        with self.adapter.errors(f"reading INFO of {self.name}"):
+            return dict(self.client.info(section) if section else self.client.info())
+
+    def flushdb_async(self) -> None:
+        with self.adapter.errors(f"flushing {self.name}"):
+            self.client.flushdb(asynchronous=True)
+
+    def memory_usage(self, keys: list[bytes]) -> list[int | None]:
+        """MEMORY USAGE of each key in bytes (None: vanished meanwhile), in one pipeline."""
+        if not keys:
+            return []
+        with self.adapter.errors(f"measuring keys on {self.name}"):
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.memory_usage(key)
+            replies = pipe.execute(raise_on_error=False)
+        return [int(size) if isinstance(size, int) else None for size in replies]
+
+    def describe(self, keys: list[bytes]) -> list[tuple[str, int, int | None]]:
+        """(type, PTTL in ms, MEMORY USAGE in bytes) of each key, in one pipeline.
+
+        Type "none" marks a key that vanished meanwhile; PTTL is -1 without expiry.
+        """
+        if not keys:
+            return []
+        with self.adapter.errors(f"describing keys on {self.name}"):
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.type(key)
+                pipe.pttl(key)
+                pipe.memory_usage(key)
+            replies = pipe.execute(raise_on_error=False)
+        out: list[tuple[str, int, int | None]] = []
+        for i in range(0, len(replies), 3):
+            kind, ttl, size = replies[i : i + 3]
+            kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+            out.append((kind, int(ttl), int(size) if isinstance(size, int) else None))
+        return out
+
+
 class RedisAdapter:
     def __init__(self, url: str, timeout_s: float = 5.0) -> None:
         validate_url(url)
         self.url = url
         self.timeout_s = timeout_s
         self._client: redis.Redis | None = None
+        self._cluster: bool | None = None
+        self._primaries: list[RedisNode] | None = None
+        #: (first slot, last slot, primary) of a cluster
+        self._slots: list[tuple[int, int, RedisNode]] = []
 
     @property
     def display_url(self) -> str:
@@ -43,15 +154,74 @@ class RedisAdapter:
     @property
     def client(self) -> redis.Redis:
         if self._client is None:
-            import redis
-
-            self._client = redis.Redis.from_url(
-                self.url,
-                socket_timeout=self.timeout_s,
-                socket_connect_timeout=self.timeout_s,
-                decode_responses=False,
-            )
+            self._client = self._connect(self.url)
         return self._client
+
+    def _connect(self, url: str) -> redis.Redis:
+        import redis
+
+        return redis.Redis.from_url(
+            url,
+            socket_timeout=self.timeout_s,
+            socket_connect_timeout=self.timeout_s,
+            decode_responses=False,
+        )
+
+    @property
+    def is_cluster(self) -> bool:
+        """Whether the URL's server is a Redis Cluster node (asked once)."""
+        if self._cluster is None:
+            info = self.info("cluster")
+            self._cluster = str(info.get("cluster_enabled", "0")) == "1"
+        return self._cluster
+
+    def primaries(self) -> list[RedisNode]:
+        """Every primary: the server itself, or each primary of its cluster."""
+        if self._primaries is not None:
+            return self._primaries
+        if not self.is_cluster:
+            parts = urlsplit(self.url)
+            name = f"{parts.hostname}:{parts.port or 6379}" if parts.hostname else parts.path
+            self._primaries = [RedisNode(self, name, self.client)]
+            return self._primaries
+        parts = urlsplit(self.url)
+        if parts.path.strip("/") not in ("", "0"):
+            raise UsageError(
+                f"{self.display_url} is a Redis Cluster node, and a cluster has only database 0",
+                hint="use .../0 (or no database) in redis.url",
+            )
+        with self.errors("reading the cluster's slots"):
+            slots = self.client.execute_command("CLUSTER SLOTS")  # type: ignore[no-untyped-call]
+        by_name: dict[str, RedisNode] = {}
+        for entry in slots:
+            first, last, primary = int(entry[0]), int(entry[1]), entry[2]
+            host = _text(primary[0]) or parts.hostname or "127.0.0.1"
+            port = int(primary[1])
+            name = f"{host}:{port}"
+            if name not in by_name:
+                by_name[name] = RedisNode(
+                    self, name, self._connect(_with_host(self.url, host, port))
+                )
+            self._slots.append((first, last, by_name[name]))
+        self._slots.sort(key=lambda s: s[0])
+        self._primaries = sorted(by_name.values(), key=lambda n: n.name)
+        return self._primaries
+
+    def node_for(self, key: str | bytes) -> RedisNode:
+        """The primary that holds ``key`` (the only one on a single server)."""
+        nodes = self.primaries()
+        if not self.is_cluster:
+            return nodes[0]
+        from redis.crc import key_slot
+
+        slot = key_slot(key.encode() if isinstance(key, str) else key)
+        for first, last, node in self._slots:
+            if first <= slot <= last:
+                return node
+        raise OperationFailed(
+            f"no primary of the cluster at {self.display_url} serves slot {slot}",
+            hint="check `redis-cli --cluster check` for unassigned slots",
+        )
 
     @contextmanager
     def errors(self, doing: str) -> Iterator[None]:
@@ -93,16 +263,51 @@ class RedisAdapter:
             return dict(self.client.info(section) if section else self.client.info())
 
     def get(self, key: str) -> bytes | None:
+        client = self.node_for(key).client if self._cluster else self.client
         with self.errors(f"reading {key}"):
-            value = self.client.get(key)
+            value = client.get(key)
             if value is None or isinstance(value, bytes):
                 return value
             return str(value).encode()
 
+    def set(self, key: str, value: str, expire_at: int | None = None) -> None:
+        """SET ``key``; ``expire_at`` (Unix seconds) makes Redis delete it then (EXAT)."""
+        client = self.node_for(key).client
+        with self.errors(f"writing {key}"):
+            client.set(key, value, exat=expire_at)
+
+    def delete(self, key: str) -> bool:
+        client = self.node_for(key).client
+        with self.errors(f"deleting {key}"):
+            return bool(client.unlink(key))
+
+    def pttl(self, key: str) -> int:
+        """Milliseconds until ``key`` expires; -1 without expiry, -2 when it is absent."""
+        client = self.node_for(key).client
+        with self.errors(f"reading the TTL of {key}"):
+            return int(client.pttl(key))
+
     def close(self) -> None:
+        for node in self._primaries or []:
+            if node.client is not self._client:
+                node.client.close()
+        self._primaries = None
+        self._slots = []
         if self._client is not None:
             self._client.close()
             self._client = None
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value or "")
+
+
+def _with_host(url: str, host: str, port: int) -> str:
+    """``url`` (credentials, scheme, options kept) aimed at another node of its cluster."""
+    parts = urlsplit(url)
+    userinfo = parts.netloc.rpartition("@")[0]
+    netloc = f"{userinfo}@{host}:{port}" if userinfo else f"{host}:{port}"
+    return urlunsplit(parts._replace(netloc=netloc, path="/0"))
 
 
 def _reason(exc: Exception) -> str:

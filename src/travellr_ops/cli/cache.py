@@ -1,8 +1,416 @@
-"""`travellr-ops cache`."""
+"""`travellr-ops cache`: the runbook's `npm run cache:stats|clear|warm`, `redis-cli INFO memory`,
+`KEYS *` and `FLUSHDB`, safe on a loaded server and on a Redis Cluster."""
 
-from travellr_ops.cli.common import new_group
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+
+from travellr_ops.cli.common import (
+    AppContext,
+    DryRunOpt,
+    JsonOpt,
+    QuietOpt,
+    YesOpt,
+    exit_with,
+    new_group,
+    use,
+)
+
+if TYPE_CHECKING:
+    from travellr_ops.adapters.redis import RedisAdapter
+    from travellr_ops.ops.cache import (
+        BigKeysReport,
+        ClearPlan,
+        ClearReport,
+        KeyEntry,
+        KeysReport,
+        NodeStats,
+        StatsReport,
+        WarmReport,
+    )
 
 app = new_group(
     "cache",
-    "Redis cache: stats, clear, warm, keys, bigkeys.\n\n[dim]Arrives with issue 3.[/]",
+    "Redis cache: stats, clear, warm, keys, bigkeys (a Redis Cluster node's URL works too).",
 )
+
+
+@contextmanager
+def _redis(a: AppContext) -> Iterator[RedisAdapter]:
+    from travellr_ops.adapters.redis import RedisAdapter
+
+    redis = RedisAdapter(a.settings.redis.url, a.settings.redis.timeout_s)
+    try:
+        yield redis
+    finally:
+        redis.close()
+
+
+def _size(n: float | None) -> str:
+    from travellr_ops.ops.health import human_bytes
+
+    return "" if n is None else human_bytes(n)
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}%"
+
+
+# ---------------------------------------------------------------------------------- stats
+
+
+@app.command()
+def stats(
+    ctx: typer.Context,
+    window: Annotated[
+        float,
+        typer.Option(help="Seconds between the two samples the recent hit rate comes from."),
+    ] = 2.0,
+    sample: Annotated[
+        int | None,
+        typer.Option(
+            help="Keys sampled for the per-prefix breakdown (default: cache.sample_size)."
+        ),
+    ] = None,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Memory, keys per database, evictions, clients, ops/s and the hit rate, cumulative and
+    over --window; a per-prefix breakdown from a sample. Exit 1 when the hit rate is under
+    thresholds.cache_hit_rate_pct."""
+    from travellr_ops.ops.cache import stats as do_stats
+    from travellr_ops.ops.cache import validate_window
+
+    validate_window(window)
+    a = use(ctx)
+    out = a.output(json_, quiet)
+    s = a.settings
+    with _redis(a) as redis:
+        report = do_stats(
+            redis, window, sample or s.cache.sample_size, s.thresholds.cache_hit_rate_pct
+        )
+    out.result(report, lambda console: _render_stats(console, report))
+    if report.verdict == "warn":
+        out.warn(
+            f"hit rate {_pct(report.window_hit_rate_pct or report.hit_rate_pct)}"
+            f" is under the {report.threshold_pct:g}% threshold"
+        )
+    exit_with(report.verdict != "warn")
+
+
+def _render_stats(console: Console, r: StatsReport) -> None:
+    from travellr_ops.output import table, verdict
+
+    kind = f"Redis Cluster, {len(r.nodes)} primaries" if r.cluster else "Redis"
+    console.print(f"{r.target} ({kind})")
+    columns = [*r.nodes, r.total] if r.cluster else r.nodes
+    values = [_stats_column(n) for n in columns]
+    rows = [[label, *(v[i] for v in values)] for i, label in enumerate(_STATS_ROWS)]
+    console.print(table(None, ["", *(n.node for n in columns)], rows))
+    recent = (
+        f"{_pct(r.window_hit_rate_pct)} over the last {r.window_s:g} s"
+        f" ({r.window_hits + r.window_misses:,} lookups)"
+    )
+    console.print(
+        f"hit rate: {_pct(r.hit_rate_pct)} cumulative, {recent};"
+        f" threshold {r.threshold_pct:g}%: {verdict(r.verdict)}"
+    )
+    if r.prefixes:
+        console.print(
+            table(
+                f"key prefixes in a sample of {r.sample_size:,} keys",
+                ["prefix", "sampled", "share", "est. keys", "avg size", "sampled memory"],
+                [
+                    [
+                        p.prefix,
+                        f"{p.sampled:,}",
+                        f"{p.share_pct:.1f}%",
+                        f"~{p.estimated_keys:,}",
+                        _size(p.avg_bytes),
+                        _size(p.sampled_bytes),
+                    ]
+                    for p in r.prefixes
+                ],
+            )
+        )
+
+
+_STATS_ROWS = (
+    "memory used",
+    "memory peak",
+    "maxmemory",
+    "eviction policy",
+    "keys",
+    "evicted keys",
+    "expired keys",
+    "clients",
+    "ops/s",
+    "hit rate",
+)
+
+
+def _stats_column(n: NodeStats) -> list[str]:
+    keys = ", ".join(f"{db}: {c['keys']:,}" for db, c in n.databases.items()) or "0"
+    return [
+        _size(n.used_memory),
+        _size(n.used_memory_peak),
+        _size(n.maxmemory) if n.maxmemory else "none",
+        n.maxmemory_policy,
+        keys,
+        f"{n.evicted_keys:,}",
+        f"{n.expired_keys:,}",
+        str(n.connected_clients),
+        f"{n.ops_per_s:,}",
+        _pct(n.hit_rate_pct),
+    ]
+
+
+# ---------------------------------------------------------------------------------- clear
+
+
+@app.command()
+def clear(
+    ctx: typer.Context,
+    pattern: Annotated[
+        str,
+        typer.Argument(help="Glob of the keys to delete, e.g. 'search:*' (default: every key)."),
+    ] = "*",
+    rate: Annotated[
+        float | None,
+        typer.Option(help="Delete at most this many keys per second (spares a loaded server)."),
+    ] = None,
+    yes: YesOpt = False,
+    dry_run: DryRunOpt = False,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Delete the keys matching PATTERN with SCAN + pipelined UNLINK (never KEYS, never a
+    blocking DEL); a count and a sample first, then confirmation. The maintenance flag is
+    never deleted."""
+    from travellr_ops.errors import UsageError
+    from travellr_ops.ops.cache import ClearReport, glob_regex, plan_clear
+    from travellr_ops.ops.cache import clear as do_clear
+    from travellr_ops.safety import Change
+
+    glob_regex(pattern)
+    if rate is not None and rate <= 0:
+        raise UsageError("--rate must be more than 0 keys per second")
+    a = use(ctx)
+    out = a.output(json_, quiet)
+    s = a.settings
+    guard = a.guard(yes, dry_run)
+    with _redis(a) as redis:
+        plan = plan_clear(
+            redis,
+            pattern,
+            keep=[s.maintenance.key],
+            count_exactly=dry_run,
+            exact_limit=s.cache.clear_exact_limit,
+            scan_count=s.cache.scan_count,
+        )
+        change = Change(
+            action="cache clear",
+            summary=_clear_summary(plan),
+            details=[*plan.sample, *(["..."] if plan.matching > len(plan.sample) else [])],
+            target=plan.target,
+        )
+        with guard.mutation(change) as proceed:
+            if not proceed:
+                report = ClearReport(
+                    pattern,
+                    plan.target,
+                    "flushdb async" if plan.flush and not rate else "scan+unlink",
+                    0,
+                    {},
+                    0.0,
+                    dry_run=True,
+                    kept=plan.kept,
+                )
+                out.result({"plan": plan, "report": report})
+                return
+            with out.progress(f"deleting {pattern}", total=plan.matching or None) as task:
+                report = do_clear(
+                    redis,
+                    plan,
+                    scan_count=s.cache.scan_count,
+                    rate=rate,
+                    progress=task.advance,
+                )
+    out.result({"plan": plan, "report": report}, lambda c: _render_clear(c, report))
+    out.success(f"deleted {report.deleted:,} keys matching {pattern!r} in {report.seconds:g} s")
+
+
+def _clear_summary(plan: ClearPlan) -> str:
+    nodes = f" ({len(plan.nodes)} primaries)" if len(plan.nodes) > 1 else ""
+    how = " with FLUSHDB ASYNC" if plan.flush else ""
+    kept = f"; keeping {', '.join(plan.kept)}" if plan.kept else ""
+    return (
+        f"delete {plan.about} of {plan.total_keys:,} keys matching {plan.pattern!r}"
+        f" in {plan.target}{nodes}{how}{kept}"
+    )
+
+
+def _render_clear(console: Console, r: ClearReport) -> None:
+    if len(r.per_node) > 1:
+        for node, n in r.per_node.items():
+            console.print(f"  {node}: {n:,} deleted")
+    console.print(f"{r.deleted:,} keys deleted ({r.method}, {r.seconds:g} s)")
+
+
+# ----------------------------------------------------------------------------- keys, bigkeys
+
+
+@app.command()
+def keys(
+    ctx: typer.Context,
+    pattern: Annotated[str, typer.Argument(help="Glob of the keys to list, e.g. 'trip:*'.")],
+    limit: Annotated[int, typer.Option(help="List at most this many keys.")] = 100,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """List keys matching PATTERN with their type, TTL and size (SCAN, bounded; never KEYS)."""
+    from travellr_ops.ops.cache import list_keys
+
+    a = use(ctx)
+    out = a.output(json_, quiet)
+    with _redis(a) as redis:
+        report = list_keys(redis, pattern, limit, a.settings.cache.scan_count)
+    out.result(report, lambda console: _render_keys(console, report))
+    if report.truncated:
+        out.info(f"more keys match {pattern!r}: showing the first {limit} (raise --limit)")
+
+
+def _key_rows(entries: list[KeyEntry], with_node: bool) -> list[list[Any]]:
+    return [
+        [
+            e.key,
+            e.type,
+            "none" if e.ttl_s is None else f"{e.ttl_s:g} s",
+            _size(e.bytes),
+            *([e.node] if with_node else []),
+        ]
+        for e in entries
+    ]
+
+
+def _render_keys(console: Console, r: KeysReport) -> None:
+    from rich.markup import escape
+
+    from travellr_ops.output import table
+
+    with_node = len({e.node for e in r.keys}) > 1
+    rows = [[escape(str(c)) for c in row] for row in _key_rows(r.keys, with_node)]
+    title = f"{len(r.keys)} keys matching {escape(r.pattern)}" + (" (more match)" * r.truncated)
+    console.print(table(title, ["key", "type", "ttl", "size", *(["node"] * with_node)], rows))
+
+
+@app.command()
+def bigkeys(
+    ctx: typer.Context,
+    sample: Annotated[
+        int | None, typer.Option(help="Keys to measure (default: cache.sample_size).")
+    ] = None,
+    top: Annotated[int, typer.Option(help="How many of the largest to show.")] = 10,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """The largest keys by MEMORY USAGE among a sample (like redis-cli --memkeys, bounded)."""
+    from travellr_ops.ops.cache import bigkeys as do_bigkeys
+
+    a = use(ctx)
+    out = a.output(json_, quiet)
+    s = a.settings.cache
+    with _redis(a) as redis:
+        report = do_bigkeys(redis, sample or s.sample_size, top, s.scan_count)
+    out.result(report, lambda console: _render_bigkeys(console, report))
+
+
+def _render_bigkeys(console: Console, r: BigKeysReport) -> None:
+    from rich.markup import escape
+
+    from travellr_ops.output import table
+
+    with_node = len({e.node for e in r.keys}) > 1
+    rows = [[escape(str(c)) for c in row] for row in _key_rows(r.keys, with_node)]
+    title = (
+        f"largest {len(r.keys)} of {r.sampled:,} sampled keys"
+        f" ({_size(r.sampled_bytes)} sampled) in {r.target}"
+    )
+    console.print(table(title, ["key", "type", "ttl", "size", *(["node"] * with_node)], rows))
+
+
+# ----------------------------------------------------------------------------------- warm
+
+
+@app.command()
+def warm(
+    ctx: typer.Context,
+    path: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--path", help="A backend path to request (repeatable; default: cache.warm_paths)."
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(help="Requests in flight at once (default: cache.warm_concurrency)."),
+    ] = None,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Fill the cache by requesting the backend endpoints of cache.warm_paths concurrently;
+    per-endpoint status and latency, hit rate before/after. Exit 1 when an endpoint fails."""
+    from travellr_ops.adapters.http import HttpAdapter
+    from travellr_ops.ops.cache import warm as do_warm
+
+    a = use(ctx)
+    out = a.output(json_, quiet)
+    s = a.settings
+    paths = list(path or s.cache.warm_paths)
+    limit = concurrency or s.cache.warm_concurrency
+    http = HttpAdapter(s.api.timeout_s, max_connections=max(1, limit))
+    try:
+        with _redis(a) as redis, out.progress("warming", total=len(paths) or None) as task:
+            report = do_warm(http, redis, s.api.url, paths, limit, progress=task.advance)
+    finally:
+        http.close()
+    out.result(report, lambda console: _render_warm(console, report))
+    failed = [r for r in report.results if not r.ok]
+    if failed:
+        out.warn(f"{len(failed)} of {len(report.results)} endpoints failed")
+    exit_with(report.ok)
+
+
+def _render_warm(console: Console, r: WarmReport) -> None:
+    from rich.markup import escape
+
+    from travellr_ops.output import table, verdict
+
+    rows = [
+        [
+            escape(x.path),
+            verdict("ok" if x.ok else "fail"),
+            "" if x.status is None else x.status,
+            "" if x.latency_ms is None else f"{x.latency_ms:.1f} ms",
+            x.cache,
+            escape(x.error),
+        ]
+        for x in r.results
+    ]
+    console.print(
+        table(
+            f"warmed {len(r.results)} endpoints of {r.api_url} in {r.seconds:g} s"
+            f" ({r.concurrency} at a time)",
+            ["path", "verdict", "status", "latency", "cache", "error"],
+            rows,
+        )
+    )
+    console.print(
+        f"Redis hit rate (cumulative): {_pct(r.hit_rate_before_pct)} before,"
+        f" {_pct(r.hit_rate_after_pct)} after"
+    )
