@@ -270,11 +270,12 @@ class RedisAdapter:
                 return value
             return str(value).encode()
 
-    def set(self, key: str, value: str, expire_at: int | None = None) -> None:
-        """SET ``key``; ``expire_at`` (Unix seconds) makes Redis delete it then (EXAT)."""
+    def set(self, key: str, value: str, expire_at: float | None = None) -> None:
+        """SET ``key``; ``expire_at`` (Unix time) makes Redis delete it then (PXAT)."""
         client = self.node_for(key).client
+        pxat = None if expire_at is None else int(expire_at * 1000)
         with self.errors(f"writing {key}"):
-            client.set(key, value, exat=expire_at)
+            client.set(key, value, pxat=pxat)
 
     def delete(self, key: str) -> bool:
         client = self.node_for(key).client

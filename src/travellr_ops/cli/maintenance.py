@@ -1,8 +1,172 @@
-"""`travellr-ops maintenance`."""
+"""`travellr-ops maintenance`: the runbook's "Enable maintenance mode / stop accepting new
+requests", as a flag in Redis the backend honours (503 while it is on)."""
 
-from travellr_ops.cli.common import new_group
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+
+from travellr_ops.cli.common import AppContext, DryRunOpt, JsonOpt, QuietOpt, YesOpt, new_group, use
+
+if TYPE_CHECKING:
+    from travellr_ops.adapters.redis import RedisAdapter
+    from travellr_ops.ops.maintenance import MaintenanceStatus
 
 app = new_group(
     "maintenance",
-    "Maintenance mode the backend honours: on, off, status.\n\n[dim]Arrives with issue 3.[/]",
+    "Maintenance mode the backend honours (it answers 503 meanwhile): on, off, status.",
 )
+
+
+@contextmanager
+def _redis(a: AppContext) -> Iterator[RedisAdapter]:
+    from travellr_ops.adapters.redis import RedisAdapter
+
+    redis = RedisAdapter(a.settings.redis.url, a.settings.redis.timeout_s)
+    try:
+        yield redis
+    finally:
+        redis.close()
+
+
+@app.command()
+def on(
+    ctx: typer.Context,
+    message: Annotated[
+        str | None,
+        typer.Option("--message", "-m", help="What the backend tells users (in its 503 body)."),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(
+            help="When it ends by itself: 30m, 2h, 1h30m, a UTC time 16:30, or 2026-11-28T16:30Z."
+        ),
+    ] = None,
+    reason: Annotated[
+        str | None,
+        typer.Option("--reason", "-r", help="Why, for the record (default: the message)."),
+    ] = None,
+    yes: YesOpt = False,
+    dry_run: DryRunOpt = False,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Turn maintenance mode on: the backend answers 503 to every request until `off` or
+    --until; records who (user@host) and why."""
+    from travellr_ops.ops.maintenance import (
+        DEFAULT_MESSAGE,
+        flag_value,
+        parse_until,
+        turn_on,
+        who,
+    )
+    from travellr_ops.ops.maintenance import status as read_status
+    from travellr_ops.safety import Change, utcnow
+
+    now = utcnow()
+    end = parse_until(until, now) if until is not None else None
+    a = use(ctx)
+    out = a.output(json_, quiet)
+    key = a.settings.maintenance.key
+    text = message or DEFAULT_MESSAGE
+    flag = flag_value(text, reason or text, who(), now, end)
+    guard = a.guard(yes, dry_run)
+    with _redis(a) as redis:
+        ends = f" until {flag['until']}" if end else " until `maintenance off`"
+        change = Change(
+            action="maintenance on",
+            summary=(
+                f"turn maintenance mode on in {redis.display_url} ({key}){ends}:"
+                " the backend answers 503 to every request meanwhile"
+            ),
+            details=[f"message: {text}", f"by: {flag['by']}", f"reason: {flag['reason']}"],
+            target=redis.display_url,
+        )
+        with guard.mutation(change) as proceed:
+            if not proceed:
+                out.result({"dry_run": True, "key": key, "flag": flag})
+                return
+            turn_on(redis, key, flag, end)
+        current = read_status(redis, key)
+    out.result(current, lambda console: _render(console, current))
+    out.success(f"maintenance mode is on{ends}")
+
+
+@app.command()
+def off(
+    ctx: typer.Context,
+    yes: YesOpt = False,
+    dry_run: DryRunOpt = False,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Turn maintenance mode off: the backend serves requests again."""
+    from travellr_ops.ops.maintenance import status as read_status
+    from travellr_ops.ops.maintenance import turn_off
+    from travellr_ops.safety import Change
+
+    a = use(ctx)
+    out = a.output(json_, quiet)
+    key = a.settings.maintenance.key
+    guard = a.guard(yes, dry_run)
+    with _redis(a) as redis:
+        before = read_status(redis, key)
+        change = Change(
+            action="maintenance off",
+            summary=f"turn maintenance mode off in {redis.display_url} ({key})",
+            details=[f"on since {before.since} by {before.by}: {before.message}"]
+            if before.on
+            else ["(it is off already)"],
+            target=redis.display_url,
+        )
+        # Ending maintenance restores service: no confirmation, but audited like any change.
+        with guard.mutation(change, confirm=False) as proceed:
+            if not proceed:
+                out.result({"dry_run": True, "key": key, "was": before})
+                return
+            was_on = turn_off(redis, key)
+        current = read_status(redis, key)
+    out.result(current, lambda console: _render(console, current))
+    out.success("maintenance mode is off" + ("" if was_on else " (it was off already)"))
+
+
+@app.command()
+def status(ctx: typer.Context, json_: JsonOpt = False, quiet: QuietOpt = False) -> None:
+    """Whether maintenance mode is on, since when, by whom, why, and until when."""
+    from travellr_ops.ops.maintenance import status as read_status
+
+    a = use(ctx)
+    out = a.output(json_, quiet)
+    with _redis(a) as redis:
+        current = read_status(redis, a.settings.maintenance.key)
+    out.result(current, lambda console: _render(console, current))
+
+
+def _render(console: Console, s: MaintenanceStatus) -> None:
+    from rich.markup import escape
+
+    from travellr_ops.output import verdict
+
+    if not s.on:
+        console.print(f"maintenance: {verdict('ok')} off  ({s.target}, {s.key})")
+        return
+    console.print(f"maintenance: {verdict('maintenance')} on  ({s.target}, {s.key})")
+    expires = (
+        "never by itself (run `maintenance off`)"
+        if s.expires_in_s is None
+        else f"in {s.expires_in_s:g} s"
+    )
+    for label, value in (
+        ("message", s.message),
+        ("by", s.by),
+        ("reason", s.reason),
+        ("since", s.since),
+        ("until", s.until),
+        ("expires", expires),
+    ):
+        if value:
+            console.print(f"  {label}: {escape(value)}")

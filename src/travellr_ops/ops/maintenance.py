@@ -1,0 +1,140 @@
+"""`maintenance`: the flag the backend honours (the runbook's "Enable maintenance mode").
+
+The flag is one Redis key (settings.maintenance.key) holding JSON
+``{"message", "by", "reason", "since", "until"}``; while it exists the backend answers 503
+and `health` reports "maintenance" instead of alarming. ``--until`` becomes the key's own
+expiry, so the flag clears itself even when nobody is left to run `maintenance off`.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import re
+import socket
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from travellr_ops.adapters.redis import RedisAdapter
+from travellr_ops.errors import UsageError
+
+DEFAULT_MESSAGE = "down for maintenance"
+
+_DURATION = re.compile(r"\+?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+_CLOCK = re.compile(r"(\d{1,2}):(\d{2})")
+
+
+def parse_until(text: str, now: datetime) -> datetime:
+    """When maintenance ends: a duration (``90m``, ``2h``, ``1h30m``), a UTC time of day
+    (``16:30``, the next one to come) or an ISO date-time (``2026-11-28T16:30Z``)."""
+    value = text.strip()
+    duration = _DURATION.fullmatch(value)
+    if value and duration and any(duration.groups()):
+        days, hours, minutes, seconds = (int(g or 0) for g in duration.groups())
+        until = now + timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    elif clock := _CLOCK.fullmatch(value):
+        hour, minute = int(clock.group(1)), int(clock.group(2))
+        if hour > 23 or minute > 59:
+            raise _bad_until(text)
+        until = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+        if until <= now:
+            until += timedelta(days=1)
+    else:
+        try:
+            until = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise _bad_until(text) from None
+        if until.tzinfo is None:
+            until = until.replace(tzinfo=UTC)
+    if until <= now:
+        raise UsageError(
+            f"--until {text!r} is in the past ({until.isoformat(timespec='seconds')})",
+            hint="give a later time, or a duration such as 30m",
+        )
+    # whole seconds: the flag's "until" and the key's expiry then say the same
+    return until.astimezone(UTC).replace(microsecond=0)
+
+
+def _bad_until(text: str) -> UsageError:
+    return UsageError(
+        f"cannot read --until {text!r}",
+        hint="use a duration (30m, 2h, 1h30m), a UTC time (16:30) or 2026-11-28T16:30Z",
+    )
+
+
+def who() -> str:
+    """user@host of whoever runs the command, for the flag's "by"."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
+
+
+@dataclass
+class MaintenanceStatus:
+    on: bool
+    key: str
+    target: str
+    message: str | None = None
+    by: str | None = None
+    reason: str | None = None
+    since: str | None = None
+    until: str | None = None
+    #: seconds until the flag expires by itself; None: it stays until `maintenance off`
+    expires_in_s: float | None = None
+
+
+def flag_value(
+    message: str, reason: str, by: str, since: datetime, until: datetime | None
+) -> dict[str, Any]:
+    """The flag in the format the backend reads."""
+    return {
+        "message": message,
+        "by": by,
+        "reason": reason,
+        "since": since.isoformat(timespec="seconds"),
+        "until": until.isoformat(timespec="seconds") if until else None,
+    }
+
+
+def turn_on(redis: RedisAdapter, key: str, flag: dict[str, Any], until: datetime | None) -> None:
+    redis.set(key, json.dumps(flag), expire_at=until.timestamp() if until else None)
+
+
+def turn_off(redis: RedisAdapter, key: str) -> bool:
+    """Clear the flag; whether it was on."""
+    return redis.delete(key)
+
+
+def status(redis: RedisAdapter, key: str) -> MaintenanceStatus:
+    raw = redis.get(key)
+    if raw is None:
+        return MaintenanceStatus(False, key, redis.display_url)
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        parsed = None
+    # A flag set by hand (redis-cli SET key "text") still means maintenance to the backend.
+    value: dict[str, Any] = (
+        parsed if isinstance(parsed, dict) else {"message": raw.decode("utf-8", "replace")}
+    )
+    ttl_ms = redis.pttl(key)
+
+    def text(name: str) -> str | None:
+        item = value.get(name)
+        return None if item is None else str(item)
+
+    return MaintenanceStatus(
+        on=True,
+        key=key,
+        target=redis.display_url,
+        message=text("message"),
+        by=text("by"),
+        reason=text("reason"),
+        since=text("since"),
+        until=text("until"),
+        expires_in_s=round(ttl_ms / 1000, 1) if ttl_ms >= 0 else None,
+    )
