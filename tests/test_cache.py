@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from cli import invoke
-from fixtures_servers import RedisServer
+from fixtures_servers import Backend, RedisServer
 from servers import free_port
 from travellr_ops.ops.cache import glob_regex
 from travellr_ops.settings import Settings
@@ -378,3 +378,66 @@ def test_bigkeys_puts_the_big_hash_first(server: RedisServer, tmp_path: Path) ->
     assert doc["sampled"] == MATCHING + 2 + len(NEAR_MISSES) + 1
     assert doc["keys"][0]["key"] == "search:big"
     assert doc["keys"][0]["bytes"] > 100_000 and len(doc["keys"]) == 3
+
+
+# ----------------------------------------------------------------------------------- warm
+
+WARM_PATHS = [
+    "/api/trips/popular",
+    "/api/search?destination=Lisbon&page=1",
+    "/api/search?destination=Kyoto&page=1",
+    "/api/search?destination=Lima&page=2",
+]
+
+
+def test_warm_fills_the_cache_through_the_backend(
+    server: RedisServer,
+    seeded_mongo_uri: str,
+    backend_factory: Callable[..., Backend],
+    tmp_path: Path,
+) -> None:
+    backend = backend_factory(redis_url=server.url, mongo_uri=seeded_mongo_uri)
+    s = Settings(
+        redis={"url": server.url, "timeout_s": 2.0},
+        api={"url": backend.url, "timeout_s": 10.0},
+        cache={"warm_paths": WARM_PATHS, "warm_concurrency": 2},
+        state_dir=tmp_path / "state",
+    )
+    first = invoke("cache", "warm", "--json", settings=s)
+    assert first.exit_code == 0, first.stderr
+    doc = first.json()
+    assert [r["path"] for r in doc["results"]] == WARM_PATHS
+    assert all(r["status"] == 200 and r["cache"] == "MISS" for r in doc["results"])
+    assert all(r["latency_ms"] > 0 for r in doc["results"])
+    assert doc["concurrency"] == 2
+    cached = remaining(server.url)
+    assert {"trips:popular", "search:Lisbon:1", "search:Kyoto:1", "search:Lima:2"} <= cached
+
+    again = invoke("cache", "warm", "--json", settings=s)
+    assert again.exit_code == 0, again.stderr
+    doc = again.json()
+    assert all(r["cache"] == "HIT" for r in doc["results"])
+    assert doc["hit_rate_after_pct"] > (doc["hit_rate_before_pct"] or 0)
+
+    human = invoke(
+        "cache", "warm", "--path", "/api/trips/popular", "--path", "/api/nope", settings=s
+    )
+    assert human.exit_code == 1
+    assert "404" in human.stdout and "1 of 2 endpoints failed" in human.stderr
+
+
+def test_warm_needs_endpoints_and_a_backend(server: RedisServer, tmp_path: Path) -> None:
+    s = settings(server.url, tmp_path)
+    none = invoke("cache", "warm", settings=s)
+    assert none.exit_code == 2 and "warm_paths" in none.stderr
+    bad = invoke("cache", "warm", "--path", "api/x", settings=s)
+    assert bad.exit_code == 2
+    port = free_port()
+    s = Settings(
+        redis={"url": server.url},
+        api={"url": f"http://127.0.0.1:{port}", "timeout_s": 2.0},
+        state_dir=tmp_path / "state",
+    )
+    down = invoke("cache", "warm", "--path", "/api/trips/popular", "--json", settings=s)
+    assert down.exit_code == 1
+    assert "connection refused" in down.json()["results"][0]["error"]
