@@ -76,6 +76,16 @@ url = "$API_URL"
 [backup]
 dir = "$SB/backups"
 
+[cache]
+# what cache warm requests: the popular trips and the first pages of popular searches
+warm_paths = [
+  "/api/trips/popular",
+  "/api/search?destination=Lisbon&page=1", "/api/search?destination=Kyoto&page=1",
+  "/api/search?destination=Paris&page=1", "/api/search?destination=Oslo&page=1",
+  "/api/search?destination=Lima&page=1", "/api/search?destination=Cairo&page=1",
+  "/api/search?destination=Hanoi&page=1", "/api/search?destination=Cusco&page=1",
+]
+
 [logs]
 access_log = "$SB/logs/access.log"
 app_log = "$SB/logs/app.log"

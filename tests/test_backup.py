@@ -350,8 +350,9 @@ def test_a_flipped_byte_fails_verify_and_restore_refuses_before_writing(
     data[len(data) // 2] ^= 0x01
     target.write_bytes(bytes(data))
 
-    verify = invoke("backup", "verify", name, "--json", settings=s)
+    verify = invoke("backup", "verify", "--json", settings=s)  # the latest, by default
     assert verify.exit_code == 1
+    assert verify.json()["name"] == name
     problems = verify.json()["problems"]
     assert any("users.bson.gz" in p and "checksum" in p for p in problems)
     listed = invoke("backup", "list", "--json", settings=s).json()["backups"][0]

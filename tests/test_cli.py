@@ -149,3 +149,10 @@ def test_shell_completion_completes_group_names() -> None:
     done = subprocess.run([str(exe)], env=env, capture_output=True, text=True)
     assert done.returncode == 0
     assert done.stdout.split() == ["cache"]
+
+
+@pytest.mark.parametrize("args", [["backup", "restore"], ["db", "explain"], ["service", "scale"]])
+def test_a_missing_required_argument_is_a_usage_error(args: list[str]) -> None:
+    result = invoke(*args)
+    assert result.exit_code == 2
+    assert "Missing argument" in result.stdout + result.stderr

@@ -49,7 +49,9 @@ CollectionsOpt = Annotated[
     list[str] | None,
     typer.Option("--collections", "-c", help="Only these collections (repeat the option)."),
 ]
-NameArg = Annotated[str, typer.Argument(help="A backup name, as `backup list` shows it.")]
+NameArg = Annotated[
+    str, typer.Argument(help="A backup name, as `backup list` shows it, or `latest`.")
+]
 
 
 @contextmanager
@@ -202,7 +204,7 @@ def _render_list(console: Console, r: BackupList) -> None:
 @app.command()
 def verify(
     ctx: typer.Context,
-    name: NameArg,
+    name: NameArg = "latest",
     restore_test: Annotated[
         bool,
         typer.Option(
@@ -237,9 +239,9 @@ def verify(
         )
     out.result(result, lambda console: _render_verify(console, result))
     if result.ok:
-        out.success(f"{name} verified")
+        out.success(f"{result.name} verified")
     else:
-        out.error(f"{name} failed verification: {len(result.problems)} problem(s)")
+        out.error(f"{result.name} failed verification: {len(result.problems)} problem(s)")
     exit_with(result.ok)
 
 

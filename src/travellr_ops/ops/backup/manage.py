@@ -124,6 +124,7 @@ def verify(
     from travellr_ops.ops.backup.restore import check_files, restore_data
 
     path = store.resolve(settings.backup.dir, name)
+    name = path.name  # "latest" names the backup it found
     manifest = store.read_manifest(path)
     problems = check_files(path, manifest, decompress=True)
     test: dict[str, object] | None = None

@@ -45,7 +45,13 @@ def is_backup_name(name: str) -> bool:
 
 
 def resolve(backup_dir: Path, name: str) -> Path:
-    """The directory of backup ``name``; anything but an existing backup of ours is refused."""
+    """The directory of backup ``name`` ("latest": the newest whole one); anything but an
+    existing backup of ours is refused."""
+    if name == "latest":
+        whole = [path for path, manifest in backups(backup_dir) if manifest is not None]
+        if not whole:
+            raise UsageError(f"no backups in {backup_dir}", hint="create one: `backup create`")
+        return max(whole, key=lambda path: path.name)
     if not is_backup_name(name):
         raise UsageError(
             f"not a backup name: {name!r}",
