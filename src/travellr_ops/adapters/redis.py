@@ -171,7 +171,12 @@ class RedisAdapter:
     def is_cluster(self) -> bool:
         """Whether the URL's server is a Redis Cluster node (asked once)."""
         if self._cluster is None:
-            info = self.info("cluster")
+            try:
+                info = self.info("cluster")
+            except OperationFailed as exc:
+                if "SELECT is not allowed in cluster mode" in exc.message:
+                    raise _cluster_db_error(self.display_url) from None
+                raise
             self._cluster = str(info.get("cluster_enabled", "0")) == "1"
         return self._cluster
 
@@ -186,10 +191,7 @@ class RedisAdapter:
             return self._primaries
         parts = urlsplit(self.url)
         if parts.path.strip("/") not in ("", "0"):
-            raise UsageError(
-                f"{self.display_url} is a Redis Cluster node, and a cluster has only database 0",
-                hint="use .../0 (or no database) in redis.url",
-            )
+            raise _cluster_db_error(self.display_url)
         with self.errors("reading the cluster's slots"):
             slots = self.client.execute_command("CLUSTER SLOTS")  # type: ignore[no-untyped-call]
         by_name: dict[str, RedisNode] = {}
@@ -297,6 +299,13 @@ class RedisAdapter:
         if self._client is not None:
             self._client.close()
             self._client = None
+
+
+def _cluster_db_error(display_url: str) -> UsageError:
+    return UsageError(
+        f"{display_url} is a Redis Cluster node, and a cluster has only database 0",
+        hint="use .../0 (or no database) in redis.url",
+    )
 
 
 def _text(value: Any) -> str:
