@@ -265,7 +265,7 @@ class RedisAdapter:
             return dict(self.client.info(section) if section else self.client.info())
 
     def get(self, key: str) -> bytes | None:
-        client = self.node_for(key).client if self._cluster else self.client
+        client = self.node_for(key).client
         with self.errors(f"reading {key}"):
             value = client.get(key)
             if value is None or isinstance(value, bytes):
