@@ -441,3 +441,22 @@ def test_warm_needs_endpoints_and_a_backend(server: RedisServer, tmp_path: Path)
     down = invoke("cache", "warm", "--path", "/api/trips/popular", "--json", settings=s)
     assert down.exit_code == 1
     assert "connection refused" in down.json()["results"][0]["error"]
+
+
+def test_rate_paces_the_deletes_in_small_batches(server: RedisServer) -> None:
+    from travellr_ops.adapters.redis import RedisAdapter
+    from travellr_ops.ops.cache import clear, plan_clear
+
+    fill(server.url)
+    adapter = RedisAdapter(server.url)
+    plan = plan_clear(
+        adapter, "search:*", keep=[], count_exactly=True, exact_limit=0, scan_count=1000
+    )
+    pauses: list[float] = []
+    report = clear(adapter, plan, scan_count=1000, rate=1000, sleep=pauses.append)
+    adapter.close()
+    assert report.deleted == MATCHING + 2
+    # 2,502 keys at 1,000/s: the pauses owed add up to about 2.5 s by the last batch
+    assert max(pauses) > 2.0
+    assert len(pauses) >= 20  # batches of about rate/10 keys, not one big one
+    assert remaining(server.url) == {*NEAR_MISSES, "trip:1"}

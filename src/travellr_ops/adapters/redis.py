@@ -10,6 +10,7 @@ commands go to the primary that owns the key's slot. One server is a "cluster" o
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -46,41 +47,11 @@ class RedisNode:
             next_cursor, keys = self.client.scan(cursor, match=match, count=count)
             return int(next_cursor), [k if isinstance(k, bytes) else k.encode() for k in keys]
 
-    def unlink(self, keys: list[bytes], *, one_per_key: bool = False) -> int:
-        """UNLINK ``keys`` (freed in the background); how many existed.
-
-        ``one_per_key``: one pipelined UNLINK per key, as a cluster needs (a multi-key command
-        must stay within one slot); otherwise one UNLINK for all of them.
-        """
-        if not keys:
-            return 0
-        with self.adapter.errors(f"deleting keys on {self.name}"):
-            if not one_per_key:
-                return int(self.client.unlink(*keys))
-            pipe = self.client.pipeline(transaction=False)
-            for key in keys:
-                pipe.unlink(key)
-            return sum(int(n) for n in pipe.execute())
-
-    def unlink_and_scan(
-        self, keys: list[bytes], cursor: int, match: str, count: int, *, one_per_key: bool = False
-    ) -> tuple[int, int, list[bytes]]:
-        """UNLINK ``keys`` and SCAN on from ``cursor``, in one round trip.
-
-        Returns (how many of ``keys`` existed, the next cursor, the keys the SCAN found).
-        """
-        with self.adapter.errors(f"deleting keys on {self.name}"):
-            pipe = self.client.pipeline(transaction=False)
-            if keys and one_per_key:
-                for key in keys:
-                    pipe.unlink(key)
-            elif keys:
-                pipe.unlink(*keys)
-            pipe.scan(cursor, match=match, count=count)
-            replies = pipe.execute()
-        next_cursor, found = replies[-1]
-        deleted = sum(int(n) for n in replies[:-1])
-        return deleted, int(next_cursor), [k if isinstance(k, bytes) else k.encode() for k in found]
+    def delete_matching(
+        self, match: str, count: int, *, keep: frozenset[bytes] = frozenset()
+    ) -> MatchingDeleter:
+        """SCAN for ``match`` and UNLINK every key found (but ``keep``); see MatchingDeleter."""
+        return MatchingDeleter(self, match, count, keep)
 
     def random_keys(self, n: int) -> list[bytes]:
         """Up to ``n`` keys drawn at random (RANDOMKEY, pipelined; repeats possible)."""
@@ -134,6 +105,69 @@ class RedisNode:
             kind = kind.decode() if isinstance(kind, bytes) else str(kind)
             out.append((kind, int(ttl), int(size) if isinstance(size, int) else None))
         return out
+
+
+class MatchingDeleter:
+    """SCAN + UNLINK over one connection, with the server never waiting for us.
+
+    Round trip by round trip (send SCAN, read, send UNLINK, read) the server would idle while
+    this side parses a SCAN reply and packs the next UNLINK, and that is as long as the server
+    spends on both. So the next SCAN and the UNLINK of the batch just found are sent before
+    their replies are read: while we read and pack, the server works. Iterating yields how many
+    keys each UNLINK deleted; ``in_flight`` is how many keys were sent but not yet confirmed.
+    On a cluster each key gets its own UNLINK (a multi-key command must stay in one slot),
+    pipelined all the same.
+    """
+
+    def __init__(self, node: RedisNode, match: str, count: int, keep: frozenset[bytes]) -> None:
+        self.node = node
+        self.match = match
+        self.count = count
+        self.keep = keep
+        self.in_flight = 0
+
+    def __iter__(self) -> Iterator[int]:
+        node = self.node
+        one_per_key = node.adapter.is_cluster
+        pool = node.client.connection_pool
+        conn: Any = pool.get_connection()
+        #: the replies still to read: None for a SCAN, else the keys of an UNLINK
+        expected: deque[list[bytes] | None] = deque()
+        try:
+            with node.adapter.errors(f"deleting keys on {node.name}"):
+                conn.send_command("SCAN", 0, "MATCH", self.match, "COUNT", self.count)
+                expected.append(None)
+                while expected:
+                    batch = expected.popleft()
+                    if batch is not None:
+                        replies = (
+                            [conn.read_response() for _ in batch]
+                            if one_per_key
+                            else [conn.read_response()]
+                        )
+                        self.in_flight -= len(batch)
+                        yield sum(int(n) for n in replies)
+                        continue
+                    reply = conn.read_response()
+                    cursor, found = int(reply[0]), [k for k in reply[1] if k not in self.keep]
+                    if cursor != 0:
+                        conn.send_command("SCAN", cursor, "MATCH", self.match, "COUNT", self.count)
+                        expected.append(None)
+                    if found:
+                        self._send_unlink(conn, found, one_per_key)
+                        expected.append(found)
+                        self.in_flight += len(found)
+        finally:
+            if expected:  # stopped early: replies left unread make the connection unusable
+                conn.disconnect()
+            pool.release(conn)
+
+    @staticmethod
+    def _send_unlink(conn: Any, keys: list[bytes], one_per_key: bool) -> None:
+        if one_per_key:
+            conn.send_packed_command(conn.pack_commands([("UNLINK", k) for k in keys]))
+        else:
+            conn.send_command("UNLINK", *keys)
 
 
 class RedisAdapter:

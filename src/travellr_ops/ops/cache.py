@@ -449,37 +449,23 @@ def clear(
             per_node,
             round(time.monotonic() - started, 3),
         )
-    kept = {k.encode() for k in plan.kept}
-    one_per_key = redis.is_cluster
+    kept = frozenset(k.encode() for k in plan.kept)
     count = scan_count if not rate else max(1, min(scan_count, int(rate / 10) or 1))
     done = 0
-
-    def account(node: RedisNode, deleted: int) -> None:
-        nonlocal done
-        per_node[node.name] += deleted
-        done += deleted
-        progress(deleted)
-        if rate:
-            ahead = done / rate - (time.monotonic() - started)
-            if ahead > 0:
-                sleep(ahead)
-
     for node in redis.primaries():
         per_node[node.name] = 0
-        cursor = 0
-        pending: list[bytes] = []
+        deleter = node.delete_matching(plan.pattern, count, keep=kept)
         try:
-            while True:
-                deleted, cursor, found = node.unlink_and_scan(
-                    pending, cursor, plan.pattern, count, one_per_key=one_per_key
-                )
-                pending = [k for k in dict.fromkeys(found) if k not in kept]
-                account(node, deleted)
-                if cursor == 0:
-                    break
-            account(node, node.unlink(pending, one_per_key=one_per_key))
+            for deleted in deleter:
+                per_node[node.name] += deleted
+                done += deleted
+                progress(deleted)
+                if rate:
+                    ahead = done / rate - (time.monotonic() - started)
+                    if ahead > 0:
+                        sleep(ahead)
         except ServiceError as exc:
-            raise _interrupted(exc, done, len(pending)) from None
+            raise _interrupted(exc, done, deleter.in_flight) from None
     return ClearReport(
         plan.pattern,
         plan.target,
