@@ -185,3 +185,14 @@ def test_unreachable_redis_exits_3_and_the_password_stays_secret(
     down = invoke("maintenance", "status", settings=s)
     assert down.exit_code == 3 and "pw-Secret-9" not in down.stdout + down.stderr
     server.start()
+
+
+def test_turning_it_on_again_says_whose_flag_it_replaces(
+    server: RedisServer, tmp_path: Path
+) -> None:
+    s = settings(server.url, tmp_path)
+    assert invoke("maintenance", "on", "-m", "first", "--yes", settings=s).exit_code == 0
+    again = invoke("maintenance", "on", "-m", "second", "--dry-run", settings=s)
+    assert again.exit_code == 0
+    assert "replaces the flag set by" in again.stderr and "first" in again.stderr
+    assert invoke("maintenance", "status", "--json", settings=s).json()["message"] == "first"

@@ -130,11 +130,12 @@ class MatchingDeleter:
         node = self.node
         one_per_key = node.adapter.is_cluster
         pool = node.client.connection_pool
-        conn: Any = pool.get_connection()
+        conn: Any = None
         #: the replies still to read: None for a SCAN, else the keys of an UNLINK
         expected: deque[list[bytes] | None] = deque()
         try:
             with node.adapter.errors(f"deleting keys on {node.name}"):
+                conn = pool.get_connection()
                 conn.send_command("SCAN", 0, "MATCH", self.match, "COUNT", self.count)
                 expected.append(None)
                 while expected:
@@ -158,9 +159,10 @@ class MatchingDeleter:
                         expected.append(found)
                         self.in_flight += len(found)
         finally:
-            if expected:  # stopped early: replies left unread make the connection unusable
-                conn.disconnect()
-            pool.release(conn)
+            if conn is not None:
+                if expected:  # stopped early: replies left unread make the connection unusable
+                    conn.disconnect()
+                pool.release(conn)
 
     @staticmethod
     def _send_unlink(conn: Any, keys: list[bytes], one_per_key: bool) -> None:

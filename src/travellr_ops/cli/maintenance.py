@@ -76,14 +76,25 @@ def on(
     flag = flag_value(text, reason or text, who(), now, end)
     guard = a.guard(yes, dry_run)
     with _redis(a) as redis:
+        before = read_status(redis, key)
         ends = f" until {flag['until']}" if end else " until `maintenance off`"
+        replaces = (
+            [f"(replaces the flag set by {before.by} since {before.since}: {before.message})"]
+            if before.on
+            else []
+        )
         change = Change(
             action="maintenance on",
             summary=(
                 f"turn maintenance mode on in {redis.display_url} ({key}){ends}:"
                 " the backend answers 503 to every request meanwhile"
             ),
-            details=[f"message: {text}", f"by: {flag['by']}", f"reason: {flag['reason']}"],
+            details=[
+                f"message: {text}",
+                f"by: {flag['by']}",
+                f"reason: {flag['reason']}",
+                *replaces,
+            ],
             target=redis.display_url,
         )
         with guard.mutation(change) as proceed:
