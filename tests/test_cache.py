@@ -460,3 +460,14 @@ def test_rate_paces_the_deletes_in_small_batches(server: RedisServer) -> None:
     assert max(pauses) > 2.0
     assert len(pauses) >= 20  # batches of about rate/10 keys, not one big one
     assert remaining(server.url) == {*NEAR_MISSES, "trip:1"}
+
+
+def test_nothing_to_delete_needs_no_confirmation(server: RedisServer, tmp_path: Path) -> None:
+    fill(server.url)
+    result = invoke(
+        "cache", "clear", "nomatch:*", "--json", settings=settings(server.url, tmp_path)
+    )
+    assert result.exit_code == 0, result.stderr
+    assert result.json()["report"]["deleted"] == 0
+    assert "nothing to delete" in result.stderr
+    assert not (tmp_path / "state" / "audit.log").exists()

@@ -213,6 +213,11 @@ def clear(
             exact_limit=s.cache.clear_exact_limit,
             scan_count=s.cache.scan_count,
         )
+        if plan.exact and plan.matching == 0:
+            report = ClearReport(pattern, plan.target, "none", 0, {}, 0.0, dry_run=dry_run)
+            out.result({"plan": plan, "report": report})
+            out.info(f"no key matches {pattern!r} in {plan.target}: nothing to delete")
+            return
         change = Change(
             action="cache clear",
             summary=_clear_summary(plan),
@@ -234,12 +239,17 @@ def clear(
                 out.result({"plan": plan, "report": report})
                 return
             with out.progress(f"deleting {pattern}", total=plan.matching or None) as task:
+                deleted = 0
+
+                def advance(n: int) -> None:
+                    nonlocal deleted
+                    deleted += n
+                    if deleted > plan.matching:  # the estimate was low, or keys were added
+                        task.update(total=deleted)
+                    task.advance(n)
+
                 report = do_clear(
-                    redis,
-                    plan,
-                    scan_count=s.cache.scan_count,
-                    rate=rate,
-                    progress=task.advance,
+                    redis, plan, scan_count=s.cache.scan_count, rate=rate, progress=advance
                 )
     out.result({"plan": plan, "report": report}, lambda c: _render_clear(c, report))
     out.success(f"deleted {report.deleted:,} keys matching {pattern!r} in {report.seconds:g} s")
