@@ -78,7 +78,7 @@ def test_on_makes_the_backend_answer_503_and_off_brings_it_back(
     shown = invoke("maintenance", "status", "--json", settings=s).json()
     assert shown["on"] is True and shown["by"] == flag["by"] and shown["expires_in_s"] is None
     human = invoke("maintenance", "status", settings=s)
-    assert "on" in human.stdout and "mongo 8 upgrade" in human.stdout
+    assert "maintenance mode: on" in human.stdout and "mongo 8 upgrade" in human.stdout
 
     off = invoke("maintenance", "off", "--json", settings=s)
     assert off.exit_code == 0, off.stderr

@@ -252,7 +252,7 @@ def clear(
                     redis, plan, scan_count=s.cache.scan_count, rate=rate, progress=advance
                 )
     out.result({"plan": plan, "report": report}, lambda c: _render_clear(c, report))
-    out.success(f"deleted {report.deleted:,} keys matching {pattern!r} in {report.seconds:g} s")
+    out.success(f"deleted {report.deleted:,} keys matching {pattern!r} in {report.seconds:.2f} s")
 
 
 def _clear_summary(plan: ClearPlan) -> str:
@@ -269,7 +269,7 @@ def _render_clear(console: Console, r: ClearReport) -> None:
     if len(r.per_node) > 1:
         for node, n in r.per_node.items():
             console.print(f"  {node}: {n:,} deleted")
-    console.print(f"{r.deleted:,} keys deleted ({r.method}, {r.seconds:g} s)")
+    console.print(f"{r.deleted:,} keys deleted ({r.method}, {r.seconds:.2f} s)")
 
 
 # ----------------------------------------------------------------------------- keys, bigkeys

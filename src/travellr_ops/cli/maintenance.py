@@ -160,12 +160,10 @@ def status(ctx: typer.Context, json_: JsonOpt = False, quiet: QuietOpt = False) 
 def _render(console: Console, s: MaintenanceStatus) -> None:
     from rich.markup import escape
 
-    from travellr_ops.output import verdict
-
     if not s.on:
-        console.print(f"maintenance: {verdict('ok')} off  ({s.target}, {s.key})")
+        console.print(f"maintenance mode: [green]off[/]  ({s.target}, {s.key})")
         return
-    console.print(f"maintenance: {verdict('maintenance')} on  ({s.target}, {s.key})")
+    console.print(f"maintenance mode: [bold cyan]on[/]  ({s.target}, {s.key})")
     expires = (
         "never by itself (run `maintenance off`)"
         if s.expires_in_s is None
