@@ -471,3 +471,18 @@ def test_nothing_to_delete_needs_no_confirmation(server: RedisServer, tmp_path: 
     assert result.json()["report"]["deleted"] == 0
     assert "nothing to delete" in result.stderr
     assert not (tmp_path / "state" / "audit.log").exists()
+
+
+def test_a_pattern_that_covers_the_maintenance_flag_leaves_it(
+    server: RedisServer, tmp_path: Path
+) -> None:
+    s = settings(server.url, tmp_path)
+    r = client(server.url)
+    r.set(s.maintenance.key, json.dumps({"message": "upgrade"}))
+    r.set("travellr:counter", 1)
+    r.set("travellr:sessions", 2)
+    result = invoke("cache", "clear", "travellr:*", settings=s, interactive=True, input="y\n")
+    assert result.exit_code == 0, result.stderr
+    assert f"keeping {s.maintenance.key}" in result.stderr
+    assert remaining(server.url) == {s.maintenance.key}
+    r.close()
