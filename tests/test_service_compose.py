@@ -351,6 +351,7 @@ def test_no_permission_on_the_socket_exits_3(docker_engine: str) -> None:
     )
     env = {
         **os.environ,
+        "TRAVELLR_PLATFORM": "compose",  # whatever ./travellr-ops.toml (the sandbox's) says
         "TRAVELLR_COMPOSE__DOCKER_HOST": docker_engine,
         # places the unprivileged user may look at (pytest's tmp folders are root's only)
         "TRAVELLR_STATE_DIR": "/nonexistent/state",
