@@ -259,7 +259,9 @@ def test_a_connection_lost_mid_clear_exits_3_and_says_how_many_went(
     assert result.exit_code == 3, result.stderr
     found = re.search(r"([\d,]+) keys already deleted", result.stderr)
     assert found, result.stderr
-    assert 1000 <= int(found.group(1).replace(",", "")) < 20000
+    # the count is what the server confirmed before the drop: some, not all (replies still in
+    # flight when it stopped are not counted, so it may be below what the stopper saw go)
+    assert 0 < int(found.group(1).replace(",", "")) < 20000
     audit = [json.loads(x) for x in (tmp_path / "state" / "audit.log").read_text().splitlines()]
     assert audit[-1]["outcome"] == "failed" and "already deleted" in audit[-1]["error"]
 

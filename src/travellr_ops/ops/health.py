@@ -63,13 +63,17 @@ def check_all(
     """Every check at once. ``platform`` builds the service platform (inside its probe, so a
     platform that cannot even be set up is reported like any other server that is down)."""
     started = time.perf_counter()
-    maintenance = _maintenance(settings, redis)
     limits = settings.thresholds
+    pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="health")
+    # the maintenance flag is read beside the checks; an API probe waits for it only when
+    # the API answers 503
+    flag = pool.submit(_maintenance, settings, redis)
     probes: list[tuple[str, str, Callable[[], Check | list[Check]]]] = []
     api_urls = [settings.api.url.rstrip("/") + settings.api.health_path]
     api_urls += settings.api.extra_health_urls
+    http.prepare(api_urls)  # one HTTP client for every probe, built before they start
     for url in api_urls:
-        probes.append(("api", url, _api_probe(http, url, limits.api_response_ms, maintenance)))
+        probes.append(("api", url, _api_probe(http, url, limits.api_response_ms, flag.result)))
     probes.append(("mongodb", mongo.display_uri, lambda: _mongo(mongo, limits.db_query_ms)))
     probes.append(("redis", redis.display_url, lambda: _redis(redis, limits.memory_pct)))
     for path in _disk_paths(settings):
@@ -87,8 +91,9 @@ def check_all(
             return [Check(name, mask(target), DOWN, detail=exc.message)]
         return found if isinstance(found, list) else [found]
 
-    with ThreadPoolExecutor(max_workers=len(probes)) as pool:
+    with pool:
         checks = [check for found in pool.map(run, probes) for check in found]
+        maintenance = flag.result()
     verdicts = {c.verdict for c in checks}
     if DOWN in verdicts:
         overall = "unreachable"
@@ -117,13 +122,17 @@ def _maintenance(settings: Settings, redis: RedisAdapter) -> dict[str, Any] | No
 
 
 def _api_probe(
-    http: HttpAdapter, url: str, limit_ms: float, maintenance: dict[str, Any] | None
+    http: HttpAdapter,
+    url: str,
+    limit_ms: float,
+    flag: Callable[[], dict[str, Any] | None],
 ) -> Callable[[], Check]:
     def probe() -> Check:
         response = http.get(url)
         latency = round(response.latency_ms, 1)
         body = response.body if isinstance(response.body, dict) else {}
         status = str(body.get("status", ""))
+        maintenance = flag() if response.status == 503 else None
         if response.status == 503 and (status == MAINTENANCE or maintenance):
             detail = f"maintenance: {body.get('message') or (maintenance or {}).get('message', '')}"
             return Check("api", url, MAINTENANCE, latency, detail.strip(": "))
@@ -144,6 +153,9 @@ def _truthy(check: Any) -> bool:
 
 
 def _mongo(mongo: MongoAdapter, limit_ms: float) -> Check:
+    quick = mongo.preflight()  # a refused port is known now, not after the driver's timeout
+    if quick is not None:
+        return Check("mongodb", mongo.display_uri, DOWN, None, quick.message)
     latency = round(mongo.ping(), 1)
     hello = mongo.hello()
     if hello.get("setName"):
