@@ -132,6 +132,8 @@ class KubernetesSettings(_Section):
     deployment: str = "travellr-backend"
     mongodb_deployment: str = "mongodb"
     redis_deployment: str = "redis"
+    #: how long `service restart` waits for the rollout to finish (Helm's default is 5 min)
+    rollout_timeout_s: float = Field(default=300.0, gt=0)
 
 
 class BackupSettings(_Section):

@@ -131,7 +131,7 @@ def restart_command(
             "--timeout",
             "-t",
             help="Seconds to wait until it is running and healthy again"
-            " (default: compose.restart_timeout_s).",
+            " (default: compose.restart_timeout_s, or kubernetes.rollout_timeout_s).",
         ),
     ] = None,
     yes: YesOpt = False,
@@ -145,7 +145,13 @@ def restart_command(
 
     app_ = use(ctx)
     out = app_.output(json_, quiet)
-    wait = timeout if timeout is not None else app_.settings.compose.restart_timeout_s
+    s = app_.settings
+    default = (
+        s.kubernetes.rollout_timeout_s
+        if s.platform == "kubernetes"
+        else s.compose.restart_timeout_s
+    )
+    wait = timeout if timeout is not None else default
     with _platform(app_) as platform:
         try:
             report = restart(platform, app_.guard(yes, dry_run), service, wait, out.info)
