@@ -3,15 +3,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
 from travellr_ops.cli.common import (
-    AppContext,
     DryRunOpt,
     JsonOpt,
     QuietOpt,
@@ -22,7 +19,6 @@ from travellr_ops.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from travellr_ops.adapters.redis import RedisAdapter
     from travellr_ops.ops.cache import (
         BigKeysReport,
         ClearPlan,
@@ -38,17 +34,6 @@ app = new_group(
     "cache",
     "Redis cache: stats, clear, warm, keys, bigkeys (a Redis Cluster node's URL works too).",
 )
-
-
-@contextmanager
-def _redis(a: AppContext) -> Iterator[RedisAdapter]:
-    from travellr_ops.adapters.redis import RedisAdapter
-
-    redis = RedisAdapter(a.settings.redis.url, a.settings.redis.timeout_s)
-    try:
-        yield redis
-    finally:
-        redis.close()
 
 
 def _size(n: float | None) -> str:
@@ -90,7 +75,7 @@ def stats(
     a = use(ctx)
     out = a.output(json_, quiet)
     s = a.settings
-    with _redis(a) as redis:
+    with a.redis() as redis:
         report = do_stats(
             redis, window, sample or s.cache.sample_size, s.thresholds.cache_hit_rate_pct
         )
@@ -204,7 +189,7 @@ def clear(
     out = a.output(json_, quiet)
     s = a.settings
     guard = a.guard(yes, dry_run)
-    with _redis(a) as redis:
+    with a.redis() as redis:
         plan = plan_clear(
             redis,
             pattern,
@@ -288,7 +273,7 @@ def keys(
 
     a = use(ctx)
     out = a.output(json_, quiet)
-    with _redis(a) as redis:
+    with a.redis() as redis:
         report = list_keys(redis, pattern, limit, a.settings.cache.scan_count)
     out.result(report, lambda console: _render_keys(console, report))
     if report.truncated:
@@ -335,7 +320,7 @@ def bigkeys(
     a = use(ctx)
     out = a.output(json_, quiet)
     s = a.settings.cache
-    with _redis(a) as redis:
+    with a.redis() as redis:
         report = do_bigkeys(redis, sample or s.sample_size, top, s.scan_count)
     out.result(report, lambda console: _render_bigkeys(console, report))
 
@@ -385,7 +370,7 @@ def warm(
     limit = concurrency or s.cache.warm_concurrency
     http = HttpAdapter(s.api.timeout_s, max_connections=max(1, limit))
     try:
-        with _redis(a) as redis, out.progress("warming", total=len(paths) or None) as task:
+        with a.redis() as redis, out.progress("warming", total=len(paths) or None) as task:
             report = do_warm(http, redis, s.api.url, paths, limit, progress=task.advance)
     finally:
         http.close()

@@ -6,7 +6,8 @@ A command looks like::
     def stats(ctx: typer.Context, json_: JsonOpt = False, quiet: QuietOpt = False) -> None:
         app = use(ctx)
         out = app.output(json_, quiet)
-        result = ops.cache.stats(app.redis(), app.settings)
+        with app.redis() as redis:
+            result = ops.cache.stats(redis, app.settings)
         out.result(result, lambda console: console.print(render(result)))
 
 Mutating commands also take ``yes: YesOpt`` and ``dry_run: DryRunOpt`` and pass
@@ -16,6 +17,8 @@ Mutating commands also take ``yes: YesOpt`` and ``dry_run: DryRunOpt`` and pass
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -26,6 +29,7 @@ from travellr_ops.output import Mode, Output
 
 if TYPE_CHECKING:
     # pydantic costs more start-up time than all of --help: settings load on first use.
+    from travellr_ops.adapters.redis import RedisAdapter
     from travellr_ops.safety import Guard
     from travellr_ops.settings import LoadedSettings, Settings
 
@@ -100,6 +104,17 @@ class AppContext:
         if self._output is None or self._output.mode is not mode:
             self._output = Output(mode)
         return self._output
+
+    @contextmanager
+    def redis(self) -> Iterator[RedisAdapter]:
+        """The Redis of the settings (redis.url), closed when the block ends."""
+        from travellr_ops.adapters.redis import RedisAdapter
+
+        redis = RedisAdapter(self.settings.redis.url, self.settings.redis.timeout_s)
+        try:
+            yield redis
+        finally:
+            redis.close()
 
     def guard(self, yes: bool = False, dry_run: bool = False) -> Guard:
         from travellr_ops.redact import mask_argv

@@ -18,6 +18,7 @@ def health(ctx: typer.Context, json_: JsonOpt = False, quiet: QuietOpt = False) 
     1 unhealthy, 3 down."""
     from travellr_ops.adapters.http import HttpAdapter
     from travellr_ops.adapters.mongo import MongoAdapter
+    from travellr_ops.adapters.platform import get_platform
     from travellr_ops.adapters.redis import RedisAdapter
     from travellr_ops.ops.health import check_all
 
@@ -27,8 +28,6 @@ def health(ctx: typer.Context, json_: JsonOpt = False, quiet: QuietOpt = False) 
     http = HttpAdapter(s.api.timeout_s, max_connections=len(s.api.extra_health_urls) + 1)
     mongo = MongoAdapter(s.mongo.uri, s.mongo.database, s.mongo.timeout_s)
     redis = RedisAdapter(s.redis.url, s.redis.timeout_s)
-    from travellr_ops.adapters.platform import get_platform
-
     platform = None if s.platform == "none" else (lambda: get_platform(s))
     try:
         report = check_all(s, http, mongo, redis, platform)

@@ -3,34 +3,20 @@ requests", as a flag in Redis the backend honours (503 while it is on)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
-from travellr_ops.cli.common import AppContext, DryRunOpt, JsonOpt, QuietOpt, YesOpt, new_group, use
+from travellr_ops.cli.common import DryRunOpt, JsonOpt, QuietOpt, YesOpt, new_group, use
 
 if TYPE_CHECKING:
-    from travellr_ops.adapters.redis import RedisAdapter
     from travellr_ops.ops.maintenance import MaintenanceStatus
 
 app = new_group(
     "maintenance",
     "Maintenance mode the backend honours (it answers 503 meanwhile): on, off, status.",
 )
-
-
-@contextmanager
-def _redis(a: AppContext) -> Iterator[RedisAdapter]:
-    from travellr_ops.adapters.redis import RedisAdapter
-
-    redis = RedisAdapter(a.settings.redis.url, a.settings.redis.timeout_s)
-    try:
-        yield redis
-    finally:
-        redis.close()
 
 
 @app.command()
@@ -75,7 +61,7 @@ def on(
     text = message or DEFAULT_MESSAGE
     flag = flag_value(text, reason or text, who(), now, end)
     guard = a.guard(yes, dry_run)
-    with _redis(a) as redis:
+    with a.redis() as redis:
         before = read_status(redis, key)
         ends = f" until {flag['until']}" if end else " until `maintenance off`"
         replaces = (
@@ -124,7 +110,7 @@ def off(
     out = a.output(json_, quiet)
     key = a.settings.maintenance.key
     guard = a.guard(yes, dry_run)
-    with _redis(a) as redis:
+    with a.redis() as redis:
         before = read_status(redis, key)
         change = Change(
             action="maintenance off",
@@ -152,7 +138,7 @@ def status(ctx: typer.Context, json_: JsonOpt = False, quiet: QuietOpt = False) 
 
     a = use(ctx)
     out = a.output(json_, quiet)
-    with _redis(a) as redis:
+    with a.redis() as redis:
         current = read_status(redis, a.settings.maintenance.key)
     out.result(current, lambda console: _render(console, current))
 

@@ -11,7 +11,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,16 +64,16 @@ def check_all(
     platform that cannot even be set up is reported like any other server that is down)."""
     started = time.perf_counter()
     limits = settings.thresholds
-    pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="health")
-    # the maintenance flag is read beside the checks; an API probe waits for it only when
-    # the API answers 503
-    flag = pool.submit(_maintenance, settings, redis)
+    # the maintenance flag is read beside the checks (submitted first, below); an API probe
+    # waits for it only when the API answers 503
+    flag: Future[dict[str, Any] | None]
     probes: list[tuple[str, str, Callable[[], Check | list[Check]]]] = []
     api_urls = [settings.api.url.rstrip("/") + settings.api.health_path]
     api_urls += settings.api.extra_health_urls
     http.prepare(api_urls)  # one HTTP client for every probe, built before they start
     for url in api_urls:
-        probes.append(("api", url, _api_probe(http, url, limits.api_response_ms, flag.result)))
+        probe = _api_probe(http, url, limits.api_response_ms, lambda: flag.result())
+        probes.append(("api", url, probe))
     probes.append(("mongodb", mongo.display_uri, lambda: _mongo(mongo, limits.db_query_ms)))
     probes.append(("redis", redis.display_url, lambda: _redis(redis, limits.memory_pct)))
     for path in _disk_paths(settings):
@@ -85,13 +85,12 @@ def check_all(
         name, target, fn = probe
         try:
             found = fn()
-        except ServiceError as exc:
-            return [Check(name, mask(target), DOWN, detail=exc.message)]
-        except TravellrError as exc:  # e.g. no kubeconfig: the platform cannot be asked
+        except TravellrError as exc:  # a server down, or e.g. no kubeconfig to ask with
             return [Check(name, mask(target), DOWN, detail=exc.message)]
         return found if isinstance(found, list) else [found]
 
-    with pool:
+    with ThreadPoolExecutor(len(probes) + 1, thread_name_prefix="health") as pool:
+        flag = pool.submit(_maintenance, settings, redis)
         checks = [check for found in pool.map(run, probes) for check in found]
         maintenance = flag.result()
     verdicts = {c.verdict for c in checks}
