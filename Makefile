@@ -1,11 +1,15 @@
 # The two commands of the README's Quick start, and their parts.
-.PHONY: setup demo test lint typecheck unit sandbox-down bench-startup
+.PHONY: setup setup-demo demo test lint typecheck unit sandbox-down bench-startup
 
+## Install everything the tests use (setup-demo: only what the demo runs).
 setup:
-	bash scripts/setup.sh
+	bash scripts/setup.sh test
 
-## Set everything up, start the sandbox, and run the runbook's main jobs against it.
-demo: setup
+setup-demo:
+	bash scripts/setup.sh demo
+
+## Install what the demo runs, start the sandbox, and run the runbook's main jobs against it.
+demo: setup-demo
 	bash scripts/demo.sh
 
 ## Pass the tests: lint, types, then the whole suite against real servers.

