@@ -142,14 +142,12 @@ def run(
     """Run one command line; return its exit code. Errors become one line plus a hint."""
     args = list(sys.argv[1:] if argv is None else argv)
     obj = AppContext(argv=args, preset=settings, interactive=interactive)
-    debug = "--debug" in args
     try:
         rv = app(args=args, prog_name="travellr-ops", standalone_mode=False, obj=obj)
         return int(rv) if isinstance(rv, int) else ExitCode.OK
     except TravellrError as exc:
+        _traceback_if(obj.debug)
         obj.output().error(exc.message, exc.hint)
-        if debug:
-            raise
         return int(exc.exit_code)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -165,13 +163,22 @@ def run(
     except BrokenPipeError:
         return int(ExitCode.OK)
     except Exception as exc:
-        if debug:
-            raise
+        _traceback_if(obj.debug)
         obj.output().error(
             f"internal error: {type(exc).__name__}: {exc}",
-            hint="this is a bug in travellr-ops; run again with --debug for the traceback",
+            hint="this is a bug in travellr-ops; the traceback is above"
+            if obj.debug
+            else "this is a bug in travellr-ops; run again with --debug for the traceback",
         )
         return int(ExitCode.INTERNAL)
+
+
+def _traceback_if(debug: bool) -> None:
+    """--debug adds the traceback (on stderr) and changes nothing else: not the exit code."""
+    if debug:
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
 
 
 def main() -> NoReturn:
