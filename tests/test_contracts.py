@@ -51,3 +51,35 @@ def test_debug_keeps_exit_4_of_a_refused_change(tmp_path: Path, redis_url: str) 
     )
     assert (plain.exit_code, debug.exit_code) == (4, 4)
     assert "Traceback" in debug.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "kind"),
+    [
+        (["--json", "backup", "verify", "nosuch"], 2, "usage"),
+        (["backup", "verify", "nosuch", "--json"], 2, "usage"),
+        (["--json", "cache", "stats"], 3, "unreachable"),
+        (["cache", "stats", "--json"], 3, "unreachable"),
+        (["--json", "cache", "stats", "--frobnicate"], 2, "usage"),
+    ],
+)
+def test_json_errors_print_one_document_on_stdout_and_the_line_on_stderr(
+    tmp_path: Path, args: list[str], code: int, kind: str
+) -> None:
+    result = invoke(*args, settings=_settings(tmp_path))
+    assert result.exit_code == code
+    document = result.json()  # exactly one JSON document, nothing else on stdout
+    assert document["ok"] is False
+    assert document["exit_code"] == code
+    assert set(document["error"]) == {"message", "hint", "kind"}
+    assert document["error"]["kind"] == kind
+    assert document["error"]["message"]
+    assert "rror" in result.stderr  # `error: ...` (ours) or `Error: ...` (a usage error)
+
+
+def test_a_json_error_keeps_secrets_masked(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, "redis://:hunter2@127.0.0.1:1/0")
+    result = invoke("--json", "cache", "stats", settings=settings)
+    assert result.exit_code == 3
+    assert "hunter2" not in result.stdout + result.stderr
+    assert "127.0.0.1:1" in result.json()["error"]["message"]

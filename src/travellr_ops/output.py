@@ -83,6 +83,8 @@ class Output:
         stderr: Console | None = None,
     ) -> None:
         self.mode = mode
+        #: a result document is on stdout already (--json prints one document, never two)
+        self.wrote_result = False
         self.stdout = stdout or Console(file=sys.stdout, highlight=False, soft_wrap=False)
         self.stderr = stderr or Console(file=sys.stderr, highlight=False, soft_wrap=True)
 
@@ -97,8 +99,7 @@ class Output:
     def result(self, data: Any, render: Callable[[Console], None] | None = None) -> None:
         """A command's result: JSON document in --json mode, ``render`` for people."""
         if self.mode is Mode.JSON:
-            sys.stdout.write(json.dumps(to_jsonable(data), indent=2) + "\n")
-            sys.stdout.flush()
+            self._write_json(to_jsonable(data))
         elif self.mode is Mode.HUMAN and render is not None:
             render(self.stdout)
 
@@ -117,6 +118,24 @@ class Output:
         self.stderr.print(f"[bold red]error:[/] {escape(mask(message))}")
         if hint:
             self.stderr.print(f"[dim]hint:[/] {escape(mask(hint))}")
+
+    def failure(self, message: str, hint: str | None, *, exit_code: int, kind: str) -> None:
+        """The error a command ended with: one line and a hint on stderr, and with --json
+        the error document on stdout."""
+        self.error(message, hint)
+        self.error_document(message, hint, exit_code=exit_code, kind=kind)
+
+    def error_document(self, message: str, hint: str | None, *, exit_code: int, kind: str) -> None:
+        """With --json: ``{"ok": false, "exit_code", "error": {"message", "hint", "kind"}}`` on
+        stdout, unless the command printed its result document before it failed."""
+        if self.mode is Mode.JSON and not self.wrote_result:
+            error = {"message": mask(message), "hint": mask(hint) if hint else None, "kind": kind}
+            self._write_json({"ok": False, "exit_code": exit_code, "error": error})
+
+    def _write_json(self, document: Any) -> None:
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        sys.stdout.flush()
+        self.wrote_result = True
 
     @contextmanager
     def progress(self, description: str, total: float | None = None) -> Iterator[ProgressTask]:

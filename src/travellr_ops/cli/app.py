@@ -25,6 +25,7 @@ from travellr_ops.cli import (
 )
 from travellr_ops.cli.common import AppContext
 from travellr_ops.errors import ExitCode, TravellrError
+from travellr_ops.output import Output
 
 if TYPE_CHECKING:
     from travellr_ops.settings import Settings
@@ -142,35 +143,45 @@ def run(
     """Run one command line; return its exit code. Errors become one line plus a hint."""
     args = list(sys.argv[1:] if argv is None else argv)
     obj = AppContext(argv=args, preset=settings, interactive=interactive)
+
+    def output() -> Output:
+        # A --json given to the command itself counts even when the command failed before
+        # it read its options: CI parses stdout whatever happened.
+        before_dashes = args[: args.index("--")] if "--" in args else args
+        return obj.output(json="--json" in before_dashes)
+
+    def fail(message: str, hint: str | None, code: ExitCode, kind: str) -> int:
+        output().failure(message, hint, exit_code=int(code), kind=kind)
+        return int(code)
+
     try:
         rv = app(args=args, prog_name="travellr-ops", standalone_mode=False, obj=obj)
         return int(rv) if isinstance(rv, int) else ExitCode.OK
     except TravellrError as exc:
         _traceback_if(obj.debug)
-        obj.output().error(exc.message, exc.hint)
-        return int(exc.exit_code)
+        return fail(exc.message, exc.hint, exc.exit_code, exc.kind)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return int(ExitCode.INTERRUPTED)
+        return fail("interrupted", None, ExitCode.INTERRUPTED, "interrupted")
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.exceptions.Abort:
-        print("aborted", file=sys.stderr)
-        return int(ExitCode.INTERRUPTED)
+        return fail("aborted", None, ExitCode.INTERRUPTED, "interrupted")
     except click.ClickException as exc:  # usage errors: unknown option, bad value...
         exc.show()
+        output().error_document(exc.format_message(), None, exit_code=exc.exit_code, kind="usage")
         return int(exc.exit_code)
     except BrokenPipeError:
         return int(ExitCode.OK)
     except Exception as exc:
         _traceback_if(obj.debug)
-        obj.output().error(
+        return fail(
             f"internal error: {type(exc).__name__}: {exc}",
-            hint="this is a bug in travellr-ops; the traceback is above"
+            "this is a bug in travellr-ops; the traceback is above"
             if obj.debug
             else "this is a bug in travellr-ops; run again with --debug for the traceback",
+            ExitCode.INTERNAL,
+            "internal",
         )
-        return int(ExitCode.INTERNAL)
 
 
 def _traceback_if(debug: bool) -> None:
