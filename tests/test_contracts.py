@@ -83,3 +83,26 @@ def test_a_json_error_keeps_secrets_masked(tmp_path: Path) -> None:
     assert result.exit_code == 3
     assert "hunter2" not in result.stdout + result.stderr
     assert "127.0.0.1:1" in result.json()["error"]["message"]
+
+
+def test_root_help_shows_no_none_defaults_and_v_as_a_flag(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    result = invoke("--help")
+    assert result.exit_code == 0
+    assert "[default: None]" not in result.stdout
+    verbose = next(line for line in result.stdout.splitlines() if "--verbose" in line)
+    assert "INTEGER" not in verbose
+    assert "[default: 0]" not in verbose
+    # a docstring's wrapped lines are one sentence in the listing, not two lines
+    assert "exit 0 healthy, 1 unhealthy, 3 down." in result.stdout
+
+
+@pytest.mark.parametrize("flags", [["-v"], ["-vv"], ["-v", "-v"], ["--verbose"]])
+def test_v_and_vv_both_log_what_travellr_ops_does(tmp_path: Path, flags: list[str]) -> None:
+    result = invoke(*flags, "config", "show", settings=_settings(tmp_path))
+    assert result.exit_code == 0
+    assert "INFO travellr_ops" in result.stderr
+    quiet = invoke("config", "show", settings=_settings(tmp_path))
+    assert "INFO" not in quiet.stderr

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import getpass
 import json
+import logging
 import os
 import socket
 import time
@@ -23,6 +24,8 @@ from typing import Any
 
 from travellr_ops.errors import LockHeld, Refused, TravellrError
 from travellr_ops.redact import mask
+
+log = logging.getLogger(__name__)
 
 
 def utcnow() -> datetime:
@@ -48,6 +51,7 @@ class AuditLog:
     def record(self, **entry: Any) -> None:
         entry = {"time": utcnow().isoformat(timespec="milliseconds"), **entry}
         line = mask(json.dumps(entry, default=str)) + "\n"
+        log.info("audit log %s: %s", self.path, line.strip())
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # O_APPEND with one write per record keeps concurrent writers' lines whole.
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)

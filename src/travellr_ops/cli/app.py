@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -70,20 +71,42 @@ def root(
             "-c",
             help="TOML config file (default: $TRAVELLR_CONFIG, ./travellr-ops.toml, "
             "~/.config/travellr-ops/config.toml, /etc/travellr-ops/config.toml).",
+            show_default=False,
         ),
     ] = None,
     platform: Annotated[
-        str | None, typer.Option(help="Where services run: compose, kubernetes or none.")
+        str | None,
+        typer.Option(
+            help="Where services run: compose, kubernetes or none (settings: platform).",
+            show_default=False,
+        ),
     ] = None,
-    mongo_uri: Annotated[str | None, typer.Option(help="MongoDB URI.")] = None,
-    redis_url: Annotated[str | None, typer.Option(help="Redis URL.")] = None,
-    api_url: Annotated[str | None, typer.Option(help="Backend API base URL.")] = None,
+    mongo_uri: Annotated[
+        str | None, typer.Option(help="MongoDB URI (settings: mongo.uri).", show_default=False)
+    ] = None,
+    redis_url: Annotated[
+        str | None, typer.Option(help="Redis URL (settings: redis.url).", show_default=False)
+    ] = None,
+    api_url: Annotated[
+        str | None,
+        typer.Option(help="Backend API base URL (settings: api.url).", show_default=False),
+    ] = None,
     json_: Annotated[bool, typer.Option("--json", help="JSON output for every command.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and warnings.")] = False,
     read_only: Annotated[
         bool, typer.Option("--read-only", help="Refuse every command that changes anything.")
     ] = False,
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging.")] = 0,
+    verbose: Annotated[
+        int,
+        typer.Option(
+            "--verbose",
+            "-v",
+            count=True,
+            metavar="",
+            show_default=False,
+            help="Log what travellr-ops does (-v), and the SDKs' requests too (-vv), on stderr.",
+        ),
+    ] = 0,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
     version: Annotated[
         bool,
@@ -155,7 +178,9 @@ def run(
         return int(code)
 
     try:
-        rv = app(args=args, prog_name="travellr-ops", standalone_mode=False, obj=obj)
+        command = typer.main.get_command(app)
+        _unwrap_help(command)
+        rv = command.main(args=args, prog_name="travellr-ops", standalone_mode=False, obj=obj)
         return int(rv) if isinstance(rv, int) else ExitCode.OK
     except TravellrError as exc:
         _traceback_if(obj.debug)
@@ -182,6 +207,16 @@ def run(
             ExitCode.INTERNAL,
             "internal",
         )
+
+
+def _unwrap_help(command: click.Command) -> None:
+    """Join the lines that docstrings wrap at 100 columns, paragraph by paragraph: Typer's
+    rich help keeps them, which broke sentences mid-line in every listing."""
+    if command.help:
+        paragraphs = inspect.cleandoc(command.help).split("\n\n")
+        command.help = "\n\n".join(" ".join(p.split("\n")) for p in paragraphs)
+    for sub in getattr(command, "commands", {}).values():
+        _unwrap_help(sub)
 
 
 def _traceback_if(debug: bool) -> None:
