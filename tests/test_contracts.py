@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from cli import Result, invoke
+from fixtures_servers import MongoServer
 from travellr_ops.settings import Settings
 
 REFUSED_REDIS = "redis://127.0.0.1:1/0"  # nothing listens on port 1: a real refused connection
@@ -106,3 +107,27 @@ def test_v_and_vv_both_log_what_travellr_ops_does(tmp_path: Path, flags: list[st
     assert "INFO travellr_ops" in result.stderr
     quiet = invoke("config", "show", settings=_settings(tmp_path))
     assert "INFO" not in quiet.stderr
+
+
+@pytest.mark.mongo
+def test_quiet_still_warns_of_a_lock_taken_over_from_a_dead_run(
+    tmp_path: Path, mongo_server: MongoServer
+) -> None:
+    client = mongo_server.client()
+    client.contracts_quiet.users.insert_one({"name": "a"})
+    client.close()
+    settings = Settings(
+        mongo={"uri": mongo_server.uri_for("contracts_quiet"), "timeout_s": 5.0},
+        backup={"dir": tmp_path / "backups"},
+        state_dir=tmp_path / "state",
+    )
+    locks = tmp_path / "state" / "locks"
+    locks.mkdir(parents=True)
+    (locks / "backup.lock").write_text(
+        '{"pid": 999999, "host": "h", "since": "2020-01-01", "command": "backup create"}'
+    )
+    result = invoke("backup", "create", "--quiet", settings=settings)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == ""
+    assert "warning:" in result.stderr
+    assert "stale backup lock left by pid 999999" in result.stderr

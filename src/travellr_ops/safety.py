@@ -160,6 +160,8 @@ class Guard:
     confirm: Callable[[str], bool] = field(default=lambda prompt: False)
     #: shows the plan to a person (the CLI prints to stderr)
     announce: Callable[[str], None] = field(default=lambda message: None)
+    #: something a person must learn even from cron (shown with --quiet too)
+    warn: Callable[[str], None] = field(default=lambda message: None)
 
     @property
     def audit(self) -> AuditLog:
@@ -212,7 +214,7 @@ class Guard:
             file_lock.acquire()
             if file_lock.took_over is not None:
                 dead = file_lock.took_over
-                self.announce(
+                self.warn(
                     f"took over a stale {lock} lock left by pid {dead.pid} on {dead.host}"
                     f" (started {dead.since}); that run did not finish"
                 )

@@ -142,6 +142,7 @@ class AppContext:
             interactive=interactive,
             confirm=confirm,
             announce=out.info,
+            warn=out.warn,
         )
 
 
