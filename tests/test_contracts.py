@@ -4,7 +4,9 @@ errors are a document, one confirmation rule, --quiet keeps warnings, output to 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -131,3 +133,64 @@ def test_quiet_still_warns_of_a_lock_taken_over_from_a_dead_run(
     assert result.stdout == ""
     assert "warning:" in result.stderr
     assert "stale backup lock left by pid 999999" in result.stderr
+
+
+def _audit(tmp_path: Path) -> list[dict[str, Any]]:
+    path = tmp_path / "state" / "audit.log"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.mongo
+def test_index_ensure_asks_like_every_change(tmp_path: Path, fresh_seeded_mongo_uri: str) -> None:
+    settings = Settings(mongo={"uri": fresh_seeded_mongo_uri}, state_dir=tmp_path / "state")
+    indexes = _index_names(fresh_seeded_mongo_uri, "bookings")
+    refused = invoke("db", "indexes", "ensure", settings=settings)  # no terminal, no --yes
+    assert refused.exit_code == 4
+    assert "pass --yes" in refused.stderr
+    assert _index_names(fresh_seeded_mongo_uri, "bookings") == indexes
+    [entry] = _audit(tmp_path)
+    assert (entry["action"], entry["outcome"]) == ("db indexes ensure", "refused")
+    assert entry["reason"] == "no terminal to confirm on, and no --yes"
+
+    made = invoke("db", "indexes", "ensure", "--yes", settings=settings)
+    assert made.exit_code == 0, made.stderr
+    assert _index_names(fresh_seeded_mongo_uri, "bookings") > indexes
+    assert [e["outcome"] for e in _audit(tmp_path)] == ["refused", "ok"]
+
+
+def _index_names(uri: str, collection: str) -> set[str]:
+    from pymongo import MongoClient
+
+    client: MongoClient[dict[str, Any]] = MongoClient(uri)
+    try:
+        return set(client.get_default_database()[collection].index_information())
+    finally:
+        client.close()
+
+
+@pytest.mark.redis
+def test_maintenance_off_asks_and_refusals_are_audited(tmp_path: Path, redis_url: str) -> None:
+    settings = Settings(
+        redis={"url": redis_url},
+        maintenance={"key": "contracts:maintenance"},
+        state_dir=tmp_path / "state",
+    )
+    assert invoke("maintenance", "on", "-m", "x", "--yes", settings=settings).exit_code == 0
+    refused = invoke("maintenance", "off", settings=settings)
+    assert refused.exit_code == 4
+    declined = invoke("maintenance", "off", settings=settings, interactive=True, input="n\n")
+    assert declined.exit_code == 4
+    read_only = invoke("--read-only", "maintenance", "off", "--yes", settings=settings)
+    assert read_only.exit_code == 4
+    status = invoke("maintenance", "status", "--json", settings=settings)
+    assert status.json()["on"] is True
+    accepted = invoke("maintenance", "off", settings=settings, interactive=True, input="y\n")
+    assert accepted.exit_code == 0, accepted.stderr
+    assert invoke("maintenance", "status", "--json", settings=settings).json()["on"] is False
+    assert [(e["action"], e["outcome"], e.get("reason")) for e in _audit(tmp_path)] == [
+        ("maintenance on", "ok", None),
+        ("maintenance off", "refused", "no terminal to confirm on, and no --yes"),
+        ("maintenance off", "refused", "declined"),
+        ("maintenance off", "refused", "read-only"),
+        ("maintenance off", "ok", None),
+    ]
