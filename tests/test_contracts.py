@@ -4,7 +4,11 @@ errors are a document, one confirmation rule, --quiet keeps warnings, output to 
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +18,7 @@ from cli import Result, invoke
 from fixtures_servers import MongoServer
 from travellr_ops.settings import Settings
 
+REPO = Path(__file__).resolve().parents[1]
 REFUSED_REDIS = "redis://127.0.0.1:1/0"  # nothing listens on port 1: a real refused connection
 
 
@@ -194,3 +199,73 @@ def test_maintenance_off_asks_and_refusals_are_audited(tmp_path: Path, redis_url
         ("maintenance off", "refused", "read-only"),
         ("maintenance off", "ok", None),
     ]
+
+
+LONG_API_URL = "http://127.0.0.1:50001/an/api/path/long/enough/to/be/cut/at/eighty/columns"
+LONG_REDIS_URL = "redis://127.0.0.1:50002/0?client_name=travellr-ops-nightly-cache-check"
+
+
+def _piped(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """travellr-ops as cron or CI runs it: stdout and stderr are pipes, not a terminal."""
+    environ = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "FORCE_COLOR")}
+    environ.pop("NO_COLOR", None)
+    environ.update(env)
+    exe = Path(sys.executable).parent / "travellr-ops"
+    return subprocess.run(
+        [str(exe), *args], capture_output=True, text=True, env=environ, timeout=60
+    )
+
+
+@pytest.mark.parametrize("columns", [None, "60"])
+def test_output_to_a_pipe_never_cuts_an_identifier_and_has_no_escapes(
+    tmp_path: Path, columns: str | None
+) -> None:
+    env = {"TRAVELLR_STATE_DIR": str(tmp_path / "state")}
+    if columns:
+        env["COLUMNS"] = columns
+    done = _piped("--api-url", LONG_API_URL, "--redis-url", LONG_REDIS_URL, "config", "show", **env)
+    assert done.returncode == 0, done.stderr
+    assert LONG_API_URL in done.stdout
+    assert LONG_REDIS_URL in done.stdout
+    assert "…" not in done.stdout
+    assert "\x1b" not in done.stdout + done.stderr
+
+
+def test_force_color_is_respected_on_a_pipe(tmp_path: Path) -> None:
+    done = _piped("config", "show", TRAVELLR_STATE_DIR=str(tmp_path / "state"), FORCE_COLOR="1")
+    assert done.returncode == 0, done.stderr
+    assert "\x1b[" in done.stdout
+
+
+def test_a_value_and_its_unit_stay_together_in_a_narrow_table() -> None:
+    from travellr_ops.output import WholeConsole, table
+
+    detail = "a sentence long enough that the column must wrap at the words of this text"
+    rows = [["backup-2026-11-30T02-00-00", "12.5 MiB", "1,234,567", detail]]
+    buffer = io.StringIO()
+    console = WholeConsole(file=buffer, width=70, highlight=False, soft_wrap=False)
+    console.print(table("backups", ["name", "size", "documents", "detail"], rows))
+    text = buffer.getvalue()
+    assert "backup-2026-11-30T02-00-00" in text
+    assert "12.5 MiB" in text and "1,234,567" in text
+    assert "…" not in text
+    assert max(len(line.rstrip()) for line in text.splitlines()) <= 70  # wrapped, not widened
+    words = " ".join(
+        line.split("│")[4].strip() for line in text.splitlines() if line.count("│") == 5
+    )
+    assert " ".join(words.split()) == detail
+
+
+def test_the_demo_logs_no_escape_codes_when_not_on_a_terminal() -> None:
+    script = REPO / "scripts" / "demo.sh"
+    text = script.read_text()
+    helpers = text[text.index("# Bold and dim") : text.index("bash scripts/sandbox.sh up")]
+    snippet = f"ops={Path(sys.executable).parent / 'travellr-ops'}\n{helpers}\nnote hello\nstep --version\n"
+    for env, escapes in (({}, False), ({"FORCE_COLOR": "1"}, True)):
+        environ = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "NO_COLOR")}
+        done = subprocess.run(
+            ["bash", "-c", snippet], capture_output=True, text=True, env={**environ, **env}
+        )
+        assert done.returncode == 0, done.stderr
+        assert "# hello" in done.stdout and "$ travellr-ops --version" in done.stdout
+        assert ("\x1b" in done.stdout) is escapes
