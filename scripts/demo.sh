@@ -6,8 +6,15 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 ops=.venv/bin/travellr-ops
 
-step() { printf '\n\033[1m$ travellr-ops %s\033[0m\n' "$*"; "$ops" "$@"; echo "(exit $?)"; }
-note() { printf '\n\033[2m# %s\033[0m\n' "$*"; }
+# Bold and dim only on a terminal (or with FORCE_COLOR), never with NO_COLOR: a log of the
+# demo holds no raw escape codes.
+if { [ -t 1 ] || [ -n "${FORCE_COLOR:-}" ]; } && [ -z "${NO_COLOR:-}" ]; then
+  bold=$'\033[1m' dim=$'\033[2m' plain=$'\033[0m'
+else
+  bold='' dim='' plain=''
+fi
+step() { printf '\n%s$ travellr-ops %s%s\n' "$bold" "$*" "$plain"; "$ops" "$@"; echo "(exit $?)"; }
+note() { printf '\n%s# %s%s\n' "$dim" "$*" "$plain"; }
 
 bash scripts/sandbox.sh up || exit 1
 

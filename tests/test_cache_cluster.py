@@ -176,7 +176,7 @@ def test_maintenance_on_a_cluster(cluster: RedisCluster, cc: ClusterClient, tmp_
     assert flag["message"] == "cluster work" and flag["until"]
     assert 0 < cc.ttl(s.maintenance.key) <= 600
     assert invoke("maintenance", "status", "--json", settings=s).json()["on"] is True
-    assert invoke("maintenance", "off", settings=s).exit_code == 0
+    assert invoke("maintenance", "off", "--yes", settings=s).exit_code == 0
     assert cc.get(s.maintenance.key) is None
 
 

@@ -415,7 +415,7 @@ def test_analyze_finds_the_missing_index_ensure_creates_it_and_analyze_is_then_c
     assert states["{tripId: 1, status: 1}"] == "would_create"
     assert "tripId_1_status_1" not in fresh.client().travellr.bookings.index_information()
 
-    made = invoke("db", "indexes", "ensure", "--json", settings=s)  # small build: no prompt
+    made = invoke("db", "indexes", "ensure", "--json", "--yes", settings=s)
     assert made.exit_code == 0, made.stderr
     states = {i["keys"]: i["state"] for i in made.json()["items"]}
     assert states.pop("{tripId: 1, status: 1}") == "created"
@@ -526,7 +526,7 @@ def test_profile_on_records_slow_operations_and_analyze_uses_them(
     assert dry.exit_code == 0
     assert invoke("db", "profile", "status", "--json", settings=s).json()["level"] == 0
 
-    on = invoke("db", "profile", "on", "--slowms", "0", "--json", settings=s)
+    on = invoke("db", "profile", "on", "--slowms", "0", "--json", "--yes", settings=s)
     assert on.exit_code == 0, on.stderr
     assert on.json()["level"] == 1 and on.json()["slowms"] == 0
 
@@ -546,7 +546,7 @@ def test_profile_on_records_slow_operations_and_analyze_uses_them(
     kinds = {(f["collection"], f["kind"]) for f in report["findings"]}
     assert ("bookings", "collscan") in kinds
 
-    off = invoke("db", "profile", "off", "--json", settings=s)
+    off = invoke("db", "profile", "off", "--json", "--yes", settings=s)
     assert off.json()["level"] == 0 and off.json()["previous_level"] == 1
     entries = (tmp_path / "state" / "audit.log").read_text()
     assert "db profile on" in entries and "db profile off" in entries

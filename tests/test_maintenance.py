@@ -80,7 +80,7 @@ def test_on_makes_the_backend_answer_503_and_off_brings_it_back(
     human = invoke("maintenance", "status", settings=s)
     assert "maintenance mode: on" in human.stdout and "mongo 8 upgrade" in human.stdout
 
-    off = invoke("maintenance", "off", "--json", settings=s)
+    off = invoke("maintenance", "off", "--json", "--yes", settings=s)
     assert off.exit_code == 0, off.stderr
     assert off.json()["on"] is False
     assert http_status(backend.url + "/api/trips/popular")[0] == 200
@@ -118,7 +118,7 @@ def test_health_reports_maintenance_instead_of_alarming(
     assert doc["maintenance"]["message"] == "back at 16:00"
     assert result.exit_code == 0
 
-    assert invoke("maintenance", "off", settings=s).exit_code == 0
+    assert invoke("maintenance", "off", "--yes", settings=s).exit_code == 0
     assert invoke("--json", "health", settings=s).json()["verdict"] == "healthy"
 
 

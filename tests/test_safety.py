@@ -19,7 +19,13 @@ CHANGE = Change("cache clear", "delete 3 keys matching 'search:*'", ["search:1"]
 
 def guard(tmp_path: Path, **kw: object) -> tuple[Guard, list[str]]:
     said: list[str] = []
-    g = Guard(state_dir=tmp_path, command="travellr-ops cache clear", announce=said.append, **kw)  # type: ignore[arg-type]
+    g = Guard(
+        state_dir=tmp_path,
+        command="travellr-ops cache clear",
+        announce=said.append,
+        warn=said.append,
+        **kw,  # type: ignore[arg-type]
+    )
     return g, said
 
 
@@ -38,13 +44,23 @@ def test_no_terminal_and_no_yes_is_refused(tmp_path: Path) -> None:
     with pytest.raises(Refused, match="without confirmation"), g.mutation(CHANGE):
         ran = True
     assert not ran
+    (entry,) = g.audit.entries()
+    assert (entry["action"], entry["outcome"]) == ("cache clear", "refused")
+    assert entry["reason"] == "no terminal to confirm on, and no --yes"
+    assert entry["command"] == "travellr-ops cache clear" and entry["user"]
+
+
+def test_every_change_to_a_server_is_confirmed(tmp_path: Path) -> None:
+    g, _ = guard(tmp_path, interactive=False)
+    with pytest.raises(ValueError, match="always confirmed"), g.mutation(CHANGE, confirm=False):
+        pytest.fail("must not run")
 
 
 def test_declined_prompt_changes_nothing_and_is_audited(tmp_path: Path) -> None:
     g, _ = guard(tmp_path, interactive=True, confirm=lambda prompt: False)
     with pytest.raises(Refused), g.mutation(CHANGE):
         pytest.fail("must not run")
-    assert [e["outcome"] for e in g.audit.entries()] == ["declined"]
+    assert [(e["outcome"], e["reason"]) for e in g.audit.entries()] == [("refused", "declined")]
 
 
 def test_confirmed_change_is_audited_with_outcome_and_duration(tmp_path: Path) -> None:
@@ -85,6 +101,7 @@ def test_read_only_refuses_before_anything(tmp_path: Path) -> None:
     with pytest.raises(Refused, match="read-only"), g.mutation(CHANGE):
         pytest.fail("must not run")
     assert said == []
+    assert [(e["outcome"], e["reason"]) for e in g.audit.entries()] == [("refused", "read-only")]
     # A change that touches no server (writing a backup file) is allowed in read-only mode.
     with g.mutation(CHANGE, mutates_servers=False, confirm=False) as go:
         assert go
@@ -117,6 +134,9 @@ def test_lock_held_by_a_live_process_is_refused(tmp_path: Path) -> None:
             pytest.fail("must not run")
         assert f"pid {holder.pid}" in err.value.message
         assert "backup create" in err.value.message
+        (refusal,) = g.audit.entries()
+        assert (refusal["outcome"], refusal["reason"]) == ("refused", "lock held")
+        assert f"pid {holder.pid}" in refusal["error"]
     finally:
         holder.kill()
         holder.wait()

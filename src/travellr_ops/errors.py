@@ -29,6 +29,8 @@ class TravellrError(Exception):
     """An error with a one-line message, a hint, and an exit code."""
 
     exit_code: ExitCode = ExitCode.UNAVAILABLE
+    #: what went wrong, in one stable word: the ``error.kind`` of the ``--json`` error document
+    kind: str = "error"
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
@@ -40,43 +42,56 @@ class UsageError(TravellrError):
     """Bad command-line input (a malformed pattern, filter, name...)."""
 
     exit_code = ExitCode.USAGE
+    kind = "usage"
 
 
 class ConfigError(TravellrError):
     """The configuration is invalid or incomplete."""
 
     exit_code = ExitCode.USAGE
+    kind = "config"
 
 
 class ServiceError(TravellrError):
     """A server could not be reached, or an operation against it failed."""
 
     exit_code = ExitCode.UNAVAILABLE
+    kind = "service"
 
 
 class Unreachable(ServiceError):
     """Nothing answered: connection refused, DNS failure, timeout."""
 
+    kind = "unreachable"
+
 
 class AuthError(ServiceError):
     """The server refused our credentials or our rights."""
 
+    kind = "auth"
+
 
 class OperationFailed(ServiceError):
     """The server answered, but the operation did not succeed."""
+
+    kind = "operation_failed"
 
 
 class Refused(TravellrError):
     """travellr-ops refused to act for safety."""
 
     exit_code = ExitCode.REFUSED
+    kind = "refused"
 
 
 class LockHeld(Refused):
     """Another live process holds the named lock."""
+
+    kind = "lock_held"
 
 
 class CheckFailed(TravellrError):
     """A check ran to the end and found problems (unhealthy, mismatch, threshold breached)."""
 
     exit_code = ExitCode.CHECK_FAILED
+    kind = "check_failed"

@@ -83,7 +83,9 @@ class Output:
         stderr: Console | None = None,
     ) -> None:
         self.mode = mode
-        self.stdout = stdout or Console(file=sys.stdout, highlight=False, soft_wrap=False)
+        #: a result document is on stdout already (--json prints one document, never two)
+        self.wrote_result = False
+        self.stdout = stdout or WholeConsole(file=sys.stdout, highlight=False, soft_wrap=False)
         self.stderr = stderr or Console(file=sys.stderr, highlight=False, soft_wrap=True)
 
     @property
@@ -97,8 +99,7 @@ class Output:
     def result(self, data: Any, render: Callable[[Console], None] | None = None) -> None:
         """A command's result: JSON document in --json mode, ``render`` for people."""
         if self.mode is Mode.JSON:
-            sys.stdout.write(json.dumps(to_jsonable(data), indent=2) + "\n")
-            sys.stdout.flush()
+            self._write_json(to_jsonable(data))
         elif self.mode is Mode.HUMAN and render is not None:
             render(self.stdout)
 
@@ -117,6 +118,24 @@ class Output:
         self.stderr.print(f"[bold red]error:[/] {escape(mask(message))}")
         if hint:
             self.stderr.print(f"[dim]hint:[/] {escape(mask(hint))}")
+
+    def failure(self, message: str, hint: str | None, *, exit_code: int, kind: str) -> None:
+        """The error a command ended with: one line and a hint on stderr, and with --json
+        the error document on stdout."""
+        self.error(message, hint)
+        self.error_document(message, hint, exit_code=exit_code, kind=kind)
+
+    def error_document(self, message: str, hint: str | None, *, exit_code: int, kind: str) -> None:
+        """With --json: ``{"ok": false, "exit_code", "error": {"message", "hint", "kind"}}`` on
+        stdout, unless the command printed its result document before it failed."""
+        if self.mode is Mode.JSON and not self.wrote_result:
+            error = {"message": mask(message), "hint": mask(hint) if hint else None, "kind": kind}
+            self._write_json({"ok": False, "exit_code": exit_code, "error": error})
+
+    def _write_json(self, document: Any) -> None:
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        sys.stdout.flush()
+        self.wrote_result = True
 
     @contextmanager
     def progress(self, description: str, total: float | None = None) -> Iterator[ProgressTask]:
@@ -150,14 +169,81 @@ def escape(text: str) -> str:
     return rich_escape(text)
 
 
+#: a column whose cells are all this short never wraps: "12.5 MiB" stays on one line
+SHORT_CELL = 20
+
+
 def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> Table:
     """A plain Rich table, the house look for every listing."""
+    from rich.cells import cell_len
+
+    cells = [["" if cell is None else str(cell) for cell in row] for row in rows]
     tbl = Table(title=title, title_justify="left", header_style="bold")
-    for column in columns:
-        tbl.add_column(column)
-    for row in rows:
-        tbl.add_row(*("" if cell is None else str(cell) for cell in row))
+    for index, column in enumerate(columns):
+        short = all(cell_len(row[index]) <= SHORT_CELL for row in cells if index < len(row))
+        tbl.add_column(column, no_wrap=short)
+    for row in cells:
+        tbl.add_row(*row)
     return tbl
+
+
+class WholeConsole(Console):
+    """A console that never cuts an identifier in a table.
+
+    Rich shrinks a table wider than the console by cutting its widest columns evenly, which
+    cut URLs and backup names at 80 columns in cron mail and CI logs. Here only columns of
+    several words wrap, at word boundaries, and no column narrower than its longest word
+    (short columns, values with their units, do not wrap at all). When even that does not fit
+    and the output is not a terminal, the table is printed wider than the console instead.
+    """
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        needed = max((_fit(self, o) for o in objects if isinstance(o, Table)), default=0)
+        if needed <= self.width or self.is_terminal:
+            super().print(*objects, **kwargs)
+            return
+        width = self._width
+        self.width = needed
+        try:
+            super().print(*objects, **kwargs)
+        finally:
+            self._width = width
+
+
+def _fit(console: Console, tbl: Table) -> int:
+    """Cap the wrapping columns of ``tbl`` so that it fits the console without a word cut
+    (the widest columns give up width first, none below its longest word); return the width
+    the table then needs."""
+    from rich.measure import Measurement
+
+    wide = console.options.update_width(1_000_000)
+    natural = Measurement.get(console, wide, tbl).maximum
+    if natural <= console.width:
+        return natural
+    floors, tops = [], []
+    for column in tbl.columns:
+        sizes = [Measurement.get(console, wide, cell) for cell in [column.header, *column.cells]]
+        top = max(size.maximum for size in sizes)
+        tops.append(top)
+        floors.append(top if column.no_wrap else max(size.minimum for size in sizes))
+    chrome = natural - sum(tops)  # borders and padding
+    budget = console.width - chrome
+
+    def widths(cap: int) -> list[int]:
+        return [max(lo, min(hi, cap)) for lo, hi in zip(floors, tops, strict=True)]
+
+    low, high = 0, max(tops)  # the largest cap whose widths fit the budget
+    while low < high:
+        middle = (low + high + 1) // 2
+        if sum(widths(middle)) <= budget:
+            low = middle
+        else:
+            high = middle - 1
+    fitted = widths(low)
+    for column, width, top in zip(tbl.columns, fitted, tops, strict=True):
+        if width < top:
+            column.max_width = width
+    return sum(fitted) + chrome
 
 
 VERDICT_STYLE = {

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import getpass
 import json
+import logging
 import os
 import socket
 import time
@@ -19,10 +20,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from travellr_ops.errors import LockHeld, Refused, TravellrError
 from travellr_ops.redact import mask
+
+log = logging.getLogger(__name__)
 
 
 def utcnow() -> datetime:
@@ -48,6 +51,7 @@ class AuditLog:
     def record(self, **entry: Any) -> None:
         entry = {"time": utcnow().isoformat(timespec="milliseconds"), **entry}
         line = mask(json.dumps(entry, default=str)) + "\n"
+        log.info("audit log %s: %s", self.path, line.strip())
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # O_APPEND with one write per record keeps concurrent writers' lines whole.
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -156,6 +160,8 @@ class Guard:
     confirm: Callable[[str], bool] = field(default=lambda prompt: False)
     #: shows the plan to a person (the CLI prints to stderr)
     announce: Callable[[str], None] = field(default=lambda message: None)
+    #: something a person must learn even from cron (shown with --quiet too)
+    warn: Callable[[str], None] = field(default=lambda message: None)
 
     @property
     def audit(self) -> AuditLog:
@@ -176,12 +182,18 @@ class Guard:
     ) -> Iterator[bool]:
         """Yield True when the change is to be carried out, False on --dry-run.
 
-        Raises Refused in read-only mode (when ``mutates_servers``), or when the change needs
-        confirmation and gets none; LockHeld when ``lock`` is taken by a live process.
-        ``confirm=False`` is for changes that destroy nothing (a backup being written).
+        One rule for every change to a server: asked on a terminal, refused without one unless
+        ``--yes``. Raises Refused in read-only mode (when ``mutates_servers``), or when the
+        change gets no confirmation; LockHeld when ``lock`` is taken by a live process. Every
+        refusal is recorded in the audit log (outcome ``refused``, with the reason).
+        ``confirm=False`` only for changes that touch no server (a backup being written).
         """
+        if not confirm and mutates_servers:
+            raise ValueError(f"{change.action}: a change to a server is always confirmed")
         if self.read_only and mutates_servers:
-            raise Refused(
+            self._refuse(
+                change,
+                "read-only",
                 f"read-only mode: refusing to {change.action}",
                 hint="run without --read-only (and unset TRAVELLR_READ_ONLY) to make changes",
             )
@@ -196,19 +208,24 @@ class Guard:
             for line in change.details:
                 self.announce(f"  {line}")
             if not self.interactive:
-                raise Refused(
+                self._refuse(
+                    change,
+                    "no terminal to confirm on, and no --yes",
                     f"refusing to {change.action} without confirmation: no terminal to ask on",
                     hint="pass --yes to confirm (or --dry-run to see what would change)",
                 )
             if not self.confirm(f"{change.action}: go ahead?"):
-                self._record(change, "declined", 0.0)
-                raise Refused(f"{change.action} not confirmed; nothing changed")
+                self._refuse(change, "declined", f"{change.action} not confirmed; nothing changed")
         file_lock = self.lock(lock) if lock else None
         if file_lock is not None:
-            file_lock.acquire()
+            try:
+                file_lock.acquire()
+            except LockHeld as exc:
+                self._record(change, "refused", 0.0, reason="lock held", error=exc.message)
+                raise
             if file_lock.took_over is not None:
                 dead = file_lock.took_over
-                self.announce(
+                self.warn(
                     f"took over a stale {lock} lock left by pid {dead.pid} on {dead.host}"
                     f" (started {dead.since}); that run did not finish"
                 )
@@ -230,7 +247,15 @@ class Guard:
             if file_lock is not None:
                 file_lock.release()
 
-    def _record(self, change: Change, outcome: str, duration: float, error: str = "") -> None:
+    def _refuse(
+        self, change: Change, reason: str, message: str, hint: str | None = None
+    ) -> NoReturn:
+        self._record(change, "refused", 0.0, reason=reason)
+        raise Refused(message, hint=hint)
+
+    def _record(
+        self, change: Change, outcome: str, duration: float, error: str = "", reason: str = ""
+    ) -> None:
         entry: dict[str, Any] = {
             "user": _user(),
             "host": socket.gethostname(),
@@ -241,6 +266,8 @@ class Guard:
             "outcome": outcome,
             "duration_s": round(duration, 3),
         }
+        if reason:
+            entry["reason"] = reason
         if error:
             entry["error"] = error
         self.audit.record(**entry)

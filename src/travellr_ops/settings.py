@@ -62,7 +62,7 @@ class MongoSettings(_Section):
     analyze_max_ratio: float = 10.0
     #: how many recent profiler records `db indexes analyze` reads for query shapes
     profile_sample: int = 1000
-    #: index builds over collections with at least this many documents are confirmed first
+    #: index builds over collections with at least this many documents are named as long builds
     ensure_confirm_docs: int = 100_000
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -25,6 +26,7 @@ from travellr_ops.cli import (
 )
 from travellr_ops.cli.common import AppContext
 from travellr_ops.errors import ExitCode, TravellrError
+from travellr_ops.output import Output
 
 if TYPE_CHECKING:
     from travellr_ops.settings import Settings
@@ -69,20 +71,42 @@ def root(
             "-c",
             help="TOML config file (default: $TRAVELLR_CONFIG, ./travellr-ops.toml, "
             "~/.config/travellr-ops/config.toml, /etc/travellr-ops/config.toml).",
+            show_default=False,
         ),
     ] = None,
     platform: Annotated[
-        str | None, typer.Option(help="Where services run: compose, kubernetes or none.")
+        str | None,
+        typer.Option(
+            help="Where services run: compose, kubernetes or none (settings: platform).",
+            show_default=False,
+        ),
     ] = None,
-    mongo_uri: Annotated[str | None, typer.Option(help="MongoDB URI.")] = None,
-    redis_url: Annotated[str | None, typer.Option(help="Redis URL.")] = None,
-    api_url: Annotated[str | None, typer.Option(help="Backend API base URL.")] = None,
+    mongo_uri: Annotated[
+        str | None, typer.Option(help="MongoDB URI (settings: mongo.uri).", show_default=False)
+    ] = None,
+    redis_url: Annotated[
+        str | None, typer.Option(help="Redis URL (settings: redis.url).", show_default=False)
+    ] = None,
+    api_url: Annotated[
+        str | None,
+        typer.Option(help="Backend API base URL (settings: api.url).", show_default=False),
+    ] = None,
     json_: Annotated[bool, typer.Option("--json", help="JSON output for every command.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and warnings.")] = False,
     read_only: Annotated[
         bool, typer.Option("--read-only", help="Refuse every command that changes anything.")
     ] = False,
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging.")] = 0,
+    verbose: Annotated[
+        int,
+        typer.Option(
+            "--verbose",
+            "-v",
+            count=True,
+            metavar="",
+            show_default=False,
+            help="Log what travellr-ops does (-v), and the SDKs' requests too (-vv), on stderr.",
+        ),
+    ] = 0,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
     version: Annotated[
         bool,
@@ -142,36 +166,65 @@ def run(
     """Run one command line; return its exit code. Errors become one line plus a hint."""
     args = list(sys.argv[1:] if argv is None else argv)
     obj = AppContext(argv=args, preset=settings, interactive=interactive)
-    debug = "--debug" in args
+
+    def output() -> Output:
+        # A --json given to the command itself counts even when the command failed before
+        # it read its options: CI parses stdout whatever happened.
+        before_dashes = args[: args.index("--")] if "--" in args else args
+        return obj.output(json="--json" in before_dashes)
+
+    def fail(message: str, hint: str | None, code: ExitCode, kind: str) -> int:
+        output().failure(message, hint, exit_code=int(code), kind=kind)
+        return int(code)
+
     try:
-        rv = app(args=args, prog_name="travellr-ops", standalone_mode=False, obj=obj)
+        command = typer.main.get_command(app)
+        _unwrap_help(command)
+        rv = command.main(args=args, prog_name="travellr-ops", standalone_mode=False, obj=obj)
         return int(rv) if isinstance(rv, int) else ExitCode.OK
     except TravellrError as exc:
-        obj.output().error(exc.message, exc.hint)
-        if debug:
-            raise
-        return int(exc.exit_code)
+        _traceback_if(obj.debug)
+        return fail(exc.message, exc.hint, exc.exit_code, exc.kind)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return int(ExitCode.INTERRUPTED)
+        return fail("interrupted", None, ExitCode.INTERRUPTED, "interrupted")
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.exceptions.Abort:
-        print("aborted", file=sys.stderr)
-        return int(ExitCode.INTERRUPTED)
+        return fail("aborted", None, ExitCode.INTERRUPTED, "interrupted")
     except click.ClickException as exc:  # usage errors: unknown option, bad value...
         exc.show()
+        output().error_document(exc.format_message(), None, exit_code=exc.exit_code, kind="usage")
         return int(exc.exit_code)
     except BrokenPipeError:
         return int(ExitCode.OK)
     except Exception as exc:
-        if debug:
-            raise
-        obj.output().error(
+        _traceback_if(obj.debug)
+        return fail(
             f"internal error: {type(exc).__name__}: {exc}",
-            hint="this is a bug in travellr-ops; run again with --debug for the traceback",
+            "this is a bug in travellr-ops; the traceback is above"
+            if obj.debug
+            else "this is a bug in travellr-ops; run again with --debug for the traceback",
+            ExitCode.INTERNAL,
+            "internal",
         )
-        return int(ExitCode.INTERNAL)
+
+
+def _unwrap_help(command: click.Command) -> None:
+    """Join the lines that docstrings wrap at 100 columns, paragraph by paragraph: Typer's
+    rich help keeps them, which broke sentences mid-line in every listing."""
+    if command.help:
+        paragraphs = inspect.cleandoc(command.help).split("\n\n")
+        command.help = "\n\n".join(" ".join(p.split("\n")) for p in paragraphs)
+    for sub in getattr(command, "commands", {}).values():
+        _unwrap_help(sub)
+
+
+def _traceback_if(debug: bool) -> None:
+    """--debug adds the traceback (on stderr) and changes nothing else: not the exit code."""
+    if debug:
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
 
 
 def main() -> NoReturn:

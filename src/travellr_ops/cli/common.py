@@ -16,6 +16,7 @@ Mutating commands also take ``yes: YesOpt`` and ``dry_run: DryRunOpt`` and pass
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +27,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from travellr_ops.output import Mode, Output
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     # pydantic costs more start-up time than all of --help: settings load on first use.
@@ -88,6 +91,7 @@ class AppContext:
                 self._loaded = LoadedSettings(settings=self.preset, config_file=None)
             else:
                 self._loaded = load_settings(self.config_file, self.overrides)
+            log.info("settings: config file %s", self._loaded.config_file or "(none found)")
         return self._loaded
 
     @property
@@ -111,6 +115,7 @@ class AppContext:
         from travellr_ops.adapters.redis import RedisAdapter
 
         redis = RedisAdapter(self.settings.redis.url, self.settings.redis.timeout_s)
+        log.info("redis: %s", redis.display_url)
         try:
             yield redis
         finally:
@@ -137,6 +142,7 @@ class AppContext:
             interactive=interactive,
             confirm=confirm,
             announce=out.info,
+            warn=out.warn,
         )
 
 

@@ -120,8 +120,7 @@ def off(
             else ["(it is off already)"],
             target=redis.display_url,
         )
-        # Ending maintenance restores service: no confirmation, but audited like any change.
-        with guard.mutation(change, confirm=False) as proceed:
+        with guard.mutation(change) as proceed:
             if not proceed:
                 out.result({"dry_run": True, "key": key, "was": before})
                 return

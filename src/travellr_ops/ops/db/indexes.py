@@ -614,8 +614,9 @@ class EnsureReport:
 
 
 def ensure(mongo: MongoAdapter, spec: IndexFile, guard: Guard, confirm_docs: int) -> EnsureReport:
-    """Create the declared indexes that are missing. Builds over ``confirm_docs`` documents are
-    confirmed first (MongoDB 4.2+ builds online, but a large build loads the server)."""
+    """Create the declared indexes that are missing, confirmed first like every change; builds
+    over ``confirm_docs`` documents are named as long (MongoDB 4.2+ builds online, but a large
+    build loads the server)."""
     collections = set(mongo.collection_names())
     report = EnsureReport(mongo.database_name, str(spec.path), [])
     missing: list[tuple[IndexSpec, EnsureItem]] = []
@@ -655,14 +656,21 @@ def ensure(mongo: MongoAdapter, spec: IndexFile, guard: Guard, confirm_docs: int
         report.items.append(item)
     if not missing:
         return report
-    long = [item for _, item in missing if (item.documents or 0) >= confirm_docs]
     change = Change(
         action="db indexes ensure",
         summary=f"create {len(missing)} index(es) in database {mongo.database_name} at {mongo.display_uri}",
-        details=[f"{d.mongosh()}  ({item.documents:,} documents)" for d, item in missing],
+        details=[
+            f"{d.mongosh()}  ({item.documents:,} documents"
+            + (
+                "; a long build that loads the server)"
+                if (item.documents or 0) >= confirm_docs
+                else ")"
+            )
+            for d, item in missing
+        ],
         target=mongo.display_uri,
     )
-    with guard.mutation(change, confirm=bool(long)) as proceed:
+    with guard.mutation(change) as proceed:
         if not proceed:
             report.dry_run = True
             for _, item in missing:

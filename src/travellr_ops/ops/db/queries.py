@@ -260,7 +260,7 @@ def set_profile(mongo: MongoAdapter, guard: Guard, on: bool, slowms: int | None)
         details=[f"now: level {before.level} ({before.level_name}), slowms {before.slowms}"],
         target=mongo.display_uri,
     )
-    with guard.mutation(change, confirm=False) as proceed:
+    with guard.mutation(change) as proceed:
         if not proceed:
             return before
         mongo.set_profile(level, slowms if on else None)
