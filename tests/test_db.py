@@ -575,7 +575,7 @@ class StopStartPlatform:
         self.thread: threading.Thread | None = None
 
     def restart(self, service: str, timeout_s: float, progress: Any) -> Any:
-        from travellr_ops.adapters.platform import RestartResult
+        from travellr_ops.adapters.platform_types import RestartResult
 
         self.server.stop()
         if self.down_s is None:  # it does not come back

@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from travellr_ops.adapters.platform import (
+from travellr_ops.adapters.platform_types import (
     Instance,
     LogLine,
     ProcessList,

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from travellr_ops.adapters.platform import (
+from travellr_ops.adapters.platform_types import (
     Instance,
     LogLine,
     ProcessList,

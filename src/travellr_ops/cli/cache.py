@@ -72,10 +72,10 @@ def stats(
     from travellr_ops.ops.cache import validate_window
 
     validate_window(window)
-    a = use(ctx)
-    out = a.output(json_, quiet)
-    s = a.settings
-    with a.redis() as redis:
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    s = app_ctx.settings
+    with app_ctx.redis() as redis:
         report = do_stats(
             redis, window, sample or s.cache.sample_size, s.thresholds.cache_hit_rate_pct
         )
@@ -185,11 +185,11 @@ def clear(
     glob_regex(pattern)
     if rate is not None and rate <= 0:
         raise UsageError("--rate must be more than 0 keys per second")
-    a = use(ctx)
-    out = a.output(json_, quiet)
-    s = a.settings
-    guard = a.guard(yes, dry_run)
-    with a.redis() as redis:
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    s = app_ctx.settings
+    guard = app_ctx.guard(yes, dry_run)
+    with app_ctx.redis() as redis:
         plan = plan_clear(
             redis,
             pattern,
@@ -271,10 +271,10 @@ def keys(
     """List keys matching PATTERN with their type, TTL and size (SCAN, bounded; never KEYS)."""
     from travellr_ops.ops.cache import list_keys
 
-    a = use(ctx)
-    out = a.output(json_, quiet)
-    with a.redis() as redis:
-        report = list_keys(redis, pattern, limit, a.settings.cache.scan_count)
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    with app_ctx.redis() as redis:
+        report = list_keys(redis, pattern, limit, app_ctx.settings.cache.scan_count)
     out.result(report, lambda console: _render_keys(console, report))
     if report.truncated:
         out.info(f"more keys match {pattern!r}: showing the first {limit} (raise --limit)")
@@ -317,10 +317,10 @@ def bigkeys(
     """The largest keys by MEMORY USAGE among a sample (like redis-cli --memkeys, bounded)."""
     from travellr_ops.ops.cache import bigkeys as do_bigkeys
 
-    a = use(ctx)
-    out = a.output(json_, quiet)
-    s = a.settings.cache
-    with a.redis() as redis:
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    s = app_ctx.settings.cache
+    with app_ctx.redis() as redis:
         report = do_bigkeys(redis, sample or s.sample_size, top, s.scan_count)
     out.result(report, lambda console: _render_bigkeys(console, report))
 
@@ -363,14 +363,14 @@ def warm(
     from travellr_ops.adapters.http import HttpAdapter
     from travellr_ops.ops.cache import warm as do_warm
 
-    a = use(ctx)
-    out = a.output(json_, quiet)
-    s = a.settings
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    s = app_ctx.settings
     paths = list(path or s.cache.warm_paths)
     limit = concurrency or s.cache.warm_concurrency
     http = HttpAdapter(s.api.timeout_s, max_connections=max(1, limit))
     try:
-        with a.redis() as redis, out.progress("warming", total=len(paths) or None) as task:
+        with app_ctx.redis() as redis, out.progress("warming", total=len(paths) or None) as task:
             report = do_warm(http, redis, s.api.url, paths, limit, progress=task.advance)
     finally:
         http.close()

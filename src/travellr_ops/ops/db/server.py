@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,8 +22,9 @@ from travellr_ops.adapters.mongo import (
     classify,
     local_mongo_servers,
 )
-from travellr_ops.adapters.platform import RestartResult, ServicePlatform
-from travellr_ops.errors import ServiceError, UsageError
+from travellr_ops.adapters.platform_types import RestartResult, ServicePlatform
+from travellr_ops.errors import OperationFailed, ServiceError, UsageError
+from travellr_ops.safety import Change, Guard
 
 # ---------------------------------------------------------------------------------- ping
 
@@ -451,8 +453,11 @@ class WaitResult:
     ping: PingReport | None = None
 
 
+Connect = Callable[[], AbstractContextManager[MongoAdapter]]
+
+
 def wait_until_healthy(
-    connect: Callable[[], MongoAdapter],
+    connect: Connect,
     timeout_s: float,
     interval_s: float = 1.0,
     progress: Callable[[str], None] = lambda message: None,
@@ -463,11 +468,8 @@ def wait_until_healthy(
     last: PingReport | None = None
     while True:
         attempts += 1
-        mongo = connect()
-        try:
+        with connect() as mongo:
             last = ping(mongo, look_around=False)
-        finally:
-            mongo.close()
         elapsed = time.monotonic() - started
         if last.ok:
             return WaitResult(True, round(elapsed, 2), attempts, ping=last)
@@ -481,24 +483,54 @@ def wait_until_healthy(
 class RestartReport:
     service: str
     platform: str
-    restart: RestartResult
+    restart: RestartResult | None  # None on --dry-run
     wait: WaitResult | None
     healthy: bool
+    dry_run: bool = False
+
+
+class MongoRestartFailed(OperationFailed):
+    """MongoDB did not come back healthy; ``report`` says how far it got."""
+
+    def __init__(self, report: RestartReport) -> None:
+        wait = report.wait
+        reason = (report.restart.reason if report.restart else "") or (
+            wait.last_problem.message if wait and wait.last_problem else "no answer"
+        )
+        super().__init__(
+            f"MongoDB is not healthy after the restart: {reason}",
+            hint="db ping for the diagnosis; service logs mongodb for the server's side",
+        )
+        self.report = report
 
 
 def restart(
     platform: ServicePlatform,
-    connect: Callable[[], MongoAdapter],
-    service: str,
+    connect: Connect,
+    guard: Guard,
     timeout_s: float,
     progress: Callable[[str], None],
+    service: str = "mongodb",
 ) -> RestartReport:
-    """Restart the MongoDB service on its platform, then wait until `db ping` is healthy."""
-    started = time.monotonic()
-    result = platform.restart(service, timeout_s, progress)
-    if not result.healthy:
-        return RestartReport(service, platform.name, result, None, False)
-    left = max(timeout_s - (time.monotonic() - started), 1.0)
-    progress("service restarted; waiting for MongoDB to answer")
-    waited = wait_until_healthy(connect, left, progress=progress)
-    return RestartReport(service, platform.name, result, waited, waited.healthy)
+    """Restart the MongoDB service on its platform (guarded), then wait until `db ping` is
+    healthy. Raises MongoRestartFailed (exit 3, audited as failed) when it is not."""
+    change = Change(
+        action="db restart",
+        summary=f"restart the {service} service on {platform.name};"
+        " connections drop until it is back",
+        target=platform.name,
+    )
+    with guard.mutation(change) as proceed:
+        if not proceed:
+            return RestartReport(service, platform.name, None, None, False, dry_run=True)
+        started = time.monotonic()
+        result = platform.restart(service, timeout_s, progress)
+        if not result.healthy:
+            raise MongoRestartFailed(RestartReport(service, platform.name, result, None, False))
+        left = max(timeout_s - (time.monotonic() - started), 1.0)
+        progress("service restarted; waiting for MongoDB to answer")
+        waited = wait_until_healthy(connect, left, progress=progress)
+        report = RestartReport(service, platform.name, result, waited, waited.healthy)
+        if not report.healthy:  # raised inside the guard: the audit log says "failed"
+            raise MongoRestartFailed(report)
+    return report
