@@ -206,7 +206,9 @@ def test_ping_describes_a_standalone(standalone: MongoServer, tmp_path: Path) ->
     assert doc["topology"] == "standalone" and doc["members"] is None
 
 
-def test_ping_tells_a_stopped_server_from_a_wrong_port(rs: MongoServer, tmp_path: Path) -> None:
+def test_ping_tells_a_stopped_server_and_mentions_other_servers_only_as_a_hint(
+    rs: MongoServer, tmp_path: Path
+) -> None:
     mine = MongoServer(tmp_path / "mine")
     (tmp_path / "mine").mkdir()
     mine.start()
@@ -218,20 +220,59 @@ def test_ping_tells_a_stopped_server_from_a_wrong_port(rs: MongoServer, tmp_path
     stopped = invoke("db", "ping", "--json", settings=s)
     assert stopped.exit_code == 3
     assert stopped.json()["problem"]["kind"] == "stopped"
+    assert "error: MongoDB answered at" in stopped.stderr  # no internal code before the words
     assert "stopped" in stopped.stderr
 
-    # never answered, while a MongoDB server (the module's) runs on another local port
+    # never answered, while a MongoDB server (the module's) runs on another local port: the
+    # configured server refused, and that comes first; the other server is a hint
+    port = free_port()
     wrong = invoke(
         "db",
         "ping",
         "--json",
-        settings=settings(f"mongodb://127.0.0.1:{free_port()}/travellr", tmp_path / "other"),
+        settings=settings(f"mongodb://127.0.0.1:{port}/travellr", tmp_path / "other"),
     )
     assert wrong.exit_code == 3
     problem = wrong.json()["problem"]
-    assert problem["kind"] == "wrong_port"
-    assert f"127.0.0.1:{rs.port}" in problem["message"]
-    assert "port" in problem["hint"]
+    assert problem["kind"] == "refused"
+    assert problem["message"].startswith(f"connection refused at 127.0.0.1:{port}")
+    assert f"127.0.0.1:{rs.port}" not in problem["message"]
+    assert f"127.0.0.1:{rs.port}" in problem["hint"] and "port" in problem["hint"]
+    human = invoke(
+        "db", "ping", settings=settings(f"mongodb://127.0.0.1:{port}/travellr", tmp_path / "o")
+    )
+    assert f"error: connection refused at 127.0.0.1:{port}" in human.stderr
+    assert "wrong_port" not in human.stderr and "refused:" not in human.stderr
+
+
+def test_ping_errors_carry_no_internal_codes(tmp_path: Path) -> None:
+    s = settings("mongodb://no-such-host.invalid:27017/travellr", tmp_path, timeout_s=1.0)
+    result = invoke("db", "ping", settings=s)
+    assert result.exit_code == 3
+    assert "error: the host name does not resolve" in result.stderr
+    assert "dns:" not in result.stderr
+
+
+def test_ping_suggests_db_restart_only_where_it_works(tmp_path: Path) -> None:
+    server = MongoServer(tmp_path).start()
+    state = tmp_path / "state"
+
+    def on(platform: str) -> Settings:
+        return Settings(
+            mongo={"uri": server.uri, "timeout_s": 1.0}, state_dir=state, platform=platform
+        )
+
+    try:
+        assert invoke("db", "ping", settings=on("none")).exit_code == 0  # remembered
+    finally:
+        server.stop()
+    compose = invoke("db", "ping", settings=on("compose"))
+    assert compose.exit_code == 3 and "stopped" in compose.stderr
+    assert "db restart" in compose.stderr
+    bare = invoke("db", "ping", settings=on("none"))
+    assert bare.exit_code == 3 and "stopped" in bare.stderr
+    assert "db restart" not in bare.stderr and "service status" not in bare.stderr
+    assert invoke("db", "restart", "--yes", settings=on("none")).exit_code == 2  # why not
 
 
 def test_ping_tells_wrong_credentials_and_never_prints_them(tmp_path: Path) -> None:
@@ -647,7 +688,7 @@ def test_waiting_gives_up_on_a_server_that_stays_down(tmp_path: Path) -> None:
     )
     assert result.healthy is False
     assert result.attempts >= 2
-    assert result.last_problem is not None and result.last_problem.kind in ("refused", "wrong_port")
+    assert result.last_problem is not None and result.last_problem.kind == "refused"
 
 
 def test_db_help_imports_no_sdk() -> None:

@@ -49,10 +49,14 @@ def ping(ctx: typer.Context, json_: JsonOpt = False, quiet: QuietOpt = False) ->
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
     with app_ctx.mongo() as mongo:
-        report = do_ping(mongo, history=app_ctx.settings.state_dir / "db-seen.json")
+        report = do_ping(
+            mongo,
+            history=app_ctx.settings.state_dir / "db-seen.json",
+            platform=app_ctx.settings.platform,
+        )
     out.result(report, lambda console: _render_ping(console, report))
     if report.problem is not None:
-        out.error(f"{report.problem.kind}: {report.problem.message}", hint=report.problem.hint)
+        out.error(report.problem.message, hint=report.problem.hint)
         # answered, but not primary/secondary: a finding (1); no answer or shut out: 3
         code = (
             ExitCode.CHECK_FAILED if report.problem.kind == "no_primary" else ExitCode.UNAVAILABLE
@@ -77,7 +81,7 @@ def _render_ping(console: Console, r: PingReport) -> None:
         + (f"  user: {who}" if r.authenticated_as is not None else "")
     )
     if r.problem is not None:
-        console.print(f"  {r.problem.kind}: {r.problem.message}")
+        console.print(f"  {r.problem.message}")
     if r.members:
         rows = [
             [m.name + (" (this)" if m.self else ""), m.state, m.health, _lag(m.lag_s)]

@@ -40,7 +40,7 @@ class Member:
 
 @dataclass
 class Problem:
-    kind: str  # stopped, wrong_port, refused, dns, timeout, tls, protocol, auth, closed...
+    kind: str  # stopped, refused, dns, timeout, tls, protocol, auth, closed, no_primary...
     message: str
     hint: str
 
@@ -60,18 +60,24 @@ class PingReport:
     problem: Problem | None = None
 
 
-def ping(mongo: MongoAdapter, history: Path | None = None, look_around: bool = True) -> PingReport:
+def ping(
+    mongo: MongoAdapter,
+    history: Path | None = None,
+    look_around: bool = True,
+    platform: str = "none",
+) -> PingReport:
     """Connect, time a ping, and describe the server; on failure, say why and what to do.
 
     ``history`` remembers which addresses answered before, so that a refused connection to an
     address that used to work reads "stopped" rather than "wrong port". ``look_around``: when
     a local address refuses, look for MongoDB servers on this machine's other ports.
+    ``platform`` (the setting) decides which commands a hint may suggest.
     """
     report = PingReport(ok=False, uri=mongo.display_uri)
     quick = mongo.preflight()
     if quick is not None:
         report.problem = _refine(
-            mongo, Problem(quick.kind, quick.message, quick.hint), history, look_around
+            mongo, Problem(quick.kind, quick.message, quick.hint), history, look_around, platform
         )
         return report
     try:
@@ -79,7 +85,7 @@ def ping(mongo: MongoAdapter, history: Path | None = None, look_around: bool = T
         report.latency_ms = round(mongo.ping(), 2)
         hello = mongo.hello()
     except ServiceError as exc:
-        report.problem = _diagnose(mongo, exc, history, look_around)
+        report.problem = _diagnose(mongo, exc, history, look_around, platform)
         return report
     _topology(report, hello)
     try:
@@ -89,7 +95,7 @@ def ping(mongo: MongoAdapter, history: Path | None = None, look_around: bool = T
     except ServiceError as exc:
         # MongoDB serves buildInfo and connectionStatus without a login; a server that does
         # not has shut us out, which is what the user needs to hear
-        report.problem = _diagnose(mongo, exc, history, look_around)
+        report.problem = _diagnose(mongo, exc, history, look_around, platform)
         return report
     users = status.get("authInfo", {}).get("authenticatedUsers", [])
     report.authenticated_as = [f"{u.get('user')}@{u.get('db')}" for u in users]
@@ -172,20 +178,32 @@ def _optime_s(member: dict[str, Any]) -> float | None:
 
 
 def _diagnose(
-    mongo: MongoAdapter, exc: ServiceError, history: Path | None, look_around: bool
+    mongo: MongoAdapter, exc: ServiceError, history: Path | None, look_around: bool, platform: str
 ) -> Problem:
     cause = exc.__context__ if isinstance(exc.__context__, Exception) else None
     base = classify(cause, tls=mongo.uses_tls, timeout_s=mongo.timeout_s) if cause else None
     if base is None:
         return Problem("unknown", exc.message, exc.hint or "")
-    return _refine(mongo, Problem(base.kind, base.message, base.hint), history, look_around)
+    problem = Problem(base.kind, base.message, base.hint)
+    return _refine(mongo, problem, history, look_around, platform)
+
+
+def start_hint(platform: str) -> str:
+    """How to start a stopped MongoDB, in the commands that work with this platform setting."""
+    if platform == "none":
+        return (
+            'start the MongoDB server (platform = "none": travellr-ops does not run it),'
+            " then read its log"
+        )
+    return "start it (db restart; service status mongodb says why it stopped), then read its log"
 
 
 def _refine(
-    mongo: MongoAdapter, problem: Problem, history: Path | None, look_around: bool
+    mongo: MongoAdapter, problem: Problem, history: Path | None, look_around: bool, platform: str
 ) -> Problem:
-    """A refused connection, told apart: stopped (it answered here before), wrong port (a
-    MongoDB answers on another local port), or nothing running at all."""
+    """A refused connection, told apart: stopped (it answered here before), or nothing
+    running there; MongoDB servers answering on other local ports are mentioned in the hint
+    (the port may be wrong), never put first: the configured server is what refused."""
     if problem.kind != "refused":
         return problem
     addresses = mongo.addresses()
@@ -198,26 +216,32 @@ def _refine(
             f"MongoDB answered at {last['address']} before (last at {last['time']}, version"
             f" {last.get('version') or '?'}); now nothing listens there: the server is"
             " stopped or crashed",
-            "start it (db restart, or service status mongodb to see why it stopped), then"
-            " read its log",
+            start_hint(platform),
         )
     local = [(h, p) for h, p in addresses if h in LOOPBACK_HOSTS]
-    if local and look_around:
-        others = local_mongo_servers(exclude=local[0][1])
-        if others:
-            return Problem(
-                "wrong_port",
-                f"nothing listens on {local[0][0]}:{local[0][1]}, but a MongoDB server answers"
-                f" on {', '.join(others)}",
-                "fix the port in mongo.uri (TRAVELLR_MONGO__URI)",
-            )
+    if not local:
+        where = ", ".join(map(_address, addresses)) or "the address in mongo.uri"
         return Problem(
             "refused",
-            f"nothing listens on {local[0][0]}:{local[0][1]} and no MongoDB server runs on this"
-            " machine: the server is stopped (or was never started)",
-            "start it (db restart, service status mongodb), then read its log",
+            f"connection refused at {where}: nothing listens there",
+            f"{start_hint(platform)}; or fix the host and port in mongo.uri",
         )
-    return problem
+    host, port = local[0]
+    others = local_mongo_servers(exclude=port) if look_around else []
+    if others:
+        return Problem(
+            "refused",
+            f"connection refused at {host}:{port}: nothing listens there (the server is"
+            " stopped, or never started)",
+            f"{start_hint(platform)}; a MongoDB server answers on {', '.join(others)}:"
+            " if that is the one meant, fix the port in mongo.uri (TRAVELLR_MONGO__URI)",
+        )
+    return Problem(
+        "refused",
+        f"connection refused at {host}:{port}: nothing listens there, and no MongoDB server"
+        " runs on this machine (stopped, or never started)",
+        start_hint(platform),
+    )
 
 
 def _address(pair: tuple[str, int]) -> str:
@@ -461,6 +485,7 @@ def wait_until_healthy(
     timeout_s: float,
     interval_s: float = 1.0,
     progress: Callable[[str], None] = lambda message: None,
+    platform: str = "none",
 ) -> WaitResult:
     """Ping with a fresh connection until the server answers healthy, or ``timeout_s`` passes."""
     started = time.monotonic()
@@ -469,7 +494,7 @@ def wait_until_healthy(
     while True:
         attempts += 1
         with connect() as mongo:
-            last = ping(mongo, look_around=False)
+            last = ping(mongo, look_around=False, platform=platform)
         elapsed = time.monotonic() - started
         if last.ok:
             return WaitResult(True, round(elapsed, 2), attempts, ping=last)
@@ -529,7 +554,7 @@ def restart(
             raise MongoRestartFailed(RestartReport(service, platform.name, result, None, False))
         left = max(timeout_s - (time.monotonic() - started), 1.0)
         progress("service restarted; waiting for MongoDB to answer")
-        waited = wait_until_healthy(connect, left, progress=progress)
+        waited = wait_until_healthy(connect, left, progress=progress, platform=platform.name)
         report = RestartReport(service, platform.name, result, waited, waited.healthy)
         if not report.healthy:  # raised inside the guard: the audit log says "failed"
             raise MongoRestartFailed(report)
