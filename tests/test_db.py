@@ -402,6 +402,22 @@ def test_status_reports_rates_and_only_the_sections_the_server_has(
     assert "operations/s" in human.stdout
 
 
+def test_status_says_not_reported_and_names_the_server_as_ping_does(
+    rs: MongoServer, tmp_path: Path
+) -> None:
+    s = settings(rs.uri, tmp_path)
+    doc = invoke("db", "status", "--interval", "0.1", "--json", settings=s).json()
+    # this server answers 0 for figures it does not keep (available connections, virtual
+    # memory): no server can have them at 0 while it serves us
+    assert doc["connections"]["available"] is None and doc["connections"]["current"] > 0
+    assert doc["memory_mb"]["virtual"] is None
+    human = invoke("db", "status", "--interval", "0.1", settings=s).stdout
+    assert "available not reported" in human and "virtual not reported" in human
+    assert "available 0" not in human and "virtual 0 MiB" not in human
+    ping = invoke("db", "ping", settings=s).stdout
+    assert ping.startswith(f"{rs.uri}: ") and human.startswith(f"{rs.uri}: "), (ping, human)
+
+
 def test_stats_lists_sizes_per_collection(rs: MongoServer, tmp_path: Path) -> None:
     doc = invoke("db", "stats", "--json", settings=settings(rs.uri, tmp_path)).json()
     names = {c["name"]: c for c in doc["per_collection"]}

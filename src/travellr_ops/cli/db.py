@@ -121,23 +121,34 @@ def status(
     out.result(report, lambda console: _render_status(console, report))
 
 
+NOT_REPORTED = "not reported"
+
+
+def _figure(value: Any, unit: str = "") -> str:
+    if value is None:
+        return NOT_REPORTED
+    return f"{value:g}{unit}" if isinstance(value, float) else f"{value}{unit}"
+
+
 def _render_status(console: Console, r: StatusReport) -> None:
     from travellr_ops.output import table
 
-    uptime = "" if r.uptime_s is None else _duration(r.uptime_s)
-    console.print(f"{r.host or ''}  {r.process or 'MongoDB'} {r.version or ''}  up {uptime}")
+    uptime = "" if r.uptime_s is None else f"  up {_duration(r.uptime_s)}"
+    # named as db ping names it: the address in mongo.uri, then what answers there
+    console.print(f"{r.uri}: MongoDB {r.version or '?'}{uptime}")
     rows: list[list[Any]] = [
-        ["connections", ", ".join(f"{k} {v}" for k, v in r.connections.items())],
+        ["server", f"{r.process or '?'} on {r.host or '?'}"],
+        ["connections", ", ".join(f"{k} {_figure(v)}" for k, v in r.connections.items())],
         [
             f"operations/s (over {r.sample_interval_s:g} s)",
             ", ".join(f"{k} {v:g}" for k, v in r.opcounters_per_s.items()),
         ],
-        ["memory", ", ".join(f"{k} {v:g} MiB" for k, v in r.memory_mb.items())],
+        ["memory", ", ".join(f"{k} {_figure(v, ' MiB')}" for k, v in r.memory_mb.items())],
         ["replication", ", ".join(f"{k} {v}" for k, v in r.replication.items() if v)],
     ]
     for name, values in r.optional.items():
         text = (
-            ", ".join(f"{k} {v}" for k, v in values.items())
+            ", ".join(f"{k} {_figure(v)}" for k, v in values.items())
             if isinstance(values, dict)
             else str(values)
         )

@@ -277,16 +277,19 @@ def _remember(history: Path | None, mongo: MongoAdapter, report: PingReport) -> 
 
 @dataclass
 class StatusReport:
-    host: str | None
+    #: the server as `db ping` names it (mongo.uri, secrets masked)
+    uri: str
+    host: str | None  # as the server names itself
     version: str | None
     process: str | None
     uptime_s: float | None
     sample_interval_s: float
-    connections: dict[str, int]
+    #: None: a figure the server did not report (absent, or a placeholder 0 no server can have)
+    connections: dict[str, int | None]
     #: operations per second between the two samples, per kind (insert, query, update...)
     opcounters_per_s: dict[str, float]
     opcounters_total: dict[str, int]
-    memory_mb: dict[str, float]
+    memory_mb: dict[str, float | None]
     replication: dict[str, Any]
     #: present only when the server reports them (names as in serverStatus)
     optional: dict[str, Any] = field(default_factory=dict)
@@ -310,19 +313,46 @@ def status(
     conns = second.get("connections", {})
     mem = second.get("mem", {})
     report = StatusReport(
+        uri=mongo.display_uri,
         host=second.get("host"),
         version=second.get("version"),
         process=second.get("process"),
         uptime_s=second.get("uptime"),
         sample_interval_s=round(elapsed, 2),
-        connections={k: int(v) for k, v in conns.items() if isinstance(v, int | float)},
+        connections=_connections(conns),
         opcounters_per_s=rates,
         opcounters_total={k: int(v) for k, v in ops2.items() if isinstance(v, int | float)},
-        memory_mb={k: float(v) for k, v in mem.items() if k in ("resident", "virtual")},
+        memory_mb=_memory(mem),
         replication=_replication(mongo, second),
     )
     report.optional = _optional_sections(first, second, elapsed)
     return report
+
+
+def _connections(conns: dict[str, Any]) -> dict[str, int | None]:
+    """current and available always (None when not reported), then what else the server has.
+
+    A 0 available is a placeholder: the server accepted this very connection, and one at its
+    limit refuses new ones.
+    """
+    figures: dict[str, int | None] = {
+        k: int(v) for k, v in conns.items() if isinstance(v, int | float)
+    }
+    for key in ("current", "available"):
+        figures.setdefault(key, None)
+    if figures["available"] == 0:
+        figures["available"] = None
+    return {"current": figures.pop("current"), "available": figures.pop("available"), **figures}
+
+
+def _memory(mem: dict[str, Any]) -> dict[str, float | None]:
+    """resident and virtual MiB; a 0 is not reported (a running server uses memory, and its
+    virtual size is never below its resident one)."""
+    return {
+        k: float(v) if isinstance(v, int | float) and v > 0 else None
+        for k in ("resident", "virtual")
+        for v in [mem.get(k)]
+    }
 
 
 def _num(value: Any) -> float:
@@ -377,11 +407,15 @@ def _optional_sections(
     if latencies:
         optional["avg_latency_ms"] = latencies
     net1, net2 = first.get("network", {}), second.get("network", {})
-    net = {
+    net: dict[str, float | None] = {
         f"{k}_per_s": round((_num(net2.get(k)) - _num(net1.get(k))) / elapsed, 1)
         for k in ("bytesIn", "bytesOut", "numRequests")
         if k in net2
     }
+    if _num(net2.get("numRequests")):  # requests came in, so bytes did: a 0 is not reported
+        for k in ("bytesIn", "bytesOut"):
+            if k in net2 and not _num(net2.get(k)):
+                net[f"{k}_per_s"] = None
     if net:
         optional["network"] = net
     asserts = second.get("asserts")
