@@ -551,6 +551,10 @@ def test_explain_summarises_the_plan_and_suggests_an_index(rs: MongoServer, tmp_
         "db", "explain", "users", "--filter", '{"email": "user7@example.com"}', "--json", settings=s
     ).json()
     assert doc["summary"]["index"] == "email_1" and doc["verdict"] == "ok"
+    human = invoke(
+        "db", "explain", "users", "--filter", '{"email": "user7@example.com"}', settings=s
+    ).stdout
+    assert "IXSCAN" in human and "ok ok" not in human
     assert doc["plan"]["queryPlanner"]["winningPlan"]  # the whole plan
     assert doc["query"] == "users.find({email: ?})"  # the value stays out of the summary
 
@@ -613,6 +617,8 @@ def test_slow_says_when_the_profiler_is_off(rs: MongoServer, tmp_path: Path) -> 
     result = invoke("db", "slow", settings=settings(rs.uri, tmp_path))
     assert result.exit_code == 0
     assert "db profile on" in result.stdout
+    # nothing recorded: the note alone, no empty table (no header, no title) before it
+    assert "keys/docs/returned" not in result.stdout and "operations over" not in result.stdout
     bad = invoke("db", "slow", "--since", "yesterday-ish", settings=settings(rs.uri, tmp_path))
     assert bad.exit_code == 2 and "--since" in bad.stderr
 

@@ -422,9 +422,9 @@ def _render_explain(console: Console, r: ExplainReport) -> None:
     from travellr_ops.output import verdict
 
     s = r.summary
-    word = "ok" if r.verdict == "ok" else "warn"
+    said = verdict("ok") if r.verdict == "ok" else f"{verdict('warn')} {r.verdict}"
     console.print(f"{escape(r.query)}")
-    console.print(f"  plan: {' > '.join(s.stages)}   {verdict(word)} {r.verdict}")
+    console.print(f"  plan: {' > '.join(s.stages)}   {said}")
     console.print(
         f"  index: {s.index or 'none (collection scan)'}"
         + (f" {s.index_keys}" if s.index_keys else "")
@@ -526,13 +526,14 @@ def _render_slow(console: Console, r: SlowReport) -> None:
         ]
         for o in r.operations
     ]
-    console.print(
-        table(
-            f"operations over {r.min_millis:g} ms in {r.database}",
-            ["time", "op", "ms", "query", "plan", "keys/docs/returned"],
-            rows,
+    if rows or not r.notes:  # an empty table says nothing a note does not say better
+        console.print(
+            table(
+                f"operations over {r.min_millis:g} ms in {r.database}",
+                ["time", "op", "ms", "query", "plan", "keys/docs/returned"],
+                rows,
+            )
         )
-    )
     for note in r.notes:
         console.print(f"[dim]note:[/] {escape(note)}")
 

@@ -34,7 +34,7 @@ def on(
     ] = None,
     reason: Annotated[
         str | None,
-        typer.Option("--reason", "-r", help="Why, for the record (default: the message)."),
+        typer.Option("--reason", "-r", help="Why, for the record (none when not given)."),
     ] = None,
     yes: YesOpt = False,
     dry_run: DryRunOpt = False,
@@ -59,7 +59,7 @@ def on(
     out = app_ctx.output(json_, quiet)
     key = app_ctx.settings.maintenance.key
     text = message or DEFAULT_MESSAGE
-    flag = flag_value(text, reason or text, who(), now, end)
+    flag = flag_value(text, reason, who(), now, end)
     guard = app_ctx.guard(yes, dry_run)
     with app_ctx.redis() as redis:
         before = read_status(redis, key)
@@ -78,7 +78,7 @@ def on(
             details=[
                 f"message: {text}",
                 f"by: {flag['by']}",
-                f"reason: {flag['reason']}",
+                *([f"reason: {reason}"] if reason else []),
                 *replaces,
             ],
             target=redis.display_url,
