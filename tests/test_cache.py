@@ -488,3 +488,52 @@ def test_a_pattern_that_covers_the_maintenance_flag_leaves_it(
     assert f"keeping {s.maintenance.key}" in result.stderr
     assert remaining(server.url) == {s.maintenance.key}
     r.close()
+
+
+def test_a_clear_matching_only_the_maintenance_flag_says_so(
+    server: RedisServer, tmp_path: Path
+) -> None:
+    s = settings(server.url, tmp_path)
+    r = client(server.url)
+    r.set(s.maintenance.key, json.dumps({"message": "upgrade"}))
+    r.set("search:1", 1)
+    r.close()
+    result = invoke("cache", "clear", "travellr:*", settings=s)
+    assert result.exit_code == 0, result.stderr
+    assert "no key matches" not in result.stderr
+    assert f"only {s.maintenance.key} matches" in result.stderr
+    assert "maintenance off" in result.stderr
+    assert remaining(server.url) == {s.maintenance.key, "search:1"}
+
+
+@pytest.mark.parametrize("refusal", ["readonly", "noperm"])
+def test_a_clear_refused_by_a_running_redis_does_not_wait_for_it_to_come_back(
+    refusal: str, server: RedisServer, tmp_path: Path
+) -> None:
+    r = client(server.url)
+    r.mset({f"search:{i}": 1 for i in range(50)})
+    url = server.url
+    if refusal == "readonly":  # a replica (of a primary that is not there) refuses writes
+        r.replicaof("127.0.0.1", free_port())
+    else:  # an ACL user allowed to read but not to delete
+        r.acl_setuser(
+            "reader",
+            enabled=True,
+            passwords=["+pw"],
+            keys=["*"],
+            commands=["+@all", "-unlink", "-del", "-flushdb"],
+        )
+        url = f"redis://reader:pw@127.0.0.1:{server.port}/0"
+    try:
+        for pattern in ("search:*", "*"):
+            result = invoke("cache", "clear", pattern, "--yes", settings=settings(url, tmp_path))
+            assert result.exit_code == 3, result.stderr
+            assert ("READONLY" if refusal == "readonly" else "NOPERM") in result.stderr
+            assert "when Redis is back" not in result.stderr
+            assert "run the same clear again" in result.stderr
+            hint = "replica" if refusal == "readonly" else "ACL"
+            assert hint in result.stderr.split("hint:")[1]
+        assert r.dbsize() == 50
+    finally:
+        r.replicaof("NO", "ONE")
+        r.close()

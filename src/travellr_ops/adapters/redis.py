@@ -280,10 +280,22 @@ class RedisAdapter:
             ) from None
         except redis.ResponseError as exc:
             text = str(exc)
-            if text.startswith(("NOAUTH", "WRONGPASS", "NOPERM")):
+            if text.startswith(("NOAUTH", "WRONGPASS")):
                 raise AuthError(
                     f"Redis at {self.display_url} refused {doing}: {text}",
                     hint="check the user/password in redis.url (TRAVELLR_REDIS__URL)",
+                ) from None
+            # redis-py strips the error code from these two: named from their class
+            if isinstance(exc, redis.exceptions.NoPermissionError) or text.startswith("NOPERM"):
+                raise AuthError(
+                    f"Redis at {self.display_url} refused {doing}: {_coded('NOPERM', text)}",
+                    hint="the Redis user in redis.url lacks the permission (ACL): grant it"
+                    " (ACL SETUSER), or use a user that has it",
+                ) from None
+            if isinstance(exc, redis.exceptions.ReadOnlyError) or text.startswith("READONLY"):
+                raise OperationFailed(
+                    f"Redis at {self.display_url} refused {doing}: {_coded('READONLY', text)}",
+                    hint="redis.url names a read-only replica: point it at the primary",
                 ) from None
             raise OperationFailed(f"Redis error while {doing}: {text}") from None
         except redis.RedisError as exc:
@@ -354,6 +366,10 @@ def _with_host(url: str, host: str, port: int) -> str:
     userinfo = parts.netloc.rpartition("@")[0]
     netloc = f"{userinfo}@{host}:{port}" if userinfo else f"{host}:{port}"
     return urlunsplit(parts._replace(netloc=netloc, path="/0"))
+
+
+def _coded(code: str, text: str) -> str:
+    return text if text.startswith(code) else f"{code} {text}"
 
 
 def _reason(exc: Exception) -> str:

@@ -201,7 +201,14 @@ def clear(
         if plan.exact and plan.matching == 0:
             report = ClearReport(pattern, plan.target, "none", 0, {}, 0.0, dry_run=dry_run)
             out.result({"plan": plan, "report": report})
-            out.info(f"no key matches {pattern!r} in {plan.target}: nothing to delete")
+            if plan.kept:
+                out.info(
+                    f"only {', '.join(plan.kept)} matches {pattern!r} in {plan.target}, and a"
+                    " clear never deletes the maintenance flag (maintenance off does):"
+                    " nothing to delete"
+                )
+            else:
+                out.info(f"no key matches {pattern!r} in {plan.target}: nothing to delete")
             return
         change = Change(
             action="cache clear",

@@ -17,7 +17,7 @@ from typing import Any
 
 from travellr_ops.adapters.http import HttpAdapter
 from travellr_ops.adapters.redis import RedisAdapter, RedisNode
-from travellr_ops.errors import ServiceError, UsageError
+from travellr_ops.errors import ServiceError, Unreachable, UsageError
 
 #: keys shown as a sample of what a clear deletes
 SAMPLE_SHOWN = 10
@@ -478,11 +478,14 @@ def clear(
 
 
 def _interrupted(exc: ServiceError, done: int, in_flight: int = 0) -> ServiceError:
+    """The error that stopped a clear, with how far it got and how to finish it."""
     extra = f" (and perhaps the {in_flight:,} in flight)" if in_flight else ""
-    return type(exc)(
-        f"{exc.message}; {done:,} keys already deleted{extra}",
-        hint="when Redis is back, run the same clear again to delete the rest",
-    )
+    if isinstance(exc, Unreachable):
+        hint = "when Redis is back, run the same clear again to delete the rest"
+    else:  # Redis is up and said no: waiting will not help, the cause must go first
+        cause = exc.hint or "see the error above"
+        hint = f"{cause}; then run the same clear again to delete the rest"
+    return type(exc)(f"{exc.message}; {done:,} keys already deleted{extra}", hint=hint)
 
 
 # ----------------------------------------------------------------------------- keys, bigkeys
