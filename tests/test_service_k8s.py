@@ -147,9 +147,7 @@ def test_restart_that_never_becomes_ready_reports_the_progress_deadline(
 
 # -- scale ------------------------------------------------------------------------------------------
 def test_scale_changes_the_replica_count(backend: K8sNamespace) -> None:
-    result = invoke(
-        "service", "scale", "backend", "--replicas", "4", "--yes", settings=backend.settings()
-    )
+    result = invoke("service", "scale", "backend", "4", "--yes", settings=backend.settings())
 
     assert result.exit_code == 0, result.stderr
     assert _deployment(backend).spec.replicas == 4

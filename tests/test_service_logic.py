@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -122,3 +123,21 @@ def test_the_adapters_import_no_circle() -> None:
     assert graph["platform_types"] == set()
     assert {"docker", "kubernetes"} <= graph["platform"]
     assert "platform" not in graph["docker"] | graph["kubernetes"]
+
+
+def test_scale_takes_n_as_the_readme_writes_it(tmp_path: Path) -> None:
+    from cli import invoke
+    from travellr_ops.settings import Settings
+
+    s = Settings(platform="none", state_dir=tmp_path)
+    # N (or --replicas N) is accepted: what stops these is the platform setting, not parsing
+    for args in (["3"], ["--replicas", "3"], ["3", "-r", "3"]):
+        result = invoke("service", "scale", "backend", *args, "--yes", settings=s)
+        assert result.exit_code == 2 and 'platform = "none"' in result.stderr, result.stderr
+    for args in ([], ["3", "--replicas", "4"]):
+        result = invoke("service", "scale", "backend", *args, settings=s)
+        assert result.exit_code == 2
+        assert "number of instances" in result.stderr and "service scale backend 3" in result.stderr
+        assert "env var" not in result.stderr and "None" not in result.stderr
+    negative = invoke("service", "scale", "backend", "--", "-1", settings=s)
+    assert negative.exit_code == 2 and "env var" not in negative.stderr

@@ -413,20 +413,39 @@ def scale_command(
     ctx: typer.Context,
     service: Annotated[str, typer.Argument(help="backend, mongodb, redis (or a name).")],
     replicas: Annotated[
-        int, typer.Option("--replicas", "-r", min=0, help="How many instances to run.")
-    ],
+        int | None,
+        typer.Argument(metavar="N", min=0, show_default=False, help="How many instances to run."),
+    ] = None,
+    replicas_option: Annotated[
+        int | None,
+        typer.Option(
+            "--replicas",
+            "-r",
+            min=0,
+            show_default=False,
+            help="The same as N (kubectl's spelling).",
+        ),
+    ] = None,
     yes: YesOpt = False,
     dry_run: DryRunOpt = False,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Run N instances of a service (the runbook's `kubectl scale --replicas`)."""
+    """Run N instances of a service (the runbook's `kubectl scale --replicas=N`)."""
+    from travellr_ops.errors import UsageError
     from travellr_ops.ops.service import scale
 
+    given = {n for n in (replicas, replicas_option) if n is not None}
+    if len(given) != 1:
+        raise UsageError(
+            "service scale needs the number of instances, once",
+            hint=f"e.g. travellr-ops service scale {service} 3",
+        )
+    (count,) = given
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
     with app_ctx.platform() as platform:
-        result = scale(platform, app_ctx.guard(yes, dry_run), service, replicas)
+        result = scale(platform, app_ctx.guard(yes, dry_run), service, count)
     out.result(result)
     if not result.dry_run:
         out.success(
