@@ -377,9 +377,32 @@ def test_bigkeys_puts_the_big_hash_first(server: RedisServer, tmp_path: Path) ->
     )
     assert result.exit_code == 0, result.stderr
     doc = result.json()
-    assert doc["sampled"] == MATCHING + 2 + len(NEAR_MISSES) + 1
+    total = MATCHING + 2 + len(NEAR_MISSES) + 1
+    assert doc["method"] == "sample" and doc["seen"] == total and doc["total_keys"] == total
     assert doc["keys"][0]["key"] == "search:big"
     assert doc["keys"][0]["bytes"] > 100_000 and len(doc["keys"]) == 3
+
+
+def test_bigkeys_walks_every_key_and_finds_the_one_big_key(
+    server: RedisServer, tmp_path: Path
+) -> None:
+    r = client(server.url)
+    pipe = r.pipeline(transaction=False)
+    for i in range(20_000):
+        pipe.set(f"search:{i}", "x" * 40)
+    pipe.set("trip:huge", b"y" * (5 * 2**20))  # 5 MiB among 20,000 small keys
+    pipe.execute()
+    s = settings(server.url, tmp_path)
+    doc = invoke("cache", "bigkeys", "--top", "3", "--json", settings=s).json()
+    assert doc["method"] == "scan"
+    assert doc["seen"] == doc["total_keys"] == 20_001
+    assert doc["keys"][0]["key"] == "trip:huge" and doc["keys"][0]["bytes"] >= 5 * 2**20
+    assert doc["keys"][0]["type"] == "string" and len(doc["keys"]) == 3
+    human = invoke("cache", "bigkeys", "--top", "3", settings=s).stdout
+    assert "trip:huge" in human and "20,001 of 20,001 keys" in human
+    paced = invoke("cache", "bigkeys", "--rate", "100000", "--json", settings=s).json()
+    assert paced["seen"] == 20_001 and paced["keys"][0]["key"] == "trip:huge"
+    r.close()
 
 
 # ----------------------------------------------------------------------------------- warm

@@ -315,20 +315,25 @@ def _render_keys(console: Console, r: KeysReport) -> None:
 def bigkeys(
     ctx: typer.Context,
     sample: Annotated[
-        int | None, typer.Option(help="Keys to measure (default: cache.sample_size).")
+        int | None,
+        typer.Option(help="Measure only this many keys (default: every key, with SCAN)."),
     ] = None,
     top: Annotated[int, typer.Option(help="How many of the largest to show.")] = 10,
+    rate: Annotated[
+        float | None,
+        typer.Option(help="Measure at most this many keys per second (spares a loaded server)."),
+    ] = None,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """The largest keys by MEMORY USAGE among a sample (like redis-cli --memkeys, bounded)."""
+    """The largest keys by MEMORY USAGE, walking every key with SCAN (like redis-cli
+    --memkeys) unless --sample; says how many keys it measured of how many."""
     from travellr_ops.ops.cache import bigkeys as do_bigkeys
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    s = app_ctx.settings.cache
     with app_ctx.redis() as redis:
-        report = do_bigkeys(redis, sample or s.sample_size, top, s.scan_count)
+        report = do_bigkeys(redis, sample, top, app_ctx.settings.cache.scan_count, rate=rate)
     out.result(report, lambda console: _render_bigkeys(console, report))
 
 
@@ -339,9 +344,10 @@ def _render_bigkeys(console: Console, r: BigKeysReport) -> None:
 
     with_node = len({e.node for e in r.keys}) > 1
     rows = [[escape(str(c)) for c in row] for row in _key_rows(r.keys, with_node)]
+    how = "every key" if r.method == "scan" else "a sample"
     title = (
-        f"largest {len(r.keys)} of {r.sampled:,} sampled keys"
-        f" ({_size(r.sampled_bytes)} sampled) in {r.target}"
+        f"largest {len(r.keys)} keys in {r.target}: {how}, {r.seen:,} of {r.total_keys:,} keys"
+        f" measured ({_size(r.seen_bytes)}) in {r.seconds:.2f} s"
     )
     console.print(table(title, ["key", "type", "ttl", "size", *(["node"] * with_node)], rows))
 
