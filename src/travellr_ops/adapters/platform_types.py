@@ -50,6 +50,8 @@ class ServiceStatus:
     conditions: list[str] = field(default_factory=list)
     instances: list[Instance] = field(default_factory=list)
     message: str = ""
+    #: stopped on purpose (`service down`: no container / 0 replicas); never available
+    stopped: bool = False
 
 
 @dataclass

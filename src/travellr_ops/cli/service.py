@@ -51,7 +51,9 @@ def status_command(
         report = status(platform, service)
     out.result(report, lambda console: _render_status(console, report.services))
     for svc in report.services:
-        if not svc.available:
+        if svc.stopped:
+            out.error(f"{svc.name} is stopped: {svc.message.removeprefix('stopped: ')}")
+        elif not svc.available:
             out.error(f"{svc.name} is down or unhealthy: {svc.message}")
     exit_with(report.ok)
 
@@ -63,7 +65,8 @@ def _render_status(console: Console, services: list[ServiceStatus]) -> None:
     for svc in services:
         name, ready = svc.name, f"{svc.ready}/{svc.desired}"
         if not svc.instances:
-            rows.append([name, ready, "-", verdict("down"), "", "", svc.image or "", ""])
+            state = verdict("stopped" if svc.stopped else "down")
+            rows.append([name, ready, "-", state, "", "", svc.image or "", ""])
         for inst in svc.instances:
             state = inst.state + (f", {verdict(inst.health)}" if inst.health else "")
             if inst.state.lower() not in ("running", "restarting"):
