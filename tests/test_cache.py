@@ -377,9 +377,32 @@ def test_bigkeys_puts_the_big_hash_first(server: RedisServer, tmp_path: Path) ->
     )
     assert result.exit_code == 0, result.stderr
     doc = result.json()
-    assert doc["sampled"] == MATCHING + 2 + len(NEAR_MISSES) + 1
+    total = MATCHING + 2 + len(NEAR_MISSES) + 1
+    assert doc["method"] == "sample" and doc["seen"] == total and doc["total_keys"] == total
     assert doc["keys"][0]["key"] == "search:big"
     assert doc["keys"][0]["bytes"] > 100_000 and len(doc["keys"]) == 3
+
+
+def test_bigkeys_walks_every_key_and_finds_the_one_big_key(
+    server: RedisServer, tmp_path: Path
+) -> None:
+    r = client(server.url)
+    pipe = r.pipeline(transaction=False)
+    for i in range(20_000):
+        pipe.set(f"search:{i}", "x" * 40)
+    pipe.set("trip:huge", b"y" * (5 * 2**20))  # 5 MiB among 20,000 small keys
+    pipe.execute()
+    s = settings(server.url, tmp_path)
+    doc = invoke("cache", "bigkeys", "--top", "3", "--json", settings=s).json()
+    assert doc["method"] == "scan"
+    assert doc["seen"] == doc["total_keys"] == 20_001
+    assert doc["keys"][0]["key"] == "trip:huge" and doc["keys"][0]["bytes"] >= 5 * 2**20
+    assert doc["keys"][0]["type"] == "string" and len(doc["keys"]) == 3
+    human = invoke("cache", "bigkeys", "--top", "3", settings=s).stdout
+    assert "trip:huge" in human and "20,001 of 20,001 keys" in human
+    paced = invoke("cache", "bigkeys", "--rate", "100000", "--json", settings=s).json()
+    assert paced["seen"] == 20_001 and paced["keys"][0]["key"] == "trip:huge"
+    r.close()
 
 
 # ----------------------------------------------------------------------------------- warm
@@ -488,3 +511,52 @@ def test_a_pattern_that_covers_the_maintenance_flag_leaves_it(
     assert f"keeping {s.maintenance.key}" in result.stderr
     assert remaining(server.url) == {s.maintenance.key}
     r.close()
+
+
+def test_a_clear_matching_only_the_maintenance_flag_says_so(
+    server: RedisServer, tmp_path: Path
+) -> None:
+    s = settings(server.url, tmp_path)
+    r = client(server.url)
+    r.set(s.maintenance.key, json.dumps({"message": "upgrade"}))
+    r.set("search:1", 1)
+    r.close()
+    result = invoke("cache", "clear", "travellr:*", settings=s)
+    assert result.exit_code == 0, result.stderr
+    assert "no key matches" not in result.stderr
+    assert f"only {s.maintenance.key} matches" in result.stderr
+    assert "maintenance off" in result.stderr
+    assert remaining(server.url) == {s.maintenance.key, "search:1"}
+
+
+@pytest.mark.parametrize("refusal", ["readonly", "noperm"])
+def test_a_clear_refused_by_a_running_redis_does_not_wait_for_it_to_come_back(
+    refusal: str, server: RedisServer, tmp_path: Path
+) -> None:
+    r = client(server.url)
+    r.mset({f"search:{i}": 1 for i in range(50)})
+    url = server.url
+    if refusal == "readonly":  # a replica (of a primary that is not there) refuses writes
+        r.replicaof("127.0.0.1", free_port())
+    else:  # an ACL user allowed to read but not to delete
+        r.acl_setuser(
+            "reader",
+            enabled=True,
+            passwords=["+pw"],
+            keys=["*"],
+            commands=["+@all", "-unlink", "-del", "-flushdb"],
+        )
+        url = f"redis://reader:pw@127.0.0.1:{server.port}/0"
+    try:
+        for pattern in ("search:*", "*"):
+            result = invoke("cache", "clear", pattern, "--yes", settings=settings(url, tmp_path))
+            assert result.exit_code == 3, result.stderr
+            assert ("READONLY" if refusal == "readonly" else "NOPERM") in result.stderr
+            assert "when Redis is back" not in result.stderr
+            assert "run the same clear again" in result.stderr
+            hint = "replica" if refusal == "readonly" else "ACL"
+            assert hint in result.stderr.split("hint:")[1]
+        assert r.dbsize() == 50
+    finally:
+        r.replicaof("NO", "ONE")
+        r.close()

@@ -166,6 +166,11 @@ def test_keys_and_bigkeys_span_the_primaries(
     big = invoke("cache", "bigkeys", "--sample", "10000", "--top", "1", "--json", settings=s)
     assert big.exit_code == 0, big.stderr
     assert big.json()["keys"][0]["key"] == "trip:big"
+    every = invoke("cache", "bigkeys", "--top", "1", "--json", settings=s).json()
+    assert every["method"] == "scan" and every["seen"] == every["total_keys"] == cc.dbsize(
+        target_nodes=ClusterClient.PRIMARIES
+    )
+    assert every["keys"][0]["key"] == "trip:big"
 
 
 def test_maintenance_on_a_cluster(cluster: RedisCluster, cc: ClusterClient, tmp_path: Path) -> None:

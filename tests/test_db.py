@@ -206,7 +206,9 @@ def test_ping_describes_a_standalone(standalone: MongoServer, tmp_path: Path) ->
     assert doc["topology"] == "standalone" and doc["members"] is None
 
 
-def test_ping_tells_a_stopped_server_from_a_wrong_port(rs: MongoServer, tmp_path: Path) -> None:
+def test_ping_tells_a_stopped_server_and_mentions_other_servers_only_as_a_hint(
+    rs: MongoServer, tmp_path: Path
+) -> None:
     mine = MongoServer(tmp_path / "mine")
     (tmp_path / "mine").mkdir()
     mine.start()
@@ -218,20 +220,59 @@ def test_ping_tells_a_stopped_server_from_a_wrong_port(rs: MongoServer, tmp_path
     stopped = invoke("db", "ping", "--json", settings=s)
     assert stopped.exit_code == 3
     assert stopped.json()["problem"]["kind"] == "stopped"
+    assert "error: MongoDB answered at" in stopped.stderr  # no internal code before the words
     assert "stopped" in stopped.stderr
 
-    # never answered, while a MongoDB server (the module's) runs on another local port
+    # never answered, while a MongoDB server (the module's) runs on another local port: the
+    # configured server refused, and that comes first; the other server is a hint
+    port = free_port()
     wrong = invoke(
         "db",
         "ping",
         "--json",
-        settings=settings(f"mongodb://127.0.0.1:{free_port()}/travellr", tmp_path / "other"),
+        settings=settings(f"mongodb://127.0.0.1:{port}/travellr", tmp_path / "other"),
     )
     assert wrong.exit_code == 3
     problem = wrong.json()["problem"]
-    assert problem["kind"] == "wrong_port"
-    assert f"127.0.0.1:{rs.port}" in problem["message"]
-    assert "port" in problem["hint"]
+    assert problem["kind"] == "refused"
+    assert problem["message"].startswith(f"connection refused at 127.0.0.1:{port}")
+    assert f"127.0.0.1:{rs.port}" not in problem["message"]
+    assert f"127.0.0.1:{rs.port}" in problem["hint"] and "port" in problem["hint"]
+    human = invoke(
+        "db", "ping", settings=settings(f"mongodb://127.0.0.1:{port}/travellr", tmp_path / "o")
+    )
+    assert f"error: connection refused at 127.0.0.1:{port}" in human.stderr
+    assert "wrong_port" not in human.stderr and "refused:" not in human.stderr
+
+
+def test_ping_errors_carry_no_internal_codes(tmp_path: Path) -> None:
+    s = settings("mongodb://no-such-host.invalid:27017/travellr", tmp_path, timeout_s=1.0)
+    result = invoke("db", "ping", settings=s)
+    assert result.exit_code == 3
+    assert "error: the host name does not resolve" in result.stderr
+    assert "dns:" not in result.stderr
+
+
+def test_ping_suggests_db_restart_only_where_it_works(tmp_path: Path) -> None:
+    server = MongoServer(tmp_path).start()
+    state = tmp_path / "state"
+
+    def on(platform: str) -> Settings:
+        return Settings(
+            mongo={"uri": server.uri, "timeout_s": 1.0}, state_dir=state, platform=platform
+        )
+
+    try:
+        assert invoke("db", "ping", settings=on("none")).exit_code == 0  # remembered
+    finally:
+        server.stop()
+    compose = invoke("db", "ping", settings=on("compose"))
+    assert compose.exit_code == 3 and "stopped" in compose.stderr
+    assert "db restart" in compose.stderr
+    bare = invoke("db", "ping", settings=on("none"))
+    assert bare.exit_code == 3 and "stopped" in bare.stderr
+    assert "db restart" not in bare.stderr and "service status" not in bare.stderr
+    assert invoke("db", "restart", "--yes", settings=on("none")).exit_code == 2  # why not
 
 
 def test_ping_tells_wrong_credentials_and_never_prints_them(tmp_path: Path) -> None:
@@ -359,6 +400,22 @@ def test_status_reports_rates_and_only_the_sections_the_server_has(
     assert "wiredTiger_cache" not in doc["optional"]
     human = invoke("db", "status", "--interval", "0.2", settings=settings(server.uri, tmp_path))
     assert "operations/s" in human.stdout
+
+
+def test_status_says_not_reported_and_names_the_server_as_ping_does(
+    rs: MongoServer, tmp_path: Path
+) -> None:
+    s = settings(rs.uri, tmp_path)
+    doc = invoke("db", "status", "--interval", "0.1", "--json", settings=s).json()
+    # this server answers 0 for figures it does not keep (available connections, virtual
+    # memory): no server can have them at 0 while it serves us
+    assert doc["connections"]["available"] is None and doc["connections"]["current"] > 0
+    assert doc["memory_mb"]["virtual"] is None
+    human = invoke("db", "status", "--interval", "0.1", settings=s).stdout
+    assert "available not reported" in human and "virtual not reported" in human
+    assert "available 0" not in human and "virtual 0 MiB" not in human
+    ping = invoke("db", "ping", settings=s).stdout
+    assert ping.startswith(f"{rs.uri}: ") and human.startswith(f"{rs.uri}: "), (ping, human)
 
 
 def test_stats_lists_sizes_per_collection(rs: MongoServer, tmp_path: Path) -> None:
@@ -494,6 +551,10 @@ def test_explain_summarises_the_plan_and_suggests_an_index(rs: MongoServer, tmp_
         "db", "explain", "users", "--filter", '{"email": "user7@example.com"}', "--json", settings=s
     ).json()
     assert doc["summary"]["index"] == "email_1" and doc["verdict"] == "ok"
+    human = invoke(
+        "db", "explain", "users", "--filter", '{"email": "user7@example.com"}', settings=s
+    ).stdout
+    assert "IXSCAN" in human and "ok ok" not in human
     assert doc["plan"]["queryPlanner"]["winningPlan"]  # the whole plan
     assert doc["query"] == "users.find({email: ?})"  # the value stays out of the summary
 
@@ -556,6 +617,8 @@ def test_slow_says_when_the_profiler_is_off(rs: MongoServer, tmp_path: Path) -> 
     result = invoke("db", "slow", settings=settings(rs.uri, tmp_path))
     assert result.exit_code == 0
     assert "db profile on" in result.stdout
+    # nothing recorded: the note alone, no empty table (no header, no title) before it
+    assert "keys/docs/returned" not in result.stdout and "operations over" not in result.stdout
     bad = invoke("db", "slow", "--since", "yesterday-ish", settings=settings(rs.uri, tmp_path))
     assert bad.exit_code == 2 and "--since" in bad.stderr
 
@@ -575,7 +638,7 @@ class StopStartPlatform:
         self.thread: threading.Thread | None = None
 
     def restart(self, service: str, timeout_s: float, progress: Any) -> Any:
-        from travellr_ops.adapters.platform import RestartResult
+        from travellr_ops.adapters.platform_types import RestartResult
 
         self.server.stop()
         if self.down_s is None:  # it does not come back
@@ -647,7 +710,7 @@ def test_waiting_gives_up_on_a_server_that_stays_down(tmp_path: Path) -> None:
     )
     assert result.healthy is False
     assert result.attempts >= 2
-    assert result.last_problem is not None and result.last_problem.kind in ("refused", "wrong_port")
+    assert result.last_problem is not None and result.last_problem.kind == "refused"
 
 
 def test_db_help_imports_no_sdk() -> None:

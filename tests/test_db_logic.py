@@ -150,3 +150,26 @@ def test_unused_indexes_are_reported_only_where_the_server_counts_usage() -> Non
     report = AnalyzeReport("travellr", "config", "indexes.toml", {})
     _unused(zeros, indexes, spec, report)  # type: ignore[arg-type]
     assert report.usage_data is False and report.findings == []
+
+
+def test_config_show_names_the_index_file_in_use(tmp_path: Path) -> None:
+    from cli import invoke
+    from travellr_ops.ops.db.indexes import SHIPPED_INDEXES_FILE
+    from travellr_ops.settings import Settings
+
+    rows = invoke("config", "show", "--json", settings=Settings(state_dir=tmp_path)).json()
+    [row] = [r for r in rows["settings"] if r["key"] == "mongo.indexes_file"]
+    assert row["value"] == str(SHIPPED_INDEXES_FILE) and row["source"] == "default"
+    assert SHIPPED_INDEXES_FILE.is_file() and SHIPPED_INDEXES_FILE.parts[-2:] == (
+        "config",
+        "indexes.toml",
+    )
+    mine = tmp_path / "mine.toml"
+    rows = invoke(
+        "config",
+        "show",
+        "--json",
+        settings=Settings(state_dir=tmp_path, mongo={"indexes_file": mine}),
+    ).json()
+    [row] = [r for r in rows["settings"] if r["key"] == "mongo.indexes_file"]
+    assert row["value"] == str(mine)

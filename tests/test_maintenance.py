@@ -196,3 +196,16 @@ def test_turning_it_on_again_says_whose_flag_it_replaces(
     assert again.exit_code == 0
     assert "replaces the flag set by" in again.stderr and "first" in again.stderr
     assert invoke("maintenance", "status", "--json", settings=s).json()["message"] == "first"
+
+
+def test_a_message_alone_is_not_repeated_as_the_reason(server: RedisServer, tmp_path: Path) -> None:
+    s = settings(server.url, tmp_path)
+    dry = invoke("maintenance", "on", "--message", "Back at 5", "--dry-run", settings=s)
+    assert dry.exit_code == 0
+    assert "message: Back at 5" in dry.stderr and "reason" not in dry.stderr
+    on = invoke("maintenance", "on", "--message", "Back at 5", "--yes", settings=s)
+    assert on.exit_code == 0, on.stderr
+    flag = json.loads(redis.Redis.from_url(server.url).get(KEY) or b"{}")
+    assert flag["message"] == "Back at 5" and flag["reason"] is None
+    human = invoke("maintenance", "status", settings=s).stdout
+    assert human.count("Back at 5") == 1 and "reason" not in human

@@ -248,6 +248,10 @@ def test_down_then_up_of_the_backend(stack: ComposeStack) -> None:
     status = invoke("--json", "service", "status", "backend", settings=stack.settings())
     assert status.exit_code == 1
     assert status.json()["services"][0]["instances"] == []
+    # the same verdict as on Kubernetes (test_service_k8s): stopped on purpose, exit 1
+    assert status.json()["services"][0]["stopped"] is True
+    human = invoke("service", "status", "backend", settings=stack.settings())
+    assert human.exit_code == 1 and "backend is stopped" in human.stderr
 
     up = invoke("service", "up", "backend", "--yes", settings=stack.settings())
 

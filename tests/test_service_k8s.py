@@ -147,14 +147,28 @@ def test_restart_that_never_becomes_ready_reports_the_progress_deadline(
 
 # -- scale ------------------------------------------------------------------------------------------
 def test_scale_changes_the_replica_count(backend: K8sNamespace) -> None:
-    result = invoke(
-        "service", "scale", "backend", "--replicas", "4", "--yes", settings=backend.settings()
-    )
+    result = invoke("service", "scale", "backend", "4", "--yes", settings=backend.settings())
 
     assert result.exit_code == 0, result.stderr
     assert _deployment(backend).spec.replicas == 4
     backend.wait_available("travellr-backend")
     assert len(_running_pods(backend)) == 4
+
+
+def test_a_backend_taken_down_is_stopped_and_fails_status_as_on_compose(
+    backend: K8sNamespace,
+) -> None:
+    down = invoke("service", "down", "backend", "--yes", settings=backend.settings())
+    assert down.exit_code == 0, down.stderr
+    status = invoke("--json", "service", "status", "backend", settings=backend.settings())
+    assert status.exit_code == 1  # 0/0 available is not a healthy backend
+    [svc] = status.json()["services"]
+    assert svc["stopped"] is True and svc["available"] is False and svc["desired"] == 0
+    human = invoke("service", "status", "backend", settings=backend.settings())
+    assert human.exit_code == 1 and "backend is stopped" in human.stderr
+    assert "stopped" in human.stdout
+    up = invoke("service", "up", "backend", "--yes", settings=backend.settings())
+    assert up.exit_code == 0, up.stderr
 
 
 def test_scale_dry_run_and_read_only_change_nothing(backend: K8sNamespace) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -82,3 +83,61 @@ def test_stats_figures_follow_the_docker_cli() -> None:
 def test_stats_of_a_first_reading_have_no_cpu_figure() -> None:
     usage = _usage("backend", "c1", {"cpu_stats": {}, "precpu_stats": {}, "memory_stats": {}})
     assert usage.cpu_pct is None and usage.memory_bytes is None and usage.net_rx_bytes is None
+
+
+def _adapter_imports() -> dict[str, set[str]]:
+    """Which adapters modules each adapters module imports, lazily (in a function) or not."""
+    import ast
+    from pathlib import Path
+
+    import travellr_ops.adapters as package
+
+    folder = Path(package.__file__).parent
+    names = {p.stem for p in folder.glob("*.py") if p.stem != "__init__"}
+    graph: dict[str, set[str]] = {}
+    for name in names:
+        tree = ast.parse((folder / f"{name}.py").read_text())
+        found = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                parts = node.module.split(".")
+                if parts[:2] == ["travellr_ops", "adapters"] and len(parts) == 3:
+                    found.add(parts[2])
+                if node.module == "travellr_ops.adapters":
+                    found |= {a.name for a in node.names if a.name in names}
+        graph[name] = found - {name}
+    return graph
+
+
+def test_the_adapters_import_no_circle() -> None:
+    graph = _adapter_imports()
+
+    def reaches(start: str, goal: str, seen: frozenset[str] = frozenset()) -> bool:
+        return any(
+            n == goal or (n not in seen and reaches(n, goal, seen | {n})) for n in graph[start]
+        )
+
+    circles = sorted(name for name in graph if reaches(name, name))
+    assert circles == []
+    # the shared types sit below both platforms, the factory above them
+    assert graph["platform_types"] == set()
+    assert {"docker", "kubernetes"} <= graph["platform"]
+    assert "platform" not in graph["docker"] | graph["kubernetes"]
+
+
+def test_scale_takes_n_as_the_readme_writes_it(tmp_path: Path) -> None:
+    from cli import invoke
+    from travellr_ops.settings import Settings
+
+    s = Settings(platform="none", state_dir=tmp_path)
+    # N (or --replicas N) is accepted: what stops these is the platform setting, not parsing
+    for args in (["3"], ["--replicas", "3"], ["3", "-r", "3"]):
+        result = invoke("service", "scale", "backend", *args, "--yes", settings=s)
+        assert result.exit_code == 2 and 'platform = "none"' in result.stderr, result.stderr
+    for args in ([], ["3", "--replicas", "4"]):
+        result = invoke("service", "scale", "backend", *args, settings=s)
+        assert result.exit_code == 2
+        assert "number of instances" in result.stderr and "service scale backend 3" in result.stderr
+        assert "env var" not in result.stderr and "None" not in result.stderr
+    negative = invoke("service", "scale", "backend", "--", "-1", settings=s)
+    assert negative.exit_code == 2 and "env var" not in negative.stderr

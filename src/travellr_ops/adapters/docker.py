@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from travellr_ops.adapters.platform import (
+from travellr_ops.adapters.platform_types import (
     Instance,
     LogLine,
     ProcessList,
@@ -225,7 +225,10 @@ class ComposePlatform:
         desired = max(1, len(instances))
         image = instances[0].image if instances else None
         if not instances:
-            message = f"no container in compose project {self.compose.project!r}"
+            message = (
+                f"stopped: no container in compose project {self.compose.project!r}"
+                " (service up starts it)"
+            )
         else:
             troubles = [_trouble(i) for i in instances if not i.ready]
             message = "; ".join(troubles) if troubles else f"{ready}/{desired} running and healthy"
@@ -233,6 +236,7 @@ class ComposePlatform:
             name=shown,
             platform=self.name,
             available=bool(instances) and ready == len(instances),
+            stopped=not instances,
             desired=desired,
             ready=ready,
             image=image,

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from travellr_ops.adapters.platform import (
+from travellr_ops.adapters.platform_types import (
     Instance,
     LogLine,
     ProcessList,
@@ -365,7 +365,11 @@ class KubernetesPlatform:
         instances = [_instance(p) for p in (pods if pods is not None else self._pods(dep))]
         containers = dep.spec.template.spec.containers or []
         message = ""
-        if not available:
+        stopped = desired == 0
+        available = available and not stopped  # 0/0 is a service nobody can reach
+        if stopped:
+            message = "stopped: scaled to 0 replicas (service up starts it)"
+        elif not available:
             message = (
                 f"{available_n}/{desired} available, {updated}/{desired} updated,"
                 f" {ready}/{desired} ready"
@@ -383,6 +387,7 @@ class KubernetesPlatform:
             revision=(dep.metadata.annotations or {}).get(REVISION),
             image=containers[0].image if containers else None,
             conditions=conditions,
+            stopped=stopped,
             instances=instances,
             message=message,
         )

@@ -295,6 +295,12 @@ class MongoAdapter:
             self._client.close()
             self._client = None
 
+    def __enter__(self) -> MongoAdapter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 

@@ -72,10 +72,10 @@ def stats(
     from travellr_ops.ops.cache import validate_window
 
     validate_window(window)
-    a = use(ctx)
-    out = a.output(json_, quiet)
-    s = a.settings
-    with a.redis() as redis:
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    s = app_ctx.settings
+    with app_ctx.redis() as redis:
         report = do_stats(
             redis, window, sample or s.cache.sample_size, s.thresholds.cache_hit_rate_pct
         )
@@ -185,11 +185,11 @@ def clear(
     glob_regex(pattern)
     if rate is not None and rate <= 0:
         raise UsageError("--rate must be more than 0 keys per second")
-    a = use(ctx)
-    out = a.output(json_, quiet)
-    s = a.settings
-    guard = a.guard(yes, dry_run)
-    with a.redis() as redis:
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    s = app_ctx.settings
+    guard = app_ctx.guard(yes, dry_run)
+    with app_ctx.redis() as redis:
         plan = plan_clear(
             redis,
             pattern,
@@ -201,7 +201,14 @@ def clear(
         if plan.exact and plan.matching == 0:
             report = ClearReport(pattern, plan.target, "none", 0, {}, 0.0, dry_run=dry_run)
             out.result({"plan": plan, "report": report})
-            out.info(f"no key matches {pattern!r} in {plan.target}: nothing to delete")
+            if plan.kept:
+                out.info(
+                    f"only {', '.join(plan.kept)} matches {pattern!r} in {plan.target}, and a"
+                    " clear never deletes the maintenance flag (maintenance off does):"
+                    " nothing to delete"
+                )
+            else:
+                out.info(f"no key matches {pattern!r} in {plan.target}: nothing to delete")
             return
         change = Change(
             action="cache clear",
@@ -271,10 +278,10 @@ def keys(
     """List keys matching PATTERN with their type, TTL and size (SCAN, bounded; never KEYS)."""
     from travellr_ops.ops.cache import list_keys
 
-    a = use(ctx)
-    out = a.output(json_, quiet)
-    with a.redis() as redis:
-        report = list_keys(redis, pattern, limit, a.settings.cache.scan_count)
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    with app_ctx.redis() as redis:
+        report = list_keys(redis, pattern, limit, app_ctx.settings.cache.scan_count)
     out.result(report, lambda console: _render_keys(console, report))
     if report.truncated:
         out.info(f"more keys match {pattern!r}: showing the first {limit} (raise --limit)")
@@ -308,20 +315,25 @@ def _render_keys(console: Console, r: KeysReport) -> None:
 def bigkeys(
     ctx: typer.Context,
     sample: Annotated[
-        int | None, typer.Option(help="Keys to measure (default: cache.sample_size).")
+        int | None,
+        typer.Option(help="Measure only this many keys (default: every key, with SCAN)."),
     ] = None,
     top: Annotated[int, typer.Option(help="How many of the largest to show.")] = 10,
+    rate: Annotated[
+        float | None,
+        typer.Option(help="Measure at most this many keys per second (spares a loaded server)."),
+    ] = None,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """The largest keys by MEMORY USAGE among a sample (like redis-cli --memkeys, bounded)."""
+    """The largest keys by MEMORY USAGE, walking every key with SCAN (like redis-cli
+    --memkeys) unless --sample; says how many keys it measured of how many."""
     from travellr_ops.ops.cache import bigkeys as do_bigkeys
 
-    a = use(ctx)
-    out = a.output(json_, quiet)
-    s = a.settings.cache
-    with a.redis() as redis:
-        report = do_bigkeys(redis, sample or s.sample_size, top, s.scan_count)
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    with app_ctx.redis() as redis:
+        report = do_bigkeys(redis, sample, top, app_ctx.settings.cache.scan_count, rate=rate)
     out.result(report, lambda console: _render_bigkeys(console, report))
 
 
@@ -332,9 +344,10 @@ def _render_bigkeys(console: Console, r: BigKeysReport) -> None:
 
     with_node = len({e.node for e in r.keys}) > 1
     rows = [[escape(str(c)) for c in row] for row in _key_rows(r.keys, with_node)]
+    how = "every key" if r.method == "scan" else "a sample"
     title = (
-        f"largest {len(r.keys)} of {r.sampled:,} sampled keys"
-        f" ({_size(r.sampled_bytes)} sampled) in {r.target}"
+        f"largest {len(r.keys)} keys in {r.target}: {how}, {r.seen:,} of {r.total_keys:,} keys"
+        f" measured ({_size(r.seen_bytes)}) in {r.seconds:.2f} s"
     )
     console.print(table(title, ["key", "type", "ttl", "size", *(["node"] * with_node)], rows))
 
@@ -363,14 +376,14 @@ def warm(
     from travellr_ops.adapters.http import HttpAdapter
     from travellr_ops.ops.cache import warm as do_warm
 
-    a = use(ctx)
-    out = a.output(json_, quiet)
-    s = a.settings
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    s = app_ctx.settings
     paths = list(path or s.cache.warm_paths)
     limit = concurrency or s.cache.warm_concurrency
     http = HttpAdapter(s.api.timeout_s, max_connections=max(1, limit))
     try:
-        with a.redis() as redis, out.progress("warming", total=len(paths) or None) as task:
+        with app_ctx.redis() as redis, out.progress("warming", total=len(paths) or None) as task:
             report = do_warm(http, redis, s.api.url, paths, limit, progress=task.advance)
     finally:
         http.close()

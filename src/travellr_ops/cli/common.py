@@ -4,14 +4,16 @@ A command looks like::
 
     @group.command()
     def stats(ctx: typer.Context, json_: JsonOpt = False, quiet: QuietOpt = False) -> None:
-        app = use(ctx)
-        out = app.output(json_, quiet)
-        with app.redis() as redis:
-            result = ops.cache.stats(redis, app.settings)
+        app_ctx = use(ctx)
+        out = app_ctx.output(json_, quiet)
+        with app_ctx.redis() as redis:
+            result = ops.cache.stats(redis, app_ctx.settings)
         out.result(result, lambda console: console.print(render(result)))
 
-Mutating commands also take ``yes: YesOpt`` and ``dry_run: DryRunOpt`` and pass
-``app.guard(yes, dry_run)`` to their ops function.
+The context is called ``app_ctx`` everywhere (``app`` is the command group, ``ctx`` Typer's
+context). Its servers come from context managers that close them: ``app_ctx.redis()``,
+``app_ctx.mongo()``, ``app_ctx.platform()``. Mutating commands also take ``yes: YesOpt`` and
+``dry_run: DryRunOpt`` and pass ``app_ctx.guard(yes, dry_run)`` to their ops function.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     # pydantic costs more start-up time than all of --help: settings load on first use.
+    from travellr_ops.adapters.mongo import MongoAdapter
+    from travellr_ops.adapters.platform_types import ServicePlatform
     from travellr_ops.adapters.redis import RedisAdapter
     from travellr_ops.safety import Guard
     from travellr_ops.settings import LoadedSettings, Settings
@@ -120,6 +124,36 @@ class AppContext:
             yield redis
         finally:
             redis.close()
+
+    @contextmanager
+    def mongo(self) -> Iterator[MongoAdapter]:
+        """The MongoDB of the settings (mongo.uri, mongo.database), closed when the block ends.
+
+        Each call is a new connection (``db restart`` pings with a fresh one each time).
+        """
+        from travellr_ops.adapters.mongo import MongoAdapter
+
+        s = self.settings.mongo
+        mongo = MongoAdapter(s.uri, s.database, s.timeout_s)
+        try:
+            yield mongo
+        finally:
+            mongo.close()
+
+    @contextmanager
+    def platform(self) -> Iterator[ServicePlatform]:
+        """The service platform the settings name (compose or Kubernetes), closed at the end.
+
+        With platform = "none" this raises the configuration error (exit 2) before the
+        command asks or changes anything.
+        """
+        from travellr_ops.adapters import platform as factory
+
+        platform = factory.get_platform(self.settings)
+        try:
+            yield platform
+        finally:
+            platform.close()
 
     def guard(self, yes: bool = False, dry_run: bool = False) -> Guard:
         from travellr_ops.redact import mask_argv

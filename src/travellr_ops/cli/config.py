@@ -20,9 +20,9 @@ def show(ctx: typer.Context, json_: JsonOpt = False) -> None:
     """Every setting, its value (secrets masked) and where it came from."""
     from travellr_ops.ops import config as ops
 
-    a = use(ctx)
-    out = a.output(json_)
-    view = ops.show(a.loaded)
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_)
+    view = ops.show(app_ctx.loaded)
     out.result(view, lambda console: _render_show(console, view))
 
 
@@ -38,22 +38,16 @@ def _render_show(console: Console, view: ops.ConfigView) -> None:
 def validate(ctx: typer.Context, json_: JsonOpt = False, quiet: QuietOpt = False) -> None:
     """Check the settings and that every server they name answers (npm run validate:env)."""
     from travellr_ops.adapters.http import HttpAdapter
-    from travellr_ops.adapters.mongo import MongoAdapter
-    from travellr_ops.adapters.redis import RedisAdapter
     from travellr_ops.ops import config as ops
 
-    a = use(ctx)
-    out = a.output(json_, quiet)
-    s = a.settings
-    http = HttpAdapter(s.api.timeout_s)
-    mongo = MongoAdapter(s.mongo.uri, s.mongo.database, s.mongo.timeout_s)
-    redis = RedisAdapter(s.redis.url, s.redis.timeout_s)
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    http = HttpAdapter(app_ctx.settings.api.timeout_s)
     try:
-        result = ops.validate(a.loaded, http, mongo, redis)
+        with app_ctx.mongo() as mongo, app_ctx.redis() as redis:
+            result = ops.validate(app_ctx.loaded, http, mongo, redis)
     finally:
         http.close()
-        mongo.close()
-        redis.close()
     out.result(result, lambda console: _render_validation(console, result))
     if result.exit_code:
         raise typer.Exit(result.exit_code)

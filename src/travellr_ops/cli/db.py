@@ -3,8 +3,6 @@ explain("executionStats"), `npm run db:indexes list|analyze`, "add missing index
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -22,7 +20,6 @@ from travellr_ops.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from travellr_ops.adapters.mongo import MongoAdapter
     from travellr_ops.ops.db.indexes import AnalyzeReport, EnsureReport, IndexInfo
     from travellr_ops.ops.db.queries import ExplainReport, ProfileStatus, SlowReport
     from travellr_ops.ops.db.server import PingReport, RestartReport, StatsReport, StatusReport
@@ -32,18 +29,6 @@ indexes_app = new_group("indexes", "The app's indexes: list, analyze, ensure.")
 app.add_typer(indexes_app)
 
 CollectionArg = Annotated[str | None, typer.Argument(help="One collection (default: all).")]
-
-
-@contextmanager
-def _mongo(app_ctx: AppContext) -> Iterator[MongoAdapter]:
-    from travellr_ops.adapters.mongo import MongoAdapter
-
-    s = app_ctx.settings.mongo
-    mongo = MongoAdapter(s.uri, s.database, s.timeout_s)
-    try:
-        yield mongo
-    finally:
-        mongo.close()
 
 
 def _size(n: float | None) -> str:
@@ -61,13 +46,17 @@ def ping(ctx: typer.Context, json_: JsonOpt = False, quiet: QuietOpt = False) ->
     from travellr_ops.errors import ExitCode
     from travellr_ops.ops.db.server import ping as do_ping
 
-    a = use(ctx)
-    out = a.output(json_, quiet)
-    with _mongo(a) as mongo:
-        report = do_ping(mongo, history=a.settings.state_dir / "db-seen.json")
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    with app_ctx.mongo() as mongo:
+        report = do_ping(
+            mongo,
+            history=app_ctx.settings.state_dir / "db-seen.json",
+            platform=app_ctx.settings.platform,
+        )
     out.result(report, lambda console: _render_ping(console, report))
     if report.problem is not None:
-        out.error(f"{report.problem.kind}: {report.problem.message}", hint=report.problem.hint)
+        out.error(report.problem.message, hint=report.problem.hint)
         # answered, but not primary/secondary: a finding (1); no answer or shut out: 3
         code = (
             ExitCode.CHECK_FAILED if report.problem.kind == "no_primary" else ExitCode.UNAVAILABLE
@@ -92,7 +81,7 @@ def _render_ping(console: Console, r: PingReport) -> None:
         + (f"  user: {who}" if r.authenticated_as is not None else "")
     )
     if r.problem is not None:
-        console.print(f"  {r.problem.kind}: {r.problem.message}")
+        console.print(f"  {r.problem.message}")
     if r.members:
         rows = [
             [m.name + (" (this)" if m.self else ""), m.state, m.health, _lag(m.lag_s)]
@@ -125,30 +114,41 @@ def status(
 
     if not 0 < interval <= 60:
         raise UsageError("--interval must be between 0 and 60 seconds")
-    a = use(ctx)
-    out = a.output(json_, quiet)
-    with _mongo(a) as mongo:
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    with app_ctx.mongo() as mongo:
         report = do_status(mongo, interval)
     out.result(report, lambda console: _render_status(console, report))
+
+
+NOT_REPORTED = "not reported"
+
+
+def _figure(value: Any, unit: str = "") -> str:
+    if value is None:
+        return NOT_REPORTED
+    return f"{value:g}{unit}" if isinstance(value, float) else f"{value}{unit}"
 
 
 def _render_status(console: Console, r: StatusReport) -> None:
     from travellr_ops.output import table
 
-    uptime = "" if r.uptime_s is None else _duration(r.uptime_s)
-    console.print(f"{r.host or ''}  {r.process or 'MongoDB'} {r.version or ''}  up {uptime}")
+    uptime = "" if r.uptime_s is None else f"  up {_duration(r.uptime_s)}"
+    # named as db ping names it: the address in mongo.uri, then what answers there
+    console.print(f"{r.uri}: MongoDB {r.version or '?'}{uptime}")
     rows: list[list[Any]] = [
-        ["connections", ", ".join(f"{k} {v}" for k, v in r.connections.items())],
+        ["server", f"{r.process or '?'} on {r.host or '?'}"],
+        ["connections", ", ".join(f"{k} {_figure(v)}" for k, v in r.connections.items())],
         [
             f"operations/s (over {r.sample_interval_s:g} s)",
             ", ".join(f"{k} {v:g}" for k, v in r.opcounters_per_s.items()),
         ],
-        ["memory", ", ".join(f"{k} {v:g} MiB" for k, v in r.memory_mb.items())],
+        ["memory", ", ".join(f"{k} {_figure(v, ' MiB')}" for k, v in r.memory_mb.items())],
         ["replication", ", ".join(f"{k} {v}" for k, v in r.replication.items() if v)],
     ]
     for name, values in r.optional.items():
         text = (
-            ", ".join(f"{k} {v}" for k, v in values.items())
+            ", ".join(f"{k} {_figure(v)}" for k, v in values.items())
             if isinstance(values, dict)
             else str(values)
         )
@@ -182,9 +182,9 @@ def stats(
     """Database and per-collection sizes, document counts, index sizes, disk usage."""
     from travellr_ops.ops.db.server import stats as do_stats
 
-    a = use(ctx)
-    out = a.output(json_, quiet)
-    with _mongo(a) as mongo:
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    with app_ctx.mongo() as mongo:
         report = do_stats(mongo, collection)
     out.result(report, lambda console: _render_stats(console, report))
 
@@ -237,13 +237,13 @@ def indexes_list(
     """Every index with its keys, options (unique, TTL, sparse, partial) and size."""
     from travellr_ops.ops.db.indexes import list_indexes
 
-    a = use(ctx)
-    out = a.output(json_, quiet)
-    with _mongo(a) as mongo:
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    with app_ctx.mongo() as mongo:
         result = list_indexes(mongo, collection)
     data = [{**_index_dict(i)} for i in result]
     out.result(
-        {"database": a.settings.mongo.database, "indexes": data},
+        {"database": app_ctx.settings.mongo.database, "indexes": data},
         lambda c: _render_indexes(c, result),
     )
 
@@ -267,10 +267,10 @@ def _render_indexes(console: Console, infos: list[IndexInfo]) -> None:
     console.print(table(None, ["collection", "index", "keys", "options", "size"], rows))
 
 
-def _index_file(a: AppContext) -> Any:
+def _index_file(app_ctx: AppContext) -> Any:
     from travellr_ops.ops.db.indexes import load_index_file
 
-    return load_index_file(a.settings.mongo.indexes_file)
+    return load_index_file(app_ctx.settings.mongo.indexes_file)
 
 
 @indexes_app.command("analyze")
@@ -279,14 +279,17 @@ def indexes_analyze(ctx: typer.Context, json_: JsonOpt = False, quiet: QuietOpt 
     indexes, each with the index that fixes it. Exit 1 when there are findings."""
     from travellr_ops.ops.db.indexes import AnalyzeLimits, analyze
 
-    a = use(ctx)
-    out = a.output(json_, quiet)
-    spec = _index_file(a)
-    m = a.settings.mongo
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    spec = _index_file(app_ctx)
+    m = app_ctx.settings.mongo
     limits = AnalyzeLimits(
-        a.settings.thresholds.db_query_ms, m.analyze_min_docs, m.analyze_max_ratio, m.profile_sample
+        app_ctx.settings.thresholds.db_query_ms,
+        m.analyze_min_docs,
+        m.analyze_max_ratio,
+        m.profile_sample,
     )
-    with _mongo(a) as mongo:
+    with app_ctx.mongo() as mongo:
         report = analyze(mongo, spec, limits)
     out.result(report, lambda console: _render_analyze(console, report))
     exit_with(report.clean)
@@ -346,12 +349,12 @@ def indexes_ensure(
     """Create the app's declared indexes that are missing (config/indexes.toml)."""
     from travellr_ops.ops.db.indexes import ensure
 
-    a = use(ctx)
-    out = a.output(json_, quiet)
-    spec = _index_file(a)
-    guard = a.guard(yes, dry_run)
-    with _mongo(a) as mongo:
-        report = ensure(mongo, spec, guard, a.settings.mongo.ensure_confirm_docs)
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    spec = _index_file(app_ctx)
+    guard = app_ctx.guard(yes, dry_run)
+    with app_ctx.mongo() as mongo:
+        report = ensure(mongo, spec, guard, app_ctx.settings.mongo.ensure_confirm_docs)
     out.result(report, lambda console: _render_ensure(console, report))
     for item in report.problems:
         out.warn(f"{item.collection} {item.keys}: {item.detail}")
@@ -404,11 +407,11 @@ def explain(
     """How MongoDB runs a query: stages, index used, keys/documents examined, time."""
     from travellr_ops.ops.db.queries import explain as do_explain
 
-    a = use(ctx)
-    out = a.output(json_, quiet)
-    with _mongo(a) as mongo:
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    with app_ctx.mongo() as mongo:
         report = do_explain(
-            mongo, collection, filter_, sort, limit, a.settings.mongo.analyze_max_ratio
+            mongo, collection, filter_, sort, limit, app_ctx.settings.mongo.analyze_max_ratio
         )
     out.result(report, lambda console: _render_explain(console, report))
 
@@ -419,9 +422,9 @@ def _render_explain(console: Console, r: ExplainReport) -> None:
     from travellr_ops.output import verdict
 
     s = r.summary
-    word = "ok" if r.verdict == "ok" else "warn"
+    said = verdict("ok") if r.verdict == "ok" else f"{verdict('warn')} {r.verdict}"
     console.print(f"{escape(r.query)}")
-    console.print(f"  plan: {' > '.join(s.stages)}   {verdict(word)} {r.verdict}")
+    console.print(f"  plan: {' > '.join(s.stages)}   {said}")
     console.print(
         f"  index: {s.index or 'none (collection scan)'}"
         + (f" {s.index_keys}" if s.index_keys else "")
@@ -458,14 +461,16 @@ def profile(
         raise UsageError(f"unknown profile action {action!r}", hint="use on, off or status")
     if slowms is not None and (slowms < 0 or action != "on"):
         raise UsageError("--slowms goes with `profile on` and must not be negative")
-    a = use(ctx)
-    out = a.output(json_, quiet)
-    with _mongo(a) as mongo:
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    with app_ctx.mongo() as mongo:
         if action == "status":
             result = profile_status(mongo)
         else:
-            threshold = slowms if slowms is not None else int(a.settings.thresholds.db_query_ms)
-            result = set_profile(mongo, a.guard(yes, dry_run), action == "on", threshold)
+            threshold = (
+                slowms if slowms is not None else int(app_ctx.settings.thresholds.db_query_ms)
+            )
+            result = set_profile(mongo, app_ctx.guard(yes, dry_run), action == "on", threshold)
     out.result(result, lambda console: _render_profile(console, result))
 
 
@@ -493,11 +498,11 @@ def slow(
     from travellr_ops.ops.db.queries import parse_since
     from travellr_ops.ops.db.queries import slow as do_slow
 
-    a = use(ctx)
-    out = a.output(json_, quiet)
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
     when = parse_since(since)
-    threshold = a.settings.thresholds.db_query_ms if min_ms is None else min_ms
-    with _mongo(a) as mongo:
+    threshold = app_ctx.settings.thresholds.db_query_ms if min_ms is None else min_ms
+    with app_ctx.mongo() as mongo:
         report = do_slow(mongo, when, threshold, max(limit, 1))
     out.result(report, lambda console: _render_slow(console, report))
 
@@ -521,13 +526,14 @@ def _render_slow(console: Console, r: SlowReport) -> None:
         ]
         for o in r.operations
     ]
-    console.print(
-        table(
-            f"operations over {r.min_millis:g} ms in {r.database}",
-            ["time", "op", "ms", "query", "plan", "keys/docs/returned"],
-            rows,
+    if rows or not r.notes:  # an empty table says nothing a note does not say better
+        console.print(
+            table(
+                f"operations over {r.min_millis:g} ms in {r.database}",
+                ["time", "op", "ms", "query", "plan", "keys/docs/returned"],
+                rows,
+            )
         )
-    )
     for note in r.notes:
         console.print(f"[dim]note:[/] {escape(note)}")
 
@@ -547,51 +553,29 @@ def restart(
     quiet: QuietOpt = False,
 ) -> None:
     """Restart the MongoDB service (compose or Kubernetes), then wait until `db ping` is healthy."""
-    from travellr_ops.adapters.mongo import MongoAdapter
-    from travellr_ops.adapters.platform import get_platform
-    from travellr_ops.errors import OperationFailed
+    from travellr_ops.ops.db.server import MongoRestartFailed
     from travellr_ops.ops.db.server import restart as do_restart
-    from travellr_ops.safety import Change
 
-    a = use(ctx)
-    out = a.output(json_, quiet)
-    s = a.settings
-    service = "mongodb"
-    guard = a.guard(yes, dry_run)
-    change = Change(
-        action="db restart",
-        summary=f"restart the {service} service on {s.platform}; connections drop until it is back",
-        target=s.platform,
-    )
-
-    def connect() -> MongoAdapter:
-        return MongoAdapter(s.mongo.uri, s.mongo.database, s.mongo.timeout_s)
-
-    with guard.mutation(change) as proceed:
-        if not proceed:
-            return
-        platform = get_platform(s)
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    with app_ctx.platform() as platform:
         try:
-            report = do_restart(platform, connect, service, timeout, out.info)
-        finally:
-            platform.close()
-        out.result(report, lambda console: _render_restart(console, report))
-        if not report.healthy:  # raised inside the guard: the audit log says "failed"
-            wait = report.wait
-            reason = report.restart.reason or (
-                wait.last_problem.message if wait and wait.last_problem else "no answer"
+            report = do_restart(
+                platform, app_ctx.mongo, app_ctx.guard(yes, dry_run), timeout, out.info
             )
-            raise OperationFailed(
-                f"MongoDB is not healthy after the restart: {reason}",
-                hint="db ping for the diagnosis; service logs mongodb for the server's side",
-            )
+        except MongoRestartFailed as exc:
+            failed = exc.report
+            out.result(failed, lambda console: _render_restart(console, failed))
+            raise
+    out.result(report, None if report.dry_run else lambda console: _render_restart(console, report))
 
 
 def _render_restart(console: Console, r: RestartReport) -> None:
     from travellr_ops.output import verdict
 
     waited = f", answering after {r.wait.seconds:g} s more" if r.wait else ""
+    seconds = r.restart.seconds if r.restart else 0.0
     console.print(
-        f"{r.service} on {r.platform}: restarted in {r.restart.seconds:g} s{waited}:"
+        f"{r.service} on {r.platform}: restarted in {seconds:g} s{waited}:"
         f" {verdict('healthy' if r.healthy else 'unhealthy')}"
     )

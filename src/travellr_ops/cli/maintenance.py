@@ -34,7 +34,7 @@ def on(
     ] = None,
     reason: Annotated[
         str | None,
-        typer.Option("--reason", "-r", help="Why, for the record (default: the message)."),
+        typer.Option("--reason", "-r", help="Why, for the record (none when not given)."),
     ] = None,
     yes: YesOpt = False,
     dry_run: DryRunOpt = False,
@@ -55,13 +55,13 @@ def on(
 
     now = utcnow()
     end = parse_until(until, now) if until is not None else None
-    a = use(ctx)
-    out = a.output(json_, quiet)
-    key = a.settings.maintenance.key
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    key = app_ctx.settings.maintenance.key
     text = message or DEFAULT_MESSAGE
-    flag = flag_value(text, reason or text, who(), now, end)
-    guard = a.guard(yes, dry_run)
-    with a.redis() as redis:
+    flag = flag_value(text, reason, who(), now, end)
+    guard = app_ctx.guard(yes, dry_run)
+    with app_ctx.redis() as redis:
         before = read_status(redis, key)
         ends = f" until {flag['until']}" if end else " until `maintenance off`"
         replaces = (
@@ -78,7 +78,7 @@ def on(
             details=[
                 f"message: {text}",
                 f"by: {flag['by']}",
-                f"reason: {flag['reason']}",
+                *([f"reason: {reason}"] if reason else []),
                 *replaces,
             ],
             target=redis.display_url,
@@ -106,11 +106,11 @@ def off(
     from travellr_ops.ops.maintenance import turn_off
     from travellr_ops.safety import Change
 
-    a = use(ctx)
-    out = a.output(json_, quiet)
-    key = a.settings.maintenance.key
-    guard = a.guard(yes, dry_run)
-    with a.redis() as redis:
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    key = app_ctx.settings.maintenance.key
+    guard = app_ctx.guard(yes, dry_run)
+    with app_ctx.redis() as redis:
         before = read_status(redis, key)
         change = Change(
             action="maintenance off",
@@ -135,10 +135,10 @@ def status(ctx: typer.Context, json_: JsonOpt = False, quiet: QuietOpt = False) 
     """Whether maintenance mode is on, since when, by whom, why, and until when."""
     from travellr_ops.ops.maintenance import status as read_status
 
-    a = use(ctx)
-    out = a.output(json_, quiet)
-    with a.redis() as redis:
-        current = read_status(redis, a.settings.maintenance.key)
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    with app_ctx.redis() as redis:
+        current = read_status(redis, app_ctx.settings.maintenance.key)
     out.result(current, lambda console: _render(console, current))
 
 

@@ -10,7 +10,6 @@ import json
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -19,13 +18,7 @@ from rich.console import Console
 from travellr_ops.cli.common import DryRunOpt, JsonOpt, QuietOpt, YesOpt, exit_with, new_group, use
 
 if TYPE_CHECKING:
-    from travellr_ops.adapters.platform import (
-        LogLine,
-        ProcessList,
-        ServicePlatform,
-        ServiceStatus,
-    )
-    from travellr_ops.cli.common import AppContext
+    from travellr_ops.adapters.platform_types import LogLine, ProcessList, ServiceStatus
     from travellr_ops.ops.service import LifecycleReport, StatsReport
 
 app = new_group(
@@ -40,17 +33,6 @@ OptionalServiceArg = Annotated[
 ]
 
 
-@contextmanager
-def _platform(app_: AppContext) -> Iterator[ServicePlatform]:
-    from travellr_ops.adapters.platform import get_platform
-
-    platform = get_platform(app_.settings)
-    try:
-        yield platform
-    finally:
-        platform.close()
-
-
 # -- status -----------------------------------------------------------------------------------
 @app.command("status")
 def status_command(
@@ -63,13 +45,15 @@ def status_command(
     (the runbook's `docker-compose ps` / `kubectl get pods`)."""
     from travellr_ops.ops.service import status
 
-    app_ = use(ctx)
-    out = app_.output(json_, quiet)
-    with _platform(app_) as platform:
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    with app_ctx.platform() as platform:
         report = status(platform, service)
     out.result(report, lambda console: _render_status(console, report.services))
     for svc in report.services:
-        if not svc.available:
+        if svc.stopped:
+            out.error(f"{svc.name} is stopped: {svc.message.removeprefix('stopped: ')}")
+        elif not svc.available:
             out.error(f"{svc.name} is down or unhealthy: {svc.message}")
     exit_with(report.ok)
 
@@ -81,7 +65,8 @@ def _render_status(console: Console, services: list[ServiceStatus]) -> None:
     for svc in services:
         name, ready = svc.name, f"{svc.ready}/{svc.desired}"
         if not svc.instances:
-            rows.append([name, ready, "-", verdict("down"), "", "", svc.image or "", ""])
+            state = verdict("stopped" if svc.stopped else "down")
+            rows.append([name, ready, "-", state, "", "", svc.image or "", ""])
         for inst in svc.instances:
             state = inst.state + (f", {verdict(inst.health)}" if inst.health else "")
             if inst.state.lower() not in ("running", "restarting"):
@@ -143,18 +128,18 @@ def restart_command(
     (the runbook's `docker-compose restart backend` / `kubectl rollout restart`)."""
     from travellr_ops.ops.service import RestartFailed, restart
 
-    app_ = use(ctx)
-    out = app_.output(json_, quiet)
-    s = app_.settings
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    s = app_ctx.settings
     default = (
         s.kubernetes.rollout_timeout_s
         if s.platform == "kubernetes"
         else s.compose.restart_timeout_s
     )
     wait = timeout if timeout is not None else default
-    with _platform(app_) as platform:
+    with app_ctx.platform() as platform:
         try:
-            report = restart(platform, app_.guard(yes, dry_run), service, wait, out.info)
+            report = restart(platform, app_ctx.guard(yes, dry_run), service, wait, out.info)
         except RestartFailed as exc:
             failed = exc.result
             out.result(
@@ -214,10 +199,10 @@ def logs_command(
     (the runbook's `docker-compose logs --tail=100 backend`, `logs -f`, `kubectl logs`)."""
     from travellr_ops.ops.service import logs
 
-    app_ = use(ctx)
-    out = app_.output(json_, quiet)
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
     names = services or ["backend"]
-    with _platform(app_) as platform:
+    with app_ctx.platform() as platform:
         lines = logs(
             platform,
             names,
@@ -271,10 +256,10 @@ def stats_command(
     memory thresholds; exit 1 when one is breached (the runbook's `docker stats`)."""
     from travellr_ops.ops.service import stats
 
-    app_ = use(ctx)
-    out = app_.output(json_, quiet)
-    thresholds = app_.settings.thresholds
-    with _platform(app_) as platform:
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    thresholds = app_ctx.settings.thresholds
+    with app_ctx.platform() as platform:
         if not watch:
             report = stats(platform, thresholds, service)
             out.result(report, lambda console: console.print(_stats_table(report)))
@@ -355,9 +340,9 @@ def top_command(
     """The processes inside each instance (the runbook's `docker exec travellr-backend top`)."""
     from travellr_ops.ops.service import top
 
-    app_ = use(ctx)
-    out = app_.output(json_, quiet)
-    with _platform(app_) as platform:
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    with app_ctx.platform() as platform:
         listings = top(platform, service)
     out.result({"instances": listings}, lambda console: _render_top(console, listings))
 
@@ -411,10 +396,10 @@ def _lifecycle(
     json_: bool,
     quiet: bool,
 ) -> None:
-    app_ = use(ctx)
-    out = app_.output(json_, quiet)
-    with _platform(app_) as platform:
-        report: LifecycleReport = operation(platform, app_.guard(yes, dry_run), service)
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    with app_ctx.platform() as platform:
+        report: LifecycleReport = operation(platform, app_ctx.guard(yes, dry_run), service)
     if report.dry_run:
         out.result(report)
         return
@@ -431,24 +416,39 @@ def scale_command(
     ctx: typer.Context,
     service: Annotated[str, typer.Argument(help="backend, mongodb, redis (or a name).")],
     replicas: Annotated[
-        int, typer.Option("--replicas", "-r", min=0, help="How many instances to run.")
-    ],
+        int | None,
+        typer.Argument(metavar="N", min=0, show_default=False, help="How many instances to run."),
+    ] = None,
+    replicas_option: Annotated[
+        int | None,
+        typer.Option(
+            "--replicas",
+            "-r",
+            min=0,
+            show_default=False,
+            help="The same as N (kubectl's spelling).",
+        ),
+    ] = None,
     yes: YesOpt = False,
     dry_run: DryRunOpt = False,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Run N instances of a service (the runbook's `kubectl scale --replicas`)."""
-    from travellr_ops.adapters.platform import get_platform
+    """Run N instances of a service (the runbook's `kubectl scale --replicas=N`)."""
+    from travellr_ops.errors import UsageError
     from travellr_ops.ops.service import scale
 
-    app_ = use(ctx)
-    out = app_.output(json_, quiet)
-    platform = get_platform(app_.settings)
-    try:
-        result = scale(platform, app_.guard(yes, dry_run), service, replicas)
-    finally:
-        platform.close()
+    given = {n for n in (replicas, replicas_option) if n is not None}
+    if len(given) != 1:
+        raise UsageError(
+            "service scale needs the number of instances, once",
+            hint=f"e.g. travellr-ops service scale {service} 3",
+        )
+    (count,) = given
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    with app_ctx.platform() as platform:
+        result = scale(platform, app_ctx.guard(yes, dry_run), service, count)
     out.result(result)
     if not result.dry_run:
         out.success(
@@ -465,16 +465,12 @@ def describe_command(
     quiet: QuietOpt = False,
 ) -> None:
     """One pod or container in detail, its events included (the runbook's `kubectl describe pod`)."""
-    from travellr_ops.adapters.platform import get_platform
     from travellr_ops.ops.service import describe
 
-    app_ = use(ctx)
-    out = app_.output(json_, quiet)
-    platform = get_platform(app_.settings)
-    try:
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    with app_ctx.platform() as platform:
         details = describe(platform, instance)
-    finally:
-        platform.close()
     out.result(details, lambda console: _render_description(console, details))
 
 

@@ -8,6 +8,7 @@ Cluster every primary is walked, and each key is deleted on the primary that hol
 
 from __future__ import annotations
 
+import heapq
 import re
 import time
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from typing import Any
 
 from travellr_ops.adapters.http import HttpAdapter
 from travellr_ops.adapters.redis import RedisAdapter, RedisNode
-from travellr_ops.errors import ServiceError, UsageError
+from travellr_ops.errors import ServiceError, Unreachable, UsageError
 
 #: keys shown as a sample of what a clear deletes
 SAMPLE_SHOWN = 10
@@ -478,11 +479,14 @@ def clear(
 
 
 def _interrupted(exc: ServiceError, done: int, in_flight: int = 0) -> ServiceError:
+    """The error that stopped a clear, with how far it got and how to finish it."""
     extra = f" (and perhaps the {in_flight:,} in flight)" if in_flight else ""
-    return type(exc)(
-        f"{exc.message}; {done:,} keys already deleted{extra}",
-        hint="when Redis is back, run the same clear again to delete the rest",
-    )
+    if isinstance(exc, Unreachable):
+        hint = "when Redis is back, run the same clear again to delete the rest"
+    else:  # Redis is up and said no: waiting will not help, the cause must go first
+        cause = exc.hint or "see the error above"
+        hint = f"{cause}; then run the same clear again to delete the rest"
+    return type(exc)(f"{exc.message}; {done:,} keys already deleted{extra}", hint=hint)
 
 
 # ----------------------------------------------------------------------------- keys, bigkeys
@@ -540,24 +544,82 @@ def list_keys(redis: RedisAdapter, pattern: str, limit: int, scan_count: int) ->
 @dataclass
 class BigKeysReport:
     target: str
-    sampled: int
-    sampled_bytes: int
+    #: "scan": every key was measured; "sample": only --sample keys
+    method: str
+    #: keys measured, of the keys the database(s) held when it began (DBSIZE)
+    seen: int
+    total_keys: int
+    seen_bytes: int
     keys: list[KeyEntry]
+    seconds: float = 0.0
 
 
-def bigkeys(redis: RedisAdapter, sample: int, top: int, scan_count: int) -> BigKeysReport:
-    """The largest keys by MEMORY USAGE among ``sample`` keys (spread over the primaries)."""
-    if sample < 1 or top < 1:
+def bigkeys(
+    redis: RedisAdapter,
+    sample: int | None,
+    top: int,
+    scan_count: int,
+    *,
+    rate: float | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> BigKeysReport:
+    """The largest keys by MEMORY USAGE: of every key (like `redis-cli --memkeys`), or of
+    ``sample`` keys spread over the primaries.
+
+    The whole walk is SCAN batches of ``scan_count`` keys, each measured in one pipeline with
+    the next SCAN already sent; ``rate`` caps keys/s to spare a loaded server.
+    """
+    if (sample is not None and sample < 1) or top < 1:
         raise UsageError("--sample and --top must be at least 1")
+    if rate is not None and rate <= 0:
+        raise UsageError("--rate must be more than 0 keys per second")
+    started = time.monotonic()
     nodes = redis.primaries()
-    per_node = max(1, sample // len(nodes))
-    entries: list[KeyEntry] = []
-    for node in nodes:
-        keys = _scan_some(node, "*", per_node, scan_count, max_calls=max(10, per_node))
-        entries += _entries(node, keys)
-    ranked = sorted(entries, key=lambda e: (-(e.bytes or 0), e.key))
+    total = sum(node.dbsize() for node in nodes)
+    if sample is not None:
+        per_node = max(1, sample // len(nodes))
+        entries: list[KeyEntry] = []
+        for node in nodes:
+            keys = _scan_some(node, "*", per_node, scan_count, max_calls=max(10, per_node))
+            entries += _entries(node, keys)
+        ranked = sorted(entries, key=lambda e: (-(e.bytes or 0), e.key))
+        return BigKeysReport(
+            redis.display_url,
+            "sample",
+            len(entries),
+            total,
+            sum(e.bytes or 0 for e in entries),
+            ranked[:top],
+            round(time.monotonic() - started, 3),
+        )
+    count = scan_count if not rate else max(1, min(scan_count, int(rate / 10) or 1))
+    largest: list[tuple[int, bytes, int]] = []  # a min-heap of (bytes, key, node index)
+    seen = seen_bytes = 0
+    for index, node in enumerate(nodes):
+        for batch in node.memory_scan(count):
+            seen += len(batch)
+            for key, size in batch:
+                seen_bytes += size
+                if len(largest) < top:
+                    heapq.heappush(largest, (size, key, index))
+                elif size > largest[0][0]:
+                    heapq.heapreplace(largest, (size, key, index))
+            if rate:
+                ahead = seen / rate - (time.monotonic() - started)
+                if ahead > 0:
+                    sleep(ahead)
+    found: list[KeyEntry] = []
+    for index, node in enumerate(nodes):
+        found += _entries(node, [key for _, key, i in largest if i == index])
+    ranked = sorted(found, key=lambda e: (-(e.bytes or 0), e.key))
     return BigKeysReport(
-        redis.display_url, len(entries), sum(e.bytes or 0 for e in entries), ranked[:top]
+        redis.display_url,
+        "scan",
+        seen,
+        total,
+        seen_bytes,
+        ranked,
+        round(time.monotonic() - started, 3),
     )
 
 

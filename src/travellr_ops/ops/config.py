@@ -30,9 +30,15 @@ class ConfigView:
 
 
 def show(loaded: LoadedSettings) -> ConfigView:
+    from travellr_ops.ops.db.indexes import SHIPPED_INDEXES_FILE
+
+    # settings whose default (None) means "a file chosen for you": show the file used
+    used = {"mongo.indexes_file": str(SHIPPED_INDEXES_FILE)}
     rows = []
     for key, value in flatten(loaded.settings.model_dump(mode="json")):
         shown = mask(value) if isinstance(value, str) else value
+        if shown is None and key in used:
+            shown = used[key]
         rows.append(SettingValue(key, shown, loaded.sources.get(key, "default")))
     return ConfigView(str(loaded.config_file) if loaded.config_file else None, rows)
 

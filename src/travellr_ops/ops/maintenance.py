@@ -88,9 +88,9 @@ class MaintenanceStatus:
 
 
 def flag_value(
-    message: str, reason: str, by: str, since: datetime, until: datetime | None
+    message: str, reason: str | None, by: str, since: datetime, until: datetime | None
 ) -> dict[str, Any]:
-    """The flag in the format the backend reads."""
+    """The flag in the format the backend reads (reason null when none was given)."""
     return {
         "message": message,
         "by": by,

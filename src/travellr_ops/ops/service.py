@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from travellr_ops.adapters.platform import (
+from travellr_ops.adapters.platform_types import (
     LogLine,
     ProcessList,
     Progress,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,8 +22,9 @@ from travellr_ops.adapters.mongo import (
     classify,
     local_mongo_servers,
 )
-from travellr_ops.adapters.platform import RestartResult, ServicePlatform
-from travellr_ops.errors import ServiceError, UsageError
+from travellr_ops.adapters.platform_types import RestartResult, ServicePlatform
+from travellr_ops.errors import OperationFailed, ServiceError, UsageError
+from travellr_ops.safety import Change, Guard
 
 # ---------------------------------------------------------------------------------- ping
 
@@ -38,7 +40,7 @@ class Member:
 
 @dataclass
 class Problem:
-    kind: str  # stopped, wrong_port, refused, dns, timeout, tls, protocol, auth, closed...
+    kind: str  # stopped, refused, dns, timeout, tls, protocol, auth, closed, no_primary...
     message: str
     hint: str
 
@@ -58,18 +60,24 @@ class PingReport:
     problem: Problem | None = None
 
 
-def ping(mongo: MongoAdapter, history: Path | None = None, look_around: bool = True) -> PingReport:
+def ping(
+    mongo: MongoAdapter,
+    history: Path | None = None,
+    look_around: bool = True,
+    platform: str = "none",
+) -> PingReport:
     """Connect, time a ping, and describe the server; on failure, say why and what to do.
 
     ``history`` remembers which addresses answered before, so that a refused connection to an
     address that used to work reads "stopped" rather than "wrong port". ``look_around``: when
     a local address refuses, look for MongoDB servers on this machine's other ports.
+    ``platform`` (the setting) decides which commands a hint may suggest.
     """
     report = PingReport(ok=False, uri=mongo.display_uri)
     quick = mongo.preflight()
     if quick is not None:
         report.problem = _refine(
-            mongo, Problem(quick.kind, quick.message, quick.hint), history, look_around
+            mongo, Problem(quick.kind, quick.message, quick.hint), history, look_around, platform
         )
         return report
     try:
@@ -77,7 +85,7 @@ def ping(mongo: MongoAdapter, history: Path | None = None, look_around: bool = T
         report.latency_ms = round(mongo.ping(), 2)
         hello = mongo.hello()
     except ServiceError as exc:
-        report.problem = _diagnose(mongo, exc, history, look_around)
+        report.problem = _diagnose(mongo, exc, history, look_around, platform)
         return report
     _topology(report, hello)
     try:
@@ -87,7 +95,7 @@ def ping(mongo: MongoAdapter, history: Path | None = None, look_around: bool = T
     except ServiceError as exc:
         # MongoDB serves buildInfo and connectionStatus without a login; a server that does
         # not has shut us out, which is what the user needs to hear
-        report.problem = _diagnose(mongo, exc, history, look_around)
+        report.problem = _diagnose(mongo, exc, history, look_around, platform)
         return report
     users = status.get("authInfo", {}).get("authenticatedUsers", [])
     report.authenticated_as = [f"{u.get('user')}@{u.get('db')}" for u in users]
@@ -170,20 +178,32 @@ def _optime_s(member: dict[str, Any]) -> float | None:
 
 
 def _diagnose(
-    mongo: MongoAdapter, exc: ServiceError, history: Path | None, look_around: bool
+    mongo: MongoAdapter, exc: ServiceError, history: Path | None, look_around: bool, platform: str
 ) -> Problem:
     cause = exc.__context__ if isinstance(exc.__context__, Exception) else None
     base = classify(cause, tls=mongo.uses_tls, timeout_s=mongo.timeout_s) if cause else None
     if base is None:
         return Problem("unknown", exc.message, exc.hint or "")
-    return _refine(mongo, Problem(base.kind, base.message, base.hint), history, look_around)
+    problem = Problem(base.kind, base.message, base.hint)
+    return _refine(mongo, problem, history, look_around, platform)
+
+
+def start_hint(platform: str) -> str:
+    """How to start a stopped MongoDB, in the commands that work with this platform setting."""
+    if platform == "none":
+        return (
+            'start the MongoDB server (platform = "none": travellr-ops does not run it),'
+            " then read its log"
+        )
+    return "start it (db restart; service status mongodb says why it stopped), then read its log"
 
 
 def _refine(
-    mongo: MongoAdapter, problem: Problem, history: Path | None, look_around: bool
+    mongo: MongoAdapter, problem: Problem, history: Path | None, look_around: bool, platform: str
 ) -> Problem:
-    """A refused connection, told apart: stopped (it answered here before), wrong port (a
-    MongoDB answers on another local port), or nothing running at all."""
+    """A refused connection, told apart: stopped (it answered here before), or nothing
+    running there; MongoDB servers answering on other local ports are mentioned in the hint
+    (the port may be wrong), never put first: the configured server is what refused."""
     if problem.kind != "refused":
         return problem
     addresses = mongo.addresses()
@@ -196,26 +216,32 @@ def _refine(
             f"MongoDB answered at {last['address']} before (last at {last['time']}, version"
             f" {last.get('version') or '?'}); now nothing listens there: the server is"
             " stopped or crashed",
-            "start it (db restart, or service status mongodb to see why it stopped), then"
-            " read its log",
+            start_hint(platform),
         )
     local = [(h, p) for h, p in addresses if h in LOOPBACK_HOSTS]
-    if local and look_around:
-        others = local_mongo_servers(exclude=local[0][1])
-        if others:
-            return Problem(
-                "wrong_port",
-                f"nothing listens on {local[0][0]}:{local[0][1]}, but a MongoDB server answers"
-                f" on {', '.join(others)}",
-                "fix the port in mongo.uri (TRAVELLR_MONGO__URI)",
-            )
+    if not local:
+        where = ", ".join(map(_address, addresses)) or "the address in mongo.uri"
         return Problem(
             "refused",
-            f"nothing listens on {local[0][0]}:{local[0][1]} and no MongoDB server runs on this"
-            " machine: the server is stopped (or was never started)",
-            "start it (db restart, service status mongodb), then read its log",
+            f"connection refused at {where}: nothing listens there",
+            f"{start_hint(platform)}; or fix the host and port in mongo.uri",
         )
-    return problem
+    host, port = local[0]
+    others = local_mongo_servers(exclude=port) if look_around else []
+    if others:
+        return Problem(
+            "refused",
+            f"connection refused at {host}:{port}: nothing listens there (the server is"
+            " stopped, or never started)",
+            f"{start_hint(platform)}; a MongoDB server answers on {', '.join(others)}:"
+            " if that is the one meant, fix the port in mongo.uri (TRAVELLR_MONGO__URI)",
+        )
+    return Problem(
+        "refused",
+        f"connection refused at {host}:{port}: nothing listens there, and no MongoDB server"
+        " runs on this machine (stopped, or never started)",
+        start_hint(platform),
+    )
 
 
 def _address(pair: tuple[str, int]) -> str:
@@ -251,16 +277,19 @@ def _remember(history: Path | None, mongo: MongoAdapter, report: PingReport) -> 
 
 @dataclass
 class StatusReport:
-    host: str | None
+    #: the server as `db ping` names it (mongo.uri, secrets masked)
+    uri: str
+    host: str | None  # as the server names itself
     version: str | None
     process: str | None
     uptime_s: float | None
     sample_interval_s: float
-    connections: dict[str, int]
+    #: None: a figure the server did not report (absent, or a placeholder 0 no server can have)
+    connections: dict[str, int | None]
     #: operations per second between the two samples, per kind (insert, query, update...)
     opcounters_per_s: dict[str, float]
     opcounters_total: dict[str, int]
-    memory_mb: dict[str, float]
+    memory_mb: dict[str, float | None]
     replication: dict[str, Any]
     #: present only when the server reports them (names as in serverStatus)
     optional: dict[str, Any] = field(default_factory=dict)
@@ -284,19 +313,46 @@ def status(
     conns = second.get("connections", {})
     mem = second.get("mem", {})
     report = StatusReport(
+        uri=mongo.display_uri,
         host=second.get("host"),
         version=second.get("version"),
         process=second.get("process"),
         uptime_s=second.get("uptime"),
         sample_interval_s=round(elapsed, 2),
-        connections={k: int(v) for k, v in conns.items() if isinstance(v, int | float)},
+        connections=_connections(conns),
         opcounters_per_s=rates,
         opcounters_total={k: int(v) for k, v in ops2.items() if isinstance(v, int | float)},
-        memory_mb={k: float(v) for k, v in mem.items() if k in ("resident", "virtual")},
+        memory_mb=_memory(mem),
         replication=_replication(mongo, second),
     )
     report.optional = _optional_sections(first, second, elapsed)
     return report
+
+
+def _connections(conns: dict[str, Any]) -> dict[str, int | None]:
+    """current and available always (None when not reported), then what else the server has.
+
+    A 0 available is a placeholder: the server accepted this very connection, and one at its
+    limit refuses new ones.
+    """
+    figures: dict[str, int | None] = {
+        k: int(v) for k, v in conns.items() if isinstance(v, int | float)
+    }
+    for key in ("current", "available"):
+        figures.setdefault(key, None)
+    if figures["available"] == 0:
+        figures["available"] = None
+    return {"current": figures.pop("current"), "available": figures.pop("available"), **figures}
+
+
+def _memory(mem: dict[str, Any]) -> dict[str, float | None]:
+    """resident and virtual MiB; a 0 is not reported (a running server uses memory, and its
+    virtual size is never below its resident one)."""
+    return {
+        k: float(v) if isinstance(v, int | float) and v > 0 else None
+        for k in ("resident", "virtual")
+        for v in [mem.get(k)]
+    }
 
 
 def _num(value: Any) -> float:
@@ -351,11 +407,15 @@ def _optional_sections(
     if latencies:
         optional["avg_latency_ms"] = latencies
     net1, net2 = first.get("network", {}), second.get("network", {})
-    net = {
+    net: dict[str, float | None] = {
         f"{k}_per_s": round((_num(net2.get(k)) - _num(net1.get(k))) / elapsed, 1)
         for k in ("bytesIn", "bytesOut", "numRequests")
         if k in net2
     }
+    if _num(net2.get("numRequests")):  # requests came in, so bytes did: a 0 is not reported
+        for k in ("bytesIn", "bytesOut"):
+            if k in net2 and not _num(net2.get(k)):
+                net[f"{k}_per_s"] = None
     if net:
         optional["network"] = net
     asserts = second.get("asserts")
@@ -451,11 +511,15 @@ class WaitResult:
     ping: PingReport | None = None
 
 
+Connect = Callable[[], AbstractContextManager[MongoAdapter]]
+
+
 def wait_until_healthy(
-    connect: Callable[[], MongoAdapter],
+    connect: Connect,
     timeout_s: float,
     interval_s: float = 1.0,
     progress: Callable[[str], None] = lambda message: None,
+    platform: str = "none",
 ) -> WaitResult:
     """Ping with a fresh connection until the server answers healthy, or ``timeout_s`` passes."""
     started = time.monotonic()
@@ -463,11 +527,8 @@ def wait_until_healthy(
     last: PingReport | None = None
     while True:
         attempts += 1
-        mongo = connect()
-        try:
-            last = ping(mongo, look_around=False)
-        finally:
-            mongo.close()
+        with connect() as mongo:
+            last = ping(mongo, look_around=False, platform=platform)
         elapsed = time.monotonic() - started
         if last.ok:
             return WaitResult(True, round(elapsed, 2), attempts, ping=last)
@@ -481,24 +542,54 @@ def wait_until_healthy(
 class RestartReport:
     service: str
     platform: str
-    restart: RestartResult
+    restart: RestartResult | None  # None on --dry-run
     wait: WaitResult | None
     healthy: bool
+    dry_run: bool = False
+
+
+class MongoRestartFailed(OperationFailed):
+    """MongoDB did not come back healthy; ``report`` says how far it got."""
+
+    def __init__(self, report: RestartReport) -> None:
+        wait = report.wait
+        reason = (report.restart.reason if report.restart else "") or (
+            wait.last_problem.message if wait and wait.last_problem else "no answer"
+        )
+        super().__init__(
+            f"MongoDB is not healthy after the restart: {reason}",
+            hint="db ping for the diagnosis; service logs mongodb for the server's side",
+        )
+        self.report = report
 
 
 def restart(
     platform: ServicePlatform,
-    connect: Callable[[], MongoAdapter],
-    service: str,
+    connect: Connect,
+    guard: Guard,
     timeout_s: float,
     progress: Callable[[str], None],
+    service: str = "mongodb",
 ) -> RestartReport:
-    """Restart the MongoDB service on its platform, then wait until `db ping` is healthy."""
-    started = time.monotonic()
-    result = platform.restart(service, timeout_s, progress)
-    if not result.healthy:
-        return RestartReport(service, platform.name, result, None, False)
-    left = max(timeout_s - (time.monotonic() - started), 1.0)
-    progress("service restarted; waiting for MongoDB to answer")
-    waited = wait_until_healthy(connect, left, progress=progress)
-    return RestartReport(service, platform.name, result, waited, waited.healthy)
+    """Restart the MongoDB service on its platform (guarded), then wait until `db ping` is
+    healthy. Raises MongoRestartFailed (exit 3, audited as failed) when it is not."""
+    change = Change(
+        action="db restart",
+        summary=f"restart the {service} service on {platform.name};"
+        " connections drop until it is back",
+        target=platform.name,
+    )
+    with guard.mutation(change) as proceed:
+        if not proceed:
+            return RestartReport(service, platform.name, None, None, False, dry_run=True)
+        started = time.monotonic()
+        result = platform.restart(service, timeout_s, progress)
+        if not result.healthy:
+            raise MongoRestartFailed(RestartReport(service, platform.name, result, None, False))
+        left = max(timeout_s - (time.monotonic() - started), 1.0)
+        progress("service restarted; waiting for MongoDB to answer")
+        waited = wait_until_healthy(connect, left, progress=progress, platform=platform.name)
+        report = RestartReport(service, platform.name, result, waited, waited.healthy)
+        if not report.healthy:  # raised inside the guard: the audit log says "failed"
+            raise MongoRestartFailed(report)
+    return report

@@ -1,0 +1,134 @@
+"""What every service platform shares: the ServicePlatform Protocol and the types it speaks.
+
+Every `service` command speaks to this Protocol; only the adapter behind it differs
+(``adapters.docker.ComposePlatform``, ``adapters.kubernetes.KubernetesPlatform``). Service names
+are the logical ones the runbook uses: ``backend``, ``mongodb``, ``redis``; each adapter maps
+them to its own objects (compose services, Deployments) through the settings.
+
+This module sits below both adapters and imports neither; the factory that picks one
+(``adapters.platform.get_platform``) sits above them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+
+@dataclass
+class Instance:
+    """One running copy of a service: a container (compose) or a pod (Kubernetes)."""
+
+    name: str
+    state: str  # running, exited, restarting / Pending, Running, Failed...
+    ready: bool  # healthy (compose health check) / Ready condition (pod)
+    health: str | None = None  # healthy, unhealthy, starting, or None when no health check
+    restarts: int = 0
+    started_at: datetime | None = None
+    image: str = ""
+    image_digest: str | None = None
+    ports: list[str] = field(default_factory=list)
+    node: str | None = None
+    #: why it last stopped: "OOMKilled", "CrashLoopBackOff", "exit code 137"...
+    last_termination: str | None = None
+
+
+@dataclass
+class ServiceStatus:
+    """One service (compose service / Deployment) and its instances."""
+
+    name: str
+    platform: str
+    available: bool  # every desired instance running and healthy/ready
+    desired: int
+    ready: int
+    updated: int | None = None
+    revision: str | None = None
+    image: str | None = None
+    conditions: list[str] = field(default_factory=list)
+    instances: list[Instance] = field(default_factory=list)
+    message: str = ""
+    #: stopped on purpose (`service down`: no container / 0 replicas); never available
+    stopped: bool = False
+
+
+@dataclass
+class RestartResult:
+    service: str
+    healthy: bool
+    seconds: float
+    status: ServiceStatus | None = None
+    #: when it did not come back: the reason and its last log lines
+    reason: str = ""
+    last_logs: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LogLine:
+    time: datetime | None
+    source: str  # container or pod name
+    text: str
+
+
+@dataclass
+class ResourceUsage:
+    instance: str
+    service: str
+    cpu_pct: float | None
+    memory_bytes: int | None
+    memory_limit_bytes: int | None
+    memory_pct: float | None
+    net_rx_bytes: int | None = None
+    net_tx_bytes: int | None = None
+    block_read_bytes: int | None = None
+    block_write_bytes: int | None = None
+    cpu_request: str | None = None
+    cpu_limit: str | None = None
+
+
+@dataclass
+class ProcessList:
+    instance: str
+    titles: list[str]
+    processes: list[list[str]]
+
+
+Progress = Callable[[str], None]
+
+
+class ServicePlatform(Protocol):
+    name: str
+
+    def services(self) -> list[str]:
+        """The logical service names this platform knows."""
+        ...
+
+    def status(self, service: str | None = None) -> list[ServiceStatus]: ...
+
+    def restart(self, service: str, timeout_s: float, progress: Progress) -> RestartResult: ...
+
+    def logs(
+        self,
+        services: Sequence[str],
+        *,
+        tail: int | None = None,
+        since: datetime | None = None,
+        follow: bool = False,
+        previous: bool = False,
+    ) -> Iterator[LogLine]: ...
+
+    def stats(self, service: str | None = None) -> list[ResourceUsage]: ...
+
+    def top(self, service: str) -> list[ProcessList]: ...
+
+    def up(self, service: str | None = None) -> None: ...
+
+    def down(self, service: str | None = None) -> None: ...
+
+    def scale(self, service: str, replicas: int) -> ServiceStatus: ...
+
+    def describe(self, instance: str) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
