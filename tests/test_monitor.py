@@ -316,3 +316,45 @@ def test_bad_window_is_a_usage_error(tmp_path: Path) -> None:
     result = invoke("monitor", "once", "--window", "0", settings=Settings(state_dir=tmp_path))
     assert result.exit_code == 2
     assert "--window" in result.stderr
+
+
+# ------------------------------------------------------------------------------------ live
+
+
+def test_live_without_a_terminal_prints_a_line_per_sample_and_a_summary(
+    platform: Platform,
+) -> None:
+    result = invoke(
+        "monitor", "--interval", "0.5", "--duration", "2s", settings=platform.settings()
+    )
+    lines = [line for line in result.stdout.splitlines() if "api_response_p95_ms=" in line]
+    assert len(lines) >= 3
+    assert "summary:" in result.stdout and "p95" in result.stdout
+    assert "overall: no threshold breached" in result.stdout
+    assert result.exit_code == 0
+
+
+def test_live_duration_ends_with_exit_1_and_the_breach_times(
+    platform: Platform, slow_endpoint: str
+) -> None:
+    result = invoke(
+        "monitor",
+        "--interval",
+        "1",
+        "--duration",
+        "2",
+        settings=platform.settings(api_paths=[slow_endpoint]),
+    )
+    assert "api_response_p95_ms=" in result.stdout and "!" in result.stdout
+    assert "breach 20" in result.stdout and "api_response_p95_ms" in result.stdout
+    assert result.exit_code == 1
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("--interval", "0"), ("--interval", "soon"), ("--duration", "-5m"), ("--duration", "10x")],
+)
+def test_live_bad_interval_or_duration_is_exit_2(args: tuple[str, str], tmp_path: Path) -> None:
+    result = invoke("monitor", *args, settings=Settings(state_dir=tmp_path))
+    assert result.exit_code == 2
+    assert args[0] in result.stderr

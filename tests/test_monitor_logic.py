@@ -114,3 +114,17 @@ def test_percentile_is_nearest_rank() -> None:
         95.0,
         100.0,
     )
+
+
+def test_tracker_keeps_bounded_recent_values_and_exact_extremes() -> None:
+    from travellr_ops.ops.monitor.live import Tracker
+
+    tracker = Tracker(spark_width=5)
+    for i in range(1, 101):
+        verdict = "breach" if i > 98 else "ok"
+        tracker.add(Sample(float(i), 1, 1, None, [Metric("x", float(i), "ms", verdict, 98.0)]))
+    series = tracker.series["x"]
+    assert len(series.recent) == 5 and len(series.sparkline()) == 5
+    row = tracker.summary().rows[0]
+    assert (row.min, row.p95, row.max, row.breaches) == (1.0, 95.0, 100.0, 2)
+    assert [b.time for b in tracker.summary().breaches] == [99.0, 100.0]
