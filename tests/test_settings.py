@@ -131,7 +131,7 @@ def test_example_config_is_valid_and_documents_every_setting() -> None:
         exclude={"state_dir"}
     )
     text = EXAMPLE.read_text()
-    sections = {m for m in re.findall(r"^\[(\w+)\]", text, re.M)}
+    sections = {m for m in re.findall(r"^\[([\w.]+)\]", text, re.M)}
     for key, _ in flatten(Settings().model_dump()):
         section, _, name = key.rpartition(".")
         assert re.search(rf"^#?\s*{name}\s*=", text, re.M), f"{key} is not documented"

@@ -174,6 +174,85 @@ class Thresholds(_Section):
     error_rate_pct: float = 1.0
 
 
+class MonitorQuery(_Section):
+    """A MongoDB query the monitor runs: a find (timed), a count, or a distinct count."""
+
+    name: str
+    collection: str
+    filter: dict[str, Any] = Field(default_factory=dict)
+    sort: dict[str, int] = Field(default_factory=dict)
+    limit: int = Field(default=0, ge=0)
+    #: count the distinct non-null values of this field instead of the documents
+    distinct: str | None = None
+    #: with ``within_h``: only documents whose ``time_field`` lies in the last ``within_h`` hours
+    time_field: str | None = None
+    within_h: float | None = Field(default=None, gt=0)
+
+
+def _default_db_queries() -> list[MonitorQuery]:
+    return [
+        # GET /api/search: trips of a destination by start date (indexed)
+        MonitorQuery(
+            name="trips_by_destination",
+            collection="trips",
+            filter={"destination": "Lisbon"},
+            sort={"startDate": 1},
+            limit=20,
+        ),
+        # GET /api/bookings?tripId=..&status=..: the bookings query (its index may be missing)
+        MonitorQuery(
+            name="bookings_by_status",
+            collection="bookings",
+            filter={"status": "confirmed"},
+            limit=100,
+        ),
+    ]
+
+
+class MonitorSettings(_Section):
+    """`monitor`: how the runbook's key metrics are sampled and kept."""
+
+    #: seconds one `monitor once` sample spans (API probes, cache and CPU deltas)
+    window_s: float = Field(default=2.0, gt=0, le=300)
+    #: probes of each API endpoint per sample (p50/p95/max over them)
+    api_probes: int = Field(default=5, ge=1, le=1000)
+    #: endpoints probed besides api.url + api.health_path (paths relative to api.url, or URLs)
+    api_paths: list[str] = Field(default_factory=list)
+    #: the app's representative queries, each timed (database query time)
+    db_queries: list[MonitorQuery] = Field(default_factory=_default_db_queries)
+    #: timed runs of each representative query per sample
+    db_query_runs: int = Field(default=3, ge=1, le=100)
+    #: error rate: the 5xx share of the access log's requests in the last this many seconds
+    error_window_s: float = Field(default=300.0, gt=0)
+    #: hit rates over fewer lookups than this are shown but not judged ("idle")
+    cache_min_lookups: int = Field(default=20, ge=0)
+    #: active users: distinct users with activity in the last 24 h
+    active_users: MonitorQuery = Field(
+        default_factory=lambda: MonitorQuery(
+            name="active_users",
+            collection="searches",
+            distinct="userId",
+            time_field="createdAt",
+            within_h=24,
+        )
+    )
+    #: booking conversion: bookings / searches made in the same window
+    conversion_bookings: MonitorQuery = Field(
+        default_factory=lambda: MonitorQuery(
+            name="bookings", collection="bookings", time_field="createdAt", within_h=24
+        )
+    )
+    conversion_searches: MonitorQuery = Field(
+        default_factory=lambda: MonitorQuery(
+            name="searches", collection="searches", time_field="createdAt", within_h=24
+        )
+    )
+    #: samples older than this are deleted from the history store
+    retention_days: float = Field(default=30.0, gt=0)
+    #: how long a write waits for a history store locked by another writer
+    store_timeout_s: float = Field(default=5.0, ge=0)
+
+
 # The TOML file's contents while `load_settings` builds a Settings; empty otherwise, so that
 # `Settings(...)` built directly (by tests) never picks up a config file lying around.
 _toml_data: ContextVar[dict[str, Any]] = ContextVar("_toml_data", default={})  # noqa: B039
@@ -215,6 +294,7 @@ class Settings(BaseSettings):
     backup: BackupSettings = Field(default_factory=BackupSettings)
     logs: LogSettings = Field(default_factory=LogSettings)
     thresholds: Thresholds = Field(default_factory=Thresholds)
+    monitor: MonitorSettings = Field(default_factory=MonitorSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -1,8 +1,359 @@
-"""`travellr-ops monitor`."""
+"""`travellr-ops monitor`: the runbook's key metrics against their thresholds."""
 
-from travellr_ops.cli.common import new_group
+from __future__ import annotations
 
-app = new_group(
-    "monitor",
-    "Monitoring against the runbook's key metrics.\n\n[dim]No commands yet: no open issue schedules them.[/]",
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+
+from travellr_ops.cli.common import AppContext, JsonOpt, QuietOpt, use
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from travellr_ops.ops.monitor.live import Summary, Tracker
+    from travellr_ops.ops.monitor.metrics import Metric, Sample
+    from travellr_ops.ops.monitor.sampler import Sampler
+    from travellr_ops.output import Output
+
+app = typer.Typer(
+    name="monitor",
+    help="The runbook's key metrics against their thresholds: live (bare `monitor`), once, "
+    "or as a report from the history.",
+    # bare `monitor` is the live dashboard (the runbook's `npm run monitor`)
+    no_args_is_help=False,
+    invoke_without_command=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
 )
+
+WindowOpt = Annotated[
+    float | None,
+    typer.Option("--window", help="Seconds the sample spans (default: monitor.window_s)."),
+]
+MetricsFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--metrics-file",
+        help="Also write node_exporter textfile metrics here (atomically).",
+        dir_okay=False,
+    ),
+]
+
+VERDICT_STYLE = {
+    "ok": "green",
+    "breach": "bold red",
+    "unknown": "magenta",
+    "idle": "dim",
+    "info": "cyan",
+    "maintenance": "cyan",
+}
+
+
+@contextmanager
+def sampler_for(app_: AppContext) -> Iterator[Sampler]:
+    """A sampler over the settings' servers; every client closed when the block ends."""
+    from travellr_ops.adapters.http import HttpAdapter
+    from travellr_ops.adapters.mongo import MongoAdapter
+    from travellr_ops.adapters.platform import get_platform
+    from travellr_ops.adapters.redis import RedisAdapter
+    from travellr_ops.ops.monitor.sampler import Sampler
+
+    s = app_.settings
+    urls = 1 + len(s.monitor.api_paths)
+    http = HttpAdapter(s.api.timeout_s, max_connections=urls)
+    mongo = MongoAdapter(s.mongo.uri, s.mongo.database, s.mongo.timeout_s)
+    redis = RedisAdapter(s.redis.url, s.redis.timeout_s)
+    platform = None if s.platform == "none" else (lambda: get_platform(s))
+    sampler = Sampler(s, http, mongo, redis, platform)
+    try:
+        yield sampler
+    finally:
+        sampler.close()
+        http.close()
+        mongo.close()
+        redis.close()
+
+
+def record(app_: AppContext, sample: Sample, out: Output) -> None:
+    """Append the sample to the history; a store that fails is reported, never fatal."""
+    from travellr_ops.ops.monitor.history import append, open_history
+    from travellr_ops.store import Store, StoreError, store_path
+
+    s = app_.settings
+    store = Store(store_path(s.state_dir), s.monitor.store_timeout_s)
+    try:
+        append(open_history(store), sample, s.monitor.retention_days)
+    except StoreError as exc:
+        out.error(f"sample not recorded: {exc.message}", exc.hint)
+    finally:
+        store.close()
+
+
+@app.callback()
+def monitor(
+    ctx: typer.Context,
+    interval: Annotated[
+        str, typer.Option("--interval", "-i", help="Time between samples: 5, 5s, 1m.")
+    ] = "5s",
+    duration: Annotated[
+        str | None,
+        typer.Option(
+            "--duration",
+            "-d",
+            help="Stop after this long (10m, 2h) with a summary; exit 1 if "
+            "a threshold was breached.",
+        ),
+    ] = None,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Without a command: the live dashboard, one sample every --interval (Ctrl-C ends it,
+    exit 130). Without a terminal: one line per sample (--json: one JSON object per line)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from travellr_ops.ops.monitor.live import parse_duration
+
+    interval_s = parse_duration(interval, "--interval")
+    _check_seconds("--interval", interval_s)
+    duration_s = parse_duration(duration, "--duration") if duration else None
+    app_ = use(ctx)
+    out = app_.output(json_, quiet)
+    raise typer.Exit(live(app_, out, interval_s, duration_s))
+
+
+def live(app_: AppContext, out: Output, interval_s: float, duration_s: float | None) -> int:
+    import time
+    from contextlib import nullcontext
+
+    from rich.live import Live
+
+    from travellr_ops.errors import ExitCode
+    from travellr_ops.ops.monitor.history import append, open_history
+    from travellr_ops.ops.monitor.live import Tracker
+    from travellr_ops.store import Store, StoreError, store_path
+
+    s = app_.settings
+    tracker = Tracker()
+    store: Store | None = Store(store_path(s.state_dir), s.monitor.store_timeout_s)
+    dashboard = out.stdout.is_terminal and not out.json and not out.quiet
+    deadline = None if duration_s is None else time.monotonic() + duration_s
+    interrupted = False
+    screen = (
+        Live(console=out.stdout, auto_refresh=False, transient=False)
+        if dashboard
+        else nullcontext()
+    )
+    try:
+        with sampler_for(app_) as sampler, screen as view:
+            while deadline is None or time.monotonic() < deadline - 0.05:
+                window = interval_s
+                if deadline is not None:
+                    window = max(min(interval_s, deadline - time.monotonic()), 0.1)
+                sample = sampler.sample(window)
+                tracker.add(sample)
+                if store is not None:
+                    try:
+                        append(open_history(store), sample, s.monitor.retention_days)
+                    except StoreError as exc:
+                        out.error(f"samples not recorded: {exc.message}", exc.hint)
+                        store.close()
+                        store = None
+                if view is not None:
+                    view.update(render_dashboard(tracker, interval_s), refresh=True)
+                elif out.json:
+                    from travellr_ops.output import to_jsonable
+
+                    print(json.dumps(to_jsonable(sample)), flush=True)
+                elif not out.quiet:
+                    print(sample_line(sample), flush=True)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        if store is not None:
+            store.close()
+    summary = tracker.summary()
+    if duration_s is not None or interrupted:
+        if out.json:
+            from travellr_ops.output import to_jsonable
+
+            print(json.dumps({"summary": to_jsonable(summary)}), flush=True)
+        else:
+            render_summary(out.stdout, summary)
+    if interrupted:
+        return int(ExitCode.INTERRUPTED)
+    return int(ExitCode.CHECK_FAILED if summary.alarm_count else ExitCode.OK)
+
+
+@app.command()
+def once(
+    ctx: typer.Context,
+    window: WindowOpt = None,
+    metrics_file: MetricsFileOpt = None,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Sample every metric once; exit 0 ok, 1 a threshold breached, 3 a source unreachable."""
+    from travellr_ops.ops.monitor.metrics import gauges
+    from travellr_ops.prometheus import write_textfile
+
+    app_ = use(ctx)
+    out = app_.output(json_, quiet)
+    _check_seconds("--window", window)
+    with sampler_for(app_) as sampler:
+        sample = sampler.sample(window)
+    out.result(sample, lambda console: render_sample(console, sample))
+    record(app_, sample, out)
+    if metrics_file is not None:
+        write_textfile(metrics_file, gauges(sample))
+    if sample.maintenance and sample.breaches:
+        out.info(f"maintenance mode is on: {len(sample.breaches)} breach(es) reported, not alarms")
+    if sample.unknown:
+        out.error(
+            f"{len(sample.unknown)} metric(s) unknown: their source did not answer",
+            hint="start the server(s) or fix their address in the settings (config show)",
+        )
+    raise typer.Exit(sample.exit_code)
+
+
+def _check_seconds(option: str, value: float | None) -> None:
+    from travellr_ops.errors import UsageError
+
+    if value is not None and not 0 < value <= 3600:
+        raise UsageError(f"{option} must be more than 0 and at most 3600 seconds, not {value:g}")
+
+
+# -------------------------------------------------------------------------------- render
+
+
+def styled(verdict: str) -> str:
+    style = VERDICT_STYLE.get(verdict, "")
+    return f"[{style}]{verdict}[/]" if style else verdict
+
+
+def value_text(m: Metric) -> str:
+    if m.value is None:
+        return "—"
+    number = f"{m.value:.0f}" if m.unit == "users" else f"{m.value:.1f}"
+    return f"{number} {m.unit}"
+
+
+def threshold_text(m: Metric) -> str:
+    if m.threshold is None:
+        return ""
+    sign = "≤" if m.direction == "max" else "≥"
+    return f"{sign} {m.threshold:g} {m.unit}"
+
+
+def render_sample(console: Console, sample: Sample) -> None:
+    from rich.markup import escape
+
+    from travellr_ops.output import table
+
+    rows = [
+        [
+            escape(m.key),
+            value_text(m),
+            threshold_text(m),
+            styled(m.verdict)
+            + (" (maintenance)" if sample.maintenance and m.verdict == "breach" else ""),
+            escape(m.detail),
+        ]
+        for m in sample.metrics
+    ]
+    console.print(table(None, ["metric", "value", "threshold", "verdict", "detail"], rows))
+    console.print(
+        f"overall: {styled(sample.verdict)} (window {sample.window_s:g} s, "
+        f"{sample.duration_ms:.0f} ms)"
+    )
+    if sample.maintenance:
+        message = escape(str(sample.maintenance.get("message", "")))
+        console.print(f"[cyan]maintenance mode ON[/]: {message}", soft_wrap=True)
+
+
+def sample_line(sample: Sample) -> str:
+    """One line per sample (no terminal): time, verdict, every judged value; ! marks a breach."""
+    import time
+
+    parts = [time.strftime("%H:%M:%S", time.localtime(sample.time)), sample.verdict]
+    for m in sample.metrics:
+        if m.verdict == "unknown":
+            parts.append(f"{m.key}=?")
+        elif m.value is not None:
+            mark = "!" if m.verdict == "breach" else ""
+            parts.append(f"{m.key}={m.value:g}{mark}")
+    return " ".join(parts)
+
+
+def render_dashboard(tracker: Tracker, interval_s: float) -> Table:
+    from rich.markup import escape
+    from rich.table import Table
+
+    latest = tracker.latest
+    title = f"travellr-ops monitor: every {interval_s:g} s, {tracker.samples} samples"
+    if latest is not None and latest.maintenance:
+        title += " — maintenance mode ON"
+    grid = Table(title=title, title_justify="left", header_style="bold")
+    for column in ("metric", "value", "threshold", "verdict", "recent", "breaches"):
+        grid.add_column(column)
+    for series in tracker.series.values():
+        m = series.last
+        if m is None:
+            continue
+        row_style = "on dark_red" if m.verdict == "breach" else None
+        grid.add_row(
+            escape(m.key),
+            value_text(m),
+            threshold_text(m),
+            styled(m.verdict),
+            series.sparkline(),
+            str(tracker.breach_count.get(m.key, "")),
+            style=row_style,
+        )
+    return grid
+
+
+def render_summary(console: Console, summary: Summary) -> None:
+    import time
+
+    from rich.markup import escape
+
+    from travellr_ops.output import table
+
+    def num(v: float | None) -> str:
+        return "—" if v is None else f"{v:g}"
+
+    rows = [
+        [
+            escape(r.key),
+            num(r.min),
+            num(r.p95),
+            num(r.max),
+            "" if r.threshold is None else f"{r.threshold:g} {r.unit}",
+            r.breaches or "",
+        ]
+        for r in summary.rows
+    ]
+    span = summary.ended - summary.started
+    console.print(
+        table(
+            f"summary: {summary.samples} samples over {span:.0f} s",
+            ["metric", "min", "p95", "max", "threshold", "breaches"],
+            rows,
+        )
+    )
+    for b in summary.breaches:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(b.time))
+        note = " (maintenance)" if b.maintenance else ""
+        console.print(
+            f"breach {when} {escape(b.key)} = {num(b.value)} (limit {num(b.threshold)}){note}"
+        )
+    if summary.breach_count > len(summary.breaches):
+        console.print(f"... {summary.breach_count - len(summary.breaches)} earlier breaches")
+    verdict = "breached" if summary.alarm_count else "no threshold breached"
+    console.print(f"overall: {verdict}")

@@ -1,0 +1,1 @@
+"""`monitor`: the runbook's key metrics against their thresholds (sample, history, report)."""

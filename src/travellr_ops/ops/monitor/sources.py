@@ -1,0 +1,331 @@
+"""Where the monitor's figures come from, each a stateful reader that can be sampled again.
+
+Readers keep what a delta needs (the previous counters, an open log file, the processes
+behind the servers) so that a live monitor costs one small read per sample, with memory
+bounded by the window, not by how long it runs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from io import BufferedReader
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from travellr_ops.adapters.mongo import MongoAdapter
+from travellr_ops.errors import ServiceError
+from travellr_ops.settings import MonitorQuery
+
+# ------------------------------------------------------------------------------ access log
+
+#: ip ident user [time] "request" status ...; the request may contain escaped quotes
+_COMBINED = re.compile(rb'^\S+ \S+ \S+ \[([^\]]+)\] "(?:[^"\\]|\\.)*" (\d{3}) ')
+#: the most read from the end of a log when it is first opened (older lines are out of
+#: any sensible window at the rates a single backend logs)
+TAIL_BYTES = 16 * 1024 * 1024
+CHUNK = 1024 * 1024
+
+
+class LogUnavailable(ServiceError):
+    """The access log is missing or unreadable."""
+
+
+@dataclass
+class RequestCounts:
+    requests: int
+    errors: int
+    #: seconds the counts span (the window, or less when the log is younger)
+    span_s: float
+
+
+class AccessLog:
+    """The 5xx share of the requests an access log (combined format) recorded in the last
+    ``window_s`` seconds, read incrementally.
+
+    The file stays open between reads: after a rotation (the file renamed, a new one
+    created) the rest of the old file is read first, then the new one from its start; a
+    truncated file (copytruncate) is read again from its start.
+    """
+
+    def __init__(self, path: Path, window_s: float, clock: Callable[[], float] = time.time) -> None:
+        self.path = path
+        self.window_s = window_s
+        self._clock = clock
+        self._file: BufferedReader | None = None
+        self._ino: tuple[int, int] | None = None
+        self._partial = b""
+        #: [second, requests, 5xx] per second with traffic, oldest first
+        self._buckets: deque[list[int]] = deque()
+        self._stamps: dict[bytes, int] = {}
+        self._opened_at: float | None = None
+
+    def read(self) -> RequestCounts:
+        self._poll()
+        now = self._clock()
+        horizon = now - self.window_s
+        while self._buckets and self._buckets[0][0] < horizon:
+            self._buckets.popleft()
+        requests = sum(b[1] for b in self._buckets)
+        errors = sum(b[2] for b in self._buckets)
+        return RequestCounts(requests, errors, self.window_s)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def _poll(self) -> None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            if self._file is not None:  # rotated, the new file not made yet: finish the old
+                self._consume_rest()
+                return
+            raise LogUnavailable(
+                f"no access log at {self.path}",
+                hint="set logs.access_log to the backend's access log (combined format)",
+            ) from None
+        except OSError as exc:
+            raise LogUnavailable(f"cannot read the access log {self.path}: {exc}") from None
+        if self._file is None:
+            self._open(start_at_tail=True)
+            self._consume_rest()
+            return
+        self._consume_rest()
+        if (st.st_dev, st.st_ino) != self._ino:  # rotated: the path is a new file now
+            self.close()
+            self._open(start_at_tail=False)
+            self._consume_rest()
+        elif st.st_size < self._file.tell():  # truncated in place
+            self._file.seek(0)
+            self._partial = b""
+            self._consume_rest()
+
+    def _open(self, start_at_tail: bool) -> None:
+        try:
+            handle = open(self.path, "rb")  # noqa: SIM115 (kept open across reads)
+        except OSError as exc:
+            raise LogUnavailable(f"cannot open the access log {self.path}: {exc}") from None
+        st = os.fstat(handle.fileno())
+        self._ino = (st.st_dev, st.st_ino)
+        self._partial = b""
+        if start_at_tail and st.st_size > TAIL_BYTES:
+            handle.seek(st.st_size - TAIL_BYTES)
+            handle.readline()  # the first line is cut
+        self._file = handle
+
+    def _consume_rest(self) -> None:
+        assert self._file is not None
+        while True:
+            chunk = self._file.read(CHUNK)
+            if not chunk:
+                return
+            lines = (self._partial + chunk).split(b"\n")
+            self._partial = lines.pop()
+            for line in lines:
+                self._count(line)
+
+    def _count(self, line: bytes) -> None:
+        match = _COMBINED.match(line)
+        if match is None:
+            return
+        second = self._second(match.group(1))
+        if second is None:
+            return
+        is_error = match.group(2).startswith(b"5")
+        if self._buckets and self._buckets[-1][0] >= second:
+            bucket = self._buckets[-1]  # same second (or a line slightly out of order)
+        else:
+            bucket = [second, 0, 0]
+            self._buckets.append(bucket)
+        bucket[1] += 1
+        bucket[2] += is_error
+        # the log is read faster than the window ends: keep the deque bounded meanwhile
+        if len(self._buckets) > self.window_s + 60:
+            self._buckets.popleft()
+
+    def _second(self, stamp: bytes) -> int | None:
+        cached = self._stamps.get(stamp)
+        if cached is None:
+            try:
+                parsed = datetime.strptime(stamp.decode(), "%d/%b/%Y:%H:%M:%S %z")
+            except ValueError:
+                return None
+            cached = int(parsed.timestamp())
+            if len(self._stamps) > 4096:
+                self._stamps.clear()
+            self._stamps[stamp] = cached
+        return cached
+
+
+# ------------------------------------------------------------------------- local processes
+
+
+@dataclass
+class Usage:
+    service: str
+    cpu_pct: float | None
+    memory_pct: float | None
+    detail: str
+
+
+def local_address(host: str) -> bool:
+    """Whether ``host`` names this machine (so its server is a local process psutil sees)."""
+    import psutil
+
+    if host in ("localhost", "127.0.0.1", "::1", "0.0.0.0", ""):
+        return True
+    try:
+        addresses = {str(info[4][0]) for info in socket.getaddrinfo(host, None)}
+    except OSError:
+        return False
+    mine = {a.address for nic in psutil.net_if_addrs().values() for a in nic}
+    return bool(addresses & mine) or any(str(a).startswith("127.") for a in addresses)
+
+
+def server_ports(urls: dict[str, str]) -> dict[str, int]:
+    """service -> port of the servers whose URL names this machine."""
+    defaults = {"mongodb": 27017, "redis": 6379, "http": 80, "https": 443}
+    ports: dict[str, int] = {}
+    for service, url in urls.items():
+        parts = urlsplit(url.split(",")[0])  # a MongoDB seed list: its first host
+        scheme = parts.scheme.split("+")[0]
+        try:
+            port = parts.port or defaults.get(scheme, 0)
+        except ValueError:
+            continue
+        if port and local_address(parts.hostname or ""):
+            ports[service] = port
+    return ports
+
+
+class LocalProcesses:
+    """CPU and memory of the local processes listening on the servers' ports (psutil).
+
+    CPU is a share of one core over the time since the previous read (as `docker stats`
+    reports it); memory is the resident size as a share of the machine's memory.
+    """
+
+    def __init__(self, ports: dict[str, int]) -> None:
+        self.ports = ports
+        self._procs: dict[str, Any] = {}
+
+    def prime(self) -> None:
+        """Find the processes (again, for any that went away) and start their CPU clocks."""
+        import psutil
+
+        missing = [s for s in self.ports if s not in self._procs]
+        if not missing:
+            return
+        listeners: dict[int, int] = {}
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.pid and conn.laddr:
+                listeners.setdefault(conn.laddr.port, conn.pid)
+        for service in missing:
+            pid = listeners.get(self.ports[service])
+            if pid is None:
+                continue
+            try:
+                proc = psutil.Process(pid)
+                proc.cpu_percent(None)
+            except psutil.Error:
+                continue
+            self._procs[service] = proc
+
+    def read(self) -> list[Usage]:
+        import psutil
+
+        usages = []
+        for service, port in self.ports.items():
+            proc = self._procs.get(service)
+            if proc is None:
+                usages.append(
+                    Usage(service, None, None, f"no local process listens on port {port}")
+                )
+                continue
+            try:
+                with proc.oneshot():
+                    cpu = proc.cpu_percent(None)
+                    memory = proc.memory_percent()
+                    name = proc.name()
+            except psutil.Error:
+                del self._procs[service]
+                usages.append(Usage(service, None, None, f"the process on port {port} exited"))
+                continue
+            usages.append(Usage(service, round(cpu, 1), round(memory, 1), f"pid {proc.pid} {name}"))
+        return usages
+
+
+class HostUsage:
+    """The machine's own CPU (share of all cores) and memory, when no server is local."""
+
+    def prime(self) -> None:
+        import psutil
+
+        psutil.cpu_percent(None)
+
+    def read(self) -> list[Usage]:
+        import psutil
+
+        cpu = psutil.cpu_percent(None)
+        memory = psutil.virtual_memory().percent
+        return [Usage("host", round(cpu, 1), round(memory, 1), f"{psutil.cpu_count()} CPUs")]
+
+
+# ---------------------------------------------------------------------------------- MongoDB
+
+
+def query_filter(query: MonitorQuery, now: datetime | None = None) -> dict[str, Any]:
+    """The query's filter, with its time window (``time_field`` within ``within_h``) added."""
+    found = dict(query.filter)
+    if query.time_field and query.within_h:
+        since = (now or datetime.now(UTC)) - timedelta(hours=query.within_h)
+        found[query.time_field] = {"$gte": since}
+    return found
+
+
+def run_query(mongo: MongoAdapter, query: MonitorQuery) -> tuple[float, float]:
+    """(result, milliseconds): the document count, the distinct count, or for a find with
+    a limit or sort, the documents returned."""
+    filt = query_filter(query)
+    started = time.perf_counter()
+    if query.distinct:
+        reply = mongo.command(
+            "distinct", collection=query.collection, key=query.distinct, query=filt
+        )
+        result = float(sum(1 for v in reply.get("values", []) if v is not None))
+    elif query.limit or query.sort:
+        kwargs: dict[str, Any] = {"filter": filt}
+        if query.sort:
+            kwargs["sort"] = query.sort
+        if query.limit:
+            kwargs["limit"] = query.limit
+            kwargs["batchSize"] = query.limit
+        reply = mongo.command("find", collection=query.collection, **kwargs)
+        result = float(len(reply.get("cursor", {}).get("firstBatch", [])))
+    else:
+        reply = mongo.command("count", collection=query.collection, query=filt)
+        result = float(reply.get("n", 0))
+    return result, (time.perf_counter() - started) * 1000
+
+
+def op_latencies(status: dict[str, Any]) -> tuple[int, int] | None:
+    """(total latency in microseconds, operations) of serverStatus.opLatencies, or None
+    when the server does not report them."""
+    lat = status.get("opLatencies")
+    if not isinstance(lat, dict):
+        return None
+    micros = ops = 0
+    for kind in ("reads", "writes", "commands"):
+        entry = lat.get(kind) or {}
+        micros += int(entry.get("latency", 0))
+        ops += int(entry.get("ops", 0))
+    return micros, ops

@@ -1,0 +1,360 @@
+"""`monitor once` against real servers: redis-server, SecantusDB (seeded) and the backend."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cli import invoke
+from fixtures_servers import Backend, MongoServer, RedisServer, seed
+from travellr_ops.settings import Settings
+
+pytestmark = [pytest.mark.redis, pytest.mark.mongo]
+
+#: thresholds this shared 2-core machine cannot breach by load alone (SecantusDB is a Python
+#: server): the tests below are about where each figure comes from, not about load
+CALM = {"db_query_ms": 60_000.0, "cpu_pct": 1000.0, "memory_pct": 100.0, "disk_pct": 100.0}
+
+
+@dataclass
+class Platform:
+    redis: RedisServer
+    mongo: MongoServer
+    backend: Backend
+    tmp: Path
+
+    def settings(self, thresholds: dict[str, float] | None = None, **monitor: Any) -> Settings:
+        return Settings(
+            platform="none",
+            state_dir=self.tmp / "state",
+            disk_paths=[self.tmp],
+            mongo={"uri": self.mongo.uri, "timeout_s": 2.0},
+            redis={"url": self.redis.url, "timeout_s": 2.0},
+            api={"url": self.backend.url, "timeout_s": 5.0},
+            backup={"dir": self.tmp / "backups"},
+            logs={"access_log": self.backend.access_log},
+            thresholds={**CALM, **(thresholds or {})},
+            monitor={"window_s": 1.0, "api_probes": 3, **monitor},
+        )
+
+
+@pytest.fixture
+def platform(
+    tmp_path: Path,
+    redis_factory: Callable[[], RedisServer],
+    mongo_factory: Callable[..., MongoServer],
+    backend_factory: Callable[..., Backend],
+) -> Platform:
+    """A platform of this test's own, free to stop: Redis, a seeded MongoDB, the backend."""
+    redis = redis_factory()
+    mongo = mongo_factory()
+    seed(mongo.uri)
+    backend = backend_factory(redis_url=redis.url, mongo_uri=mongo.uri)
+    return Platform(redis, mongo, backend, tmp_path)
+
+
+def once(settings: Settings, *args: str) -> tuple[int, dict[str, Any], str]:
+    result = invoke("monitor", "once", "--json", *args, settings=settings)
+    return result.exit_code, result.json(), result.stderr
+
+
+def by_key(sample: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        (f"{m['name']}:{m['subject']}" if m["subject"] else m["name"]): m for m in sample["metrics"]
+    }
+
+
+def get(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as err:
+        return int(err.code)
+
+
+# ----------------------------------------------------------------------------------- all up
+
+
+def test_all_up_every_metric_comes_from_its_source(platform: Platform, tmp_path: Path) -> None:
+    prom = tmp_path / "textfile" / "travellr.prom"
+    code, sample, _ = once(platform.settings(), "--metrics-file", str(prom))
+    metrics = by_key(sample)
+    assert code == 0, sample
+    assert {m["verdict"] for m in sample["metrics"]} <= {"ok", "info", "idle"}
+    for key in (
+        "api_response_p95_ms",
+        "api_response_p50_ms",
+        "db_query_ms",
+        "cache_hit_rate_pct",
+        "cpu_pct:backend",
+        "memory_pct:mongodb",
+        "cpu_pct:redis",
+        f"disk_pct:{tmp_path}",
+        "error_rate_pct",
+        "active_users",
+        "booking_conversion_pct",
+    ):
+        assert key in metrics, key
+    assert metrics["api_response_p95_ms"]["value"] > 0
+    assert "secantusd" in metrics["cpu_pct:mongodb"]["detail"]
+    assert "redis-server" in metrics["cpu_pct:redis"]["detail"]
+    assert metrics["db_query_ms"]["source"] == "timed queries"
+    assert "opLatencies not reported" in metrics["db_query_ms"]["detail"]
+
+    # the business figures are what the seeded data says, counted here independently
+    client = platform.mongo.client()
+    try:
+        db = client.get_default_database()
+        since = datetime.now(UTC) - timedelta(hours=24)
+        users = {
+            d["userId"]
+            for d in db.searches.find({"createdAt": {"$gte": since}})
+            if d.get("userId") is not None
+        }
+        bookings = db.bookings.count_documents({"createdAt": {"$gte": since}})
+        searches = db.searches.count_documents({"createdAt": {"$gte": since}})
+    finally:
+        client.close()
+    assert metrics["active_users"]["value"] == len(users) > 0
+    assert metrics["booking_conversion_pct"]["value"] == round(bookings * 100 / searches, 2)
+
+    # the sample is in the history store and in the textfile, in Prometheus's own format
+    db_file = tmp_path / "state" / "travellr-ops.db"
+    with sqlite3.connect(db_file) as conn:
+        stored = conn.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert stored == len(sample["metrics"])
+    from prometheus_client.parser import text_string_to_metric_families
+
+    families = {f.name: f for f in text_string_to_metric_families(prom.read_text())}
+    values = {
+        s.labels["metric"]: s.value
+        for s in families["travellr_monitor_value"].samples
+        if not s.labels["subject"]
+    }
+    assert values["active_users"] == metrics["active_users"]["value"]
+    assert not list(prom.parent.glob("*.tmp*"))  # written atomically: no leftovers
+
+
+def test_human_output_is_a_table_of_value_threshold_verdict(platform: Platform) -> None:
+    result = invoke("monitor", "once", settings=platform.settings())
+    assert result.exit_code == 0, result.stderr
+    for word in ("metric", "threshold", "verdict", "api_response_p95_ms", "error_rate_pct"):
+        assert word in result.stdout
+    assert "overall: ok" in result.stdout
+
+
+# --------------------------------------------------------------------------------- faults
+
+
+def test_backend_stopped_is_unknown_and_exit_3(platform: Platform) -> None:
+    platform.backend.stop()
+    code, sample, stderr = once(platform.settings())
+    metrics = by_key(sample)
+    assert code == 3
+    assert metrics["api_response_p95_ms"]["verdict"] == "unknown"
+    assert "refused" in metrics["api_response_p95_ms"]["detail"]
+    assert metrics["cpu_pct:backend"]["verdict"] == "unknown"
+    # the rest still comes out
+    assert metrics["db_query_ms"]["verdict"] == "ok"
+    assert metrics["cache_hit_rate_pct"]["verdict"] in ("ok", "idle")
+    assert metrics["active_users"]["value"] is not None
+    assert "unknown" in stderr
+
+
+def test_redis_stopped_cache_unknown_others_come_out(platform: Platform) -> None:
+    platform.redis.stop()
+    code, sample, _ = once(platform.settings())
+    metrics = by_key(sample)
+    assert metrics["cache_hit_rate_pct"]["verdict"] == "unknown"
+    assert "Redis" in metrics["cache_hit_rate_pct"]["detail"]
+    assert metrics["cpu_pct:redis"]["verdict"] == "unknown"
+    assert metrics["db_query_ms"]["verdict"] == "ok"
+    # the backend now answers its health checks 503: that is a real error-rate breach
+    assert metrics["api_response_p95_ms"]["value"] is not None
+    assert metrics["error_rate_pct"]["verdict"] == "breach"
+    assert code == 1
+
+
+def test_mongodb_stopped_db_metrics_unknown_others_come_out(platform: Platform) -> None:
+    platform.mongo.stop()
+    code, sample, _ = once(platform.settings(), "--window", "0.5")
+    metrics = by_key(sample)
+    for key in ("db_query_ms", "active_users", "booking_conversion_pct", "cpu_pct:mongodb"):
+        assert metrics[key]["verdict"] == "unknown", key
+    assert "refused" in metrics["db_query_ms"]["detail"]
+    assert metrics["cache_hit_rate_pct"]["verdict"] in ("ok", "idle")
+    assert metrics["cpu_pct:redis"]["verdict"] == "ok"
+    assert code in (1, 3)  # 1 when the backend's 503s already breach the error rate
+
+
+class _Slow(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        time.sleep(0.3)
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def slow_endpoint() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Slow)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/api/slow"
+    server.shutdown()
+    server.server_close()
+
+
+def test_slow_endpoint_breaches_the_api_threshold(platform: Platform, slow_endpoint: str) -> None:
+    code, sample, _ = once(platform.settings(api_paths=[slow_endpoint]))
+    api = by_key(sample)["api_response_p95_ms"]
+    assert api["verdict"] == "breach" and api["value"] >= 300
+    assert slow_endpoint in api["detail"]
+    assert code == 1
+
+
+def test_burst_of_5xx_breaches_the_error_rate(platform: Platform) -> None:
+    for _ in range(3):
+        assert get(platform.backend.url + "/api/trips/popular") == 200
+    for _ in range(10):
+        assert get(platform.backend.url + "/api/debug/error") == 500
+    code, sample, _ = once(platform.settings())
+    errors = by_key(sample)["error_rate_pct"]
+    assert errors["verdict"] == "breach"
+    assert errors["detail"].startswith("10 of ")
+    assert code == 1
+
+
+def test_low_hit_rate_from_a_known_mix(platform: Platform) -> None:
+    import redis
+
+    client = redis.Redis.from_url(platform.redis.url)
+    client.set("known", "1")
+
+    def traffic() -> None:
+        time.sleep(0.3)  # inside the window
+        for _ in range(30):
+            client.get("known")
+        for i in range(120):
+            client.get(f"missing:{i}")
+
+    thread = threading.Thread(target=traffic)
+    thread.start()
+    code, sample, _ = once(platform.settings(), "--window", "2")
+    thread.join()
+    cache = by_key(sample)["cache_hit_rate_pct"]
+    # 30 hits of 150 lookups, plus a few misses of the backend's own maintenance-flag reads
+    assert cache["verdict"] == "breach"
+    assert 15 <= cache["value"] <= 20
+    assert cache["detail"].startswith("30 hits")
+    assert code == 1
+
+
+def test_breaches_during_maintenance_are_not_alarms(platform: Platform) -> None:
+    import redis
+
+    flag = {"message": "upgrading MongoDB", "by": "test"}
+    redis.Redis.from_url(platform.redis.url).set("travellr:maintenance", json.dumps(flag))
+    for _ in range(5):
+        assert get(platform.backend.url + "/api/trips/popular") == 503
+    result = invoke("monitor", "once", settings=platform.settings())
+    assert "maintenance mode ON: upgrading MongoDB" in result.stdout
+    assert result.exit_code == 0  # the breaches are reported, but not alarms
+    code, sample, stderr = once(platform.settings())
+    assert sample["maintenance"]["message"] == "upgrading MongoDB"
+    assert by_key(sample)["error_rate_pct"]["verdict"] == "breach"  # the 503s
+    assert code == 0
+    assert "not alarms" in stderr
+
+
+# ---------------------------------------------------------------------------- the store
+
+
+def test_corrupt_store_is_reported_and_the_sample_still_printed(platform: Platform) -> None:
+    settings = platform.settings()
+    settings.state_dir.mkdir(parents=True)
+    (settings.state_dir / "travellr-ops.db").write_bytes(b"this is not a database" * 100)
+    result = invoke("monitor", "once", "--json", settings=settings)
+    assert result.exit_code == 0
+    assert by_key(result.json())["error_rate_pct"]["verdict"] == "ok"
+    assert "damaged" in result.stderr and "hint" in result.stderr
+
+
+def test_locked_store_is_reported_and_the_sample_still_printed(platform: Platform) -> None:
+    settings = platform.settings(store_timeout_s=0.2)
+    invoke("monitor", "once", "--json", settings=settings)  # creates the store
+    holder = sqlite3.connect(settings.state_dir / "travellr-ops.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        result = invoke("monitor", "once", "--json", settings=settings)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert result.exit_code == 0
+    assert result.json()["metrics"]
+    assert "locked" in result.stderr
+
+
+def test_bad_window_is_a_usage_error(tmp_path: Path) -> None:
+    result = invoke("monitor", "once", "--window", "0", settings=Settings(state_dir=tmp_path))
+    assert result.exit_code == 2
+    assert "--window" in result.stderr
+
+
+# ------------------------------------------------------------------------------------ live
+
+
+def test_live_without_a_terminal_prints_a_line_per_sample_and_a_summary(
+    platform: Platform,
+) -> None:
+    result = invoke(
+        "monitor", "--interval", "0.5", "--duration", "2s", settings=platform.settings()
+    )
+    lines = [line for line in result.stdout.splitlines() if "api_response_p95_ms=" in line]
+    assert len(lines) >= 3
+    assert "summary:" in result.stdout and "p95" in result.stdout
+    assert "overall: no threshold breached" in result.stdout
+    assert result.exit_code == 0
+
+
+def test_live_duration_ends_with_exit_1_and_the_breach_times(
+    platform: Platform, slow_endpoint: str
+) -> None:
+    result = invoke(
+        "monitor",
+        "--interval",
+        "1",
+        "--duration",
+        "2",
+        settings=platform.settings(api_paths=[slow_endpoint]),
+    )
+    assert "api_response_p95_ms=" in result.stdout and "!" in result.stdout
+    assert "breach 20" in result.stdout and "api_response_p95_ms" in result.stdout
+    assert result.exit_code == 1
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("--interval", "0"), ("--interval", "soon"), ("--duration", "-5m"), ("--duration", "10x")],
+)
+def test_live_bad_interval_or_duration_is_exit_2(args: tuple[str, str], tmp_path: Path) -> None:
+    result = invoke("monitor", *args, settings=Settings(state_dir=tmp_path))
+    assert result.exit_code == 2
+    assert args[0] in result.stderr

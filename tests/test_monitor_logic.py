@@ -1,0 +1,130 @@
+"""The monitor's pieces that need no server: the history store and the access-log reader."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from travellr_ops.ops.monitor.history import append, load, open_history
+from travellr_ops.ops.monitor.metrics import Metric, Sample, percentile
+from travellr_ops.ops.monitor.sources import AccessLog, LogUnavailable
+from travellr_ops.store import Store, StoreError
+
+
+def sample(at: float, value: float = 1.0) -> Sample:
+    return Sample(at, 1.0, 1.0, None, [Metric("error_rate_pct", value, "%", "ok", 1.0)])
+
+
+def test_concurrent_writers_lose_no_sample(tmp_path: Path) -> None:
+    path = tmp_path / "travellr-ops.db"
+    now = time.time()
+
+    def writer(offset: int) -> None:
+        store = open_history(Store(path, timeout_s=10))
+        try:
+            for i in range(40):
+                append(store, sample(now + offset + i * 0.001), retention_days=30)
+        finally:
+            store.close()
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    store = Store(path)
+    assert len(load(store, now - 1, now + 10)) == 160
+    store.close()
+
+
+def test_retention_drops_old_samples(tmp_path: Path) -> None:
+    store = open_history(Store(tmp_path / "s.db"))
+    now = time.time()
+    append(store, sample(now - 40 * 86400), retention_days=30)
+    append(store, sample(now - 10 * 86400), retention_days=30)
+    deleted = append(store, sample(now), retention_days=30)
+    assert deleted == 1
+    assert [round(r.time) for r in load(store, 0, now + 1)] == [
+        round(now - 10 * 86400),
+        round(now),
+    ]
+
+
+def test_groups_version_their_own_tables(tmp_path: Path) -> None:
+    store = open_history(Store(tmp_path / "s.db"))
+    store.migrate("deploy", ["CREATE TABLE deploys (time REAL)"])
+    store.migrate("deploy", ["CREATE TABLE deploys (time REAL)"])  # already done: no error
+    versions = dict(store.query("SELECT component, version FROM schema"))
+    assert versions == {"monitor": 1, "deploy": 1}
+    with pytest.raises(StoreError, match="newer travellr-ops"):
+        store.migrate("deploy", [])
+
+
+def test_corrupt_store_names_the_file_and_a_way_out(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    path.write_bytes(b"garbage" * 1000)
+    with pytest.raises(StoreError) as info:
+        open_history(Store(path))
+    assert str(path) in info.value.message and "mv" in (info.value.hint or "")
+
+
+def log_line(status: int, when: datetime | None = None) -> str:
+    stamp = (when or datetime.now(UTC)).strftime("%d/%b/%Y:%H:%M:%S +0000")
+    return f'127.0.0.1 - - [{stamp}] "GET /api/x HTTP/1.1" {status} 12 "-" "curl"\n'
+
+
+def test_access_log_counts_5xx_in_the_window(tmp_path: Path) -> None:
+    path = tmp_path / "access.log"
+    old = datetime.fromtimestamp(time.time() - 3600, UTC)
+    path.write_text(log_line(500, old) * 5 + log_line(200) * 3 + log_line(503) + "garbage\n")
+    counts = AccessLog(path, window_s=300).read()
+    assert (counts.requests, counts.errors) == (4, 1)
+
+
+def test_access_log_survives_rotation_and_truncation(tmp_path: Path) -> None:
+    path = tmp_path / "access.log"
+    path.write_text(log_line(200) * 2)
+    log = AccessLog(path, window_s=300)
+    assert log.read().requests == 2
+    with path.open("a") as f:  # written after our read, before the rotation
+        f.write(log_line(500))
+    path.rename(tmp_path / "access.log.1")
+    path.write_text(log_line(502) * 2)
+    counts = log.read()
+    assert (counts.requests, counts.errors) == (5, 3)
+    path.write_text(log_line(200))  # truncated in place (copytruncate), then one line
+    counts = log.read()
+    assert (counts.requests, counts.errors) == (6, 3)
+    log.close()
+
+
+def test_missing_access_log_is_a_source_down(tmp_path: Path) -> None:
+    with pytest.raises(LogUnavailable, match="no access log"):
+        AccessLog(tmp_path / "nope.log", 300).read()
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert (percentile(values, 50), percentile(values, 95), percentile(values, 100)) == (
+        50.0,
+        95.0,
+        100.0,
+    )
+
+
+def test_tracker_keeps_bounded_recent_values_and_exact_extremes() -> None:
+    from travellr_ops.ops.monitor.live import Tracker
+
+    tracker = Tracker(spark_width=5)
+    for i in range(1, 101):
+        verdict = "breach" if i > 98 else "ok"
+        tracker.add(Sample(float(i), 1, 1, None, [Metric("x", float(i), "ms", verdict, 98.0)]))
+    series = tracker.series["x"]
+    assert len(series.recent) == 5 and len(series.sparkline()) == 5
+    row = tracker.summary().rows[0]
+    assert (row.min, row.p95, row.max, row.breaches) == (1.0, 95.0, 100.0, 2)
+    assert [b.time for b in tracker.summary().breaches] == [99.0, 100.0]
