@@ -20,7 +20,7 @@ from typing import Any
 
 from travellr_ops.adapters.http import HttpAdapter
 from travellr_ops.adapters.mongo import MongoAdapter
-from travellr_ops.adapters.platform import ServicePlatform
+from travellr_ops.adapters.platform_types import ServicePlatform
 from travellr_ops.adapters.redis import RedisAdapter
 from travellr_ops.errors import ServiceError, TravellrError
 from travellr_ops.ops.cache import hit_rate
