@@ -128,3 +128,103 @@ def _render_audit(console: Console, result: AuditResult) -> None:
         f"{verdict(word)}: {len(result.findings)} finding(s), {len(result.at_level)} at or above "
         f"{result.level}, in {result.packages} packages ({sources})"
     )
+
+
+@app.command()
+def logs(
+    ctx: typer.Context,
+    since: Annotated[
+        str,
+        typer.Option(help="Only what happened since: 30m, 24h, 7d, an ISO time, or 'all'."),
+    ] = "24h",
+    source: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--source",
+            help="A log file (its rotated .1/.N.gz copies are read too; access or app log "
+            "told by content), or 'service' for the backend's container/pod logs. "
+            "Repeatable. Default: logs.access_log and logs.app_log.",
+        ),
+    ] = None,
+    top: Annotated[
+        int | None, typer.Option(min=1, help="Rows per table (default: security.top).")
+    ] = None,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Review the access and app logs: 401/403/429 by IP, path and hour; failed logins by
+    account and IP; brute-force suspects; rate-limit hits; top offenders. Exit 1 when there
+    is a brute-force suspect; exit 3 when no log could be read."""
+    from travellr_ops.ops.security.logs import to_json
+    from travellr_ops.ops.security.review import review
+
+    a = use(ctx)
+    out = a.output(json_, quiet)
+    report = review(a.settings, source or [], since)
+    rows = top or a.settings.security.top
+    for stat in report.files:
+        if stat.error:
+            out.warn(f"{stat.path}: {stat.error}")
+        elif stat.truncated:
+            out.warn(f"{stat.path}: gzip file ends early; read up to there")
+        if stat.malformed:
+            out.warn(f"{stat.path}: {stat.malformed} malformed line(s) skipped")
+    doc = to_json(report, rows)
+    out.result(doc, lambda console: _render_logs(console, doc))
+    if not report.read_any:
+        out.error(
+            "no log could be read",
+            hint="check logs.access_log / logs.app_log, or pass --source FILE",
+        )
+        raise typer.Exit(ExitCode.UNAVAILABLE)
+    if report.suspects:
+        raise typer.Exit(ExitCode.CHECK_FAILED)
+
+
+def _render_logs(console: Console, doc: dict[str, Any]) -> None:
+    from travellr_ops.output import table
+
+    denied = doc["denied"]
+    console.print(
+        f"{doc['requests']} requests; 401: {denied['401']}, 403: {denied['403']}, "
+        f"429: {denied['429']}; {doc['failed_logins']} failed logins; "
+        f"{doc['rate_limit_hits']} rate-limit hits; {doc['malformed_lines']} malformed lines"
+    )
+    for title, key in (
+        ("401/403/429 by client IP", "denied_by_ip"),
+        ("by path", "denied_by_path"),
+        ("by hour (UTC)", "denied_by_hour"),
+    ):
+        if doc[key]:
+            rows = [[r["key"], r["401"], r["403"], r["429"], r["total"]] for r in doc[key]]
+            console.print(table(title, [key.rsplit("_", 1)[1], "401", "403", "429", "total"], rows))
+    for title, key, column in (
+        ("failed logins by account", "failed_logins_by_account", "account"),
+        ("failed logins by IP", "failed_logins_by_ip", "ip"),
+        ("rate-limit hits by IP", "rate_limited_by_ip", "ip"),
+    ):
+        if doc[key]:
+            console.print(table(title, [column, "count"], [[k, v] for k, v in doc[key].items()]))
+    brute = doc["bruteforce"]
+    if brute["suspects"]:
+        rows = [
+            [s.ip, s.failures, s.detected_at, ", ".join(s.accounts[:5])] for s in brute["suspects"]
+        ]
+        console.print(
+            table(
+                f"[red]brute-force suspects[/] (>= {brute['failures']} failures "
+                f"in {brute['window_s']:g} s)",
+                ["ip", "failed logins", "detected at", "accounts"],
+                rows,
+            )
+        )
+    if doc["top_offenders"]:
+        rows = [
+            [o["ip"], o["denied"], o["failed_logins"], o["rate_limited"], o["total"]]
+            for o in doc["top_offenders"]
+        ]
+        console.print(
+            table(
+                "top offenders", ["ip", "401/403/429", "failed logins", "429 (app)", "total"], rows
+            )
+        )
