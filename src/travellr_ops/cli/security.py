@@ -228,3 +228,27 @@ def _render_logs(console: Console, doc: dict[str, Any]) -> None:
                 "top offenders", ["ip", "401/403/429", "failed logins", "429 (app)", "total"], rows
             )
         )
+
+
+@app.command()
+def check(ctx: typer.Context, json_: JsonOpt = False, quiet: QuietOpt = False) -> None:
+    """The platform's security posture: Redis and MongoDB authentication and exposure, TLS off
+    localhost, file modes of the backup/state directories and config file, the backend
+    image tag, a maintenance flag left on. Exit 1 when a check fails."""
+    from travellr_ops.ops.security.posture import check as run_checks
+
+    a = use(ctx)
+    out = a.output(json_, quiet)
+    checks = run_checks(a.settings, a.loaded.config_file)
+    failed = [c for c in checks if c.verdict == "fail"]
+    doc = {"ok": not failed, "checks": checks}
+
+    def render(console: Console) -> None:
+        from travellr_ops.output import escape, table, verdict
+
+        rows = [[c.name, verdict(c.verdict), escape(c.detail), escape(c.fix)] for c in checks]
+        console.print(table(None, ["check", "verdict", "detail", "fix"], rows))
+
+    out.result(doc, render)
+    if failed:
+        raise typer.Exit(ExitCode.CHECK_FAILED)
