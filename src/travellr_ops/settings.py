@@ -253,6 +253,58 @@ class MonitorSettings(_Section):
     store_timeout_s: float = Field(default=5.0, ge=0)
 
 
+Severity = Literal["low", "moderate", "high", "critical"]
+
+
+class SecuritySettings(_Section):
+    """`security`: dependency audit, log review and posture checks."""
+
+    #: the backend's source directory: package-lock.json and requirements*.txt are audited
+    backend_dir: Path = Path(".")
+    #: an offline advisory database: a directory of OSV JSON files (or OSV's per-ecosystem
+    #: all.zip exports), as `osv-scanner --offline` uses; unset: live services only
+    advisories_dir: Path | None = None
+    #: ask the live services too (`npm audit --json`, `pip-audit`) when they are installed
+    live_audit: bool = True
+    #: how long one live audit service may take
+    live_timeout_s: float = Field(default=120.0, gt=0)
+    #: `security audit` exits 1 for findings at or above this severity
+    audit_level: Severity = "high"
+    #: a brute-force suspect: at least this many failed logins from one IP ...
+    bruteforce_failures: int = Field(default=10, ge=1)
+    #: ... within this many seconds
+    bruteforce_window_s: float = Field(default=300.0, gt=0)
+    #: how many rows the log review's "top" tables show
+    top: int = Field(default=10, ge=1)
+
+
+class IncidentContact(_Section):
+    level: int = Field(ge=1, le=3)
+    name: str
+    contact: str = ""
+
+
+def _default_contacts() -> list[IncidentContact]:
+    return [
+        IncidentContact(level=1, name="Operations team (on call)"),
+        IncidentContact(level=2, name="Engineering team"),
+        IncidentContact(level=3, name="Senior engineering / CTO"),
+    ]
+
+
+class IncidentSettings(_Section):
+    """`incident`: where records live and whom each escalation level calls."""
+
+    #: where incident records are kept; unset: <state_dir>/incidents
+    dir: Path | None = None
+    #: the runbook's escalation levels: severity N calls level N
+    contacts: list[IncidentContact] = Field(default_factory=_default_contacts)
+    #: the "Identify" evidence captured at `incident open`: lines of each service's log
+    evidence_log_lines: int = Field(default=50, ge=0, le=1000)
+    #: how long capturing the evidence may take in all (a down source never blocks it)
+    evidence_timeout_s: float = Field(default=15.0, gt=0)
+
+
 # The TOML file's contents while `load_settings` builds a Settings; empty otherwise, so that
 # `Settings(...)` built directly (by tests) never picks up a config file lying around.
 _toml_data: ContextVar[dict[str, Any]] = ContextVar("_toml_data", default={})  # noqa: B039
@@ -295,6 +347,8 @@ class Settings(BaseSettings):
     logs: LogSettings = Field(default_factory=LogSettings)
     thresholds: Thresholds = Field(default_factory=Thresholds)
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
+    incident: IncidentSettings = Field(default_factory=IncidentSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -1,0 +1,1 @@
+"""`security`: dependency audit, log review, posture checks."""

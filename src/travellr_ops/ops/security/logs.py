@@ -1,0 +1,410 @@
+"""`security logs`: 401/403/429, failed logins, brute force and rate limiting, from the
+backend's access log (combined format) and app log, rotated and gzipped copies included.
+
+The logs are read in blocks and scanned with compiled regular expressions over each whole
+block (the per-line loop runs in C), so a large log costs little more than reading it; memory
+holds only the counters, never the log. Lines that parse as neither format (binary garbage, a
+line cut short) and gzip files that end early are counted and reported, never fatal.
+"""
+
+from __future__ import annotations
+
+import calendar
+import gzip
+import json
+import re
+import zlib
+from collections import Counter, defaultdict, deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO, cast
+
+BLOCK = 4 << 20
+#: a "line" longer than this without a newline is garbage: counted once, then skipped
+MAX_LINE = 1 << 20
+DENIED = (401, 403, 429)
+_MONTHS = {m.encode(): i for i, m in enumerate(calendar.month_abbr) if m}
+
+# -- the access log, combined format: ip ident user [time] "request" status size "ref" "ua"
+_ACCESS_VALID = re.compile(
+    rb'^\S+ \S+ \S+ \[(\d\d/\w\w\w/\d{4}:\d\d:\d\d):\d\d ([+-]\d{4})\] "[^"\n]*" \d{3} \S+', re.M
+)
+_ACCESS_DENIED = re.compile(
+    rb"^(\S+) \S+ \S+ \[(\d\d/\w\w\w/\d{4}:\d\d:\d\d):(\d\d) ([+-]\d{4})\] "
+    rb'"(?:[A-Z]+ )?([^" \n]*)[^"\n]*" (401|403|429) \S+',
+    re.M,
+)
+# -- the app log: 2026-11-28T04:12:00.123Z LEVEL message key=value ...
+_APP_VALID = re.compile(
+    rb"^(\d{4}-\d\d-\d\dT\d\d:\d\d):\d\d(?:\.\d+)?Z (?:DEBUG|INFO|WARN|WARNING|ERROR|CRITICAL) ",
+    re.M,
+)
+_APP_EVENT = re.compile(
+    rb"^(\d{4}-\d\d-\d\dT\d\d:\d\d):(\d\d(?:\.\d+)?)Z WARN (login failed|rate limit exceeded)"
+    rb"([^\n]*)",
+    re.M,
+)
+_FIELD = re.compile(rb'(\w+)=("(?:[^"\\\n]|\\.)*"|\S*)')
+_ROTATED = re.compile(r"\.(\d+)(\.gz)?$")
+
+
+@dataclass
+class FileStat:
+    path: str
+    kind: str  # "access", "app", "unknown"
+    lines: int = 0
+    parsed: int = 0
+    malformed: int = 0
+    #: a gzip file that ended early or is damaged: read up to there
+    truncated: bool = False
+    error: str = ""
+
+
+@dataclass
+class Suspect:
+    ip: str
+    #: when the threshold was first reached, and the failures inside that window
+    detected_at: str
+    failures: int = 0
+    accounts: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LogReport:
+    since: datetime | None
+    bruteforce_failures: int
+    bruteforce_window_s: float
+    files: list[FileStat] = field(default_factory=list)
+    requests: int = 0
+    denied: Counter[int] = field(default_factory=Counter)
+    denied_by_ip: dict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))
+    denied_by_path: dict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))
+    denied_by_hour: dict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))
+    failed_logins: int = 0
+    failed_by_account: Counter[str] = field(default_factory=Counter)
+    failed_by_ip: Counter[str] = field(default_factory=Counter)
+    rate_limit_hits: int = 0
+    rate_limited_by_ip: Counter[str] = field(default_factory=Counter)
+    suspects: dict[str, Suspect] = field(default_factory=dict)
+
+    @property
+    def malformed(self) -> int:
+        return sum(f.malformed for f in self.files)
+
+    @property
+    def read_any(self) -> bool:
+        return any(not f.error for f in self.files)
+
+    def offenders(self) -> list[tuple[str, int, int, int, int]]:
+        """(ip, denied, failed logins, rate-limit hits, total) by total, highest first."""
+        ips = set(self.denied_by_ip) | set(self.failed_by_ip) | set(self.rate_limited_by_ip)
+        rows = []
+        for ip in ips:
+            denied = sum(self.denied_by_ip[ip].values()) if ip in self.denied_by_ip else 0
+            failed, limited = self.failed_by_ip[ip], self.rate_limited_by_ip[ip]
+            rows.append((ip, denied, failed, limited, denied + failed + limited))
+        return sorted(rows, key=lambda r: (-r[4], r[0]))
+
+
+class _Analyzer:
+    def __init__(self, report: LogReport) -> None:
+        self.report = report
+        self.since = report.since.timestamp() if report.since else None
+        self._minutes: dict[bytes, float] = {}
+        self._windows: dict[str, deque[float]] = {}
+        self._accounts: dict[str, set[str]] = defaultdict(set)
+
+    # -- time: parsed once per distinct minute, so a big log costs a dictionary look-up
+    def _access_minute(self, stamp: bytes, zone: bytes) -> float:
+        key = stamp + zone
+        cached = self._minutes.get(key)
+        if cached is None:
+            day, month, rest = stamp.split(b"/")
+            year, hour, minute = rest.split(b":")
+            offset = (1 if zone[:1] == b"+" else -1) * (int(zone[1:3]) * 3600 + int(zone[3:]) * 60)
+            cached = (
+                calendar.timegm((int(year), _MONTHS[month], int(day), int(hour), int(minute), 0))
+                - offset
+            )
+            self._minutes[key] = cached
+        return cached
+
+    def _app_minute(self, stamp: bytes) -> float:
+        cached = self._minutes.get(stamp)
+        if cached is None:
+            cached = datetime.fromisoformat(stamp.decode() + ":00+00:00").timestamp()
+            self._minutes[stamp] = cached
+        return cached
+
+    def _kept(self, minute: float, second: float = 59.999) -> bool:
+        return self.since is None or minute + second >= self.since
+
+    # -- blocks of whole lines
+    def access(self, block: bytes, stat: FileStat) -> None:
+        r = self.report
+        valid = 0
+        for (stamp, zone), n in Counter(_ACCESS_VALID.findall(block)).items():
+            valid += n
+            if self._kept(self._access_minute(stamp, zone)):
+                r.requests += n
+        stat.parsed += valid
+        stat.malformed += _lines(block) - valid
+        for ip_b, stamp, sec, zone, path_b, status_b in _ACCESS_DENIED.findall(block):
+            minute = self._access_minute(stamp, zone)
+            if not self._kept(minute, int(sec)):
+                continue
+            status = int(status_b)
+            ip = ip_b.decode("utf-8", "replace")
+            path = path_b.split(b"?", 1)[0].decode("utf-8", "replace") or "-"
+            hour = datetime.fromtimestamp(minute - minute % 3600, UTC).strftime("%Y-%m-%dT%H:00Z")
+            r.denied[status] += 1
+            r.denied_by_ip[ip][status] += 1
+            r.denied_by_path[path][status] += 1
+            r.denied_by_hour[hour][status] += 1
+
+    def app(self, block: bytes, stat: FileStat) -> None:
+        valid = len(_APP_VALID.findall(block))
+        stat.parsed += valid
+        stat.malformed += _lines(block) - valid
+        for stamp, sec, event, rest in _APP_EVENT.findall(block):
+            minute = self._app_minute(stamp)
+            when = minute + float(sec)
+            if not self._kept(minute, float(sec)):
+                continue
+            fields = _fields(rest)
+            ip = fields.get("ip", "-")
+            if event == b"rate limit exceeded":
+                self.report.rate_limit_hits += 1
+                self.report.rate_limited_by_ip[ip] += 1
+            else:
+                self._failed_login(ip, fields.get("email", "-"), when)
+
+    def _failed_login(self, ip: str, account: str, when: float) -> None:
+        r = self.report
+        r.failed_logins += 1
+        r.failed_by_account[account] += 1
+        r.failed_by_ip[ip] += 1
+        accounts = self._accounts[ip]
+        if len(accounts) < 100:
+            accounts.add(account)
+        window = self._windows.get(ip)
+        if window is None:
+            window = self._windows[ip] = deque(maxlen=r.bruteforce_failures)
+        window.append(when)
+        if (
+            ip not in r.suspects
+            and len(window) == r.bruteforce_failures
+            and window[-1] - window[0] <= r.bruteforce_window_s
+        ):
+            stamp = datetime.fromtimestamp(when, UTC).isoformat(timespec="seconds")
+            r.suspects[ip] = Suspect(ip, stamp.replace("+00:00", "Z"))
+
+    def finish(self) -> None:
+        for ip, suspect in self.report.suspects.items():
+            suspect.failures = self.report.failed_by_ip[ip]
+            suspect.accounts = sorted(self._accounts[ip])
+
+
+def _lines(block: bytes) -> int:
+    return block.count(b"\n") + (0 if not block or block.endswith(b"\n") else 1)
+
+
+def _fields(rest: bytes) -> dict[str, str]:
+    fields = {}
+    for key, value in _FIELD.findall(rest):
+        text = value.decode("utf-8", "replace")
+        if text.startswith('"'):
+            try:
+                text = str(json.loads(text))
+            except ValueError:
+                text = text.strip('"')
+        fields[key.decode()] = text
+    return fields
+
+
+def rotated(path: Path) -> list[Path]:
+    """``path`` and its rotated copies (``.1``, ``.2.gz``...), oldest first."""
+    copies = []
+    if path.parent.is_dir():
+        for other in path.parent.glob(path.name + ".*"):
+            match = _ROTATED.fullmatch(other.name[len(path.name) :])
+            if match:
+                copies.append((int(match.group(1)), other))
+    ordered = [p for _, p in sorted(copies, key=lambda c: -c[0])]
+    return [*ordered, path] if path.exists() else ordered
+
+
+def _open(path: Path) -> BinaryIO:
+    if path.suffix == ".gz":
+        # the standard library's reader, not ISA-L's: on a truncated file its read1 hands
+        # over everything decoded before the error, where igzip drops the last buffer
+        return cast(BinaryIO, gzip.open(path, "rb"))
+    return open(path, "rb")
+
+
+def _blocks(stream: BinaryIO, stat: FileStat, read_size: int = BLOCK) -> Iterator[bytes]:
+    """Blocks of about BLOCK bytes of whole lines, from reads of ``read_size`` (small for
+    gzip, so that a truncated file loses little). A line longer than MAX_LINE is counted as
+    one malformed line and skipped."""
+    read = getattr(stream, "read1", stream.read)
+    carry = b""
+    skipping = False
+    eof = False
+    while not eof:
+        parts: list[bytes] = []
+        size = 0
+        while size < BLOCK:
+            try:
+                # read1: one raw read per call, so an error loses no data already decoded
+                chunk = read(read_size)
+            except EOFError:  # a gzip file that ends before its end marker
+                stat.truncated = True
+                chunk = b""
+            except (OSError, zlib.error) as exc:  # a damaged gzip stream
+                stat.truncated = True
+                stat.error = f"{type(exc).__name__}: {exc}"
+                chunk = b""
+            if not chunk:
+                eof = True
+                break
+            parts.append(chunk)
+            size += len(chunk)
+        data = b"".join(parts)
+        if skipping:
+            cut = data.find(b"\n")
+            if cut < 0:
+                continue
+            data, skipping = data[cut + 1 :], False
+        data = carry + data
+        if eof:
+            if data:
+                yield data
+            return
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            if len(data) > MAX_LINE:
+                stat.lines += 1
+                stat.malformed += 1
+                carry, skipping = b"", True
+            else:
+                carry = data
+            continue
+        carry = data[cut + 1 :]
+        yield data[: cut + 1]
+
+
+def sniff(block: bytes) -> str:
+    access = len(_ACCESS_VALID.findall(block))
+    app = len(_APP_VALID.findall(block))
+    if not access and not app:
+        return "unknown"
+    return "access" if access >= app else "app"
+
+
+def analyze_files(
+    files: Iterable[tuple[Path, str | None]],
+    *,
+    since: datetime | None,
+    bruteforce_failures: int,
+    bruteforce_window_s: float,
+) -> LogReport:
+    """Scan each (file, kind) in order; kind None: told from the file's first block."""
+    report = LogReport(since, bruteforce_failures, bruteforce_window_s)
+    analyzer = _Analyzer(report)
+    for path, kind in files:
+        stat = FileStat(str(path), kind or "unknown")
+        report.files.append(stat)
+        try:
+            stream = _open(path)
+        except OSError as exc:
+            stat.error = exc.strerror or str(exc)
+            continue
+        with stream:
+            read_size = 1 << 16 if path.suffix == ".gz" else BLOCK
+            for block in _blocks(stream, stat, read_size):
+                if stat.kind == "unknown":
+                    stat.kind = sniff(block)
+                stat.lines += _lines(block)
+                if stat.kind == "access":
+                    analyzer.access(block, stat)
+                elif stat.kind == "app":
+                    analyzer.app(block, stat)
+                else:
+                    stat.malformed += _lines(block)
+    analyzer.finish()
+    return report
+
+
+def analyze_lines(
+    lines: Iterable[str],
+    name: str,
+    *,
+    since: datetime | None,
+    bruteforce_failures: int,
+    bruteforce_window_s: float,
+    batch: int = 5000,
+) -> LogReport:
+    """The same report from log lines streamed by a service platform (container/pod logs)."""
+    report = LogReport(since, bruteforce_failures, bruteforce_window_s)
+    analyzer = _Analyzer(report)
+    stat = FileStat(name, "mixed")
+    report.files.append(stat)
+    pending: list[bytes] = []
+
+    def flush() -> None:
+        block = b"".join(pending)
+        pending.clear()
+        stat.lines += _lines(block)
+        access, app = FileStat(name, "access"), FileStat(name, "app")
+        analyzer.access(block, access)
+        analyzer.app(block, app)
+        # each line is one format or the other: what neither parsed is malformed
+        stat.parsed += access.parsed + app.parsed
+        stat.malformed += _lines(block) - access.parsed - app.parsed
+
+    for line in lines:
+        pending.append(line.rstrip("\n").encode("utf-8", "replace") + b"\n")
+        if len(pending) >= batch:
+            flush()
+    if pending:
+        flush()
+    analyzer.finish()
+    return report
+
+
+def to_json(report: LogReport, top: int) -> dict[str, Any]:
+    def by_status(table: dict[str, Counter[int]], limit: int | None = top) -> list[dict[str, Any]]:
+        rows = sorted(table.items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))
+        return [
+            {"key": key, "total": sum(c.values()), **{str(s): c[s] for s in DENIED}}
+            for key, c in rows[:limit]
+        ]
+
+    return {
+        "since": report.since,
+        "files": report.files,
+        "requests": report.requests,
+        "denied": {str(s): report.denied[s] for s in DENIED},
+        "denied_by_ip": by_status(report.denied_by_ip),
+        "denied_by_path": by_status(report.denied_by_path),
+        "denied_by_hour": sorted(by_status(report.denied_by_hour, None), key=lambda r: r["key"]),
+        "distinct_denied_ips": len(report.denied_by_ip),
+        "failed_logins": report.failed_logins,
+        "failed_logins_by_account": dict(report.failed_by_account.most_common(top)),
+        "failed_logins_by_ip": dict(report.failed_by_ip.most_common(top)),
+        "bruteforce": {
+            "failures": report.bruteforce_failures,
+            "window_s": report.bruteforce_window_s,
+            "suspects": sorted(report.suspects.values(), key=lambda s: (-s.failures, s.ip)),
+        },
+        "rate_limit_hits": report.rate_limit_hits,
+        "rate_limited_by_ip": dict(report.rate_limited_by_ip.most_common(top)),
+        "top_offenders": [
+            {"ip": ip, "denied": d, "failed_logins": f, "rate_limited": r, "total": t}
+            for ip, d, f, r, t in report.offenders()[:top]
+        ],
+        "malformed_lines": report.malformed,
+        "truncated_files": [f.path for f in report.files if f.truncated],
+    }
