@@ -230,3 +230,70 @@ def test_overdue_weekly_is_a_warning_with_the_last_run(platform: Platform) -> No
     assert "the weekly checklist is overdue: last run" in result.stderr
     assert "2020-01-06T09:00:00+00:00 by ops@host, fail" in result.stderr
     assert result.exit_code == 0
+
+
+# --------------------------------------------------------------------------- maintenance
+
+
+def http_status(url: str) -> int:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as err:
+        return int(err.code)
+
+
+def test_maintenance_before_during_after_round_trip(platform: Platform) -> None:
+    settings = platform.settings()
+    health = platform.backend.url + "/api/health"
+    assert http_status(health) == 200
+
+    # no terminal and no --yes: nothing is closed; the manual steps and the change are pending
+    refused = invoke(
+        "checklist", "maintenance", "before", "--json", "-m", "upgrading", settings=settings
+    )
+    steps = {s["name"]: s for s in refused.json()["steps"]}
+    assert refused.exit_code == 4, steps
+    assert steps["backup"]["verdict"] == "pass"
+    assert steps["users-notified"]["verdict"] == "pending"
+    assert steps["maintenance-on"]["verdict"] == "skipped"  # waits for the plan
+    assert http_status(health) == 200
+
+    before = invoke(
+        "checklist", "maintenance", "before", "--json", "--yes",
+        "-m", "upgrading the database", "--until", "30m", "--plan", "upgrade; rollback: restore",
+        settings=settings,
+    )  # fmt: skip
+    steps = {s["name"]: s for s in before.json()["steps"]}
+    assert before.exit_code == 0, {n: s["detail"] for n, s in steps.items()}
+    assert steps["plan"]["kind"] == "auto" and steps["plan"]["data"]["plan"].startswith("upgrade")
+    assert steps["users-notified"]["verdict"] == "acknowledged"
+    assert steps["backend-503"]["verdict"] == "pass"
+    assert http_status(health) == 503
+    backups = sorted(p.name for p in settings.backup.dir.iterdir())
+    assert steps["backup"]["data"]["name"] == backups[-1]
+
+    during = invoke("checklist", "maintenance", "during", "--json", settings=settings)
+    steps = {s["name"]: s for s in during.json()["steps"]}
+    assert during.exit_code == 0
+    assert "upgrading the database" in steps["maintenance-state"]["detail"]
+    assert "min left" in steps["maintenance-state"]["detail"]
+    assert "@" in steps["maintenance-state"]["data"]["by"]
+    assert 0 < steps["maintenance-state"]["data"]["expires_in_s"] <= 1800
+    assert http_status(health) == 503
+
+    after = invoke("checklist", "maintenance", "after", "--json", "--yes", settings=settings)
+    steps = {s["name"]: s for s in after.json()["steps"]}
+    assert after.exit_code == 0, {n: s["detail"] for n, s in steps.items()}
+    assert http_status(health) == 200
+    assert steps["maintenance-off"]["data"]["was_on"] is True
+    assert "before: " in steps["error-rate"]["detail"]  # compared with the before run
+    assert steps["error-rate"]["data"]["after"]["errors"] == 0  # the 503s of the window excluded
+    assert steps["logs"]["detail"].startswith("no ERROR lines since")
+    assert steps["smoke-test"]["verdict"] == "acknowledged"
+
+    during_now = invoke("checklist", "maintenance", "during", "--json", settings=settings)
+    assert during_now.exit_code == 1  # maintenance is over: "during" fails

@@ -221,3 +221,87 @@ def _age(days: float) -> str:
         return f"{days:.0f} days"
     hours = days * 24
     return f"{hours:.1f} h" if hours >= 1 else f"{hours * 60:.0f} min"
+
+
+maintenance_app = new_group(
+    "maintenance",
+    "The Maintenance Checklist: before (backup, plan, maintenance on), during (its state),"
+    " after (maintenance off, health, error rate against before, logs).",
+)
+app.add_typer(maintenance_app)
+
+
+@maintenance_app.command()
+def before(
+    ctx: typer.Context,
+    message: Annotated[
+        str | None,
+        typer.Option("--message", "-m", help="What the backend tells users (in its 503 body)."),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(
+            help="When it ends by itself: 30m, 2h, 1h30m, a UTC time 16:30, or 2026-11-28T16:30Z."
+        ),
+    ] = None,
+    reason: Annotated[
+        str | None, typer.Option("--reason", "-r", help="Why, for the record.")
+    ] = None,
+    plan: Annotated[
+        str | None,
+        typer.Option(
+            "--plan",
+            help="The plan, recorded with the run (what changes, rollback, who); without it the"
+            " plan is a manual step to confirm.",
+        ),
+    ] = None,
+    yes: AckOpt = False,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Before maintenance: a fresh verified backup, the plan, users told, the error rate
+    now, then maintenance mode on (asks, or --yes) and the backend checked to answer 503."""
+    from travellr_ops.ops.checklist import maintenance as routine
+    from travellr_ops.ops.maintenance import DEFAULT_MESSAGE, parse_until
+    from travellr_ops.safety import utcnow
+
+    end = parse_until(until, utcnow()) if until is not None else None
+    a = use(ctx)
+    out = a.output(json_, quiet)
+    servers = _servers(a, out, yes)
+    steps = routine.before(servers, message or DEFAULT_MESSAGE, end, reason, plan)
+    _run(a, out, servers, "maintenance-before", steps, yes)
+
+
+@maintenance_app.command()
+def during(
+    ctx: typer.Context,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """During maintenance: maintenance mode on, who set it, the time left; the backend
+    answering 503."""
+    from travellr_ops.ops.checklist import maintenance as routine
+
+    a = use(ctx)
+    out = a.output(json_, quiet)
+    servers = _servers(a, out, False)
+    _run(a, out, servers, "maintenance-during", routine.during(servers), False)
+
+
+@maintenance_app.command()
+def after(
+    ctx: typer.Context,
+    yes: AckOpt = False,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """After maintenance: maintenance mode off (asks, or --yes), every service healthy, the
+    error rate since then against the one `before` measured, no ERROR in the backend's logs
+    since `before`; the smoke test and telling users are manual steps."""
+    from travellr_ops.ops.checklist import maintenance as routine
+
+    a = use(ctx)
+    out = a.output(json_, quiet)
+    servers = _servers(a, out, yes)
+    _run(a, out, servers, "maintenance-after", routine.after(servers), yes)

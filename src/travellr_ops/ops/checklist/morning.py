@@ -24,7 +24,7 @@ def steps(servers: Servers) -> list[Step]:
     ]
 
 
-def _judge(checks: list[Check], what: str) -> Outcome:
+def judge(checks: list[Check], what: str) -> Outcome:
     """Health checks as one verdict: a check that did not answer makes it unknown, as in
     `health` (a degraded backend is what a down server causes)."""
     bad = [c for c in checks if c.verdict in (FAIL, WARN, DOWN)]
@@ -40,12 +40,12 @@ def _judge(checks: list[Check], what: str) -> Outcome:
 
 def services(servers: Servers) -> Outcome:
     report = servers.health()
-    return _judge([c for c in report.checks if c.name != "disk"], "checks")
+    return judge([c for c in report.checks if c.name != "disk"], "checks")
 
 
 def disk(servers: Servers) -> Outcome:
     report = servers.health()
-    return _judge([c for c in report.checks if c.name == "disk"], "file systems")
+    return judge([c for c in report.checks if c.name == "disk"], "file systems")
 
 
 def errors_in_logs(servers: Servers) -> Outcome:
