@@ -158,6 +158,42 @@ def morning(
 
 
 @app.command()
+def weekly(
+    ctx: typer.Context,
+    yes: AckOpt = False,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """The weekly tasks: the week's ERROR lines, database size and growth since last week,
+    index analysis, dependency audit, the week's security logs, cache performance; the
+    manual steps (the week's incidents, dependency updates) to confirm."""
+    from travellr_ops.ops.checklist import periodic
+
+    a = use(ctx)
+    out = a.output(json_, quiet)
+    servers = _servers(a, out, yes)
+    _run(a, out, servers, "weekly", periodic.weekly(servers), yes)
+
+
+@app.command()
+def monthly(
+    ctx: typer.Context,
+    yes: AckOpt = False,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """The monthly tasks: performance review and disk trend from the monitor history, backups
+    over the retention and the point-in-time chain, a real restore test of the newest backup
+    into a scratch database, the security posture; the manual reviews to confirm."""
+    from travellr_ops.ops.checklist import periodic
+
+    a = use(ctx)
+    out = a.output(json_, quiet)
+    servers = _servers(a, out, yes)
+    _run(a, out, servers, "monthly", periodic.monthly(servers), yes)
+
+
+@app.command()
 def last(
     ctx: typer.Context,
     routine: Annotated[
