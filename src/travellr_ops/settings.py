@@ -305,6 +305,26 @@ class IncidentSettings(_Section):
     evidence_timeout_s: float = Field(default=15.0, gt=0)
 
 
+class ChecklistSettings(_Section):
+    """`checklist`: the runbook's daily, weekly, monthly and maintenance routines."""
+
+    #: `checklist morning` warns when the weekly routine last ran longer ago than this
+    weekly_overdue_days: float = Field(default=8.0, gt=0)
+    #: ... and the monthly routine longer ago than this
+    monthly_overdue_days: float = Field(default=32.0, gt=0)
+    #: how many of the backend's newest log lines the morning checklist reads for ERRORs
+    log_tail_lines: int = Field(default=100, ge=1, le=100_000)
+    #: more ERROR lines than this in those lines fail the step
+    max_error_lines: int = Field(default=0, ge=0)
+    #: how many of the newest ERROR lines are shown
+    show_error_lines: int = Field(default=3, ge=0, le=100)
+    #: seconds the cache hit rate is measured over (as `cache stats --window`)
+    cache_window_s: float = Field(default=2.0, gt=0, le=3600)
+    #: monthly performance review: a metric that breached in more than this share of the
+    #: month's samples (outside maintenance) fails it
+    monthly_breach_pct: float = Field(default=5.0, ge=0, le=100)
+
+
 # The TOML file's contents while `load_settings` builds a Settings; empty otherwise, so that
 # `Settings(...)` built directly (by tests) never picks up a config file lying around.
 _toml_data: ContextVar[dict[str, Any]] = ContextVar("_toml_data", default={})  # noqa: B039
@@ -349,6 +369,7 @@ class Settings(BaseSettings):
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     incident: IncidentSettings = Field(default_factory=IncidentSettings)
+    checklist: ChecklistSettings = Field(default_factory=ChecklistSettings)
 
     @classmethod
     def settings_customise_sources(

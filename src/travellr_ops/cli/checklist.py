@@ -1,8 +1,343 @@
-"""`travellr-ops checklist`."""
+"""`travellr-ops checklist`: the runbook's morning, weekly, monthly and maintenance routines."""
 
-from travellr_ops.cli.common import new_group
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+
+from travellr_ops.cli.common import AppContext, JsonOpt, QuietOpt, new_group, use
+
+if TYPE_CHECKING:
+    from travellr_ops.ops.checklist.record import PastRun
+    from travellr_ops.ops.checklist.runner import RunReport, Step, StepResult
+    from travellr_ops.ops.checklist.servers import Servers
+    from travellr_ops.output import Output
 
 app = new_group(
     "checklist",
-    "The runbook's maintenance checklists.\n\n[dim]No commands yet: no open issue schedules them.[/]",
+    "The runbook's routines, executable: morning, weekly, monthly, maintenance before/during/"
+    "after; `last` says when each ran. Exit 0 all passed, 1 a check failed, 3 a server did not"
+    " answer (or a step is not available), 4 manual steps pending.",
 )
+
+ROUTINES = (
+    "morning",
+    "weekly",
+    "monthly",
+    "maintenance-before",
+    "maintenance-during",
+    "maintenance-after",
+)
+
+AckOpt = Annotated[
+    bool,
+    typer.Option(
+        "--yes",
+        "-y",
+        help="Acknowledge the manual steps without asking (recorded as acknowledged, by you),"
+        " and confirm the changes the routine makes.",
+    ),
+]
+
+VERDICT_STYLE = {
+    "pass": "green",
+    "acknowledged": "green",
+    "fail": "bold red",
+    "unknown": "magenta",
+    "not-available": "magenta",
+    "skipped": "dim",
+    "pending": "yellow",
+}
+
+
+def _servers(a: AppContext, out: Output, yes: bool) -> Servers:
+    from travellr_ops.ops.checklist.servers import Servers
+
+    return Servers(
+        a.settings,
+        a.guard(yes),
+        out.progress,
+        notify=out.info,
+        config_file=a.loaded.config_file,
+    )
+
+
+def _run(
+    a: AppContext,
+    out: Output,
+    servers: Servers,
+    routine: str,
+    steps: Sequence[Step],
+    yes: bool,
+    warnings: Callable[[], list[str]] = list,
+) -> None:
+    from travellr_ops.ops.checklist.routine import execute
+    from travellr_ops.ops.checklist.runner import Person
+    from travellr_ops.ops.maintenance import who
+
+    guard = servers.guard
+    person = Person(who(), guard.interactive, yes, guard.confirm)
+    live = not out.json and not out.quiet and out.stderr.is_terminal
+
+    def heard(result: StepResult) -> None:
+        if live:
+            out.stderr.print(
+                f"  {_verdict(result.verdict)} {result.name} ({result.duration_s:.1f} s)"
+            )
+
+    report = execute(routine, steps, servers, person, warnings=warnings(), on_step=heard)
+    out.result(report, lambda console: _render(console, report))
+    for warning in report.warnings:
+        out.warn(warning)
+    if out.quiet:  # cron: the mail must say what is wrong
+        for step in report.problems:
+            out.warn(f"{routine}: {step.name}: {step.verdict}: {step.detail}")
+            for line in step.data.get("newest") or []:
+                out.warn(f"  {line}")
+    if report.exit_code:
+        raise typer.Exit(report.exit_code)
+
+
+def _verdict(word: str) -> str:
+    style = VERDICT_STYLE.get(word, "")
+    return f"[{style}]{word}[/]" if style else word
+
+
+def _render(console: Console, report: RunReport) -> None:
+    from rich.markup import escape
+
+    from travellr_ops.output import table
+
+    rows = [
+        [
+            s.name,
+            s.kind,
+            _verdict(s.verdict),
+            f"{s.duration_s:.1f} s",
+            escape(s.detail),
+        ]
+        for s in report.steps
+    ]
+    console.print(
+        table(
+            f"checklist {report.routine} ({report.started_at}, by {report.by})",
+            ["step", "kind", "verdict", "time", "detail"],
+            rows,
+        )
+    )
+    for s in report.problems:
+        for line in s.data.get("newest") or []:
+            console.print(f"  {s.name}: {escape(line)}")
+    counts: dict[str, int] = {}
+    for s in report.steps:
+        counts[s.verdict] = counts.get(s.verdict, 0) + 1
+    tally = ", ".join(f"{n} {word}" for word, n in counts.items())
+    console.print(f"overall: {_verdict(report.verdict)} ({tally}; exit {report.exit_code})")
+
+
+@app.command()
+def morning(
+    ctx: typer.Context,
+    yes: AckOpt = False,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """The morning checklist: services healthy, ERRORs in the backend's last log lines, the key
+    metrics, the cache hit rate, the newest backup (age, verified), disk space. Warns when the
+    weekly or monthly checklist is overdue."""
+    from travellr_ops.ops.checklist import morning as routine
+    from travellr_ops.ops.checklist.routine import overdue
+
+    a = use(ctx)
+    out = a.output(json_, quiet)
+    servers = _servers(a, out, yes)
+    _run(a, out, servers, "morning", routine.steps(servers), yes, lambda: overdue(servers))
+
+
+@app.command()
+def weekly(
+    ctx: typer.Context,
+    yes: AckOpt = False,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """The weekly tasks: the week's ERROR lines, database size and growth since last week,
+    index analysis, dependency audit, the week's security logs, cache performance; the
+    manual steps (the week's incidents, dependency updates) to confirm."""
+    from travellr_ops.ops.checklist import periodic
+
+    a = use(ctx)
+    out = a.output(json_, quiet)
+    servers = _servers(a, out, yes)
+    _run(a, out, servers, "weekly", periodic.weekly(servers), yes)
+
+
+@app.command()
+def monthly(
+    ctx: typer.Context,
+    yes: AckOpt = False,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """The monthly tasks: performance review and disk trend from the monitor history, backups
+    over the retention and the point-in-time chain, a real restore test of the newest backup
+    into a scratch database, the security posture; the manual reviews to confirm."""
+    from travellr_ops.ops.checklist import periodic
+
+    a = use(ctx)
+    out = a.output(json_, quiet)
+    servers = _servers(a, out, yes)
+    _run(a, out, servers, "monthly", periodic.monthly(servers), yes)
+
+
+@app.command()
+def last(
+    ctx: typer.Context,
+    routine: Annotated[
+        str | None,
+        typer.Argument(
+            help="morning, weekly, monthly, maintenance-before|during|after (default: all)."
+        ),
+    ] = None,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """When each routine last ran, by whom, how it ended and which steps did not pass."""
+    from travellr_ops.errors import UsageError
+    from travellr_ops.ops.checklist import record
+    from travellr_ops.store import Store, store_path
+
+    if routine is not None and routine not in ROUTINES:
+        raise UsageError(f"no routine {routine!r}", hint=f"one of {', '.join(ROUTINES)}")
+    a = use(ctx)
+    out = a.output(json_, quiet)
+    s = a.settings
+    store = Store(store_path(s.state_dir), s.monitor.store_timeout_s)
+    try:
+        record.open_store(store)
+        runs = {name: record.last(store, name) for name in ([routine] if routine else ROUTINES)}
+    finally:
+        store.close()
+    document = {"routines": [{"routine": name, "last": run} for name, run in runs.items()]}
+    out.result(document, lambda console: _render_last(console, runs, detailed=bool(routine)))
+
+
+def _render_last(console: Console, runs: dict[str, PastRun | None], detailed: bool) -> None:
+    from rich.markup import escape
+
+    from travellr_ops.output import table
+
+    rows = []
+    for name, run in runs.items():
+        if run is None:
+            rows.append([name, "never", "", "", ""])
+            continue
+        problems = ", ".join(f"{s.name} ({s.verdict})" for s in run.problems) or "-"
+        rows.append(
+            [
+                name,
+                f"{run.started_at} ({_age(run.age_days)} ago)",
+                run.by,
+                f"{_verdict(run.verdict)} (exit {run.exit_code})",
+                escape(problems),
+            ]
+        )
+    console.print(table(None, ["routine", "last run", "by", "result", "not passed"], rows))
+    if detailed:
+        for run in runs.values():
+            for s in run.steps if run else []:
+                console.print(f"  {s.name}: {_verdict(s.verdict)} {escape(s.detail)}")
+
+
+def _age(days: float) -> str:
+    if days >= 2:
+        return f"{days:.0f} days"
+    hours = days * 24
+    return f"{hours:.1f} h" if hours >= 1 else f"{hours * 60:.0f} min"
+
+
+maintenance_app = new_group(
+    "maintenance",
+    "The Maintenance Checklist: before (backup, plan, maintenance on), during (its state),"
+    " after (maintenance off, health, error rate against before, logs).",
+)
+app.add_typer(maintenance_app)
+
+
+@maintenance_app.command()
+def before(
+    ctx: typer.Context,
+    message: Annotated[
+        str | None,
+        typer.Option("--message", "-m", help="What the backend tells users (in its 503 body)."),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(
+            help="When it ends by itself: 30m, 2h, 1h30m, a UTC time 16:30, or 2026-11-28T16:30Z."
+        ),
+    ] = None,
+    reason: Annotated[
+        str | None, typer.Option("--reason", "-r", help="Why, for the record.")
+    ] = None,
+    plan: Annotated[
+        str | None,
+        typer.Option(
+            "--plan",
+            help="The plan, recorded with the run (what changes, rollback, who); without it the"
+            " plan is a manual step to confirm.",
+        ),
+    ] = None,
+    yes: AckOpt = False,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Before maintenance: a fresh verified backup, the plan, users told, the error rate
+    now, then maintenance mode on (asks, or --yes) and the backend checked to answer 503."""
+    from travellr_ops.ops.checklist import maintenance as routine
+    from travellr_ops.ops.maintenance import DEFAULT_MESSAGE, parse_until
+    from travellr_ops.safety import utcnow
+
+    end = parse_until(until, utcnow()) if until is not None else None
+    a = use(ctx)
+    out = a.output(json_, quiet)
+    servers = _servers(a, out, yes)
+    steps = routine.before(servers, message or DEFAULT_MESSAGE, end, reason, plan)
+    _run(a, out, servers, "maintenance-before", steps, yes)
+
+
+@maintenance_app.command()
+def during(
+    ctx: typer.Context,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """During maintenance: maintenance mode on, who set it, the time left; the backend
+    answering 503."""
+    from travellr_ops.ops.checklist import maintenance as routine
+
+    a = use(ctx)
+    out = a.output(json_, quiet)
+    servers = _servers(a, out, False)
+    _run(a, out, servers, "maintenance-during", routine.during(servers), False)
+
+
+@maintenance_app.command()
+def after(
+    ctx: typer.Context,
+    yes: AckOpt = False,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """After maintenance: maintenance mode off (asks, or --yes), every service healthy, the
+    error rate since then against the one `before` measured, no ERROR in the backend's logs
+    since `before`; the smoke test and telling users are manual steps."""
+    from travellr_ops.ops.checklist import maintenance as routine
+
+    a = use(ctx)
+    out = a.output(json_, quiet)
+    servers = _servers(a, out, yes)
+    _run(a, out, servers, "maintenance-after", routine.after(servers), yes)

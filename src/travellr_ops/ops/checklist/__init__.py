@@ -1,0 +1,1 @@
+"""`checklist`: the runbook's morning, weekly, monthly and maintenance routines."""

@@ -1,0 +1,160 @@
+"""The runbook's morning checklist (Daily Operations)."""
+
+from __future__ import annotations
+
+from travellr_ops.ops.checklist.logs import backend_errors
+from travellr_ops.ops.checklist.runner import Outcome, Step, failed, passed, unknown
+from travellr_ops.ops.checklist.servers import Servers
+from travellr_ops.ops.health import DOWN, FAIL, MAINTENANCE, WARN, Check
+
+
+def steps(servers: Servers) -> list[Step]:
+    return [
+        Step("services", "every service running and healthy", check=lambda: services(servers)),
+        Step(
+            "backend-errors",
+            f"ERROR lines in the backend's last {servers.settings.checklist.log_tail_lines}"
+            " log lines",
+            check=lambda: errors_in_logs(servers),
+        ),
+        Step("metrics", "the key metrics against their thresholds", check=lambda: metrics(servers)),
+        Step("cache", "cache hit rate", check=lambda: cache(servers)),
+        Step("backup", "the newest backup: its age, and verified", check=lambda: backup(servers)),
+        Step("disk", "disk space", check=lambda: disk(servers)),
+    ]
+
+
+def judge(checks: list[Check], what: str) -> Outcome:
+    """Health checks as one verdict: a check that did not answer makes it unknown, as in
+    `health` (a degraded backend is what a down server causes)."""
+    bad = [c for c in checks if c.verdict in (FAIL, WARN, DOWN)]
+    lines = [f"{c.name} {c.target}: {c.verdict} {c.detail}".strip() for c in bad]
+    data = {"checks": [f"{c.name} {c.target}: {c.verdict} {c.detail}".strip() for c in checks]}
+    if any(c.verdict == DOWN for c in bad):
+        return unknown("; ".join(lines), **data)
+    if bad:
+        return failed("; ".join(lines), **data)
+    notes = [f"{c.name}: maintenance" for c in checks if c.verdict == MAINTENANCE]
+    return passed(f"{len(checks)} {what} ok" + (f" ({', '.join(notes)})" if notes else ""), **data)
+
+
+def services(servers: Servers) -> Outcome:
+    report = servers.health()
+    return judge([c for c in report.checks if c.name != "disk"], "checks")
+
+
+def disk(servers: Servers) -> Outcome:
+    report = servers.health()
+    return judge([c for c in report.checks if c.name == "disk"], "file systems")
+
+
+def errors_in_logs(servers: Servers) -> Outcome:
+    s = servers.settings.checklist
+    found = backend_errors(servers, s.log_tail_lines)
+    newest = found.errors[-s.show_error_lines :] if s.show_error_lines else []
+    scope = f"the last {found.read if found.read is not None else s.log_tail_lines} lines"
+    where = f"{scope} of {found.source}"
+    if len(found.errors) > s.max_error_lines:
+        return failed(
+            f"{len(found.errors)} ERROR lines in {where}", count=len(found.errors), newest=newest
+        )
+    return passed(f"{len(found.errors)} ERROR lines in {where}", count=len(found.errors))
+
+
+def metrics(servers: Servers) -> Outcome:
+    """`monitor once`: every key metric sampled, judged, and added to the monitor history."""
+    from travellr_ops.ops.monitor.history import append, open_history
+    from travellr_ops.ops.monitor.sampler import Sampler
+    from travellr_ops.store import StoreError
+
+    s = servers.settings
+    with (
+        servers.http(1 + len(s.monitor.api_paths)) as http,
+        servers.mongo() as mongo,
+        servers.redis() as redis,
+    ):
+        sampler = Sampler(s, http, mongo, redis, servers.platform_factory())
+        try:
+            sample = sampler.sample()
+        finally:
+            sampler.close()
+    try:
+        with servers.store() as store:
+            append(open_history(store), sample, s.monitor.retention_days)
+    except StoreError as exc:
+        servers.notify(f"metrics not added to the monitor history: {exc.message}")
+    values = {m.key: m.value for m in sample.metrics}
+
+    def line(m: object) -> str:
+        from travellr_ops.ops.monitor.metrics import Metric
+
+        assert isinstance(m, Metric)
+        limit = f" (threshold {m.threshold:g} {m.unit})" if m.threshold is not None else ""
+        value = "unknown" if m.value is None else f"{m.value:g} {m.unit}"
+        return f"{m.key} {value}{limit}{': ' + m.detail if m.verdict == 'unknown' else ''}"
+
+    if sample.alarms:
+        return failed("breached: " + "; ".join(line(m) for m in sample.alarms), values=values)
+    if sample.unknown:
+        return unknown("unknown: " + "; ".join(line(m) for m in sample.unknown), values=values)
+    note = " (maintenance mode is on: breaches are not alarms)" if sample.maintenance else ""
+    return passed(f"{len(sample.metrics)} metrics within their thresholds{note}", values=values)
+
+
+def cache(servers: Servers) -> Outcome:
+    """`cache stats`: the hit rate over a short window, else the cumulative one."""
+    from travellr_ops.ops.cache import stats
+
+    s = servers.settings
+    with servers.redis() as redis:
+        # one key sampled: the breakdown is not wanted, and each sampled key is a lookup
+        report = stats(redis, s.checklist.cache_window_s, 1, s.thresholds.cache_hit_rate_pct)
+    recent = report.window_hit_rate_pct
+    rate: float | None
+    if recent is not None:
+        rate, over = recent, f"over the last {report.window_s:g} s"
+        lookups = report.window_hits + report.window_misses
+    else:
+        rate, over = report.hit_rate_pct, "since Redis started"
+        lookups = report.total.keyspace_hits + report.total.keyspace_misses
+    data = {"hit_rate_pct": rate, "lookups": lookups, "threshold_pct": report.threshold_pct}
+    # as `monitor`: a handful of lookups (health probes reading the maintenance flag) is
+    # too little traffic to judge a cache by
+    least = s.monitor.cache_min_lookups
+    if rate is None or lookups < least:
+        return passed(f"idle: {lookups} lookups {over}, under {least} to judge by", **data)
+    text = f"hit rate {rate:g} % of {lookups} lookups {over} (threshold {report.threshold_pct:g} %)"
+    if rate >= report.threshold_pct:
+        return passed(text, **data)
+    return failed(text, **data)
+
+
+def backup(servers: Servers) -> Outcome:
+    """The newest whole backup: not older than backup.max_age_hours, and verified."""
+    from travellr_ops.ops.backup.manage import list_backups
+
+    s = servers.settings
+    listing = list_backups(s)
+    good = [b for b in listing.backups if b.status == "complete"]
+    notes = [w for w in listing.warnings if "unfinished" in w]
+    if not good:
+        return failed(f"no backup in {s.backup.dir}", newest=None)
+    newest = good[-1]
+    data = {"newest": newest.name, "age_hours": newest.age_hours, "verify": newest.verify_result}
+    problems = []
+    if newest.age_hours > s.backup.max_age_hours:
+        problems.append(
+            f"{newest.name} is {newest.age_hours:.1f} h old"
+            f" (over backup.max_age_hours = {s.backup.max_age_hours:g})"
+        )
+    if newest.verify_result is None:
+        problems.append(f"{newest.name} was never verified (`backup verify {newest.name}`)")
+    elif newest.verify_result == "fail":
+        problems.append(f"{newest.name} failed its verification at {newest.verified_at}")
+    if problems:
+        return failed("; ".join(problems + notes), **data)
+    return passed(
+        f"{newest.name}, {newest.age_hours:.1f} h old, verified {newest.verified_at}"
+        f" ({newest.verify_result})" + "".join(f"; {n}" for n in notes),
+        **data,
+    )

@@ -1,0 +1,60 @@
+"""Run a routine's steps and record the run (the store failing is a warning, never fatal)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from travellr_ops.ops.checklist import record
+from travellr_ops.ops.checklist.runner import Person, RunReport, Step, StepResult, run_steps
+from travellr_ops.ops.checklist.servers import Servers
+from travellr_ops.store import StoreError
+
+
+def execute(
+    routine: str,
+    steps: Sequence[Step],
+    servers: Servers,
+    person: Person,
+    *,
+    warnings: Sequence[str] = (),
+    on_step: Callable[[StepResult], None] = lambda result: None,
+) -> RunReport:
+    report = run_steps(routine, steps, person, on_step=on_step)
+    report.warnings = list(warnings)
+    try:
+        with servers.store() as store:
+            report.run_id = record.record(record.open_store(store), report, servers.guard.command)
+    except StoreError as exc:
+        report.warnings.append(f"this run was not recorded: {exc.message}")
+    return report
+
+
+def previous(servers: Servers, routine: str) -> record.PastRun | None:
+    """The last recorded run of ``routine`` (None when none, or the store cannot be read)."""
+    try:
+        with servers.store() as store:
+            return record.last(record.open_store(store), routine)
+    except StoreError:
+        return None
+
+
+def overdue(servers: Servers) -> list[str]:
+    """Warnings for the weekly and monthly routines when they are due."""
+    s = servers.settings.checklist
+    warnings = []
+    for routine, days in (("weekly", s.weekly_overdue_days), ("monthly", s.monthly_overdue_days)):
+        try:
+            with servers.store() as store:
+                run = record.last(record.open_store(store), routine)
+        except StoreError as exc:
+            return [f"cannot tell whether the weekly/monthly checklists are due: {exc.message}"]
+        if run is None:
+            warnings.append(
+                f"the {routine} checklist has never run here: `travellr-ops checklist {routine}`"
+            )
+        elif run.age_days > days:
+            warnings.append(
+                f"the {routine} checklist is overdue: last run {run.age_days:.0f} days ago"
+                f" ({run.started_at} by {run.by}, {run.verdict}); due every {days:g} days"
+            )
+    return warnings
