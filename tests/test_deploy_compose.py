@@ -194,3 +194,97 @@ def test_bad_input_exits_2(
 
     assert result.exit_code == 2
     assert message in result.stderr
+
+
+# -- signals, through a real process ------------------------------------------------------------
+def _environment(settings: Settings) -> dict[str, str]:
+    """The settings as a user's environment (TRAVELLR_SECTION='{json}'), nothing else of ours."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAVELLR_")}
+    for key, value in settings.model_dump(mode="json", exclude_none=True).items():
+        text = json.dumps(value) if isinstance(value, dict | list) else str(value)
+        env[f"TRAVELLR_{key.upper()}"] = text
+    return env
+
+
+def _start_deploy(settings: Settings, tmp_path: Path, *args: str) -> tuple[Any, Path]:
+    import subprocess
+    import sys
+
+    log = tmp_path / "deploy.err"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "travellr_ops", "deploy", "run", "--no-backup", "--yes", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("w"),
+        env=_environment(settings),
+    )
+    return proc, log
+
+
+def _wait_for(log: Path, text: str, proc: Any, timeout: float = 120) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while text not in log.read_text():
+        assert proc.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.2)
+
+
+def test_sigterm_during_the_watch_rolls_back_and_exits_143(
+    stack: ComposeStack, tmp_path: Path
+) -> None:
+    import signal
+
+    settings = _settings(stack, tmp_path, watch_s=120.0)
+    proc, log = _start_deploy(settings, tmp_path, "--image", "v2")
+    _wait_for(log, "sample +", proc)
+    assert _version(stack) == "v2"
+
+    proc.send_signal(signal.SIGTERM)
+
+    assert proc.wait(120) == 143, log.read_text()
+    assert "terminated (SIGTERM)" in log.read_text()
+    assert _version(stack) == "v1"
+    (entry,) = _history(settings)
+    assert entry["outcome"] == "interrupted"
+
+
+def test_sigkill_leaves_drift_that_status_reports_and_rollback_fixes(
+    stack: ComposeStack, tmp_path: Path
+) -> None:
+    settings = _settings(stack, tmp_path, watch_s=120.0)
+    proc, log = _start_deploy(settings, tmp_path, "--image", "v2")
+    _wait_for(log, "sample +", proc)
+    proc.kill()
+    proc.wait(30)
+
+    status = invoke("deploy", "status", settings=settings)
+
+    assert status.exit_code == 1
+    assert "was killed before it finished" in status.stderr
+    assert "travellr-backend:v2" in status.stdout
+
+    back = invoke("deploy", "rollback", "--yes", settings=settings)
+
+    assert back.exit_code == 0, back.stderr
+    assert _version(stack) == "v1"
+    after = invoke("deploy", "status", settings=settings)
+    assert after.exit_code == 0, after.stderr
+    assert [e["kind"] for e in _history(settings)] == ["rollback", "deploy"]
+
+
+def test_preflight_alone_shows_each_step_and_fails_on_a_missing_image(
+    stack: ComposeStack, tmp_path: Path
+) -> None:
+    settings = _settings(stack, tmp_path, test_command="echo all good; exit 3")
+
+    result = invoke("--json", "deploy", "preflight", "--image", "v9-nope", settings=settings)
+
+    assert result.exit_code == 1
+    steps = {s["name"]: s for s in result.json()["steps"]}
+    assert steps["servers reachable"]["verdict"] == "ok"
+    assert steps["image exists"]["verdict"] == "fail"
+    assert steps["tests"]["verdict"] == "fail" and "exited 3: all good" in steps["tests"]["detail"]
+    assert all(s["duration_ms"] >= 0 for s in steps.values())
