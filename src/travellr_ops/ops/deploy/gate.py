@@ -176,20 +176,21 @@ def watch(
     fail_after: int,
     on_sample: Callable[[Sample], None],
     sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
 ) -> GateResult:
     """Sample until ``watch_s`` has passed (pass) or ``fail_after`` samples in a row fail."""
     samples: list[Sample] = []
-    deadline = time.monotonic() + watch_s
+    deadline = clock() + watch_s
     streak = 0
     while True:
-        started = time.monotonic()
+        started = clock()
         sample = gate.sample()
         samples.append(sample)
         on_sample(sample)
         streak = 0 if sample.ok else streak + 1
         if streak >= fail_after:
             failing = samples[-fail_after:]
-            what = "; ".join(dict.fromkeys(f for s in failing for f in s.failures))
+            what = "; ".join(sample.failures)  # the latest figures; the samples hold the rest
             return GateResult(
                 False,
                 samples,
@@ -198,7 +199,7 @@ def watch(
             )
         if started + interval_s >= deadline:
             return GateResult(True, samples)
-        sleep(max(0.0, started + interval_s - time.monotonic()))
+        sleep(max(0.0, started + interval_s - clock()))
 
 
 def _p95(values: list[float]) -> float | None:
