@@ -7,7 +7,9 @@ Stdlib + pymongo + redis only, so that it runs under Debian's python3 with pytho
 Environment:
     HOST (127.0.0.1), PORT (5000), MONGO_URI (mongodb://127.0.0.1:27017/travellr),
     REDIS_URL (redis://127.0.0.1:6379/0), LOG_DIR (./logs), BACKEND_VERSION (v1),
-    RATE_LIMIT_PER_MIN (600), BACKEND_HEALTH_FAIL=1 (health answers 500: a broken release)
+    RATE_LIMIT_PER_MIN (600), BACKEND_HEALTH_FAIL=1 (health answers 500: a broken release),
+    BACKEND_ERROR_PCT=N (a healthy release that answers N % of /api/* but /api/health with
+    500, every (100/N)-th request, logged like any request: a metric gate must catch it)
 
 Endpoints:
     GET  /api/health                      200 ok / 503 degraded / 503 maintenance (not rate limited)
@@ -64,6 +66,7 @@ class Config:
         self.version = env.get("BACKEND_VERSION", "v1")
         self.rate_limit = int(env.get("RATE_LIMIT_PER_MIN", "600"))
         self.health_fail = env.get("BACKEND_HEALTH_FAIL", "") == "1"
+        self.error_pct = float(env.get("BACKEND_ERROR_PCT") or 0)
 
 
 class Logs:
@@ -146,6 +149,19 @@ class App:
         self.redis = redis.Redis.from_url(
             cfg.redis_url, socket_timeout=1, socket_connect_timeout=1, decode_responses=True
         )
+        self._requests = 0
+        self._requests_lock = threading.Lock()
+
+    def injected_error(self) -> bool:
+        """Whether this /api/* request is one of the BACKEND_ERROR_PCT share that fails:
+        spread evenly (request n fails when n * pct crosses a multiple of 100)."""
+        if self.cfg.error_pct <= 0:
+            return False
+        with self._requests_lock:
+            n = self._requests
+            self._requests += 1
+        pct = self.cfg.error_pct
+        return int((n + 1) * pct // 100) > int(n * pct // 100)
 
     # -------------------------------------------------------------------- shared checks
     def maintenance(self) -> dict | None:
@@ -327,6 +343,14 @@ class Handler(BaseHTTPRequestHandler):
                     "WARN", "rate limit exceeded", ip=ip, path=self.path, limit=app.cfg.rate_limit
                 )
                 self.reply(429, {"error": "rate limit exceeded"})
+                return
+            if (
+                self.path.startswith("/api/")
+                and self.path.split("?")[0] != "/api/health"
+                and app.injected_error()
+            ):
+                app.logs.app("ERROR", "injected failure", path=self.path, version=app.cfg.version)
+                self.reply(500, {"error": "internal server error"})
                 return
             self.route(ip)
         except PyMongoError as exc:

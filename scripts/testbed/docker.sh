@@ -13,7 +13,8 @@
 #                       healthy; ports/tag from TRAVELLR_BACKEND_PORT... as the compose file says
 #   docker.sh stack-down [PROJECT]  remove that project's containers
 #   docker.sh images    build the images (cached: rebuilt only when their recipe changes):
-#                         travellr-backend:v1, :v2 (healthy), :v2-broken (health check fails)
+#                         travellr-backend:v1, :v2 (healthy), :v2-broken (health check fails),
+#                         :v2-errors (healthy, but 20 % of /api/* answer 500: BACKEND_ERROR_PCT)
 #                         travellr-redis:testbed, travellr-mongodb:testbed
 #
 # The engine keeps everything under $TRAVELLR_DOCKER_DIR (default
@@ -152,9 +153,10 @@ ENTRYPOINT [\"python3\", \"-c\", \"import sys; from secantus.cli import main; sy
 CMD [\"--host\", \"127.0.0.1\", \"--port\", \"27017\", \"--storage-path\", \":memory:\"]"
   local version health
   [ -f "$backend" ] || die "$backend is missing (the sandbox's stand-in backend)"
-  for version in v1 v2 v2-broken; do
+  for version in v1 v2 v2-broken v2-errors; do
     # only the broken tag sets the variable at all: any value may read as "fail"
     health=; [ "$version" = v2-broken ] && health=" BACKEND_HEALTH_FAIL=1"
+    [ "$version" = v2-errors ] && health=" BACKEND_ERROR_PCT=20"
     build "travellr-backend:$version" "FROM $base
 COPY backend.py /app/backend.py
 ENV BACKEND_VERSION=$version HOST=127.0.0.1 PORT=5000 PYTHONUNBUFFERED=1$health

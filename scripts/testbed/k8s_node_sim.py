@@ -16,7 +16,9 @@ Images are "run" by their tag, so tests can stage failures:
 - a tag containing ``broken`` never becomes Ready (its health checks answer 503);
 - a tag containing ``crashloop`` or ``oom`` keeps crashing: waiting in ``CrashLoopBackOff``,
   last terminated with reason ``Error`` (exit 1) or ``OOMKilled`` (exit 137), its restart count
-  growing.
+  growing;
+- a tag containing ``errors`` becomes Ready, but a share of the API requests in its log answer
+  500: 20 %, or the number right after ``errors`` (``v2-errors50``: 50 %).
 Pod annotations ``sim.travellr.io/cpu`` and ``sim.travellr.io/memory`` (quantities such as
 ``850m`` and ``400Mi``) set what the metrics report for each container of the pod.
 
@@ -140,12 +142,30 @@ def metrics_crd() -> dict[str, Any]:
     }
 
 
+def error_pct(image: str) -> float:
+    """The share of API requests (in %) an ``errors`` tag answers with 500; 0 for others."""
+    tag = image_tag(image)
+    if "errors" not in tag:
+        return 0.0
+    digits = ""
+    for char in tag.split("errors", 1)[1]:
+        if not char.isdigit():
+            break
+        digits += char
+    return float(digits) if digits else 20.0
+
+
 def log_line(pod: str, image: str, index: int) -> str:
     """The index-th line a simulated Travellr container writes."""
     if index == 0:
         return f"travellr-backend {image_tag(image)} listening on port 5000 (pod {pod})"
     if not becomes_ready(image):
         return "GET /api/health 503 4ms - MongoDB connection refused"
+    pct = error_pct(image)
+    if pct:
+        # every line an /api/* request; request n fails when n * pct crosses a multiple of 100
+        status = 500 if int(index * pct // 100) > int((index - 1) * pct // 100) else 200
+        return f"GET /api/trips?page={index % 7} {status} {12 + index % 7}ms"
     if index % 5 == 0:
         return f"GET /api/trips?page={index // 5} 200 {12 + index % 7}ms"
     return f"GET /api/health 200 {2 + index % 3}ms"

@@ -23,6 +23,8 @@ class ExitCode(IntEnum):
     INTERNAL = 70
     #: interrupted with Ctrl-C
     INTERRUPTED = 130
+    #: stopped by SIGTERM (a cancelled CI job), after cleaning up (deploy: rolled back)
+    TERMINATED = 143
 
 
 class TravellrError(Exception):

@@ -325,6 +325,45 @@ class ChecklistSettings(_Section):
     monthly_breach_pct: float = Field(default=5.0, ge=0, le=100)
 
 
+class DeploySettings(_Section):
+    """`deploy`: the runbook's Deployment procedure, its health gate and its notifications."""
+
+    #: how long the health gate watches a new release (the runbook's "monitor for 10 minutes")
+    watch_s: float = Field(default=600.0, gt=0)
+    #: seconds between two samples of the health gate
+    sample_interval_s: float = Field(default=10.0, gt=0)
+    #: consecutive failing samples that make a failure (one slow probe is not a rollback)
+    fail_after: int = Field(default=3, ge=1)
+    #: probes of each endpoint per sample (the p95 is over them)
+    probes: int = Field(default=5, ge=1, le=100)
+    #: endpoints the gate probes besides api.url + api.health_path (relative to api.url)
+    smoke_paths: list[str] = Field(default_factory=lambda: ["/api/trips/popular"])
+    #: error rate: from the service's own request log ("service": the access log inside the
+    #: compose container, the pod logs on Kubernetes), or from logs.access_log ("access_log")
+    error_source: Literal["service", "access_log"] = "service"
+    #: the backend's access log inside its container (compose; LOG_DIR of the compose file)
+    container_access_log: str = "/var/log/travellr/access.log"
+    #: the error rate is judged over at least this many requests per sample (else "idle")
+    min_requests: int = Field(default=5, ge=1)
+    #: the compose file's variable that holds the backend's image tag
+    tag_variable: str = "TRAVELLR_BACKEND_TAG"
+    #: where a deployed tag is kept for later `docker-compose up`s; unset: .env next to the
+    #: compose file (compose reads it from the project directory)
+    env_file: Path | None = None
+    #: the runbook's pre-deployment tests (e.g. "npm test"); preflight runs it when set
+    test_command: str | None = None
+    #: the test command's working directory (unset: the current one)
+    test_dir: Path | None = None
+    #: how long the test command may run
+    test_timeout_s: float = Field(default=600.0, gt=0)
+    #: how long a rollout (and a rollback) may take before it counts as failed
+    rollout_timeout_s: float = Field(default=300.0, gt=0)
+    #: Slack-compatible incoming webhooks told of start, success, failure and rollback
+    webhook_url: str | None = None
+    webhook_urls: list[str] = Field(default_factory=list)
+    webhook_timeout_s: float = Field(default=3.0, gt=0, le=30)
+
+
 # The TOML file's contents while `load_settings` builds a Settings; empty otherwise, so that
 # `Settings(...)` built directly (by tests) never picks up a config file lying around.
 _toml_data: ContextVar[dict[str, Any]] = ContextVar("_toml_data", default={})  # noqa: B039
@@ -370,6 +409,7 @@ class Settings(BaseSettings):
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     incident: IncidentSettings = Field(default_factory=IncidentSettings)
     checklist: ChecklistSettings = Field(default_factory=ChecklistSettings)
+    deploy: DeploySettings = Field(default_factory=DeploySettings)
 
     @classmethod
     def settings_customise_sources(

@@ -32,6 +32,7 @@ from travellr_ops.adapters.platform_types import (
     LogLine,
     ProcessList,
     Progress,
+    Release,
     ResourceUsage,
     RestartResult,
     ServiceStatus,
@@ -60,6 +61,10 @@ POLL_S = 0.25
 STABLE_WITHOUT_CHECK = timedelta(seconds=2)
 #: log lines shown when a container dies or does not become healthy
 LAST_LOG_LINES = 20
+#: the most read from the end of a container's access log per look (deploy's error rate)
+ACCESS_LOG_TAIL_BYTES = 2 * 1024 * 1024
+#: a Docker image tag (the reference grammar's tag part)
+TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 
 def connect(docker_host: str | None, timeout_s: float) -> Any:
@@ -470,7 +475,7 @@ class ComposePlatform:
             hint="set compose.file (TRAVELLR_COMPOSE__FILE), e.g. config/docker-compose.yml",
         )
 
-    def _compose(self, *args: str) -> None:
+    def _compose(self, *args: str, extra_env: dict[str, str] | None = None) -> None:
         base = compose_command(tuple(self.compose.command))
         files = [arg for f in self._project_files() for arg in ("-f", f)]
         argv = [*base, "-p", self.compose.project, *files, *args]
@@ -480,6 +485,7 @@ class ComposePlatform:
         if self.compose.docker_host:
             env["DOCKER_HOST"] = self.compose.docker_host
         env.update(self.compose.env)
+        env.update(extra_env or {})
         try:
             done = subprocess.run(
                 argv,
@@ -500,6 +506,145 @@ class ComposePlatform:
                 f" {lines[-1] if lines else 'no output'}",
                 hint=f"run `{' '.join(argv)}` by hand to see all it says",
             )
+
+    # -- deploy ---------------------------------------------------------------------------
+    def release(self, service: str) -> Release:
+        shown, compose_name = self._resolve(service)
+        containers = self._containers(compose_name)
+        status = self._status(shown, containers)
+        return Release(
+            service=shown,
+            platform=self.name,
+            # the reference the container was created from, as compose resolved the tag
+            image=containers[0].attrs.get("Config", {}).get("Image", "") if containers else "",
+            image_ids={c.name: c.attrs.get("Image", "") for c in containers},
+            ready=status.ready,
+            desired=status.desired if containers else 0,
+        )
+
+    def image_for(self, service: str, tag: str) -> str:
+        repository, _ = _split_image(self.release(service).image or "")
+        if not repository:
+            raise OperationFailed(
+                f"service {service!r} has no container to learn its image from",
+                hint=f"start it first (`travellr-ops service up {service}`)",
+            )
+        wanted_repo, wanted_tag = _split_image(tag) if ":" in tag else (repository, tag)
+        if wanted_repo != repository:
+            raise UsageError(
+                f"the compose file sets only the tag of {repository}; {tag!r} names another image",
+                hint=f"pass a tag (e.g. v2) or {repository}:TAG",
+            )
+        if not TAG.match(wanted_tag):
+            raise UsageError(
+                f"{wanted_tag!r} is not a valid image tag",
+                hint="letters, digits, _ . - (at most 128, not starting with . or -)",
+            )
+        return f"{repository}:{wanted_tag}"
+
+    def image_exists(self, image: str) -> bool:
+        import docker.errors as derr
+
+        with self._errors(f"looking up image {image}"):
+            try:
+                self.client.images.get(image)
+            except derr.ImageNotFound:
+                return False
+        return True
+
+    def set_image(
+        self, service: str, image: str, timeout_s: float, progress: Progress
+    ) -> RestartResult:
+        """`TAG=... compose up -d --no-deps SERVICE` (recreates it on the new image), the tag
+        kept in the project's env file for later `up`s, then wait until it is healthy."""
+        shown, compose_name = self._resolve(service)
+        _, tag = _split_image(image)
+        started = time.monotonic()
+        variable = self.settings.deploy.tag_variable
+        progress(f"recreating {shown} on {image}")
+        self._compose("up", "-d", "--no-deps", compose_name, extra_env={variable: tag})
+        self._keep_tag(variable, tag)
+        deadline = started + timeout_s
+        healthy, reason, failed = True, "", None
+        for container in self._containers(compose_name):
+            ok, why = self._wait_healthy(container, deadline, progress)
+            if not ok:
+                healthy, reason, failed = False, why, container
+                break
+        status = self._status(shown, self._containers(compose_name))
+        seconds = time.monotonic() - started
+        if healthy:
+            reason = f"{shown} on {image}: {status.message} after {seconds:.1f} s"
+        result = RestartResult(shown, healthy, seconds, status, reason)
+        if failed is not None:
+            result.last_logs = self._last_logs(failed)
+        return result
+
+    def restore(
+        self, service: str, release: Release, timeout_s: float, progress: Progress
+    ) -> RestartResult:
+        """Back to the recorded image ID: by its tag while the tag still points at it, else
+        by a tag pinned to the ID (the tag was moved since)."""
+        import docker.errors as derr
+
+        image, wanted = release.image, release.image_id
+        if wanted:
+            with self._errors(f"looking up image {image}"):
+                try:
+                    now = self.client.images.get(image).id
+                except derr.ImageNotFound:
+                    now = None
+                if now != wanted:
+                    try:
+                        found = self.client.images.get(wanted)
+                    except derr.ImageNotFound:
+                        raise OperationFailed(
+                            f"the recorded image {wanted[:19]} ({image}) is gone from the engine",
+                            hint=f"load it again, or roll back to a tag: --to {image}",
+                        ) from None
+                    repository, _ = _split_image(image)
+                    pinned = f"rollback-{wanted.removeprefix('sha256:')[:12]}"
+                    found.tag(repository, pinned)
+                    progress(f"{image} now points elsewhere: using {repository}:{pinned}")
+                    image = f"{repository}:{pinned}"
+        return self.set_image(service, image, timeout_s, progress)
+
+    def request_log(self, service: str, since: datetime) -> list[LogLine]:
+        """The access log inside each running container (combined format), since ``since``."""
+        _, compose_name = self._resolve(service)
+        path = self.settings.deploy.container_access_log
+        lines: list[LogLine] = []
+        for container in self._containers(compose_name):
+            if container.status != "running":
+                continue
+            with self._errors(f"reading {path} in {container.name}"):
+                code, raw = container.exec_run(["tail", "-c", str(ACCESS_LOG_TAIL_BYTES), path])
+            if code != 0:
+                raise OperationFailed(
+                    f"cannot read the access log {path} in {container.name}:"
+                    f" {raw.decode('utf-8', 'replace').strip()[:200]}",
+                    hint="set deploy.container_access_log to the backend's access log",
+                )
+            for text in raw.decode("utf-8", "replace").splitlines():
+                when = _combined_time(text)
+                if when is not None and when >= since.replace(microsecond=0):
+                    lines.append(LogLine(when, container.name, text))
+        return lines
+
+    def _keep_tag(self, variable: str, tag: str) -> None:
+        """Write VARIABLE=tag into the project's env file, other lines kept as they were."""
+        path = self.settings.deploy.env_file or Path(self._project_files()[0]).parent / ".env"
+        try:
+            old = path.read_text().splitlines() if path.exists() else []
+            kept = [ln for ln in old if ln.split("=", 1)[0].strip() != variable]
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text("\n".join([*kept, f"{variable}={tag}"]) + "\n")
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise OperationFailed(
+                f"{variable}={tag} runs now, but could not be kept in {path}: {exc}",
+                hint=f"add {variable}={tag} to {path} by hand, or a later `up` reverts it",
+            ) from None
 
     # -- describe -------------------------------------------------------------------------
     def describe(self, instance: str) -> dict[str, Any]:
@@ -658,6 +803,26 @@ def _log_line(source: str, raw: bytes) -> LogLine:
 
 
 # -- container details -----------------------------------------------------------------------
+def _split_image(image: str) -> tuple[str, str]:
+    """("travellr-backend", "v1") of "travellr-backend:v1"; a registry port is not a tag."""
+    name, sep, tag = image.rpartition(":")
+    if not sep or "/" in tag:
+        return image, "latest"
+    return name, tag
+
+
+def _combined_time(line: str) -> datetime | None:
+    """The time of a combined-format log line (``[28/Nov/2026:04:12:00 +0000]``)."""
+    start = line.find("[")
+    end = line.find("]", start)
+    if start < 0 or end < 0:
+        return None
+    try:
+        return datetime.strptime(line[start + 1 : end], "%d/%b/%Y:%H:%M:%S %z")
+    except ValueError:
+        return None
+
+
 def _parse_time(value: str | None) -> datetime | None:
     if not value or value.startswith("0001-"):
         return None

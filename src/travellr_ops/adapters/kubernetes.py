@@ -30,6 +30,7 @@ from travellr_ops.adapters.platform_types import (
     LogLine,
     ProcessList,
     Progress,
+    Release,
     ResourceUsage,
     RestartResult,
     ServiceStatus,
@@ -54,6 +55,7 @@ METRICS = ("metrics.k8s.io", "v1beta1", "pods")
 IN_CLUSTER_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 #: (connect, read) seconds for ordinary API calls; watches and log streams set their own
 REQUEST_TIMEOUT = (5.0, 30.0)
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 SMP = "application/strategic-merge-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
 
@@ -507,6 +509,115 @@ class KubernetesPlatform:
             except TravellrError as exc:
                 out.append(f"{inst.name}: ({exc.message})")
         return out[-20:]
+
+    # -- deploy ------------------------------------------------------------------------------
+    def release(self, service: str) -> Release:
+        target = self._target(service)
+        status = self._status(target, self._read_deployment(target))
+        return Release(
+            service=service,
+            platform=self.name,
+            image=status.image or "",
+            image_ids={
+                i.name: i.image_digest or "" for i in status.instances if i.state != "Terminating"
+            },
+            revision=status.revision,
+            ready=status.ready,
+            desired=status.desired,
+        )
+
+    def image_for(self, service: str, tag: str) -> str:
+        if ":" in tag.rsplit("/", 1)[-1] or "@" in tag:
+            return tag  # a whole reference
+        if not _TAG.match(tag):
+            raise UsageError(
+                f"{tag!r} is not a valid image tag",
+                hint="letters, digits, _ . - (at most 128, not starting with . or -)",
+            )
+        image = self.release(service).image
+        last = image.rsplit("/", 1)[-1]
+        repository = image[: len(image) - len(last)] + last.split("@")[0].split(":")[0]
+        return f"{repository}:{tag}"
+
+    def image_exists(self, image: str) -> bool | None:
+        return None  # the nodes pull at rollout; nothing here can ask their registry first
+
+    def set_image(
+        self, service: str, image: str, timeout_s: float, progress: Progress
+    ) -> RestartResult:
+        """`kubectl set image` of the Deployment's first container, then follow the rollout by
+        watch until it completes, fails its progressDeadlineSeconds, or the time is up."""
+        target = self._target(service)
+        dep = self._read_deployment(target)
+        container = dep.spec.template.spec.containers[0].name
+        patch = {
+            "spec": {"template": {"spec": {"containers": [{"name": container, "image": image}]}}}
+        }
+        started = time.monotonic()
+        with self._errors(f"setting the image of deployment {target.deployment!r}"):
+            dep = self._request(
+                "PATCH", self._deployments(target.deployment), body=patch, content_type=SMP
+            )
+        progress(f"deployment/{target.deployment} {container}={image}")
+        return self._rollout_result(target, dep, started, timeout_s, progress)
+
+    def restore(
+        self, service: str, release: Release, timeout_s: float, progress: Progress
+    ) -> RestartResult:
+        """As `kubectl rollout undo --to-revision`: the recorded revision's pod template (from
+        its ReplicaSet) back into the Deployment; by image when that ReplicaSet is gone."""
+        target = self._target(service)
+        dep = self._read_deployment(target)
+        template = self._revision_template(dep, release.revision) if release.revision else None
+        if template is None:
+            progress(f"revision {release.revision} is gone: setting image {release.image}")
+            return self.set_image(service, release.image, timeout_s, progress)
+        started = time.monotonic()
+        patch = [{"op": "replace", "path": "/spec/template", "value": template}]
+        with self._errors(f"rolling back deployment {target.deployment!r}"):
+            dep = self._request(
+                "PATCH",
+                self._deployments(target.deployment),
+                body=patch,
+                content_type="application/json-patch+json",
+            )
+        progress(f"deployment/{target.deployment} rolled back to revision {release.revision}")
+        return self._rollout_result(target, dep, started, timeout_s, progress)
+
+    def _revision_template(self, dep: Any, revision: str) -> dict[str, Any] | None:
+        with self._errors(f"listing replica sets of deployment {dep.metadata.name!r}"):
+            items = self._request(
+                "GET",
+                f"/apis/apps/v1/namespaces/{quote(self.namespace)}/replicasets",
+                {"labelSelector": _selector(dep.spec.selector)},
+            )["items"]
+        for rs in items:
+            owners = rs.metadata.owner_references or []
+            mine = any(o.uid == dep.metadata.uid for o in owners)
+            if mine and (rs.metadata.annotations or {}).get(REVISION) == revision:
+                template = json.loads(json.dumps(rs["spec"]["template"]))
+                template.get("metadata", {}).get("labels", {}).pop("pod-template-hash", None)
+                return dict(template)
+        return None
+
+    def _rollout_result(
+        self, target: _Target, dep: Any, started: float, timeout_s: float, progress: Progress
+    ) -> RestartResult:
+        done, reason = self._follow_rollout(dep, started + timeout_s, progress)
+        status = self._status(target, self._read_deployment(target))
+        result = RestartResult(
+            service=target.service,
+            healthy=done,
+            seconds=time.monotonic() - started,
+            status=status,
+            reason=reason,
+        )
+        if not done:
+            result.last_logs = self._last_logs(status)
+        return result
+
+    def request_log(self, service: str, since: datetime) -> list[LogLine]:
+        return list(self.logs([service], since=since))
 
     # -- logs --------------------------------------------------------------------------------
     def logs(

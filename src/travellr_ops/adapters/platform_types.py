@@ -95,6 +95,30 @@ class ProcessList:
     processes: list[list[str]]
 
 
+@dataclass
+class Release:
+    """What a service runs: the image it is set to, each instance's image ID, the revision.
+
+    Enough to come back to exactly these bits even when the tag has been moved since.
+    """
+
+    service: str
+    platform: str
+    image: str  # the reference the service is set to run ("travellr-backend:v1")
+    #: instance name -> the image ID (compose) or imageID/digest (Kubernetes) it runs
+    image_ids: dict[str, str] = field(default_factory=dict)
+    #: the Deployment's revision (Kubernetes); None on compose
+    revision: str | None = None
+    ready: int = 0
+    desired: int = 0
+    #: the one image ID every instance runs; None when they differ or there is none
+    image_id: str | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        ids = set(self.image_ids.values())
+        self.image_id = ids.pop() if len(ids) == 1 else None
+
+
 Progress = Callable[[str], None]
 
 
@@ -130,5 +154,34 @@ class ServicePlatform(Protocol):
     def scale(self, service: str, replicas: int) -> ServiceStatus: ...
 
     def describe(self, instance: str) -> dict[str, Any]: ...
+
+    # -- deploy (issue 11) ------------------------------------------------------------------
+    def release(self, service: str) -> Release:
+        """What the service runs now (image, each instance's image ID, revision)."""
+        ...
+
+    def image_for(self, service: str, tag: str) -> str:
+        """The image reference ``tag`` means for the service ("v2" -> "travellr-backend:v2")."""
+        ...
+
+    def image_exists(self, image: str) -> bool | None:
+        """Whether the image is there to run (None: this platform cannot tell beforehand)."""
+        ...
+
+    def set_image(
+        self, service: str, image: str, timeout_s: float, progress: Progress
+    ) -> RestartResult:
+        """Roll the service out on ``image`` and wait until it is healthy (or fails)."""
+        ...
+
+    def restore(
+        self, service: str, release: Release, timeout_s: float, progress: Progress
+    ) -> RestartResult:
+        """Roll the service back to exactly ``release`` and wait until it is healthy."""
+        ...
+
+    def request_log(self, service: str, since: datetime) -> list[LogLine]:
+        """The service's request log lines since ``since`` (access log / pod logs)."""
+        ...
 
     def close(self) -> None: ...

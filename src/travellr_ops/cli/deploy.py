@@ -1,8 +1,397 @@
-"""`travellr-ops deploy`."""
+"""`travellr-ops deploy`: the runbook's Deployment section, on compose or Kubernetes.
 
-from travellr_ops.cli.common import new_group
+`deploy run` = preflight, backup, record what runs, roll out, the health gate, and an
+automatic rollback on failure; `rollback`, `status`, `history`, `preflight` around it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+
+from travellr_ops.cli.common import AppContext, DryRunOpt, JsonOpt, QuietOpt, YesOpt, new_group, use
+
+if TYPE_CHECKING:
+    from travellr_ops.ops.deploy.history import Entry
+    from travellr_ops.ops.deploy.run import DeployReport, PreflightReport, StatusReport, Tools
 
 app = new_group(
     "deploy",
-    "Deploy and roll back the backend.\n\n[dim]No commands yet: no open issue schedules them.[/]",
+    "Deploy the backend with a health gate and automatic rollback (the runbook's Deployment),"
+    " roll back, and see what runs and what was deployed.",
 )
+
+ServiceOpt = Annotated[
+    str, typer.Option("--service", "-s", help="The service to deploy (backend, or a name).")
+]
+
+
+@contextmanager
+def _tools(a: AppContext, out_warn: object = None) -> Iterator[Tools]:
+    from travellr_ops.adapters.http import HttpAdapter
+    from travellr_ops.adapters.mongo import MongoAdapter
+    from travellr_ops.adapters.redis import RedisAdapter
+    from travellr_ops.ops.deploy.run import Tools
+    from travellr_ops.ops.health import check_all
+
+    s = a.settings
+    http = HttpAdapter(s.api.timeout_s)
+    with a.platform() as platform:
+
+        def health():  # type: ignore[no-untyped-def]
+            mongo = MongoAdapter(s.mongo.uri, s.mongo.database, s.mongo.timeout_s)
+            redis = RedisAdapter(s.redis.url, s.redis.timeout_s)
+            checker = HttpAdapter(s.api.timeout_s)
+            try:
+                return check_all(s, checker, mongo, redis, lambda: platform)
+            finally:
+                checker.close()
+                mongo.close()
+                redis.close()
+
+        def backup() -> str:
+            from travellr_ops.adapters.mongo_dump import MongoDump
+            from travellr_ops.ops.backup.create import create
+
+            out = a.output()
+            mongo = MongoAdapter(s.mongo.uri, s.mongo.database, s.mongo.timeout_s)
+            try:
+                result = create(s, MongoDump(mongo), a.guard(), out.progress, out.warn)
+            finally:
+                mongo.close()
+            return result.name
+
+        def database_size() -> int | None:
+            from travellr_ops.errors import TravellrError
+
+            mongo = MongoAdapter(s.mongo.uri, s.mongo.database, s.mongo.timeout_s)
+            try:
+                stats = mongo.command("dbStats")
+                return int(stats.get("dataSize", 0)) + int(stats.get("indexSize", 0))
+            except TravellrError:
+                return None
+            finally:
+                mongo.close()
+
+        try:
+            yield Tools(s, platform, http, health, backup, database_size)
+        finally:
+            http.close()
+
+
+def _duration(value: str | None) -> float | None:
+    """--watch: 600, 90s, 10m, 1h."""
+    if value is None:
+        return None
+    from travellr_ops.errors import UsageError
+
+    text = value.strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600}
+    scale = units.get(text[-1:])
+    number = text[:-1] if scale else text
+    try:
+        seconds = float(number) * (scale or 1)
+    except ValueError:
+        raise UsageError(
+            f"--watch {value!r} is not a duration", hint="use e.g. 600, 90s, 10m or 1h"
+        ) from None
+    if not seconds > 0:
+        raise UsageError(f"--watch must be more than 0 seconds, not {value!r}")
+    return seconds
+
+
+# -- run --------------------------------------------------------------------------------------
+@app.command("run")
+def run_command(
+    ctx: typer.Context,
+    image: Annotated[
+        str, typer.Option("--image", "-i", help="The tag to deploy (v2), or IMAGE:TAG.")
+    ],
+    service: ServiceOpt = "backend",
+    watch: Annotated[
+        str | None,
+        typer.Option(
+            "--watch",
+            "-w",
+            help="How long the health gate watches: 600, 90s, 10m (default: deploy.watch_s).",
+        ),
+    ] = None,
+    no_backup: Annotated[
+        bool, typer.Option("--no-backup", help="Skip the backup (recorded as skipped).")
+    ] = False,
+    yes: YesOpt = False,
+    dry_run: DryRunOpt = False,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Preflight, backup, roll out IMAGE, watch it (health, API p95, error rate, restarts)
+    and roll back automatically on failure; exit 1 rolled back, 3 unreachable, 4 refused
+    or another deploy running, 130/143 interrupted (rolled back)."""
+    from travellr_ops.ops.deploy.run import DeployFailed, run
+
+    a = use(ctx)
+    out = a.output(json_, quiet)
+    seconds = _duration(watch)
+    with _tools(a) as tools:
+        try:
+            report = run(
+                tools,
+                a.guard(yes, dry_run),
+                service,
+                image,
+                watch_s=seconds,
+                backup=not no_backup,
+                progress=out.info,
+                on_sample=lambda sample: out.info(_sample_line(sample)),
+            )
+        except DeployFailed as exc:
+            failed = exc.report
+            out.result(failed, lambda console: _render_report(console, failed))
+            raise
+    out.result(report, lambda console: _render_report(console, report))
+    if report.dry_run:
+        for step in report.plan:
+            out.info(f"  {step}")
+        return
+    out.success(
+        f"deploy {report.id}: {report.image} on {report.service} passed the health gate"
+        f" ({len(report.samples)} samples, {report.duration_s:g} s)"
+    )
+
+
+def _sample_line(sample: object) -> str:
+    from travellr_ops.ops.deploy.gate import Sample
+
+    assert isinstance(sample, Sample)
+    rate = "-" if sample.error_rate_pct is None else f"{sample.error_rate_pct:g} %"
+    p95 = "-" if sample.p95_ms is None else f"{sample.p95_ms:g} ms"
+    verdict = "ok" if sample.ok else "FAIL: " + "; ".join(sample.failures)
+    return (
+        f"sample +{sample.elapsed_s:g} s: ready {sample.ready}, health {sample.health},"
+        f" p95 {p95}, errors {rate} ({sample.errors}/{sample.requests}),"
+        f" restarts +{sample.new_restarts}: {verdict}"
+    )
+
+
+def _render_report(console: Console, r: DeployReport) -> None:
+    from travellr_ops.output import escape, table, verdict
+
+    if r.preflight:
+        _render_steps(console, r.preflight)
+    if r.samples:
+        rows = [
+            [
+                s.at,
+                s.ready,
+                s.health,
+                "-" if s.p95_ms is None else f"{s.p95_ms:g} ms",
+                "-" if s.error_rate_pct is None else f"{s.error_rate_pct:g} %",
+                f"{s.errors}/{s.requests}",
+                str(s.new_restarts),
+                verdict("ok" if s.ok else "fail"),
+            ]
+            for s in r.samples
+        ]
+        columns = ["time", "ready", "health", "p95", "errors", "5xx/req", "restarts", "verdict"]
+        console.print(table("health gate", columns, rows))
+    lines = [f"{r.kind} {r.id or ''}: {r.image} on {r.service} ({r.platform}): {r.outcome}"]
+    if r.backup:
+        lines.append(f"backup: {r.backup}")
+    if r.before is not None and r.before.image:
+        lines.append(f"before: {r.before.image} ({_short(r.before.image_id)})")
+    if r.failure:
+        lines.append(f"failed: {r.failure}" + (f" at {r.failed_at}" if r.failed_at else ""))
+    if r.rollback is not None:
+        lines.append(
+            f"rollback: {'healthy' if r.rollback['healthy'] else 'NOT healthy'}"
+            f" after {r.rollback['seconds']:g} s"
+        )
+    if r.now is not None:
+        lines.append(
+            f"runs now: {r.now.image} ({_short(r.now.image_id)}), {r.now.ready}/{r.now.desired}"
+            " ready" + (f", revision {r.now.revision}" if r.now.revision else "")
+        )
+    for line in lines:
+        console.print(escape(line))
+
+
+def _short(image_id: str | None) -> str:
+    from travellr_ops.ops.deploy.run import _short as short
+
+    return short(image_id)
+
+
+def _render_steps(console: Console, steps: list) -> None:  # type: ignore[type-arg]
+    from travellr_ops.output import escape, table, verdict
+
+    rows = [
+        [s.name, verdict(s.verdict), f"{s.duration_ms:.0f} ms", escape(s.detail)] for s in steps
+    ]
+    console.print(table("preflight", ["step", "verdict", "took", "detail"], rows))
+
+
+# -- preflight --------------------------------------------------------------------------------
+@app.command("preflight")
+def preflight_command(
+    ctx: typer.Context,
+    image: Annotated[
+        str | None, typer.Option("--image", "-i", help="Also check this tag can be run.")
+    ] = None,
+    service: ServiceOpt = "backend",
+    no_backup: Annotated[
+        bool, typer.Option("--no-backup", help="Skip the backup's disk check.")
+    ] = False,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Every pre-deployment check, one row each with its verdict and duration; exit 1 when a
+    step fails, 3 when a server does not answer."""
+    from travellr_ops.ops.deploy.run import preflight
+
+    a = use(ctx)
+    out = a.output(json_, quiet)
+    with _tools(a) as tools:
+        (svc,) = tools.platform.status(service)
+        ref = tools.platform.image_for(svc.name, image) if image else None
+        report: PreflightReport = preflight(
+            tools, svc.name, ref, backup=not no_backup, guard=a.guard()
+        )
+    out.result(report, lambda console: _render_steps(console, report.steps))
+    if report.exit_code:
+        failed = [s.name for s in report.steps if s.verdict in ("fail", "down")]
+        out.error(f"preflight failed: {', '.join(failed)}")
+        raise typer.Exit(report.exit_code)
+
+
+# -- rollback ---------------------------------------------------------------------------------
+@app.command("rollback")
+def rollback_command(
+    ctx: typer.Context,
+    to: Annotated[
+        str | None,
+        typer.Option("--to", help="A revision (Kubernetes) or a tag (default: the previous)."),
+    ] = None,
+    service: ServiceOpt = "backend",
+    yes: YesOpt = False,
+    dry_run: DryRunOpt = False,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Roll back to the previous release (or --to), as `kubectl rollout undo` does; on
+    compose to the previous image recorded in the history. Waits until healthy."""
+    from travellr_ops.ops.deploy.run import DeployFailed, rollback
+
+    a = use(ctx)
+    out = a.output(json_, quiet)
+    with _tools(a) as tools:
+        try:
+            report = rollback(tools, a.guard(yes, dry_run), service, to, progress=out.info)
+        except DeployFailed as exc:
+            failed = exc.report
+            out.result(failed, lambda console: _render_report(console, failed))
+            raise
+    out.result(report, lambda console: _render_report(console, report))
+    if not report.dry_run:
+        out.success(f"{report.service} rolled back to {report.image} in {report.duration_s:g} s")
+
+
+# -- status -----------------------------------------------------------------------------------
+@app.command("status")
+def status_command(
+    ctx: typer.Context,
+    service: ServiceOpt = "backend",
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """What runs now, since when, deployed by whom with which backup; exit 1 when the
+    platform differs from the last recorded deploy (changed by hand, or a killed deploy)."""
+    from travellr_ops.cli.common import exit_with
+    from travellr_ops.ops.deploy.run import status
+
+    a = use(ctx)
+    out = a.output(json_, quiet)
+    with _tools(a) as tools:
+        report = status(tools, service)
+    out.result(report, lambda console: _render_status(console, report))
+    if report.in_sync:
+        out.info(report.message)
+    else:
+        out.warn(report.message)
+    exit_with(report.in_sync)
+
+
+def _render_status(console: Console, r: StatusReport) -> None:
+    from travellr_ops.output import escape
+
+    now = r.now
+    console.print(
+        escape(
+            f"{r.service} ({r.platform}): {now.image} ({_short(now.image_id)}),"
+            f" {now.ready}/{now.desired} ready"
+            + (f", revision {now.revision}" if now.revision else "")
+        )
+    )
+    if r.last is not None:
+        e = r.last
+        console.print(
+            escape(
+                f"last {e.kind} {e.id}: {e.image_to} {e.outcome}, since {e.finished_at or e.started_at}"
+                f" by {e.user}@{e.host}, backup {e.backup or '-'}"
+            )
+        )
+
+
+# -- history ----------------------------------------------------------------------------------
+@app.command("history")
+def history_command(
+    ctx: typer.Context,
+    limit: Annotated[int | None, typer.Option("--limit", "-n", help="The newest N only.")] = 20,
+    service: Annotated[str | None, typer.Option("--service", "-s", help="One service.")] = None,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Every deploy and rollback, newest first: outcome, duration, who, the backup, and why
+    a rollback happened."""
+    from travellr_ops.ops.deploy.run import history
+
+    a = use(ctx)
+    out = a.output(json_, quiet)
+    entries = history(a.settings, service, limit)
+    out.result(entries, lambda console: _render_history(console, entries))
+
+
+def _render_history(console: Console, entries: list[Entry]) -> None:
+    from travellr_ops.output import escape, table, verdict
+
+    rows = [
+        [
+            str(e.id),
+            e.started_at,
+            e.kind,
+            e.service,
+            escape(f"{e.image_from or '?'} -> {e.image_to or '?'}"),
+            verdict(e.outcome),
+            "-" if e.duration_s is None else f"{e.duration_s:g} s",
+            e.user,
+            e.backup or "-",
+            escape(e.reason or ""),
+        ]
+        for e in entries
+    ]
+    columns = [
+        "id",
+        "started",
+        "kind",
+        "service",
+        "image",
+        "outcome",
+        "took",
+        "by",
+        "backup",
+        "why",
+    ]
+    console.print(table(None, columns, rows))

@@ -1,0 +1,209 @@
+"""The health gate: samples a new release every deploy.sample_interval_s, as Argo Rollouts'
+analysis does, on either platform.
+
+Each sample: the service ready on its platform; the API's health endpoint answering 2xx;
+the p95 of the gate's own probes (health endpoint + deploy.smoke_paths) under
+thresholds.api_response_ms; the 5xx share of the requests the service logged since the
+previous sample under thresholds.error_rate_pct; no new container/pod restarts. A failure
+counts once deploy.fail_after consecutive samples fail.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from travellr_ops.adapters.http import HttpAdapter
+from travellr_ops.adapters.platform_types import LogLine, ServicePlatform
+from travellr_ops.errors import TravellrError
+from travellr_ops.ops.monitor.sources import AccessLog
+from travellr_ops.settings import Settings
+
+#: a combined-format request (``"GET /x HTTP/1.1" 500 ``) or a short one (``GET /x 500 12ms``)
+_STATUS = re.compile(
+    r'"(?:[A-Z]+) [^"]*" (\d{3}) |\b(?:GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) /\S* (\d{3})\b'
+)
+
+
+@dataclass
+class Sample:
+    at: str
+    elapsed_s: float
+    ok: bool
+    ready: str
+    health: str
+    p95_ms: float | None
+    requests: int
+    errors: int
+    error_rate_pct: float | None
+    new_restarts: int
+    failures: list[str] = field(default_factory=list)
+
+
+@dataclass
+class GateResult:
+    passed: bool
+    samples: list[Sample]
+    #: what failed, sustained over fail_after samples (None when it passed)
+    failure: str | None = None
+    failed_at: str | None = None
+
+
+def count_requests(lines: list[LogLine]) -> tuple[int, int]:
+    """(requests, 5xx) among log lines; lines that are no request are left out."""
+    requests = errors = 0
+    for line in lines:
+        match = _STATUS.search(line.text)
+        if match is None:
+            continue
+        requests += 1
+        errors += (match.group(1) or match.group(2)).startswith("5")
+    return requests, errors
+
+
+class Gate:
+    def __init__(
+        self,
+        settings: Settings,
+        platform: ServicePlatform,
+        http: HttpAdapter,
+        service: str,
+        since: datetime,
+    ) -> None:
+        self.settings = settings
+        self.platform = platform
+        self.http = http
+        self.service = service
+        self._since = since
+        self._restarts: int | None = None
+        self._started = time.monotonic()
+        self._access_log: AccessLog | None = None
+        base = settings.api.url.rstrip("/")
+        self.health_url = base + settings.api.health_path
+        self.urls = [self.health_url] + [
+            p if "://" in p else base + "/" + p.lstrip("/") for p in settings.deploy.smoke_paths
+        ]
+
+    def sample(self) -> Sample:
+        now = datetime.now(UTC)
+        failures: list[str] = []
+        limits = self.settings.thresholds
+        # the service on its platform
+        try:
+            (status,) = self.platform.status(self.service)
+            ready = f"{status.ready}/{status.desired}"
+            restarts = sum(i.restarts for i in status.instances)
+            if not status.available:
+                failures.append(f"{self.service} not ready: {status.message or ready}")
+        except TravellrError as exc:
+            ready, restarts = "?", 0
+            failures.append(f"platform: {exc.message}")
+        if self._restarts is None:
+            self._restarts = restarts
+        new_restarts = max(0, restarts - self._restarts)
+        if new_restarts:
+            failures.append(f"{new_restarts} new restart(s)")
+        # the gate's own probes
+        latencies: list[float] = []
+        health = "ok"
+        for url in self.urls:
+            for _ in range(self.settings.deploy.probes):
+                try:
+                    answer = self.http.get(url)
+                except TravellrError as exc:
+                    if url == self.health_url:
+                        health = "down"
+                    failures.append(exc.message)
+                    break
+                latencies.append(answer.latency_ms)
+                if url == self.health_url and not 200 <= answer.status < 300:
+                    health = f"HTTP {answer.status}"
+        if health != "ok" and health != "down":
+            failures.append(f"health {self.health_url}: {health}")
+        p95 = _p95(latencies)
+        if p95 is not None and p95 > limits.api_response_ms:
+            failures.append(f"API p95 {p95:.0f} ms > {limits.api_response_ms:g} ms")
+        # the error rate of what the service logged since the previous sample
+        requests, errors = self._requests(now, failures)
+        rate = errors * 100 / requests if requests else None
+        judged = rate is not None and requests >= self.settings.deploy.min_requests
+        if judged and rate is not None and rate > limits.error_rate_pct:
+            failures.append(
+                f"error rate {rate:.1f} % ({errors}/{requests} requests 5xx)"
+                f" > {limits.error_rate_pct:g} %"
+            )
+        return Sample(
+            at=now.isoformat(timespec="seconds"),
+            elapsed_s=round(time.monotonic() - self._started, 1),
+            ok=not failures,
+            ready=ready,
+            health=health,
+            p95_ms=round(p95, 1) if p95 is not None else None,
+            requests=requests,
+            errors=errors,
+            error_rate_pct=round(rate, 2) if rate is not None else None,
+            new_restarts=new_restarts,
+            failures=failures,
+        )
+
+    def _requests(self, now: datetime, failures: list[str]) -> tuple[int, int]:
+        since, self._since = self._since, now
+        try:
+            if self.settings.deploy.error_source == "access_log":
+                if self._access_log is None:
+                    self._access_log = AccessLog(
+                        self.settings.logs.access_log, self.settings.deploy.sample_interval_s
+                    )
+                counts = self._access_log.read()
+                return counts.requests, counts.errors
+            return count_requests(self.platform.request_log(self.service, since))
+        except TravellrError as exc:
+            failures.append(f"error rate unknown: {exc.message}")
+            return 0, 0
+
+    def close(self) -> None:
+        if self._access_log is not None:
+            self._access_log.close()
+
+
+def watch(
+    gate: Gate,
+    watch_s: float,
+    interval_s: float,
+    fail_after: int,
+    on_sample: Callable[[Sample], None],
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> GateResult:
+    """Sample until ``watch_s`` has passed (pass) or ``fail_after`` samples in a row fail."""
+    samples: list[Sample] = []
+    deadline = clock() + watch_s
+    streak = 0
+    while True:
+        started = clock()
+        sample = gate.sample()
+        samples.append(sample)
+        on_sample(sample)
+        streak = 0 if sample.ok else streak + 1
+        if streak >= fail_after:
+            failing = samples[-fail_after:]
+            what = "; ".join(sample.failures)  # the latest figures; the samples hold the rest
+            return GateResult(
+                False,
+                samples,
+                failure=f"{what} ({fail_after} samples in a row from {failing[0].at})",
+                failed_at=sample.at,
+            )
+        if started + interval_s >= deadline:
+            return GateResult(True, samples)
+        sleep(max(0.0, started + interval_s - clock()))
+
+
+def _p95(values: list[float]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]

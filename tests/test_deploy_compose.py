@@ -1,0 +1,290 @@
+"""`travellr-ops deploy` on Docker Compose: the real engine, the real stack, real images
+(v2 healthy, v2-broken failing its health check, v2-errors healthy but answering 500s)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cli import invoke
+from fixtures_docker import COMPOSE_FILE, ComposeStack
+from travellr_ops.safety import FileLock
+from travellr_ops.settings import DeploySettings, Settings, Thresholds
+
+
+def _version(stack: ComposeStack) -> str:
+    """Which release answers the API, asked of the API itself."""
+    with urllib.request.urlopen(stack.backend_url + "/api/health", timeout=10) as answer:
+        return str(json.load(answer)["version"])
+
+
+def _settings(stack: ComposeStack, tmp_path: Path, **deploy: Any) -> Settings:
+    """The stack's settings, its compose file copied to a folder of this test's own (where
+    deploy keeps the tag in .env), a short health gate."""
+    project_dir = tmp_path / "project"
+    project_dir.mkdir(exist_ok=True)
+    compose_file = project_dir / "docker-compose.yml"
+    shutil.copy(COMPOSE_FILE, compose_file)
+    base = stack.settings(file=compose_file)
+    values = {"watch_s": 4.0, "sample_interval_s": 1.0, "fail_after": 2, "probes": 5}
+    values.update(deploy)
+    return base.model_copy(
+        update={
+            "deploy": DeploySettings(**values),
+            # latency is not what these tests are about: a loaded machine must not fail v2
+            "thresholds": Thresholds(api_response_ms=3000),
+            "mongo": base.mongo.model_copy(
+                update={
+                    "uri": f"mongodb://127.0.0.1:{stack.ports['mongodb']}/travellr"
+                    "?directConnection=true"
+                }
+            ),
+            "redis": base.redis.model_copy(
+                update={"url": f"redis://127.0.0.1:{stack.ports['redis']}/0"}
+            ),
+            "backup": base.backup.model_copy(update={"dir": tmp_path / "backups"}),
+            "state_dir": tmp_path / "state",  # this test's own history, audit log and locks
+        }
+    )
+
+
+def _history(settings: Settings) -> list[dict[str, Any]]:
+    result = invoke("--json", "deploy", "history", settings=settings)
+    assert result.exit_code == 0, result.stderr
+    return list(result.json())
+
+
+def test_v2_passes_the_gate_with_a_backup_and_the_tag_stays_for_later_ups(
+    stack: ComposeStack, tmp_path: Path
+) -> None:
+    settings = _settings(stack, tmp_path)
+
+    result = invoke("--json", "deploy", "run", "--image", "v2", "--yes", settings=settings)
+
+    assert result.exit_code == 0, result.stderr
+    report = result.json()
+    assert report["outcome"] == "succeeded"
+    assert report["before"]["image"] == "travellr-backend:v1"
+    assert report["before"]["image_id"].startswith("sha256:")
+    assert report["now"]["image"] == "travellr-backend:v2"
+    assert len(report["samples"]) >= 3 and all(s["ok"] for s in report["samples"])
+    assert (tmp_path / "backups" / report["backup"]).is_dir()
+    assert _version(stack) == "v2"
+    env_file = tmp_path / "project" / ".env"
+    assert "TRAVELLR_BACKEND_TAG=v2" in env_file.read_text().splitlines()
+    # a hand-typed `docker-compose up -d` in the project keeps the deployed release
+    stack.compose("up", "-d", "backend", files=[tmp_path / "project" / "docker-compose.yml"])
+    stack.wait_healthy()
+    assert _version(stack) == "v2"
+    (entry,) = _history(settings)
+    assert entry["outcome"] == "succeeded" and entry["backup"] == report["backup"]
+    audit = [json.loads(x) for x in (settings.state_dir / "audit.log").read_text().splitlines()]
+    steps = [(a["action"], a.get("phase")) for a in audit if a.get("deploy_id") == report["id"]]
+    for step in ("preflight", "backup", "record", "rollout", "watch"):
+        assert (f"deploy {step}", "start") in steps and (f"deploy {step}", "end") in steps
+
+
+def test_v2_broken_is_rolled_back_and_v1_serves_again(stack: ComposeStack, tmp_path: Path) -> None:
+    settings = _settings(stack, tmp_path)
+
+    result = invoke(
+        "deploy", "run", "--image", "v2-broken", "--no-backup", "--yes", settings=settings
+    )
+
+    assert result.exit_code == 1, result.stderr
+    assert "rolled back to travellr-backend:v1" in result.stderr
+    assert _version(stack) == "v1"
+    (entry,) = _history(settings)
+    assert entry["outcome"] == "rolled_back"
+    assert entry["backup"] == "skipped"
+    assert "unhealthy" in entry["reason"]
+    assert "TRAVELLR_BACKEND_TAG=v1" in (tmp_path / "project" / ".env").read_text()
+
+
+def test_v2_errors_is_caught_by_the_error_rate_and_rolled_back(
+    stack: ComposeStack, tmp_path: Path
+) -> None:
+    settings = _settings(stack, tmp_path)
+
+    result = invoke(
+        "--json", "deploy", "run", "--image", "v2-errors", "--no-backup", "--yes", settings=settings
+    )
+
+    assert result.exit_code == 1, result.stderr
+    report = result.json()
+    assert report["outcome"] == "rolled_back"
+    assert report["rollout"]["healthy"] is True  # readiness alone would have kept it
+    assert "error rate" in report["failure"]
+    failing = [s for s in report["samples"] if not s["ok"]]
+    assert len(failing) >= 2 and all(s["errors"] > 0 for s in failing)
+    assert report["now"]["image"] == "travellr-backend:v1"
+    assert report["now"]["image_id"] == report["before"]["image_id"]
+    assert _version(stack) == "v1"
+
+
+def test_an_image_that_does_not_exist_is_stopped_by_preflight_before_any_change(
+    stack: ComposeStack, tmp_path: Path
+) -> None:
+    settings = _settings(stack, tmp_path)
+    before = stack.container("backend").id
+
+    result = invoke(
+        "deploy", "run", "--image", "v9-nope", "--no-backup", "--yes", settings=settings
+    )
+
+    assert result.exit_code == 1
+    assert "preflight failed" in result.stderr and "v9-nope" in result.stderr
+    assert stack.container("backend").id == before
+    assert not (tmp_path / "project" / ".env").exists()
+    (entry,) = _history(settings)
+    assert entry["outcome"] == "preflight_failed"
+
+
+def test_a_second_deploy_while_one_runs_exits_4_naming_the_holder(
+    stack: ComposeStack, tmp_path: Path
+) -> None:
+    settings = _settings(stack, tmp_path)
+    with FileLock(settings.state_dir / "locks", "deploy", "travellr-ops deploy run --image v2"):
+        result = invoke("deploy", "run", "--image", "v2", "--yes", settings=settings)
+
+    assert result.exit_code == 4
+    assert "deploy lock is held by pid" in result.stderr and "--image v2" in result.stderr
+    assert _version(stack) == "v1"
+
+
+def test_dry_run_prints_the_plan_and_changes_nothing(stack: ComposeStack, tmp_path: Path) -> None:
+    settings = _settings(stack, tmp_path)
+    before = stack.container("backend").id
+
+    result = invoke("deploy", "run", "--image", "v2", "--dry-run", settings=settings)
+
+    assert result.exit_code == 0, result.stderr
+    assert "would deploy travellr-backend:v2" in result.stderr
+    assert "roll back to travellr-backend:v1" in result.stderr
+    assert stack.container("backend").id == before
+    assert _history(settings) == []
+
+
+def test_without_a_terminal_it_needs_yes(stack: ComposeStack, tmp_path: Path) -> None:
+    result = invoke("deploy", "run", "--image", "v2", settings=_settings(stack, tmp_path))
+
+    assert result.exit_code == 4
+    assert "--yes" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--image", "v2", "--watch", "soon"], "not a duration"),
+        (["--image", "v2", "--watch", "0"], "more than 0"),
+        (["--image", "v2!"], "not a valid image tag"),
+        (["--image", "v2", "--service", "frontend"], "known services: backend, mongodb, redis"),
+    ],
+)
+def test_bad_input_exits_2(
+    stack: ComposeStack, tmp_path: Path, args: list[str], message: str
+) -> None:
+    result = invoke("deploy", "run", *args, "--yes", settings=_settings(stack, tmp_path))
+
+    assert result.exit_code == 2
+    assert message in result.stderr
+
+
+# -- signals, through a real process ------------------------------------------------------------
+def _environment(settings: Settings) -> dict[str, str]:
+    """The settings as a user's environment (TRAVELLR_SECTION='{json}'), nothing else of ours."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAVELLR_")}
+    for key, value in settings.model_dump(mode="json", exclude_none=True).items():
+        text = json.dumps(value) if isinstance(value, dict | list) else str(value)
+        env[f"TRAVELLR_{key.upper()}"] = text
+    return env
+
+
+def _start_deploy(settings: Settings, tmp_path: Path, *args: str) -> tuple[Any, Path]:
+    import subprocess
+    import sys
+
+    log = tmp_path / "deploy.err"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "travellr_ops", "deploy", "run", "--no-backup", "--yes", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("w"),
+        env=_environment(settings),
+    )
+    return proc, log
+
+
+def _wait_for(log: Path, text: str, proc: Any, timeout: float = 120) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while text not in log.read_text():
+        assert proc.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.2)
+
+
+def test_sigterm_during_the_watch_rolls_back_and_exits_143(
+    stack: ComposeStack, tmp_path: Path
+) -> None:
+    import signal
+
+    settings = _settings(stack, tmp_path, watch_s=120.0)
+    proc, log = _start_deploy(settings, tmp_path, "--image", "v2")
+    _wait_for(log, "sample +", proc)
+    assert _version(stack) == "v2"
+
+    proc.send_signal(signal.SIGTERM)
+
+    assert proc.wait(120) == 143, log.read_text()
+    assert "terminated (SIGTERM)" in log.read_text()
+    assert _version(stack) == "v1"
+    (entry,) = _history(settings)
+    assert entry["outcome"] == "interrupted"
+
+
+def test_sigkill_leaves_drift_that_status_reports_and_rollback_fixes(
+    stack: ComposeStack, tmp_path: Path
+) -> None:
+    settings = _settings(stack, tmp_path, watch_s=120.0)
+    proc, log = _start_deploy(settings, tmp_path, "--image", "v2")
+    _wait_for(log, "sample +", proc)
+    proc.kill()
+    proc.wait(30)
+
+    status = invoke("deploy", "status", settings=settings)
+
+    assert status.exit_code == 1
+    assert "was killed before it finished" in status.stderr
+    assert "travellr-backend:v2" in status.stdout
+
+    back = invoke("deploy", "rollback", "--yes", settings=settings)
+
+    assert back.exit_code == 0, back.stderr
+    assert _version(stack) == "v1"
+    after = invoke("deploy", "status", settings=settings)
+    assert after.exit_code == 0, after.stderr
+    assert [e["kind"] for e in _history(settings)] == ["rollback", "deploy"]
+
+
+def test_preflight_alone_shows_each_step_and_fails_on_a_missing_image(
+    stack: ComposeStack, tmp_path: Path
+) -> None:
+    settings = _settings(stack, tmp_path, test_command="echo all good; exit 3")
+
+    result = invoke("--json", "deploy", "preflight", "--image", "v9-nope", settings=settings)
+
+    assert result.exit_code == 1
+    steps = {s["name"]: s for s in result.json()["steps"]}
+    assert steps["servers reachable"]["verdict"] == "ok"
+    assert steps["image exists"]["verdict"] == "fail"
+    assert steps["tests"]["verdict"] == "fail" and "exited 3: all good" in steps["tests"]["detail"]
+    assert all(s["duration_ms"] >= 0 for s in steps.values())

@@ -1,0 +1,154 @@
+"""Pure logic of `deploy`: request counting, the gate's streak rule, webhooks (a real local
+HTTP server on 127.0.0.1), the history store."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from travellr_ops.adapters.platform_types import LogLine
+from travellr_ops.ops.deploy.gate import Sample, count_requests, watch
+from travellr_ops.ops.deploy.history import History
+from travellr_ops.ops.deploy.notify import Notifier
+from travellr_ops.settings import DeploySettings, Settings
+
+
+def test_requests_are_counted_in_combined_and_short_formats() -> None:
+    lines = [
+        '127.0.0.1 - - [28/Nov/2026:04:12:00 +0000] "GET /api/trips/popular HTTP/1.1" 500 30 "-" "x"',
+        '127.0.0.1 - - [28/Nov/2026:04:12:00 +0000] "GET /api/health HTTP/1.1" 200 30 "-" "x"',
+        "GET /api/trips?page=1 500 13ms",
+        "GET /api/health 200 2ms",
+        "travellr-backend v2 listening on port 5000",
+    ]
+    assert count_requests([LogLine(None, "c", t) for t in lines]) == (4, 2)
+
+
+class _Gate:
+    def __init__(self, oks: list[bool]) -> None:
+        self.oks = oks
+
+    def sample(self) -> Sample:
+        ok = self.oks.pop(0)
+        return Sample(
+            "t",
+            0,
+            ok,
+            "1/1",
+            "ok",
+            1.0,
+            10,
+            0 if ok else 5,
+            0.0,
+            0,
+            [] if ok else ["error rate 50 %"],
+        )
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def _watch(oks: list[bool]) -> Any:
+    clock = _Clock()
+    return watch(_Gate(oks), 4, 1, 2, lambda s: None, sleep=clock.sleep, clock=clock)  # type: ignore[arg-type]
+
+
+def test_one_bad_sample_is_not_a_failure_but_fail_after_in_a_row_is() -> None:
+    passed = _watch([False, True, False, True])
+    failed = _watch([True, False, False, True])
+
+    assert passed.passed and len(passed.samples) == 4
+    assert not failed.passed and len(failed.samples) == 3
+    assert "error rate 50 %" in (failed.failure or "")
+
+
+def test_webhooks_get_slack_json_and_a_failing_one_only_warns(tmp_path: Path) -> None:
+    received: list[dict[str, Any]] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append(json.loads(body))
+            self.send_response(200 if self.path == "/ok" else 500)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    warnings: list[str] = []
+    try:
+        settings = Settings(
+            state_dir=tmp_path,
+            deploy=DeploySettings(webhook_url=base + "/ok", webhook_urls=[base + "/broken"]),
+        )
+        Notifier(settings, warnings.append).send("rollback", "deploy 7 rolled back")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert received[0] == {
+        "text": "deploy 7 rolled back",
+        "event": "rollback",
+        "username": "travellr-ops",
+    }
+    assert len(received) == 2
+    assert len(warnings) == 1 and "/broken failed (rollback): HTTP 500" in warnings[0]
+
+
+def test_an_unreachable_webhook_costs_at_most_its_timeout(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as sock:  # listening, never answering
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/hook"
+        settings = Settings(
+            state_dir=tmp_path, deploy=DeploySettings(webhook_url=url, webhook_timeout_s=0.5)
+        )
+        warnings: list[str] = []
+        Notifier(settings, warnings.append).send("start", "deploy 1 started")
+
+    assert len(warnings) == 1 and "failed (start)" in warnings[0]
+
+
+def test_history_keeps_rows_across_writers(tmp_path: Path) -> None:
+    first, second = History(tmp_path), History(tmp_path)
+    a = first.start(
+        kind="deploy",
+        service="backend",
+        platform="compose",
+        started_at="t1",
+        user="u",
+        host="h",
+        image_to="travellr-backend:v2",
+    )
+    b = second.start(
+        kind="rollback",
+        service="backend",
+        platform="compose",
+        started_at="t2",
+        user="u",
+        host="h",
+        image_to="travellr-backend:v1",
+    )
+    first.update(a, outcome="succeeded", image_from="travellr-backend:v1")
+
+    entries = History(tmp_path).entries("backend")
+
+    assert [(e.id, e.outcome) for e in entries] == [(b, "running"), (a, "succeeded")]
+    assert entries[1].expected_image == ("travellr-backend:v2", None)
