@@ -3,7 +3,8 @@
 `docker_engine` (session): our own dockerd from scripts/testbed/docker.sh (no bridge, host
 network on 127.0.0.1 only) with the stack's images built (cached by recipe). `compose_stack`
 (session): one compose project, with a name unique to this test session, on free ports; every
-container it makes is labelled with that session and removed at the end. `stack` (per test):
+container it makes is labelled with that session and removed at the end, with the project's
+named volumes (its MongoDB and Redis data). `stack` (per test):
 the same, with every service running and healthy again before the test starts.
 """
 
@@ -173,6 +174,10 @@ class ComposeStack:
             ):
                 for c in client.containers.list(all=True, filters={"label": label}):
                     c.remove(force=True, v=True)
+            # the named volumes (mongo-data, redis-data) outlive their containers
+            project = {"label": f"com.docker.compose.project={self.project}"}
+            for volume in client.volumes.list(filters=project):
+                volume.remove(force=True)
         finally:
             client.close()
 
@@ -201,7 +206,8 @@ def compose_stack(
         yield stack
     finally:
         try:
-            stack.compose("down", "--volumes", "--remove-orphans")
+            # the data is scratch: kill at once (-t 0) rather than wait on clean shutdowns
+            stack.compose("down", "--volumes", "--remove-orphans", "--timeout", "0")
         finally:
             stack.remove_everything()
 

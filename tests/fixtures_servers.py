@@ -2,8 +2,10 @@
 
 Every server listens on 127.0.0.1 on a free port, keeps its files in a pytest tmp dir, is
 started through the same scripts the sandbox uses (scripts/testbed/{redis,mongo}.sh,
-scripts/sandbox/{seed,backend}.py) and is stopped by its fixture. A server that cannot be
-started makes the test skip outside CI and fail under CI (servers.need).
+scripts/sandbox/{seed,backend}.py) and is thrown away by its fixture: its data is scratch, so
+SecantusDB is killed (SIGKILL) rather than waited on for its 2-4 s clean shutdown, and no
+process outlives the session. A server that cannot be started makes the test skip outside CI
+and fail under CI (servers.need).
 
 Session fixtures (shared; a test that stops one must start it again):
   redis_server / redis_url            one redis-server            redis://127.0.0.1:P/0
@@ -17,6 +19,9 @@ Session fixtures (shared; a test that stops one must start it again):
 Function fixtures (a test's own, free to stop, change and restart):
   redis_factory(), mongo_factory(standalone=, memory=, extra=), backend_factory(redis_url,
   mongo_uri, **env), fresh_seeded_mongo_uri (a freshly seeded db of its own, dropped after).
+Module fixture:
+  module_servers    a ServerSet (.redis(), .mongo(...), .backend(...)) whose servers the
+                    module's tests share: for tests that leave them as they found them.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -96,6 +101,10 @@ class RedisServer:
     def stop(self) -> None:
         _script(REDIS_SH, "stop", "--dir", self.dir)
 
+    def discard(self) -> None:
+        """Stop for good (nothing persisted: redis-server exits at once on SIGTERM)."""
+        self.stop()
+
 
 def _bindable(port: int) -> bool:
     with socket.socket() as sock:
@@ -138,9 +147,16 @@ class RedisCluster:
     def stop(self) -> None:
         _script(REDIS_SH, "cluster-stop", "--dir", self.dir)
 
+    def discard(self) -> None:
+        self.stop()
+
 
 class MongoServer:
-    """One SecantusDB; its data stays in `dir/data` across `stop()`/`start()` unless memory."""
+    """One SecantusDB; its data stays in `dir/data` across `stop()`/`start()` unless memory.
+
+    `stop()` waits for the clean shutdown (2-4 s) when there is data to keep; a server in
+    memory has none and is killed at once (to its clients both are a dropped connection).
+    """
 
     def __init__(
         self,
@@ -180,7 +196,18 @@ class MongoServer:
         return self
 
     def stop(self) -> None:
-        _script(MONGO_SH, "stop", "--dir", self.dir, timeout=60)
+        if self.memory:
+            self.kill()
+        else:
+            _script(MONGO_SH, "stop", "--dir", self.dir, timeout=60)
+
+    def kill(self) -> None:
+        """SIGKILL: a crash (the journal keeps acknowledged writes), and no wait for shutdown."""
+        _script(MONGO_SH, "stop", "--dir", self.dir, "--kill")
+
+    def discard(self) -> None:
+        """Stop for good: the data is scratch, so nothing is worth a clean shutdown."""
+        self.kill()
 
     def client(self, db: str | None = None) -> Any:
         from pymongo import MongoClient
@@ -219,6 +246,10 @@ class Backend:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
 
     @property
     def access_log(self) -> Path:
@@ -267,6 +298,9 @@ class Backend:
                 self._proc.wait()
         self._proc = None
 
+    def discard(self) -> None:
+        self.stop()
+
 
 def seed(uri: str, scale: str = TEST_SEED_SCALE) -> None:
     """Fill the database of `uri` with scripts/sandbox/seed.py (drops what is there)."""
@@ -289,15 +323,70 @@ def _started(server: Any) -> Any:
     try:
         return server.start()
     except ServerStartError as exc:
-        _stop_quietly(server)  # a cluster may have started some of its nodes
+        _discard_quietly(server)  # a cluster may have started some of its nodes
         need(f"{type(server).__name__}: {exc}")
 
 
-def _stop_quietly(server: Any) -> None:
+def _discard_quietly(server: Any) -> None:
     try:
-        server.stop()
+        server.discard()
     except ServerStartError as exc:
         print(f"warning: could not stop {type(server).__name__}: {exc}", file=sys.stderr)
+
+
+_S = TypeVar("_S")
+
+
+class ServerSet:
+    """Servers started for one test or one module, in folders under `root`; `discard()` stops
+    every one of them (the newest first, so a backend goes before the servers it uses)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._made: list[Any] = []
+        self._counter = itertools.count()
+
+    def _add(self, server: _S) -> _S:
+        self._made.append(_started(server))
+        return server
+
+    def _dir(self, kind: str) -> Path:
+        return self.root / f"{kind}-{next(self._counter)}"
+
+    def redis(self) -> RedisServer:
+        _require("redis-server", "scripts/testbed/redis.sh install")
+        return self._add(RedisServer(self._dir("redis")))
+
+    def mongo(
+        self, *, standalone: bool = False, memory: bool = False, extra: tuple[str, ...] = ()
+    ) -> MongoServer:
+        _require("secantusd-py", "scripts/testbed/mongo.sh install")
+        server = MongoServer(self._dir("mongo"), standalone=standalone, memory=memory, extra=extra)
+        return self._add(server)
+
+    def backend(self, *, redis_url: str, mongo_uri: str, **env: str) -> Backend:
+        server = Backend(self._dir("backend"), redis_url=redis_url, mongo_uri=mongo_uri, **env)
+        return self._add(server)
+
+    def discard(self) -> None:
+        while self._made:
+            _discard_quietly(self._made.pop())
+
+
+@pytest.fixture
+def servers(tmp_path: Path) -> Iterator[ServerSet]:
+    """Servers of this test's own, thrown away when it ends."""
+    made = ServerSet(tmp_path)
+    yield made
+    made.discard()
+
+
+@pytest.fixture(scope="module")
+def module_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerSet]:
+    """Servers the module's tests share: a test that changes one puts it back as it was."""
+    made = ServerSet(tmp_path_factory.mktemp("module-servers"))
+    yield made
+    made.discard()
 
 
 # ----------------------------------------------------------------------------------- redis
@@ -306,7 +395,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     _require("redis-server", "scripts/testbed/redis.sh install")
     server = _started(RedisServer(tmp_path_factory.mktemp("redis")))
     yield server
-    _stop_quietly(server)
+    _discard_quietly(server)
 
 
 @pytest.fixture(scope="session")
@@ -319,7 +408,7 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClu
     _require("redis-server", "scripts/testbed/redis.sh install")
     cluster = _started(RedisCluster(tmp_path_factory.mktemp("redis-cluster")))
     yield cluster
-    _stop_quietly(cluster)
+    _discard_quietly(cluster)
 
 
 @pytest.fixture(scope="session")
@@ -328,20 +417,9 @@ def redis_cluster_url(redis_cluster: RedisCluster) -> str:
 
 
 @pytest.fixture
-def redis_factory(tmp_path: Path) -> Iterator[Callable[[], RedisServer]]:
+def redis_factory(servers: ServerSet) -> Callable[[], RedisServer]:
     """Start redis-servers of this test's own; all are stopped when the test ends."""
-    _require("redis-server", "scripts/testbed/redis.sh install")
-    made: list[RedisServer] = []
-    counter = itertools.count()
-
-    def make() -> RedisServer:
-        server = _started(RedisServer(tmp_path / f"redis-{next(counter)}"))
-        made.append(server)
-        return server
-
-    yield make
-    for server in made:
-        _stop_quietly(server)
+    return servers.redis
 
 
 # ----------------------------------------------------------------------------------- mongo
@@ -350,7 +428,7 @@ def mongo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MongoServ
     _require("secantusd-py", "scripts/testbed/mongo.sh install")
     server = _started(MongoServer(tmp_path_factory.mktemp("mongo-rs")))
     yield server
-    _stop_quietly(server)
+    _discard_quietly(server)
 
 
 @pytest.fixture(scope="session")
@@ -363,7 +441,7 @@ def mongo_standalone_server(tmp_path_factory: pytest.TempPathFactory) -> Iterato
     _require("secantusd-py", "scripts/testbed/mongo.sh install")
     server = _started(MongoServer(tmp_path_factory.mktemp("mongo-sa"), standalone=True))
     yield server
-    _stop_quietly(server)
+    _discard_quietly(server)
 
 
 @pytest.fixture(scope="session")
@@ -378,10 +456,10 @@ def seeded_mongo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mo
     try:
         seed(server.uri)
     except ServerStartError as exc:
-        _stop_quietly(server)
+        _discard_quietly(server)
         need(str(exc))
     yield server
-    _stop_quietly(server)
+    _discard_quietly(server)
 
 
 @pytest.fixture(scope="session")
@@ -411,27 +489,12 @@ def fresh_seeded_mongo_uri(seeded_mongo_server: MongoServer) -> Iterator[str]:
 
 
 @pytest.fixture
-def mongo_factory(tmp_path: Path) -> Iterator[Callable[..., MongoServer]]:
+def mongo_factory(servers: ServerSet) -> Callable[..., MongoServer]:
     """Start SecantusDB servers of this test's own; all are stopped when the test ends.
 
     mongo_factory(standalone=False, memory=False, extra=("--enable-test-commands",))
     """
-    _require("secantusd-py", "scripts/testbed/mongo.sh install")
-    made: list[MongoServer] = []
-    counter = itertools.count()
-
-    def make(
-        *, standalone: bool = False, memory: bool = False, extra: tuple[str, ...] = ()
-    ) -> MongoServer:
-        server = MongoServer(
-            tmp_path / f"mongo-{next(counter)}", standalone=standalone, memory=memory, extra=extra
-        )
-        made.append(_started(server))
-        return server
-
-    yield make
-    for server in made:
-        _stop_quietly(server)
+    return servers.mongo
 
 
 # --------------------------------------------------------------------------------- backend
@@ -443,7 +506,7 @@ def backend(
         Backend(tmp_path_factory.mktemp("backend"), redis_url=redis_url, mongo_uri=seeded_mongo_uri)
     )
     yield server
-    server.stop()
+    server.discard()
 
 
 @pytest.fixture(scope="session")
@@ -452,19 +515,7 @@ def backend_url(backend: Backend) -> str:
 
 
 @pytest.fixture
-def backend_factory(tmp_path: Path) -> Iterator[Callable[..., Backend]]:
+def backend_factory(servers: ServerSet) -> Callable[..., Backend]:
     """Start backends of this test's own against given servers: backend_factory(redis_url=,
     mongo_uri=, RATE_LIMIT_PER_MIN="5", ...); all are stopped when the test ends."""
-    made: list[Backend] = []
-    counter = itertools.count()
-
-    def make(*, redis_url: str, mongo_uri: str, **env: str) -> Backend:
-        server = Backend(
-            tmp_path / f"backend-{next(counter)}", redis_url=redis_url, mongo_uri=mongo_uri, **env
-        )
-        made.append(_started(server))
-        return server
-
-    yield make
-    for server in made:
-        server.stop()
+    return servers.backend

@@ -39,7 +39,7 @@ def test_restore_with_downtime_stops_and_restarts_the_backend(
     doc = result.json()
     assert doc["downtime"] is True and doc["healthy"] is True
     assert "stopping the backend" in result.stderr
-    # starting the backend again must not recreate mongodb (in memory in this stack)
+    # the downtime stops and starts the backend only: mongodb is neither recreated nor restarted
     assert stack.container("mongodb").attrs["State"]["StartedAt"] == mongo_before
     assert client.backupdowntime.things.count_documents({}) == 100
     assert stack.healthy("backend")

@@ -1,11 +1,15 @@
 """`travellr-ops health` against real servers: a backend over its own Redis and MongoDB, which
-the tests stop and start behind the tool's back, as an outage would."""
+the tests stop and start behind the tool's back, as an outage would.
+
+The module's tests share one such platform and leave it as they found it; a test that stops a
+server has a platform of its own (`own_platform`).
+"""
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +18,7 @@ import redis as redis_py
 
 from cli import invoke
 from fixtures_docker import ComposeStack
+from fixtures_servers import ServerSet
 from travellr_ops.settings import Settings
 
 pytestmark = [pytest.mark.redis, pytest.mark.mongo]
@@ -41,15 +46,33 @@ class Platform:
         return Settings(**values)
 
 
+@pytest.fixture(scope="module")
+def shared_servers(module_servers: ServerSet) -> tuple[Any, Any, Any]:
+    # health stores nothing in MongoDB: in memory, so it is thrown away without a wait
+    r = module_servers.redis()
+    m = module_servers.mongo(memory=True)
+    b = module_servers.backend(redis_url=r.url, mongo_uri=m.uri_for("travellr"))
+    return r, m, b
+
+
 @pytest.fixture
-def platform(
+def platform(shared_servers: tuple[Any, Any, Any], tmp_path: Path) -> Iterator[Platform]:
+    """The module's platform, with this test's own state and backup folders."""
+    yield Platform(*shared_servers, tmp_path)
+    stopped = [type(s).__name__ for s in shared_servers if not s.running]
+    assert not stopped, f"the test left the module's {stopped} stopped: use own_platform"
+
+
+@pytest.fixture
+def own_platform(
     redis_factory: Callable[[], Any],
     mongo_factory: Callable[..., Any],
     backend_factory: Callable[..., Any],
     tmp_path: Path,
 ) -> Platform:
+    """A platform of this test's own, free to stop and start."""
     r = redis_factory()
-    m = mongo_factory()
+    m = mongo_factory(memory=True)
     b = backend_factory(redis_url=r.url, mongo_uri=m.uri_for("travellr"))
     return Platform(r, m, b, tmp_path)
 
@@ -81,10 +104,10 @@ def test_a_person_sees_a_table(platform: Platform) -> None:
 
 
 def test_redis_stopped_is_down_with_a_one_line_error_then_green_when_restarted(
-    platform: Platform,
+    own_platform: Platform,
 ) -> None:
-    platform.redis.stop()
-    down = invoke("--json", "health", settings=platform.settings())
+    own_platform.redis.stop()
+    down = invoke("--json", "health", settings=own_platform.settings())
 
     assert down.exit_code == 3
     checks = _checks(down)
@@ -96,18 +119,18 @@ def test_redis_stopped_is_down_with_a_one_line_error_then_green_when_restarted(
     errors = [line for line in down.stderr.splitlines() if line.startswith("error:")]
     assert errors == ["error: 1 of 4 checks got no answer: redis"]
 
-    platform.redis.start()
-    again = invoke("--json", "health", settings=platform.settings())
+    own_platform.redis.start()
+    again = invoke("--json", "health", settings=own_platform.settings())
     assert again.exit_code == 0, again.stdout
     assert again.json()["verdict"] == "healthy"
 
 
-def test_mongodb_stopped_is_down_and_the_backend_reports_degraded(platform: Platform) -> None:
-    platform.mongo.stop()
+def test_mongodb_stopped_is_down_and_the_backend_reports_degraded(own_platform: Platform) -> None:
+    own_platform.mongo.stop()
     # the backend's driver may need a moment to give up on its pooled connection
     deadline = time.monotonic() + 15
     while True:
-        down = invoke("--json", "health", settings=platform.settings())
+        down = invoke("--json", "health", settings=own_platform.settings())
         checks = _checks(down)
         if checks["api"]["verdict"] == "fail" or time.monotonic() > deadline:
             break
@@ -119,14 +142,14 @@ def test_mongodb_stopped_is_down_and_the_backend_reports_degraded(platform: Plat
     assert checks["api"]["verdict"] == "fail", checks["api"]
     assert "503" in checks["api"]["detail"]
 
-    platform.mongo.start()
-    again = invoke("--json", "health", settings=platform.settings())
+    own_platform.mongo.start()
+    again = invoke("--json", "health", settings=own_platform.settings())
     assert again.exit_code == 0, again.stdout
 
 
-def test_the_backend_stopped_is_down(platform: Platform) -> None:
-    platform.backend.stop()
-    result = invoke("--json", "health", settings=platform.settings())
+def test_the_backend_stopped_is_down(own_platform: Platform) -> None:
+    own_platform.backend.stop()
+    result = invoke("--json", "health", settings=own_platform.settings())
 
     assert result.exit_code == 3
     assert _checks(result)["api"]["verdict"] == "down"
@@ -182,8 +205,8 @@ def test_passwords_never_appear_in_output(platform: Platform) -> None:
         client.close()
 
 
-def test_twenty_endpoints_are_all_checked(platform: Platform, backend_url: str) -> None:
-    extra = [f"{backend_url}/api/health?n={i}" for i in range(19)]
+def test_twenty_endpoints_are_all_checked(platform: Platform) -> None:
+    extra = [f"{platform.backend.url}/api/health?n={i}" for i in range(19)]
     result = invoke(
         "--json",
         "health",

@@ -12,6 +12,7 @@ import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -258,6 +259,58 @@ def test_down_then_up_of_the_backend(stack: ComposeStack) -> None:
     assert up.exit_code == 0, up.stderr
     # `up` waited until the backend was healthy again
     assert invoke("service", "status", settings=stack.settings()).exit_code == 0
+
+
+# -- persistence -------------------------------------------------------------------------------
+def test_restarts_of_mongodb_and_redis_keep_their_data(stack: ComposeStack) -> None:
+    from pymongo import MongoClient
+    from redis import Redis
+
+    mongo_uri = f"mongodb://127.0.0.1:{stack.ports['mongodb']}/persisted"
+    redis_url = f"redis://127.0.0.1:{stack.ports['redis']}/0"
+    s = stack.settings()
+    s.mongo.uri = mongo_uri
+    s.redis.url = redis_url
+
+    def counted() -> int:
+        client: Any = MongoClient(mongo_uri, serverSelectionTimeoutMS=10_000)
+        try:
+            return int(client.persisted.bookings.count_documents({}))
+        finally:
+            client.close()
+
+    def cached() -> bytes | None:
+        with Redis.from_url(redis_url, socket_timeout=10) as client:
+            return client.get("travellr:persisted")
+
+    def started(service: str) -> str:
+        return str(stack.container(service).attrs["State"]["StartedAt"])
+
+    client: Any = MongoClient(mongo_uri, serverSelectionTimeoutMS=10_000)
+    client.persisted.bookings.insert_many([{"n": i} for i in range(1000)])
+    client.close()
+    with Redis.from_url(redis_url) as r:
+        r.set("travellr:persisted", b"kept")
+    try:
+        before = started("mongodb")
+        restarted = invoke("db", "restart", "--yes", settings=s)
+        assert restarted.exit_code == 0, restarted.stderr
+        assert started("mongodb") != before  # the server really went away and came back
+        assert counted() == 1000
+
+        for service in ("mongodb", "redis"):
+            before = started(service)
+            restarted = invoke("service", "restart", service, "--yes", settings=s)
+            assert restarted.exit_code == 0, restarted.stderr
+            assert started(service) != before
+        assert counted() == 1000
+        assert cached() == b"kept"
+    finally:
+        client = MongoClient(mongo_uri, serverSelectionTimeoutMS=10_000)
+        client.drop_database("persisted")
+        client.close()
+        with Redis.from_url(redis_url) as r:
+            r.delete("travellr:persisted")
 
 
 # -- faults ------------------------------------------------------------------------------------

@@ -11,7 +11,8 @@
 #   docker.sh stack-up [PROJECT]    the Travellr stack from config/docker-compose.yml (compose
 #                       project PROJECT, default travellr), waited on until every service is
 #                       healthy; ports/tag from TRAVELLR_BACKEND_PORT... as the compose file says
-#   docker.sh stack-down [PROJECT]  remove that project's containers
+#   docker.sh stack-down [PROJECT]  remove that project's containers and its volumes (the
+#                       MongoDB and Redis data)
 #   docker.sh images    build the images (cached: rebuilt only when their recipe changes):
 #                         travellr-backend:v1, :v2 (healthy), :v2-broken (health check fails),
 #                         :v2-errors (healthy, but 20 % of /api/* answer 500: BACKEND_ERROR_PCT)
@@ -184,7 +185,7 @@ stack_up() {
 
 stack_down() {
   local project=${1:-travellr}
-  DOCKER_HOST=$HOST docker-compose -p "$project" -f "$REPO/config/docker-compose.yml" down --remove-orphans >&2
+  DOCKER_HOST=$HOST docker-compose -p "$project" -f "$REPO/config/docker-compose.yml" down --volumes --remove-orphans >&2
 }
 
 case ${1:-} in
@@ -196,5 +197,5 @@ case ${1:-} in
   host) echo "$HOST" ;;
   status) running ;;
   images) running || die "the engine is not running: '$0 start' first"; images ;;
-  *) sed -n '2,22p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,23p' "$0" >&2; exit 2 ;;
 esac

@@ -6,7 +6,11 @@
 #   mongo.sh start --port P --dir D [--standalone] [--memory] [--extra "ARGS"]
 #                             replica set (setName secantus) unless --standalone;
 #                             data in D/data, or in memory with --memory
-#   mongo.sh stop --dir D     SIGTERM, wait up to ~10 s, then SIGKILL
+#   mongo.sh stop --dir D [--kill]
+#                             SIGTERM and wait (the server takes 2-4 s to close its store;
+#                             SIGKILL after ~10 s); --kill: SIGKILL at once, for a server whose
+#                             data is thrown away (in memory, or a test's scratch folder): its
+#                             journal makes even that durable, but nobody waits for a checkpoint
 #
 # Pidfile and log live in D. Prints nothing but errors; exits non-zero on failure.
 set -euo pipefail
@@ -53,23 +57,30 @@ sys.exit(f"mongo.sh: no ping answer on port {port} within 30 s; log: {log}")
 PY
 }
 
-stop_dir() { # dir
-  local pidfile="$1/mongo.pid" pid i
+alive() { # pid: true while the process runs. A killed child of ours is re-parented to PID 1,
+  # which may reap it only seconds later: a zombie ("Z" in /proc/PID/stat) has stopped already.
+  local state
+  state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
+  [ -n "$state" ] && [ "$state" != Z ]
+}
+
+stop_dir() { # dir [KILL|TERM]
+  local pidfile="$1/mongo.pid" sig=${2:-TERM} pid i
   [ -s "$pidfile" ] || return 0
   pid=$(cat "$pidfile")
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$pid" 2>/dev/null; then
+  if alive "$pid"; then
+    kill "-$sig" "$pid" 2>/dev/null || true
+    for i in $(seq 1 200); do alive "$pid" || break; sleep 0.05; done
+    if alive "$pid"; then
       kill -KILL "$pid" 2>/dev/null || true
-      for i in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      for i in $(seq 1 50); do alive "$pid" || break; sleep 0.1; done
     fi
   fi
   rm -f "$pidfile"
 }
 
 cmd=${1:-}; [ -n "$cmd" ] && shift
-port="" dir="" standalone="" memory="" extra=""
+port="" dir="" standalone="" memory="" extra="" sig=TERM
 while [ $# -gt 0 ]; do
   case $1 in
     --port) port=$2; shift 2 ;;
@@ -77,6 +88,7 @@ while [ $# -gt 0 ]; do
     --standalone) standalone=1; shift ;;
     --memory) memory=1; shift ;;
     --extra) extra=$2; shift 2 ;;
+    --kill) sig=KILL; shift ;;
     *) die "unknown argument: $1" ;;
   esac
 done
@@ -105,7 +117,7 @@ case $cmd in
     echo "$pid" >"$pidfile"
     wait_ready "$port" "$pid" "$log" || { stop_dir "$dir"; exit 1; } ;;
   stop)
-    [ -n "$dir" ] || die "usage: mongo.sh stop --dir D"
-    stop_dir "$dir" ;;
-  *) die "usage: mongo.sh install | start --port P --dir D [--standalone] [--memory] [--extra ARGS] | stop --dir D" ;;
+    [ -n "$dir" ] || die "usage: mongo.sh stop --dir D [--kill]"
+    stop_dir "$dir" "$sig" ;;
+  *) die "usage: mongo.sh install | start --port P --dir D [--standalone] [--memory] [--extra ARGS] | stop --dir D [--kill]" ;;
 esac

@@ -46,14 +46,21 @@ start_one() {
   wait_ping "$port" "$pidfile" "$log"
 }
 
+alive() { # pid: true while the process runs. A killed child of ours is re-parented to PID 1,
+  # which may reap it only seconds later: a zombie ("Z" in /proc/PID/stat) has stopped already.
+  local state
+  state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
+  [ -n "$state" ] && [ "$state" != Z ]
+}
+
 stop_pidfile() { # pidfile
   local pidfile=$1 pid i
   [ -s "$pidfile" ] || return 0
   pid=$(cat "$pidfile")
-  if kill -0 "$pid" 2>/dev/null; then
+  if alive "$pid"; then
     kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
-    if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
+    for i in $(seq 1 200); do alive "$pid" || break; sleep 0.05; done
+    if alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
   fi
   rm -f "$pidfile"
 }
