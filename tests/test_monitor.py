@@ -49,6 +49,27 @@ class Platform:
             monitor={"window_s": 1.0, "api_probes": 3, **monitor},
         )
 
+    def config_file(self) -> Path:
+        """The settings of ``settings()`` as a TOML file, for travellr-ops run as a process."""
+        s = self.settings()
+
+        def q(value: object) -> str:
+            return json.dumps(str(value))  # a JSON string is a TOML basic string
+
+        limits = "\n".join(f"{k} = {v}" for k, v in CALM.items())
+        path = self.tmp / "travellr-ops.toml"
+        path.write_text(
+            f'platform = "none"\nstate_dir = {q(s.state_dir)}\ndisk_paths = [{q(self.tmp)}]\n'
+            f"[mongo]\nuri = {q(s.mongo.uri)}\ntimeout_s = 2.0\n"
+            f"[redis]\nurl = {q(s.redis.url)}\ntimeout_s = 2.0\n"
+            f"[api]\nurl = {q(s.api.url)}\ntimeout_s = 5.0\n"
+            f"[backup]\ndir = {q(s.backup.dir)}\n"
+            f"[logs]\naccess_log = {q(s.logs.access_log)}\n"
+            f"[thresholds]\n{limits}\n"
+            "[monitor]\napi_probes = 3\n"
+        )
+        return path
+
 
 @pytest.fixture
 def platform(
@@ -573,3 +594,88 @@ def test_report_html_opens_offline_in_chromium_with_every_chart_drawn(
     assert severe == []
     shot = tmp_path / "report.png"
     assert chromium.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+
+
+def run_on_a_terminal(
+    argv: list[str], env: dict[str, str], cwd: Path, until: bytes, timeout: float = 60
+) -> tuple[int, bytes, bytes]:
+    """Run ``argv`` on a new pseudo-terminal (its controlling terminal, 40x120); once ``until``
+    has appeared on the screen, press Ctrl-C there. (exit code, screen before, screen after)."""
+    import fcntl
+    import os
+    import pty
+    import select
+    import signal
+    import struct
+    import sys
+    import termios
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the pty is its terminal; Ctrl-C there signals its process group
+        try:
+            fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+            os.chdir(cwd)
+            os.execve(sys.executable, [sys.executable, *argv], env)
+        finally:
+            os._exit(127)
+
+    def read_until(done: Callable[[bytes], bool], deadline: float) -> bytes:
+        seen = b""
+        while not done(seen) and time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.2)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:  # EIO: the child closed the terminal (it has ended)
+                break
+            if not chunk:
+                break
+            seen += chunk
+        return seen
+
+    try:
+        before = read_until(lambda seen: until in seen, time.monotonic() + timeout)
+        os.write(fd, b"\x03")  # what the keyboard sends: the line discipline makes it SIGINT
+        after = read_until(lambda _: False, time.monotonic() + timeout)
+    finally:
+        deadline = time.monotonic() + 15
+        while True:  # the child ends by itself; if it hangs, it is killed (and the test fails)
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                _, status = os.waitpid(pid, 0)
+                break
+            time.sleep(0.1)
+        os.close(fd)
+    return os.waitstatus_to_exitcode(status), before, after
+
+
+def test_live_ctrl_c_on_a_terminal_exits_130_and_restores_it(
+    platform: Platform, tmp_path: Path
+) -> None:
+    import os
+
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        "TERM": "xterm-256color",
+        "TRAVELLR_CONFIG": str(platform.config_file()),
+    }
+    title = b"travellr-ops monitor: every 0.5 s"
+    code, before, after = run_on_a_terminal(
+        ["-m", "travellr_ops", "monitor", "--interval", "0.5"], env, tmp_path, until=title
+    )
+    assert title in before, before.decode(errors="replace")[-2000:]
+    assert b"api_response_p95_ms" in before  # the live table was on the screen
+    assert b"\x1b[?25l" in before  # the cursor was hidden while it was
+    assert code == 130, after.decode(errors="replace")[-2000:]
+    screen = before + after
+    # the terminal is given back: the cursor shown again, after its last hiding; the
+    # alternate screen, if one was entered, left
+    assert screen.rfind(b"\x1b[?25h") > screen.rfind(b"\x1b[?25l")
+    assert screen.count(b"\x1b[?1049h") == screen.count(b"\x1b[?1049l")
+    text = after.decode(errors="replace")
+    assert "summary:" in text and "Traceback" not in text
