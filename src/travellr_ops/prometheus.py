@@ -2,7 +2,7 @@
 
 ``write_textfile`` builds a private registry of gauges and writes it atomically
 (prometheus_client writes a temporary file and renames it), so the node_exporter never reads
-half a file. Used by `monitor once --metrics-file`.
+half a file. Used by `monitor once --metrics-file` and `backup ... --metrics-file`.
 """
 
 from __future__ import annotations

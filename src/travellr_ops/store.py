@@ -100,6 +100,11 @@ class Store:
         with self.errors(doing):
             return self.conn.execute(sql, params).fetchall()
 
+    def rows(self, sql: str, params: Sequence[Any] = (), doing: str = "reading") -> Iterator[Any]:
+        """The rows one at a time, for results too large to hold twice (a week of samples)."""
+        with self.errors(doing):
+            yield from self.conn.execute(sql, params)
+
     def migrate(self, component: str, steps: Sequence[str]) -> None:
         """Run the steps of ``component`` that have not run yet (each one SQL script)."""
         with self.write(f"updating the {component} tables") as conn:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from travellr_ops.ops.monitor.live import Summary, Tracker
     from travellr_ops.ops.monitor.metrics import Metric, Sample
+    from travellr_ops.ops.monitor.report import Report as MonitorReport
     from travellr_ops.ops.monitor.sampler import Sampler
     from travellr_ops.output import Output
 
@@ -221,6 +222,44 @@ def once(
     raise typer.Exit(sample.exit_code)
 
 
+@app.command()
+def report(
+    ctx: typer.Context,
+    since: Annotated[
+        str, typer.Option("--since", "-s", help="The period: the last 24h, 7d, 90m...")
+    ] = "24h",
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            "--html",
+            help="Also write the report with a chart per metric to this one self-contained "
+            "HTML file (opens offline).",
+            dir_okay=False,
+        ),
+    ] = None,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Per metric min/p50/p95/max, the breaches with their times and the trend against the
+    previous period, from the history. Exit 0 (also for an empty history: it says so)."""
+    from travellr_ops.ops.monitor.live import parse_duration
+    from travellr_ops.ops.monitor.report import monitor_report
+
+    span = parse_duration(since, "--since")
+    app_ = use(ctx)
+    out = app_.output(json_, quiet)
+    result = monitor_report(app_.settings, span, html)
+    out.result(result, lambda console: render_report(console, result))
+    if not result.rows:
+        out.info(
+            f"no samples in the history between {_local(result.since)} and "
+            f"{_local(result.until)} ({result.store}); `monitor once` from cron or a live "
+            "`monitor` records them"
+        )
+    if result.html is not None:
+        out.success(f"report written to {result.html}")
+
+
 def _check_seconds(option: str, value: float | None) -> None:
     from travellr_ops.errors import UsageError
 
@@ -357,3 +396,67 @@ def render_summary(console: Console, summary: Summary) -> None:
         console.print(f"... {summary.breach_count - len(summary.breaches)} earlier breaches")
     verdict = "breached" if summary.alarm_count else "no threshold breached"
     console.print(f"overall: {verdict}")
+
+
+def _local(t: float) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+
+
+def render_report(console: Console, report: MonitorReport) -> None:
+    from rich.markup import escape
+
+    def num(v: float | None) -> str:
+        if v is None:
+            return "—"
+        return f"{v:.0f}" if abs(v) >= 1000 else f"{v:.4g}"  # 4 digits, never 1e+05
+
+    if not report.rows:
+        return  # the command says so on stderr
+    from rich import box
+    from rich.table import Table
+
+    grid = Table(
+        box=box.SIMPLE_HEAD,  # no vertical rules: the columns fit 80 characters
+        title=f"monitor report {_local(report.since)} to {_local(report.until)}: "
+        f"{report.samples} samples (previous period {report.previous_samples})",
+        title_justify="left",
+        header_style="bold",
+    )
+    # the metric names wrap rather than lose their ends; the figures never wrap
+    grid.add_column("metric", overflow="fold", min_width=12)
+    for column in ("min", "p50", "p95", "max", "limit", "breach"):
+        grid.add_column(column, justify="right", no_wrap=True)
+    grid.add_column("trend", no_wrap=True)
+    for r in report.rows:
+        trend = r.trend.word
+        if r.trend.change_pct is not None:
+            trend += f" {r.trend.change_pct:+.0f}%"
+        style = {"worse": "red", "better": "green"}.get(r.trend.word)
+        sign = "≥" if r.direction == "min" else "≤"
+        grid.add_row(
+            escape(r.key),
+            num(r.min),
+            num(r.p50),
+            num(r.p95),
+            num(r.max),
+            "" if r.threshold is None else f"{sign}{r.threshold:g}",
+            f"[bold red]{r.breaches}[/]" if r.breaches else "",
+            f"[{style}]{escape(trend)}[/]" if style else escape(trend),
+        )
+    console.print(grid)
+    for e in report.episodes:
+        span = _local(e.start) if e.start == e.end else f"{_local(e.start)} to {_local(e.end)[11:]}"
+        note = " (maintenance)" if e.maintenance else ""
+        console.print(
+            f"breach {span} {escape(e.key)}: {e.samples} sample(s), worst {num(e.worst)} "
+            f"{escape(e.unit)} (limit {num(e.threshold)}){note}",
+            soft_wrap=True,  # one line per episode, whatever the width: grep-able
+        )
+    if report.episode_count > len(report.episodes):
+        console.print(f"... {report.episode_count - len(report.episodes)} earlier episodes")
+    if report.rows:
+        console.print(
+            f"{report.breach_count} breaching samples, {report.alarm_count} outside maintenance"
+        )

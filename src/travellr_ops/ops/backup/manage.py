@@ -258,39 +258,68 @@ def clean(
 def write_metrics(
     settings: Settings, path: Path, command: str, ok: bool, duration_s: float
 ) -> None:
-    """node_exporter textfile metrics, replaced atomically (never read half-written)."""
+    """node_exporter textfile metrics, in prometheus_client's format, replaced atomically
+    (never read half-written); the same writer as `monitor once --metrics-file`."""
+    from travellr_ops.prometheus import Gauge, write_textfile
+
     listing = list_backups(settings)
     good = [r for r in listing.backups if r.status == "complete"]
-    lines = [
-        "# HELP travellr_backup_last_run_success Whether the last run of the command succeeded.",
-        "# TYPE travellr_backup_last_run_success gauge",
-        f'travellr_backup_last_run_success{{command="{command}"}} {int(ok)}',
-        "# HELP travellr_backup_last_run_duration_seconds Duration of the last run.",
-        "# TYPE travellr_backup_last_run_duration_seconds gauge",
-        f'travellr_backup_last_run_duration_seconds{{command="{command}"}} {duration_s:.3f}',
-        f'travellr_backup_last_run_timestamp_seconds{{command="{command}"}} {time.time():.0f}',
-        "# HELP travellr_backup_count Complete backups in the backup directory.",
-        "# TYPE travellr_backup_count gauge",
-        f"travellr_backup_count {len(good)}",
+    run = ("command",)
+    gauges = [
+        Gauge(
+            "travellr_backup_last_run_success",
+            "Whether the last run of the command succeeded.",
+            [((command,), float(ok))],
+            run,
+        ),
+        Gauge(
+            "travellr_backup_last_run_duration_seconds",
+            "Duration of the last run of the command.",
+            [((command,), round(duration_s, 3))],
+            run,
+        ),
+        Gauge(
+            "travellr_backup_last_run_timestamp_seconds",
+            "When the last run of the command ended.",
+            [((command,), float(int(time.time())))],
+            run,
+        ),
+        Gauge(
+            "travellr_backup_count", "Complete backups in the backup directory.", [((), len(good))]
+        ),
     ]
     if good:
         newest = good[-1]
         finished = store.read_manifest(settings.backup.dir / newest.name).finished_at
-        lines += [
-            "# HELP travellr_backup_last_success_timestamp_seconds End of the newest backup.",
-            "# TYPE travellr_backup_last_success_timestamp_seconds gauge",
-            "travellr_backup_last_success_timestamp_seconds "
-            f"{datetime.fromisoformat(finished).timestamp():.0f}",
-            f"travellr_backup_last_size_bytes {newest.size}",
-            f"travellr_backup_last_documents {newest.documents}",
+        gauges += [
+            Gauge(
+                "travellr_backup_last_success_timestamp_seconds",
+                "End of the newest complete backup.",
+                [((), float(int(datetime.fromisoformat(finished).timestamp())))],
+            ),
+            Gauge(
+                "travellr_backup_last_size_bytes", "Size of the newest backup.", [((), newest.size)]
+            ),
+            Gauge(
+                "travellr_backup_last_documents",
+                "Documents in the newest backup.",
+                [((), newest.documents)],
+            ),
         ]
         verified = [r for r in good if r.verified_at]
         if verified:
             last = verified[-1]
             stamp = datetime.fromisoformat(str(last.verified_at)).timestamp()
-            lines += [
-                f"travellr_backup_last_verify_ok {int(last.verify_result != 'fail')}",
-                f"travellr_backup_last_verify_timestamp_seconds {stamp:.0f}",
+            gauges += [
+                Gauge(
+                    "travellr_backup_last_verify_ok",
+                    "Whether the newest verification of a backup passed.",
+                    [((), float(last.verify_result != "fail"))],
+                ),
+                Gauge(
+                    "travellr_backup_last_verify_timestamp_seconds",
+                    "When a backup was last verified.",
+                    [((), float(int(stamp)))],
+                ),
             ]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    store.write_atomic(path, ("\n".join(lines) + "\n").encode())
+    write_textfile(path, gauges)

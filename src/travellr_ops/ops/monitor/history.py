@@ -94,3 +94,46 @@ def load(store: Store, since: float, until: float) -> list[Row]:
         Row(t, metric, subject, value, unit, threshold, direction, verdict, bool(maint), detail)
         for t, metric, subject, value, unit, threshold, direction, verdict, maint, detail in rows
     ]
+
+
+@dataclass
+class MetricHistory:
+    """One metric's samples in a period, oldest first (value None: unknown or idle)."""
+
+    metric: str
+    subject: str
+    unit: str
+    direction: str
+    times: list[float]
+    values: list[float | None]
+    verdicts: list[str]
+    thresholds: list[float | None]
+    maintenance: list[bool]
+
+    @property
+    def key(self) -> str:
+        return f"{self.metric}:{self.subject}" if self.subject else self.metric
+
+
+def load_histories(store: Store, since: float, until: float) -> dict[str, MetricHistory]:
+    """Every metric's samples with since <= time < until, keyed like ``Metric.key``, in the
+    order the metrics first appear. Streamed: a week of live samples is millions of rows."""
+    found: dict[str, MetricHistory] = {}
+    rows = store.rows(
+        "SELECT time, metric, subject, value, unit, threshold, direction, verdict, maintenance "
+        "FROM samples WHERE time >= ? AND time < ? ORDER BY time",
+        (since, until),
+        doing="reading the monitor history",
+    )
+    for t, metric, subject, value, unit, threshold, direction, verdict, maint in rows:
+        key = f"{metric}:{subject}" if subject else metric
+        history = found.get(key)
+        if history is None:
+            history = MetricHistory(metric, subject, unit, direction, [], [], [], [], [])
+            found[key] = history
+        history.times.append(t)
+        history.values.append(value)
+        history.verdicts.append(verdict)
+        history.thresholds.append(threshold)
+        history.maintenance.append(bool(maint))
+    return found

@@ -1,0 +1,286 @@
+"""bench/monitor: `monitor once` against its slowest source alone; live `monitor`'s CPU and RSS.
+
+    .venv/bin/python bench/monitor/run.py [--rounds 5] [--window 1] [--live 120 | --long]
+                                          [--scale 1] [--no-once] [--no-live]
+
+Starts a sandbox of its own (scripts/sandbox.sh with its own SANDBOX_DIR and free ports:
+redis-server, SecantusDB seeded at --scale, the stand-in backend) and stops it at the end.
+
+1. once: in the same run, --rounds times each, with a --window second sample:
+   - each source alone, as `monitor once` runs it (the API probes, the timed queries, the
+     cache delta, the CPU/memory of the processes, the disks, the access log, the business
+     queries, the maintenance flag), one after another: the slowest is the floor;
+   - the sampler with every source at once (`Sampler.sample`);
+   - the whole command, in-process: `monitor once --json` (settings, adapters, sample,
+     output, the history store).
+   Target: the command within 1.2x of the slowest source alone (medians).
+2. live: `monitor --interval 1` as its own process with its output on a pseudo-terminal (the
+   Rich dashboard redrawn every second), for --live seconds (120; --long: 600). After a
+   warm-up (the first samples, the sparklines filling), psutil reads its CPU time and RSS.
+   Targets: CPU < 5 % of one core; RSS growth after the warm-up < 5 MB. Ends with Ctrl-C
+   (SIGINT): exit 130 expected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import io
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import termios
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "src"))
+
+import psutil  # noqa: E402
+
+from travellr_ops.cli.app import run  # noqa: E402
+from travellr_ops.cli.common import AppContext  # noqa: E402
+from travellr_ops.cli.monitor import sampler_for  # noqa: E402
+from travellr_ops.ops.monitor.sampler import Sampler  # noqa: E402
+from travellr_ops.settings import Settings, load_settings  # noqa: E402
+
+SANDBOX_SH = REPO / "scripts" / "sandbox.sh"
+MB = 1024 * 1024
+#: the sources whose time is spent in the MongoDB server (dbStats is the disks' part)
+MONGO_BOUND = ("timed queries", "disks", "business queries")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Sandbox:
+    """scripts/sandbox.sh with a directory and ports of its own."""
+
+    def __init__(self, workdir: Path, scale: str) -> None:
+        self.dir = workdir / "sandbox"
+        self.settings_file = workdir / "travellr-ops.toml"
+        self.env = {
+            **os.environ,
+            "SANDBOX_DIR": str(self.dir),
+            "SANDBOX_SETTINGS": str(self.settings_file),
+            "SANDBOX_SEED_SCALE": scale,
+            "SANDBOX_REDIS_PORT": str(free_port()),
+            "SANDBOX_MONGO_PORT": str(free_port()),
+            "SANDBOX_API_PORT": str(free_port()),
+            "VENV": str(Path(sys.executable).parents[1]),
+        }
+
+    def sh(self, command: str) -> None:
+        subprocess.run(["bash", str(SANDBOX_SH), command], env=self.env, check=True, timeout=600)
+
+    def settings(self) -> Settings:
+        return load_settings(self.settings_file).settings
+
+
+# ------------------------------------------------------------------------------------ once
+
+
+def alone(sampler: Sampler) -> dict[str, Callable[[float], object]]:
+    """Each source of a sample by itself, with the set-up `Sampler.sample` does for it."""
+
+    def mongo_down() -> str | None:
+        down = sampler.mongo.preflight()
+        return down.message if down else None
+
+    def api(end: float) -> object:
+        sampler.http.prepare(sampler.api_urls)
+        return sampler._api(end)
+
+    def resources(end: float) -> object:
+        if sampler._usage is not None:
+            sampler._usage.prime()
+        return sampler._resources(end)
+
+    return {
+        "api probes": api,
+        "timed queries": lambda end: sampler._db(mongo_down(), end),
+        "cache delta": sampler._cache,
+        "cpu/memory": resources,
+        "disks": lambda end: sampler._disks(),
+        "access log": sampler._errors,
+        "business queries": lambda end: sampler._business(mongo_down()),
+        "maintenance flag": lambda end: sampler._maintenance(),
+    }
+
+
+def bench_once(settings: Settings, rounds: int, window: float) -> bool:
+    settings.monitor.window_s = window
+    per_source: dict[str, list[float]] = {}
+    sampled: list[float] = []
+    command: list[float] = []
+    with sampler_for(AppContext(preset=settings)) as sampler:
+        sampler.sample(window)  # connections made, deltas primed: every round starts alike
+        for _ in range(rounds):
+            for name, fn in alone(sampler).items():
+                started = time.perf_counter()
+                fn(started + window)
+                per_source.setdefault(name, []).append(time.perf_counter() - started)
+            started = time.perf_counter()
+            sample = sampler.sample(window)
+            sampled.append(time.perf_counter() - started)
+            unknown = [m.key for m in sample.metrics if m.verdict == "unknown"]
+            assert not unknown, f"a source is down: {unknown}"
+            started = time.perf_counter()
+            with contextlib.redirect_stdout(io.StringIO()):
+                code = run(["monitor", "once", "--json"], settings=settings)
+            command.append(time.perf_counter() - started)
+            assert code in (0, 1), f"monitor once exited {code}"
+
+    med = statistics.median
+    print(f"\nmonitor once: window {window:g} s, median of {rounds} rounds")
+    for name, times in sorted(per_source.items(), key=lambda kv: med(kv[1])):
+        print(f"  {name:<22} alone {med(times) * 1000:8.1f} ms")
+    slowest_name, slowest = max(per_source.items(), key=lambda kv: med(kv[1]))
+    floor = med(slowest)
+    print(f"  slowest source alone: {slowest_name} {floor * 1000:.1f} ms")
+    # SecantusDB is one Python process: requests sent to it at once are served one by one,
+    # so the MongoDB-bound sources cannot overlap there, whatever the client does
+    on_mongo = sum(med(per_source[n]) for n in MONGO_BOUND)
+    print(f"  the MongoDB-bound sources alone, summed ({', '.join(MONGO_BOUND)}): ", end="")
+    print(f"{on_mongo * 1000:.1f} ms")
+    print(
+        f"  Sampler.sample, every source   {med(sampled) * 1000:8.1f} ms  "
+        f"ratio {med(sampled) / floor:4.2f}x"
+    )
+    ratio = med(command) / floor
+    print(f"  `monitor once --json` (command) {med(command) * 1000:8.1f} ms  ratio {ratio:4.2f}x")
+    verdict = "PASS" if ratio <= 1.2 else "FAIL"
+    print(f"{verdict}: monitor once at {ratio:.2f}x the slowest source alone (target <= 1.2x)")
+    return verdict == "PASS"
+
+
+# ------------------------------------------------------------------------------------ live
+
+
+def bench_live(sandbox: Sandbox, workdir: Path, seconds: float) -> bool:
+    warmup = min(30.0, seconds / 4)
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 140, 0, 0))
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(workdir),
+        "TERM": "xterm-256color",
+        "TRAVELLR_CONFIG": str(sandbox.settings_file),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "travellr_ops", "monitor", "--interval", "1"],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        cwd=workdir,
+        start_new_session=True,
+    )
+    os.close(slave)
+    screen = {"bytes": 0, "tail": b""}
+
+    def drain() -> None:  # a terminal that keeps up, as a person's does
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            screen["bytes"] += len(chunk)
+            screen["tail"] = (screen["tail"] + chunk)[-4000:]
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    code: int | None = None
+    try:
+        watched = psutil.Process(proc.pid)
+        time.sleep(2)
+        rss_start = watched.memory_info().rss
+        time.sleep(max(warmup - 2, 0))
+        cpu0, t0, wall0 = watched.cpu_times(), time.monotonic(), time.time()
+        rss0 = watched.memory_info().rss
+        rss_seen = [rss0]
+        while time.monotonic() - t0 < seconds - warmup:
+            time.sleep(min(10.0, seconds - warmup - (time.monotonic() - t0)) or 0.1)
+            rss_seen.append(watched.memory_info().rss)
+        cpu1, t1, wall1 = watched.cpu_times(), time.monotonic(), time.time()
+        rss1 = watched.memory_info().rss
+        threads = watched.num_threads()
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        code = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        reader.join(timeout=5)
+        os.close(master)
+
+    history = sqlite3.connect(sandbox.dir / "state" / "travellr-ops.db")
+    samples = history.execute(
+        "SELECT COUNT(DISTINCT time) FROM samples WHERE time >= ? AND time < ?", (wall0, wall1)
+    ).fetchone()[0]
+    history.close()
+    busy = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
+    cpu_pct = busy / (t1 - t0) * 100
+    growth = (rss1 - rss0) / MB
+    print(f"\nmonitor --interval 1 on a pty: {seconds:g} s ({warmup:g} s warm-up not measured)")
+    print(f"  RSS after 2 s {rss_start / MB:.1f} MB, after warm-up {rss0 / MB:.1f} MB, ", end="")
+    print(f"at the end {rss1 / MB:.1f} MB (max {max(rss_seen) / MB:.1f} MB); {threads} threads")
+    print(f"  CPU {busy:.2f} s in {t1 - t0:.0f} s = {cpu_pct:.2f} % of one core")
+    print(
+        f"  {samples} samples recorded in the measured {t1 - t0:.0f} s (one per interval at best)"
+    )
+    print(f"  screen output {screen['bytes'] / 1024:.0f} KiB; exit after Ctrl-C: {code}")
+    ok_cpu, ok_rss, ok_exit = cpu_pct < 5, growth < 5, code == 130
+    print(f"{'PASS' if ok_cpu else 'FAIL'}: CPU {cpu_pct:.2f} % of one core (target < 5 %)")
+    print(f"{'PASS' if ok_rss else 'FAIL'}: RSS growth {growth:+.2f} MB (target < 5 MB)")
+    if not ok_exit:
+        print(f"FAIL: exit {code} after Ctrl-C, not 130; screen ends with:")
+        print(screen["tail"].decode(errors="replace")[-1500:])
+    return ok_cpu and ok_rss and ok_exit
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--window", type=float, default=1.0, help="seconds a sample spans")
+    parser.add_argument("--live", type=float, default=120.0, help="seconds of live monitor")
+    parser.add_argument("--long", action="store_true", help="live for 600 s (10 minutes)")
+    parser.add_argument("--scale", default="1", help="sandbox seed scale (1 = 75,000 documents)")
+    parser.add_argument("--no-once", action="store_true")
+    parser.add_argument("--no-live", action="store_true")
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-monitor-"))
+    sandbox = Sandbox(workdir, args.scale)
+    results: list[bool] = []
+    try:
+        sandbox.sh("up")
+        print(f"cpus {os.cpu_count()}, load {os.getloadavg()[0]:.2f} (other work on the machine)")
+        if not args.no_once:
+            results.append(bench_once(sandbox.settings(), args.rounds, args.window))
+        if not args.no_live:
+            results.append(bench_live(sandbox, workdir, 600.0 if args.long else args.live))
+    finally:
+        with contextlib.suppress(subprocess.SubprocessError):
+            sandbox.sh("down")
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0 if all(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
