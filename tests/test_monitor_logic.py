@@ -23,11 +23,16 @@ def test_concurrent_writers_lose_no_sample(tmp_path: Path) -> None:
     path = tmp_path / "travellr-ops.db"
     now = time.time()
 
+    errors: list[BaseException] = []
+
     def writer(offset: int) -> None:
-        store = open_history(Store(path, timeout_s=10))
+        store = Store(path, timeout_s=10)
         try:
+            open_history(store)
             for i in range(40):
                 append(store, sample(now + offset + i * 0.001), retention_days=30)
+        except BaseException as exc:  # a thread's exception would otherwise be lost
+            errors.append(exc)
         finally:
             store.close()
 
@@ -36,6 +41,7 @@ def test_concurrent_writers_lose_no_sample(tmp_path: Path) -> None:
         t.start()
     for t in threads:
         t.join()
+    assert errors == []
     store = Store(path)
     assert len(load(store, now - 1, now + 10)) == 160
     store.close()

@@ -12,6 +12,7 @@ Errors (a locked, corrupt or unwritable file) become ``StoreError`` with the pat
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -47,13 +48,27 @@ class Store:
                 )
                 try:
                     conn.execute(f"PRAGMA busy_timeout = {int(self.timeout_s * 1000)}")
-                    conn.execute("PRAGMA journal_mode = WAL")
+                    self._use_wal(conn)
                     conn.execute("PRAGMA synchronous = NORMAL")
                 except BaseException:
                     conn.close()
                     raise
                 self._conn = conn
         return self._conn
+
+    def _use_wal(self, conn: sqlite3.Connection) -> None:
+        """Switch to WAL once. Connections racing to switch a brand-new file get SQLITE_BUSY
+        at once, without the busy handler, so the switch is retried up to the timeout."""
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            try:
+                if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     @contextmanager
     def errors(self, doing: str) -> Iterator[None]:
