@@ -156,6 +156,8 @@ class Guard:
     confirm: Callable[[str], bool] = field(default=lambda prompt: False)
     #: shows the plan to a person (the CLI prints to stderr)
     announce: Callable[[str], None] = field(default=lambda message: None)
+    #: the incident these changes belong to (`--incident ID`), named in their audit records
+    incident: str = ""
 
     @property
     def audit(self) -> AuditLog:
@@ -243,6 +245,8 @@ class Guard:
         }
         if error:
             entry["error"] = error
+        if self.incident:
+            entry["incident"] = self.incident
         self.audit.record(**entry)
 
 
