@@ -5,11 +5,10 @@ written atomically next to each other as ``<dir>/<ID>.json`` and ``<dir>/<ID>.md
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from travellr_ops.ops.backup.store import write_atomic
 from travellr_ops.ops.incident.record import STEPS, Incident, iso
 from travellr_ops.ops.incident.timeline import Command
 from travellr_ops.output import to_jsonable
@@ -183,23 +182,11 @@ def _commands(commands: list[dict[str, Any]]) -> list[str]:
 
 def write(directory: Path, doc: dict[str, Any]) -> tuple[Path, Path]:
     """Write ``<ID>.json`` and ``<ID>.md`` (mode 0600: evidence can be sensitive), each under a
-    temporary name renamed into place, so a reader never sees half a record."""
+    temporary name renamed into place (the backups' own atomic write), so a reader never sees
+    half a record."""
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     paths = (directory / f"{doc['id']}.json", directory / f"{doc['id']}.md")
     texts = (json.dumps(doc, indent=2) + "\n", markdown(doc))
     for path, text in zip(paths, texts, strict=True):
-        _atomic_write(path, mask(text))
+        write_atomic(path, mask(text).encode())
     return paths
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
