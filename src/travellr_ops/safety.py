@@ -162,6 +162,8 @@ class Guard:
     announce: Callable[[str], None] = field(default=lambda message: None)
     #: something a person must learn even from cron (shown with --quiet too)
     warn: Callable[[str], None] = field(default=lambda message: None)
+    #: the incident these changes belong to (`--incident ID`), named in their audit records
+    incident: str = ""
 
     @property
     def audit(self) -> AuditLog:
@@ -270,6 +272,8 @@ class Guard:
             entry["reason"] = reason
         if error:
             entry["error"] = error
+        if self.incident:
+            entry["incident"] = self.incident
         self.audit.record(**entry)
 
 

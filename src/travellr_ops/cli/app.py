@@ -19,6 +19,7 @@ from travellr_ops.cli import (
     db,
     deploy,
     health,
+    incident,
     maintenance,
     monitor,
     security,
@@ -47,6 +48,7 @@ for group in (
     monitor,
     deploy,
     security,
+    incident,
     maintenance,
     checklist,
     config,
@@ -96,6 +98,15 @@ def root(
     read_only: Annotated[
         bool, typer.Option("--read-only", help="Refuse every command that changes anything.")
     ] = False,
+    incident: Annotated[
+        str | None,
+        typer.Option(
+            "--incident",
+            metavar="ID",
+            help="Link this command's changes to incident ID in the audit log (changes made "
+            "while an incident is open are linked to it anyway).",
+        ),
+    ] = None,
     verbose: Annotated[
         int,
         typer.Option(
@@ -126,6 +137,7 @@ def root(
     obj.json = obj.json or json_
     obj.quiet = obj.quiet or quiet
     obj.read_only = read_only
+    obj.incident = incident
     obj.verbose = verbose
     obj.debug = debug
     _configure_logging(verbose)

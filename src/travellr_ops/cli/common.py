@@ -78,6 +78,8 @@ class AppContext:
     debug: bool = False
     read_only: bool = False
     verbose: int = 0
+    #: the incident this command's changes belong to (`--incident ID`)
+    incident: str | None = None
     #: whether a person can be asked (stdin is a terminal); tests set it
     interactive: bool | None = None
     argv: list[str] = field(default_factory=list)
@@ -160,6 +162,10 @@ class AppContext:
         from travellr_ops.safety import Guard
 
         out = self.output()
+        if self.incident:
+            from travellr_ops.ops.incident.procedure import known
+
+            known(self.settings, self.incident)
         interactive = sys.stdin.isatty() if self.interactive is None else self.interactive
 
         def confirm(prompt: str) -> bool:
@@ -177,6 +183,7 @@ class AppContext:
             confirm=confirm,
             announce=out.info,
             warn=out.warn,
+            incident=self.incident or "",
         )
 
 

@@ -252,3 +252,87 @@ def check(ctx: typer.Context, json_: JsonOpt = False, quiet: QuietOpt = False) -
     out.result(doc, render)
     if failed:
         raise typer.Exit(ExitCode.CHECK_FAILED)
+
+
+@app.command()
+def report(
+    ctx: typer.Context,
+    since: Annotated[
+        str,
+        typer.Option(help="The log review's window: 7d, 24h, an ISO time, or 'all'."),
+    ] = "7d",
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            "--html",
+            metavar="FILE",
+            help="Write one self-contained HTML page to FILE instead of Markdown to stdout.",
+        ),
+    ] = None,
+    path: Annotated[
+        Path | None,
+        typer.Option(
+            "--path", help="The backend's source directory (default: security.backend_dir)."
+        ),
+    ] = None,
+    offline: Annotated[
+        bool,
+        typer.Option("--offline", help="Ask no live audit service; the offline OSV database."),
+    ] = False,
+    top: Annotated[
+        int | None, typer.Option(min=1, help="Rows per table (default: security.top).")
+    ] = None,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """The weekly security review on one page: dependency audit, log review and posture
+    checks, with what changed since the previous report (whose summary is kept in the
+    store). Markdown to stdout, or --html FILE. Exit 1 when something needs action, 3 when
+    the audit or the logs could not be assessed."""
+    from travellr_ops.ops.security.report import (
+        blocks,
+        build,
+        compare_and_keep,
+        html_page,
+        markdown,
+        open_store,
+        to_json,
+    )
+    from travellr_ops.store import Store, store_path
+
+    a = use(ctx)
+    out = a.output(json_, quiet)
+    s = a.settings
+    result = build(s, a.loaded.config_file, since, path=path, live=False if offline else None)
+    store = open_store(Store(store_path(s.state_dir), s.monitor.store_timeout_s))
+    try:
+        compare_and_keep(store, result)
+    finally:
+        store.close()
+    rows = top or s.security.top
+    for part, error in (
+        ("audit", result.audit_error),
+        ("logs", result.logs_error),
+        ("posture", result.posture_error),
+    ):
+        if error:
+            out.warn(f"{part}: {error}")
+    page = blocks(result, rows)
+    if html is not None:
+        from travellr_ops.ops.backup.store import write_atomic
+
+        try:
+            write_atomic(html, html_page(page).encode())
+        except OSError as exc:
+            from travellr_ops.errors import UsageError
+
+            raise UsageError(f"cannot write {html}: {exc.strerror or exc}") from None
+        out.result(to_json(result, rows))
+        out.success(f"security report written to {html}")
+    else:
+        text = markdown(page)
+        out.result(to_json(result, rows), lambda console: print(text, end="", flush=True))
+    if result.problems:
+        raise typer.Exit(ExitCode.CHECK_FAILED)
+    if result.unknown:
+        raise typer.Exit(ExitCode.UNAVAILABLE)
