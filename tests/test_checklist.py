@@ -306,7 +306,7 @@ OSV = Path(__file__).parent / "data" / "osv"
 SANDBOX_BACKEND = Path(__file__).parents[1] / "scripts" / "sandbox"
 
 
-def test_weekly_runs_each_task_and_leaves_incidents_not_available(platform: Platform) -> None:
+def test_weekly_runs_each_task_and_reads_the_weeks_incidents(platform: Platform) -> None:
     settings = platform.settings(
         security={"backend_dir": SANDBOX_BACKEND, "advisories_dir": OSV, "live_audit": False}
     )
@@ -322,10 +322,18 @@ def test_weekly_runs_each_task_and_leaves_incidents_not_available(platform: Plat
     assert "lodash" in " ".join(steps["security-audit"]["data"]["newest"])
     assert steps["error-logs"]["verdict"] == "pass"
     assert steps["security-logs"]["verdict"] == "pass"
-    assert steps["incidents"]["verdict"] == "not-available"  # never a pass
+    assert steps["incidents"]["verdict"] == "pass"
+    assert steps["incidents"]["detail"].startswith("0 incident(s) in the last 7 days")
     assert steps["dependency-updates"]["verdict"] == "pending"
     assert "no earlier weekly run" in steps["db-size"]["detail"]
     assert first.exit_code == 1
+
+    # an incident closed without its Document step fails the review; an open one is named
+    closed = invoke("incident", "open", "Checkout 500s", "-s", "2", "--json", settings=settings)
+    closed_id = closed.json()["id"]
+    assert invoke("incident", "close", closed_id, settings=settings).exit_code == 0
+    still = invoke("incident", "open", "Slow search", "-s", "3", "--json", settings=settings)
+    still_id = still.json()["id"]
 
     # a week later (here: now), the growth is measured against the last run
     client = platform.mongo.client()
@@ -337,7 +345,9 @@ def test_weekly_runs_each_task_and_leaves_incidents_not_available(platform: Plat
     steps = {s["name"]: s for s in second.json()["steps"]}
     assert "+500 documents since" in steps["db-size"]["detail"]
     assert steps["dependency-updates"]["verdict"] == "acknowledged"
-    assert steps["incidents"]["verdict"] == "not-available"
+    assert steps["incidents"]["verdict"] == "fail"
+    assert f"still open: {still_id}" in steps["incidents"]["detail"]
+    assert f"closed without the Document step: {closed_id}" in steps["incidents"]["detail"]
 
 
 def test_monthly_restore_test_really_restores_and_compares(platform: Platform) -> None:
@@ -359,7 +369,7 @@ def test_monthly_restore_test_really_restores_and_compares(platform: Platform) -
     finally:
         client.close()
     assert steps["performance"]["verdict"] == "pass"  # the morning's sample
-    assert steps["incidents"]["verdict"] == "not-available"
+    assert steps["incidents"]["verdict"] == "pass"  # none in the month
     assert steps["pitr-chain"]["verdict"] == "fail"  # no oplog archive here
     assert "1 backups, the oldest" in steps["backup-retention"]["detail"]
 
