@@ -15,7 +15,7 @@ import redis
 from redis.cluster import RedisCluster as ClusterClient
 
 from cli import invoke
-from fixtures_servers import RedisCluster, _require, _started, _stop_quietly
+from fixtures_servers import RedisCluster, _discard_quietly, _require, _started
 from travellr_ops.settings import Settings
 
 pytestmark = pytest.mark.redis
@@ -29,7 +29,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
     _require("redis-server", "scripts/testbed/redis.sh install")
     started = _started(RedisCluster(tmp_path_factory.mktemp("cache-cluster")))
     yield started
-    _stop_quietly(started)
+    _discard_quietly(started)
 
 
 @pytest.fixture
