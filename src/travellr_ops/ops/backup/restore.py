@@ -26,7 +26,6 @@ from travellr_ops.settings import Settings
 #: a batch of raw documents sent in one insert_many (pymongo splits it into wire messages)
 BATCH_BYTES = 8 * 1024 * 1024
 BATCH_DOCS = 20_000
-READ_CHUNK = 4 * 1024 * 1024
 
 _DONE = object()
 
@@ -113,7 +112,9 @@ def check_files(path: Path, manifest: store.Manifest, *, decompress: bool) -> li
             continue
         if decompress:
             try:
-                found = sum(1 for _ in documents_of(file)) if rel.endswith(".bson.gz") else 0
+                found = 0
+                if rel.endswith(".bson.gz"):
+                    found = sum(1 for _ in store.documents_of(file))
                 if rel.endswith(".json.gz"):
                     with store.open_gzip(file) as fh:
                         fh.read()
@@ -125,32 +126,10 @@ def check_files(path: Path, manifest: store.Manifest, *, decompress: bool) -> li
     return problems
 
 
-def documents_of(file: Path) -> Iterator[bytes]:
-    """The raw BSON documents of a .bson.gz file, read in large chunks."""
-    with store.open_gzip(file) as fh:
-        pending = b""
-        while chunk := fh.read(READ_CHUNK):
-            data = pending + chunk if pending else chunk
-            view = memoryview(data)
-            pos = 0
-            end = len(data)
-            while end - pos >= 4:
-                size = int.from_bytes(view[pos : pos + 4], "little")
-                if size < 5:
-                    raise OperationFailed(f"{file.name}: corrupt BSON (document size {size})")
-                if pos + size > end:
-                    break
-                yield bytes(view[pos : pos + size])
-                pos += size
-            pending = bytes(view[pos:])
-        if pending:
-            raise OperationFailed(f"{file.name}: truncated BSON at the end")
-
-
 def _batches(file: Path) -> Iterator[list[bytes]]:
     batch: list[bytes] = []
     size = 0
-    for doc in documents_of(file):
+    for doc in store.documents_of(file):
         batch.append(doc)
         size += len(doc)
         if size >= BATCH_BYTES or len(batch) >= BATCH_DOCS:
@@ -292,7 +271,7 @@ def _pitr_files(settings: Settings, manifest: store.Manifest, limit: Until) -> l
 def _captured(path: Path, manifest: store.Manifest) -> Iterator[bytes]:
     if manifest.oplog is None or manifest.oplog.file is None:
         return iter(())
-    return documents_of(path / manifest.oplog.file)
+    return store.documents_of(path / manifest.oplog.file)
 
 
 def restore_data(
