@@ -516,22 +516,69 @@ def test_disk_full_during_create_fails_cleanly(
         subprocess.run(["umount", str(mount)], check=True)
 
 
-def test_an_interrupted_restore_says_which_collections_were_restored(
+def test_an_interrupted_restore_leaves_the_target_as_it_was(
     rs: MongoServer, dbname: str, tmp_path: Path
 ) -> None:
     seed(rs, dbname, users=3000)
     s = settings_for(rs.uri(dbname), tmp_path, parallelism=1)
     name = create(s)
+    client = rs.client()
+    client[dbname].users.insert_one({"_id": "written after the backup"})
+    client.close()
+    before, indexes = raw_state(rs, dbname), index_specs(rs, dbname)
     # collections restore in manifest order (searches, trips, users), one insert each for
     # the first two: the third collection's insert loses its connection
     fail_command(rs, ["insert"], mode={"skip": 2}, closeConnection=True)
     try:
-        result = invoke("backup", "restore", name, "--db", dbname + "r", "--yes", settings=s)
+        result = invoke("backup", "restore", name, "--drop", "--yes", settings=s)
     finally:
         fail_off(rs)
     assert result.exit_code == 3, result.stderr
-    assert "Restored completely: searches, trips" in result.stderr
-    assert "NOT restored (incomplete or not started): users" in result.stderr
+    assert f"nothing was changed in {dbname}" in result.stderr
+    # no collection dropped or half-written, no staging collection left behind
+    assert raw_state(rs, dbname) == before
+    assert index_specs(rs, dbname) == indexes
+
+
+def _bad_gzip_crc(path: Path) -> None:
+    """Damage the gzip trailer's CRC-32 (the data still inflates, the check fails at the end),
+    then rewrite the manifest so that its size and SHA-256 match the damaged file: a backup
+    damaged before its manifest was written."""
+    from travellr_ops.ops.backup import store
+
+    data = bytearray(path.read_bytes())
+    data[-8] ^= 0xFF
+    path.write_bytes(bytes(data))
+    backup = next(p for p in path.parents if (p / store.MANIFEST).is_file())
+    manifest = store.read_manifest(backup)
+    rel = str(path.relative_to(backup))
+    manifest.files[rel] = store.FileEntry(path.stat().st_size, store.sha256_of(path))
+    store.write_manifest(backup, manifest)
+
+
+def test_a_corrupt_file_with_consistent_checksums_leaves_the_target_as_it_was(
+    rs: MongoServer, dbname: str, tmp_path: Path
+) -> None:
+    seed(rs, dbname, users=3000)
+    s = settings_for(rs.uri(dbname), tmp_path, parallelism=1)
+    name = create(s)
+    client = rs.client()
+    client[dbname].users.insert_one({"_id": "written after the backup"})
+    client[dbname].trips.delete_many({"_id": {"$lt": 100}})
+    client[dbname].later.insert_one({"_id": 1})
+    client.close()
+    before, indexes = raw_state(rs, dbname), index_specs(rs, dbname)
+    # users restores last (manifest order): searches and trips are written completely first
+    _bad_gzip_crc(tmp_path / "backups" / name / dbname / "users.bson.gz")
+    verify = invoke("backup", "verify", name, settings=s)
+    assert verify.exit_code == 1 and "does not decompress" in verify.stdout + verify.stderr
+
+    result = invoke("backup", "restore", name, "--drop", "--yes", settings=s)
+    assert result.exit_code == 1, result.stderr  # a damaged backup, as with a bad checksum
+    assert "users.bson.gz does not decompress" in result.stderr
+    assert f"nothing was changed in {dbname}" in result.stderr
+    assert raw_state(rs, dbname) == before
+    assert index_specs(rs, dbname) == indexes
 
 
 # ---------------------------------------------------------------------------- retention

@@ -19,6 +19,14 @@ OplogTime = tuple[int, int]
 
 OPLOG = "oplog.rs"
 
+#: error codes that mean a replayed command's effect is already there: NamespaceExists,
+#: NamespaceNotFound, IndexNotFound
+ALREADY_DONE = {
+    "create": (48,),
+    "drop": (26,),
+    "dropIndexes": (26, 27),
+}
+
 
 @dataclass
 class CollectionInfo:
@@ -231,9 +239,25 @@ class MongoDump:
         with self.mongo.errors(f"replaying a delete on {db}.{collection}"):
             self.mongo.client[db][collection].delete_one({"_id": doc_id})
 
-    def command(self, db: str, command: Mapping[str, Any]) -> None:
-        with self.mongo.errors(f"replaying a command on {db}"):
-            self.mongo.client[db].command(dict(command))
+    def replay_command(self, db: str, command: Mapping[str, Any]) -> None:
+        """Run a logged collection command again; one whose effect is already there (the
+        collection exists, or is gone) is done, as an oplog replay must be idempotent."""
+        from pymongo.errors import OperationFailure
+
+        name = next(iter(command))
+        with self.mongo.errors(f"replaying {name} on {db}"):
+            try:
+                self.mongo.client[db].command(dict(command))
+            except OperationFailure as exc:
+                if exc.code in ALREADY_DONE.get(name, ()):
+                    return
+                raise
+
+    def rename_collection(self, db: str, source: str, to: str, *, drop_target: bool) -> None:
+        with self.mongo.errors(f"renaming {db}.{source} to {to}"):
+            self.mongo.client.admin.command(
+                "renameCollection", f"{db}.{source}", to=f"{db}.{to}", dropTarget=drop_target
+            )
 
 
 def split_documents(data: bytes | memoryview) -> Iterator[bytes]:

@@ -312,7 +312,10 @@ def restore(
     ] = None,
     collections: CollectionsOpt = None,
     drop: Annotated[
-        bool, typer.Option("--drop", help="Drop each collection before restoring it.")
+        bool,
+        typer.Option(
+            "--drop", help="Replace (and with --until drop) the target's existing collections."
+        ),
     ] = False,
     until: Annotated[
         str | None,
@@ -336,8 +339,10 @@ def restore(
 ) -> None:
     """Restore a backup, optionally to a point in time (--until).
 
-    Checksums are verified first: a damaged backup is refused before anything is touched.
-    Asks first, naming every collection it overwrites.
+    Checksums are verified first. Everything is written into staging collections that are
+    swapped in only when all of it succeeded: a failed restore leaves the database as it was.
+    With --until the database ends as it was then (collections created later are dropped).
+    Asks first, naming every collection it drops or overwrites.
     """
     from travellr_ops.ops.backup.restore import restore as run_restore
 
@@ -417,6 +422,12 @@ def _render_restore(console: Console, r: RestoreResult) -> None:
             f"replayed {r.oplog_applied} captured + {r.archived_applied} archived oplog entries"
             f" up to {r.until}"
         )
+    if r.from_oplog:
+        console.print(
+            f"rebuilt from the oplog (created after the backup): {', '.join(r.from_oplog)}"
+        )
+    if r.dropped:
+        console.print(f"dropped (did not exist at {r.until}): {', '.join(r.dropped)}")
     if r.downtime:
         console.print(f"backend restarted; health: {r.health}")
 

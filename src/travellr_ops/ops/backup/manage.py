@@ -133,9 +133,7 @@ def verify(
         scratch = f"{manifest.database}_verify_{secrets.token_hex(4)}"[:63]
         started = time.monotonic()
         try:
-            restore_data(
-                settings, mongo, path, manifest.collections, scratch, drop=False, progress=progress
-            )
+            restore_data(settings, mongo, path, manifest.collections, scratch, progress=progress)
             for entry in manifest.collections:
                 count = mongo.count(scratch, entry.name)
                 if count != entry.documents:
