@@ -155,6 +155,9 @@ class BackupSettings(_Section):
     oplog_file_entries: int = 50_000
     #: `backup list` flags a gap when the newest backup is older than this many hours
     max_age_hours: float = 24.0
+    #: how long one server-side read of a backup may take (the oplog scan of a busy server
+    #: can take many seconds); mongo.timeout_s stays the limit for reaching the server
+    read_timeout_s: float = Field(default=600.0, gt=0)
 
 
 class LogSettings(_Section):

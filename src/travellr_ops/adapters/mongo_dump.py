@@ -9,6 +9,7 @@ decoded here (``decode``). Timestamps leave this module as ``(seconds, increment
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +55,25 @@ class MongoDump:
     @property
     def database(self) -> str:
         return self.mongo.database_name
+
+    @contextmanager
+    def _long_read(self, doing: str) -> Iterator[None]:
+        """A read the server may take long over: its timeout is reported as such (not as
+        an unreachable server), with the setting that sets it."""
+        from pymongo.errors import ExecutionTimeout, NetworkTimeout
+
+        with self.mongo.errors(doing):
+            try:
+                yield
+            except (NetworkTimeout, ExecutionTimeout):
+                limit = self.mongo.read_timeout_s
+                raise OperationFailed(
+                    f"timed out {doing}"
+                    + (f" after {limit:g} s" if limit is not None else "")
+                    + " (the server answers, but this read took longer)",
+                    hint="raise backup.read_timeout_s (a large oplog takes a busy server long"
+                    " to scan)",
+                ) from None
 
     def server_info(self) -> ServerInfo:
         with self.mongo.errors("reading the server version"):
@@ -123,7 +143,7 @@ class MongoDump:
 
     def raw_batches(self, db: str, collection: str, batch_size: int = 2000) -> Iterator[bytes]:
         """The collection's documents as raw BSON, one bytes object per server batch."""
-        with self.mongo.errors(f"reading {db}.{collection}"):
+        with self._long_read(f"reading {db}.{collection}"):
             cursor = self.mongo.client[db][collection].find_raw_batches(
                 {}, batch_size=batch_size, sort=None
             )
@@ -181,12 +201,25 @@ class MongoDump:
 
     # -- the oplog -----------------------------------------------------------------------
 
+    def oplog_first(self) -> OplogTime | None:
+        """The oldest entry's ts (None without an oplog): where the oplog reaches back to."""
+        from pymongo.errors import OperationFailure
+
+        with self._long_read("reading the oplog"):
+            try:
+                first = self.mongo.client.local[OPLOG].find_one(
+                    {}, {"ts": 1}, sort=[("$natural", 1)]
+                )
+            except OperationFailure:
+                return None
+        return (first["ts"].time, first["ts"].inc) if first is not None else None
+
     def oplog_bounds(self) -> tuple[OplogTime, OplogTime] | None:
         """The oldest and newest entry's ts, or None when the server keeps no oplog."""
         from pymongo.errors import OperationFailure
 
         oplog = self.mongo.client.local[OPLOG]
-        with self.mongo.errors("reading the oplog"):
+        with self._long_read("reading the oplog"):
             try:
                 first = oplog.find_one({}, {"ts": 1}, sort=[("$natural", 1)])
                 last = oplog.find_one({}, {"ts": 1}, sort=[("$natural", -1)])
@@ -206,7 +239,11 @@ class MongoDump:
     ) -> Iterator[bytes]:
         """Raw oplog entries with ts > ``after`` (>= when ``inclusive``), oldest first;
         with ``db``, only those of that database (and admin commands: mongod's
-        transactions are ``applyOps`` entries on ``admin.$cmd``)."""
+        transactions are ``applyOps`` entries on ``admin.$cmd``).
+
+        The ts range is the query's top-level field and the order natural, which mongod
+        answers by seeking to ``after`` instead of scanning the history before it
+        (SecantusDB scans its oplog for any query: one scan per call)."""
         import re
 
         from bson.timestamp import Timestamp
@@ -217,7 +254,7 @@ class MongoDump:
         query: dict[str, Any] = {"ts": ts}
         if db is not None:
             query["$or"] = [{"ns": {"$regex": f"^{re.escape(db)}\\."}}, {"ns": "admin.$cmd"}]
-        with self.mongo.errors("reading the oplog"):
+        with self._long_read("reading the oplog"):
             cursor = self.mongo.client.local[OPLOG].find_raw_batches(query, sort=[("$natural", 1)])
             try:
                 for batch in cursor:

@@ -60,7 +60,9 @@ def _dump(a: AppContext) -> Iterator[MongoDump]:
     from travellr_ops.adapters.mongo_dump import MongoDump
 
     s = a.settings.mongo
-    mongo = MongoAdapter(s.uri, s.database, s.timeout_s)
+    mongo = MongoAdapter(
+        s.uri, s.database, s.timeout_s, read_timeout_s=a.settings.backup.read_timeout_s
+    )
     try:
         yield MongoDump(mongo)
     finally:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from travellr_ops import __version__
-from travellr_ops.adapters.mongo_dump import CollectionInfo, MongoDump, OplogTime
+from travellr_ops.adapters.mongo_dump import CollectionInfo, MongoDump, OplogTime, ServerInfo
 from travellr_ops.errors import OperationFailed, TravellrError, UsageError
 from travellr_ops.ops.backup import store
 from travellr_ops.output import ProgressTask
@@ -91,6 +91,10 @@ def create(
         target=str(backup_dir),
     )
     with guard.mutation(change, lock="backup", confirm=False, mutates_servers=False) as proceed:
+        # the oplog is captured from before the collections are listed: one created
+        # meanwhile is rebuilt from it
+        server = dump.server_info()
+        oplog_start = _oplog_start(dump) if server.topology == "replica_set" else None
         infos = dump.collections(db, collections)
         if collections:
             missing = sorted(set(collections) - {c.name for c in infos})
@@ -102,12 +106,14 @@ def create(
         if not proceed:
             name = store.name_for(datetime.now(UTC))
             return CreateResult(name, backup_dir / name, True, db, [c.name for c in infos])
-        return _create(settings, dump, infos, progress, notify, count_first)
+        return _create(settings, dump, server, oplog_start, infos, progress, notify, count_first)
 
 
 def _create(
     settings: Settings,
     dump: MongoDump,
+    server: ServerInfo,
+    oplog_start: OplogTime | None,
     infos: list[CollectionInfo],
     progress: ProgressFactory,
     notify: Notify,
@@ -117,11 +123,6 @@ def _create(
     db = dump.database
     started = datetime.now(UTC)
     clock = time.monotonic()
-    server = dump.server_info()
-    oplog_start: OplogTime | None = None
-    if server.topology == "replica_set":
-        bounds = dump.oplog_bounds()
-        oplog_start = bounds[1] if bounds else dump.server_time()
     try:
         store.make_dir(backup_dir)
     except OSError as exc:
@@ -190,6 +191,15 @@ def _create(
         consistent_at=manifest.consistent_at.isoformat(),
         manifest=manifest,
     )
+
+
+def _oplog_start(dump: MongoDump) -> OplogTime | None:
+    """The server's newest operation time: from hello (no oplog read), else from the oplog."""
+    newest = dump.server_time()
+    if newest is None:
+        bounds = dump.oplog_bounds()
+        newest = bounds[1] if bounds else None
+    return newest
 
 
 def _discard(tmp: Path, notify: Notify) -> None:
@@ -307,7 +317,9 @@ class _Cancelled(TravellrError):
 def _capture_oplog(
     dump: MongoDump, settings: Settings, tmp: Path, start: OplogTime
 ) -> tuple[store.OplogRange, store.FileEntry | None]:
-    """The oplog entries written during the dump (like ``mongodump --oplog``)."""
+    """The oplog entries written during the dump (like ``mongodump --oplog``): one read from
+    ``start`` on, then a look at where the oplog begins (a server that seeks by ts answers
+    both without touching the history before ``start``)."""
     from travellr_ops.adapters.mongo_dump import oplog_ts_of_raw
 
     # Everything up to the server's newest operation now is captured: the range ends there
@@ -325,8 +337,8 @@ def _capture_oplog(
     except BaseException:
         out.abort()
         raise
-    bounds = dump.oplog_bounds()
-    if bounds is not None and bounds[0] > start:
+    first = dump.oplog_first()
+    if first is not None and first > start:
         raise OperationFailed(
             "the oplog rolled over during the backup: entries written during the dump are lost",
             hint="enlarge the oplog, or run the backup when the write load is lower",
