@@ -148,7 +148,9 @@ def seed(server: MongoServer, db: str, users: int = 500) -> None:
     d.users.create_index("email", unique=True)
     d.trips.insert_many([{"_id": i, "dest": f"city{i % 7}", "price": 10.5 * i} for i in range(300)])
     d.trips.create_index([("dest", 1), ("price", -1)], name="dest_price")
-    d.searches.insert_many([{"q": "beach", "at": now, "n": i} for i in range(200)])
+    # far in the future: the TTL monitor must not delete them while a test compares states
+    expires = datetime(2099, 1, 1, tzinfo=UTC)
+    d.searches.insert_many([{"q": "beach", "at": expires, "n": i} for i in range(200)])
     d.searches.create_index("at", expireAfterSeconds=3600)
     d.searches.create_index("q", sparse=True)
     client.close()
@@ -300,6 +302,35 @@ def test_only_chosen_collections(rs: MongoServer, dbname: str, tmp_path: Path) -
     bad = invoke("backup", "create", "--collections", "nope", settings=s)
     assert bad.exit_code == 2 and "nope" in bad.stderr
     assert backup_names(s) == [name]
+
+
+def test_parallelism_is_chosen_from_the_cores_when_unset_and_reported(
+    rs: MongoServer, dbname: str, tmp_path: Path
+) -> None:
+    seed(rs, dbname, users=50)
+    s = settings_for(rs.uri(dbname), tmp_path)
+    assert s.backup.parallelism is None
+    cores = os.cpu_count() or 1  # the server runs on this machine too
+    auto = {
+        "parallelism": max(1, min(8, cores // 2)),
+        "parallelism_source": f"auto: server {cores} cores, local {cores} cores",
+    }
+    created = invoke("backup", "create", "--json", settings=s)
+    assert created.exit_code == 0, created.stderr
+    assert {k: created.json()[k] for k in auto} == auto
+    name = created.json()["name"]
+    restored = invoke("backup", "restore", name, "--db", dbname + "p", "--yes", "--json",
+                      settings=s)  # fmt: skip
+    assert restored.exit_code == 0, restored.stderr
+    assert {k: restored.json()[k] for k in auto} == auto
+    human = invoke("backup", "restore", name, "--db", dbname + "p", "--drop", "--yes", settings=s)
+    assert f"{auto['parallelism']} collection(s) at a time (auto: server" in human.stdout
+
+    s.backup.parallelism = 3
+    chosen = invoke("backup", "restore", name, "--db", dbname + "q", "--yes", "--json",
+                    settings=s)  # fmt: skip
+    assert chosen.json()["parallelism"] == 3
+    assert chosen.json()["parallelism_source"] == "backup.parallelism"
 
 
 # ------------------------------------------------------------------------- bad input

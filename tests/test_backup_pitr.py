@@ -111,8 +111,9 @@ def test_writes_during_the_dump_are_captured_so_the_backup_is_consistent_at_its_
 
     seed(rs, dbname, users=3000)
     s = settings_for(rs.uri(dbname), tmp_path, parallelism=1)
-    # hold the dump in its first getMore while the app keeps writing
-    fail_command(rs, ["getMore"], mode={"times": 1}, blockConnection=True, blockTimeMS=2000)
+    # hold the dump in its first getMore while the app keeps writing (long enough for the
+    # writes to end first on a busy machine: later ones would not be in the backup)
+    fail_command(rs, ["getMore"], mode={"times": 1}, blockConnection=True, blockTimeMS=5000)
     try:
         proc = _spawn_create(s, tmp_path)
         _wait_for(lambda: any((tmp_path / "backups").glob(".tmp-backup-*")))

@@ -141,7 +141,9 @@ class BackupSettings(_Section):
     retention_days: int = 7
     #: how many of the newest backups `backup clean` always keeps, whatever their age
     keep_last: int = 1
-    parallelism: int = 4
+    #: collections dumped/restored at once; unset: chosen from the server's and this
+    #: machine's cores (`backup create/restore` report the choice)
+    parallelism: int | None = Field(default=None, ge=1)
     # backup helper's fields:
     #: gzip level of backup files (1 fastest .. 9 smallest); the dump waits on the server, so
     #: a fast level keeps compression off the critical path on small machines

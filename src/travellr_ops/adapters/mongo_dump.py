@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from travellr_ops.adapters.mongo import MongoAdapter
-from travellr_ops.errors import OperationFailed
+from travellr_ops.errors import AuthError, OperationFailed
 
 OplogTime = tuple[int, int]
 
@@ -85,6 +85,15 @@ class MongoDump:
             topology="replica_set" if set_name else "standalone",
             set_name=str(set_name) if set_name else None,
         )
+
+    def host_cores(self) -> int | None:
+        """The server host's CPU cores (hostInfo), or None when it does not say."""
+        try:
+            info = self.mongo.optional_command("hostInfo", admin=True)
+        except AuthError:  # a user without the hostInfo privilege
+            return None
+        cores = (info or {}).get("system", {}).get("numCores")
+        return int(cores) if isinstance(cores, int) and cores > 0 else None
 
     def server_time(self) -> OplogTime | None:
         """The server's newest operation time (None without a replica set)."""

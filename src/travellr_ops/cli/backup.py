@@ -141,6 +141,7 @@ def _render_create(console: Console, r: CreateResult) -> None:
     )
     if r.oplog_entries is not None:
         console.print(f"consistent at {r.consistent_at} ({r.oplog_entries} oplog entries)")
+    console.print(f"{r.parallelism} collection(s) at a time ({r.parallelism_source})")
 
 
 # ----------------------------------------------------------------------------------- list
@@ -419,6 +420,7 @@ def _render_restore(console: Console, r: RestoreResult) -> None:
         f"{r.name} -> {r.database}: {len(r.collections)} collections, {r.documents:,} documents,"
         f" {r.indexes} indexes in {r.duration_s:.1f} s"
     )
+    console.print(f"{r.parallelism} collection(s) at a time ({r.parallelism_source})")
     if r.until:
         console.print(
             f"replayed {r.oplog_applied} captured + {r.archived_applied} archived oplog entries"

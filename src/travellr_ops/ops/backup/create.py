@@ -39,6 +39,8 @@ class CreateResult:
     duration_s: float = 0.0
     oplog_entries: int | None = None
     consistent_at: str | None = None
+    parallelism: int = 0
+    parallelism_source: str = ""
     manifest: store.Manifest | None = field(default=None, repr=False)
 
 
@@ -58,6 +60,31 @@ class _Tally:
             described = f"backup: {self.docs:,} docs, {self.bytes / 1e6:,.1f} MB"
         self.task.update(description=described)
         self.task.advance(docs)
+
+
+@dataclass
+class Parallelism:
+    workers: int
+    #: how it was chosen, for the output
+    source: str
+
+
+#: the most collections an automatic choice handles at once
+MAX_AUTO_PARALLELISM = 8
+
+
+def choose_parallelism(settings: Settings, dump: MongoDump) -> Parallelism:
+    """backup.parallelism, or when unset: half the cores of the smaller of the server's host
+    and this machine (both sides spend CPU on every document: the server on inserts and
+    index builds, this side on compression), at least 1."""
+    if settings.backup.parallelism is not None:
+        return Parallelism(settings.backup.parallelism, "backup.parallelism")
+    local = os.cpu_count() or 1
+    server = dump.host_cores()
+    cores = min(local, server) if server else local
+    workers = max(1, min(MAX_AUTO_PARALLELISM, cores // 2))
+    seen = f"server {server} cores" if server else "server cores not reported"
+    return Parallelism(workers, f"auto: {seen}, local {local} cores")
 
 
 def count_documents(batch: bytes) -> int:
@@ -123,6 +150,7 @@ def _create(
     db = dump.database
     started = datetime.now(UTC)
     clock = time.monotonic()
+    parallelism = choose_parallelism(settings, dump)
     try:
         store.make_dir(backup_dir)
     except OSError as exc:
@@ -141,7 +169,7 @@ def _create(
         files: dict[str, store.FileEntry] = {}
         with progress("backup", float(total or 1) if count_first else None) as task:
             tally = _Tally(task)
-            results = _dump_all(settings, dump, infos, tmp, tally)
+            results = _dump_all(settings, dump, infos, tmp, tally, parallelism.workers)
         for info in infos:
             entry, data_entry, meta_entry = results[info.name]
             entries.append(entry)
@@ -190,6 +218,8 @@ def _create(
         oplog_entries=oplog_range.entries if oplog_range else None,
         consistent_at=manifest.consistent_at.isoformat(),
         manifest=manifest,
+        parallelism=parallelism.workers,
+        parallelism_source=parallelism.source,
     )
 
 
@@ -216,10 +246,11 @@ def _dump_all(
     infos: list[CollectionInfo],
     tmp: Path,
     tally: _Tally,
+    parallelism: int,
 ) -> dict[str, tuple[store.CollectionEntry, store.FileEntry, store.FileEntry]]:
     stop = threading.Event()
     results: dict[str, tuple[store.CollectionEntry, store.FileEntry, store.FileEntry]] = {}
-    workers = max(1, min(settings.backup.parallelism, len(infos) or 1))
+    workers = max(1, min(parallelism, len(infos) or 1))
     with ThreadPoolExecutor(workers, thread_name_prefix="backup") as pool:
         futures = {
             pool.submit(_dump_collection, settings, dump, info, tmp, tally, stop): info.name

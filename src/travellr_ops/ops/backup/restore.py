@@ -17,7 +17,7 @@ from typing import Any
 from travellr_ops.adapters.mongo_dump import MongoDump, decode, oplog_time
 from travellr_ops.errors import CheckFailed, OperationFailed, Refused, TravellrError, UsageError
 from travellr_ops.ops.backup import archive, store
-from travellr_ops.ops.backup.create import Notify, ProgressFactory
+from travellr_ops.ops.backup.create import Notify, ProgressFactory, choose_parallelism
 from travellr_ops.ops.backup.oplog import UnsupportedEntry, Write, writes_for
 from travellr_ops.output import ProgressTask
 from travellr_ops.safety import Change, Guard
@@ -109,6 +109,8 @@ class RestoreResult:
     dropped: list[str] = field(default_factory=list)
     #: collections created after the backup, rebuilt from the oplog alone
     from_oplog: list[str] = field(default_factory=list)
+    parallelism: int = 0
+    parallelism_source: str = ""
 
 
 class RestoreInterrupted(TravellrError):
@@ -270,6 +272,8 @@ def restore(
             return result
         result.dry_run = False
         started = time.monotonic()
+        parallelism = choose_parallelism(settings, dump)
+        result.parallelism, result.parallelism_source = parallelism.workers, parallelism.source
         for leftover in leftovers:  # of a restore that was killed
             dump.drop_collection(target, leftover)
         restart: Callable[[], None] | None = None
@@ -278,28 +282,36 @@ def restore(
             notify("stopping the backend")
             restart, health = downtime()
             result.downtime = True
+
+        # a collection the target has is written beside it and swapped in at the end; one it
+        # has not is written in place (nothing to protect; dropped if the restore fails),
+        # which spares a rename: SecantusDB's copies every document
+        def into(coll: str) -> str:
+            return staged(coll) if coll in existing else coll
+
         try:
             try:
                 result.documents, result.indexes = restore_data(
-                    settings, dump, path, selected, target, into=staged, progress=progress
-                )
+                    dump, path, selected, target, parallelism.workers, into=into,
+                    progress=progress,
+                )  # fmt: skip
                 if limit is not None:
                     result.oplog_applied, skipped = replay(
                         dump, _captured(path, manifest), manifest.database, target, names, limit,
-                        into=staged,
+                        into=into,
                     )  # fmt: skip
                     archived_entries = archive.entries_after(
                         archived, manifest.oplog.end if manifest.oplog else (0, 0)
                     )
                     result.archived_applied, more = replay(
                         dump, archived_entries, manifest.database, target, names, limit,
-                        into=staged,
+                        into=into,
                     )  # fmt: skip
                     result.skipped_entries = skipped + more
             except BaseException as exc:
-                _discard_staging(dump, target, notify)
+                _discard_written(dump, target, existing, notify)
                 raise _untouched(exc, target) from None
-            result.collections, result.dropped = _swap(dump, target, existing & scope, notify)
+            result.collections, result.dropped = _swap(dump, target, existing, scope, notify)
         except TravellrError:
             if restart is not None:
                 notify("the backend stays stopped: the restore did not complete")
@@ -323,36 +335,45 @@ def _untouched(exc: BaseException, target: str) -> BaseException:
     return error
 
 
-def _discard_staging(dump: MongoDump, target: str, notify: Notify) -> None:
+def _written(names: list[str], existing: set[str]) -> list[str]:
+    """What the restore wrote: staging collections, and collections the target had not."""
+    return [
+        c
+        for c in names
+        if c.startswith(STAGING_PREFIX) or (c not in existing and not c.startswith("system."))
+    ]
+
+
+def _discard_written(dump: MongoDump, target: str, existing: set[str], notify: Notify) -> None:
     try:
-        for coll in dump.collection_names(target):
-            if coll.startswith(STAGING_PREFIX):
-                dump.drop_collection(target, coll)
+        for coll in _written(dump.collection_names(target), existing):
+            dump.drop_collection(target, coll)
     except TravellrError as exc:
-        notify(f"could not remove the staging collections ({exc.message}); the next restore will")
+        notify(
+            f"could not remove what the failed restore wrote ({exc.message}); drop the"
+            f" {STAGING_PREFIX}* collections of {target} (the next restore does)"
+        )
 
 
 def _swap(
-    dump: MongoDump, target: str, scope: set[str], notify: Notify
+    dump: MongoDump, target: str, existing: set[str], scope: set[str], notify: Notify
 ) -> tuple[list[str], list[str]]:
     """Rename every staging collection over its target, then drop the target's collections
     in scope that the restore does not hold. (collections restored, collections dropped)"""
-    ready = sorted(
-        c.removeprefix(STAGING_PREFIX)
-        for c in dump.collection_names(target)
-        if c.startswith(STAGING_PREFIX)
-    )
+    written = _written(dump.collection_names(target), existing)
+    ready = sorted(c.removeprefix(STAGING_PREFIX) for c in written if c.startswith(STAGING_PREFIX))
+    created = sorted(c for c in written if not c.startswith(STAGING_PREFIX))
     done: list[str] = []
     try:
         for coll in ready:
             dump.rename_collection(target, staged(coll), coll, drop_target=True)
             done.append(coll)
-        extra = sorted(scope - set(ready))
+        extra = sorted((existing & scope) - set(ready))
         for coll in extra:
             dump.drop_collection(target, coll)
             done.append(coll)
     except TravellrError as exc:
-        _discard_staging(dump, target, notify)
+        _discard_written(dump, target, existing | set(created), notify)
         pending = [c for c in ready if c not in done]
         error = RestoreInterrupted(
             f"restore interrupted while swapping the restored collections in: {exc.message}. "
@@ -362,7 +383,7 @@ def _swap(
         )
         error.exit_code = exc.exit_code
         raise error from None
-    return ready, extra
+    return sorted(ready + created), extra
 
 
 def _oplog_after_backup(
@@ -444,11 +465,11 @@ def _captured(path: Path, manifest: store.Manifest) -> Iterator[bytes]:
 
 
 def restore_data(
-    settings: Settings,
     dump: MongoDump,
     path: Path,
     selected: Sequence[store.CollectionEntry],
     target: str,
+    parallelism: int,
     *,
     into: Callable[[str], str] = _as_is,
     progress: ProgressFactory,
@@ -458,7 +479,7 @@ def restore_data(
     stop = threading.Event()
     total = sum(c.documents for c in selected)
     with progress("restore", float(total or 1)) as task:
-        workers = max(1, min(settings.backup.parallelism, len(selected) or 1))
+        workers = max(1, min(parallelism, len(selected) or 1))
         with ThreadPoolExecutor(workers, thread_name_prefix="restore") as pool:
             futures = {
                 pool.submit(_restore_collection, dump, path, c, target, into(c.name), task, stop): c
