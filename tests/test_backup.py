@@ -571,6 +571,30 @@ def test_an_interrupted_restore_leaves_the_target_as_it_was(
     assert index_specs(rs, dbname) == indexes
 
 
+def test_a_swap_that_fails_midway_names_what_was_replaced(
+    rs: MongoServer, dbname: str, tmp_path: Path
+) -> None:
+    """The swap (a rename per collection) is the one step that is not all or nothing."""
+    seed(rs, dbname)
+    s = settings_for(rs.uri(dbname), tmp_path)
+    name = create(s)
+    backed_up = raw_state(rs, dbname)
+    client = rs.client()
+    for coll in ("searches", "trips", "users"):
+        client[dbname][coll].insert_one({"_id": "written after the backup"})
+    client.close()
+    before = raw_state(rs, dbname)
+    fail_command(rs, ["renameCollection"], mode={"skip": 1}, errorCode=2)
+    try:
+        result = invoke("backup", "restore", name, "--drop", "--yes", settings=s)
+    finally:
+        fail_off(rs)
+    assert result.exit_code == 3, result.stderr
+    assert "Replaced: searches; NOT replaced (still as before): trips, users" in result.stderr
+    after = raw_state(rs, dbname)
+    assert after == {**before, "searches": backed_up["searches"]}  # no staging collection left
+
+
 def _bad_gzip_crc(path: Path) -> None:
     """Damage the gzip trailer's CRC-32 (the data still inflates, the check fails at the end),
     then rewrite the manifest so that its size and SHA-256 match the damaged file: a backup
