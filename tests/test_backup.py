@@ -150,7 +150,9 @@ def seed(server: MongoServer, db: str, users: int = 500) -> None:
     d.users.create_index("email", unique=True)
     d.trips.insert_many([{"_id": i, "dest": f"city{i % 7}", "price": 10.5 * i} for i in range(300)])
     d.trips.create_index([("dest", 1), ("price", -1)], name="dest_price")
-    d.searches.insert_many([{"q": "beach", "at": now, "n": i} for i in range(200)])
+    # far in the future: the TTL monitor must not delete them while a test compares states
+    expires = datetime(2099, 1, 1, tzinfo=UTC)
+    d.searches.insert_many([{"q": "beach", "at": expires, "n": i} for i in range(200)])
     d.searches.create_index("at", expireAfterSeconds=3600)
     d.searches.create_index("q", sparse=True)
     client.close()
@@ -302,6 +304,35 @@ def test_only_chosen_collections(rs: MongoServer, dbname: str, tmp_path: Path) -
     bad = invoke("backup", "create", "--collections", "nope", settings=s)
     assert bad.exit_code == 2 and "nope" in bad.stderr
     assert backup_names(s) == [name]
+
+
+def test_parallelism_is_chosen_from_the_cores_when_unset_and_reported(
+    rs: MongoServer, dbname: str, tmp_path: Path
+) -> None:
+    seed(rs, dbname, users=50)
+    s = settings_for(rs.uri(dbname), tmp_path)
+    assert s.backup.parallelism is None
+    cores = os.cpu_count() or 1  # the server runs on this machine too
+    auto = {
+        "parallelism": max(1, min(8, cores // 2)),
+        "parallelism_source": f"auto: server {cores} cores, local {cores} cores",
+    }
+    created = invoke("backup", "create", "--json", settings=s)
+    assert created.exit_code == 0, created.stderr
+    assert {k: created.json()[k] for k in auto} == auto
+    name = created.json()["name"]
+    restored = invoke("backup", "restore", name, "--db", dbname + "p", "--yes", "--json",
+                      settings=s)  # fmt: skip
+    assert restored.exit_code == 0, restored.stderr
+    assert {k: restored.json()[k] for k in auto} == auto
+    human = invoke("backup", "restore", name, "--db", dbname + "p", "--drop", "--yes", settings=s)
+    assert f"{auto['parallelism']} collection(s) at a time (auto: server" in human.stdout
+
+    s.backup.parallelism = 3
+    chosen = invoke("backup", "restore", name, "--db", dbname + "q", "--yes", "--json",
+                    settings=s)  # fmt: skip
+    assert chosen.json()["parallelism"] == 3
+    assert chosen.json()["parallelism_source"] == "backup.parallelism"
 
 
 # ------------------------------------------------------------------------- bad input
@@ -518,22 +549,93 @@ def test_disk_full_during_create_fails_cleanly(
         subprocess.run(["umount", str(mount)], check=True)
 
 
-def test_an_interrupted_restore_says_which_collections_were_restored(
+def test_an_interrupted_restore_leaves_the_target_as_it_was(
     rs: MongoServer, dbname: str, tmp_path: Path
 ) -> None:
     seed(rs, dbname, users=3000)
     s = settings_for(rs.uri(dbname), tmp_path, parallelism=1)
     name = create(s)
+    client = rs.client()
+    client[dbname].users.insert_one({"_id": "written after the backup"})
+    client.close()
+    before, indexes = raw_state(rs, dbname), index_specs(rs, dbname)
     # collections restore in manifest order (searches, trips, users), one insert each for
     # the first two: the third collection's insert loses its connection
     fail_command(rs, ["insert"], mode={"skip": 2}, closeConnection=True)
     try:
-        result = invoke("backup", "restore", name, "--db", dbname + "r", "--yes", settings=s)
+        result = invoke("backup", "restore", name, "--drop", "--yes", settings=s)
     finally:
         fail_off(rs)
     assert result.exit_code == 3, result.stderr
-    assert "Restored completely: searches, trips" in result.stderr
-    assert "NOT restored (incomplete or not started): users" in result.stderr
+    assert f"nothing was changed in {dbname}" in result.stderr
+    # no collection dropped or half-written, no staging collection left behind
+    assert raw_state(rs, dbname) == before
+    assert index_specs(rs, dbname) == indexes
+
+
+def test_a_swap_that_fails_midway_names_what_was_replaced(
+    rs: MongoServer, dbname: str, tmp_path: Path
+) -> None:
+    """The swap (a rename per collection) is the one step that is not all or nothing."""
+    seed(rs, dbname)
+    s = settings_for(rs.uri(dbname), tmp_path)
+    name = create(s)
+    backed_up = raw_state(rs, dbname)
+    client = rs.client()
+    for coll in ("searches", "trips", "users"):
+        client[dbname][coll].insert_one({"_id": "written after the backup"})
+    client.close()
+    before = raw_state(rs, dbname)
+    fail_command(rs, ["renameCollection"], mode={"skip": 1}, errorCode=2)
+    try:
+        result = invoke("backup", "restore", name, "--drop", "--yes", settings=s)
+    finally:
+        fail_off(rs)
+    assert result.exit_code == 3, result.stderr
+    assert "Replaced: searches; NOT replaced (still as before): trips, users" in result.stderr
+    after = raw_state(rs, dbname)
+    assert after == {**before, "searches": backed_up["searches"]}  # no staging collection left
+
+
+def _bad_gzip_crc(path: Path) -> None:
+    """Damage the gzip trailer's CRC-32 (the data still inflates, the check fails at the end),
+    then rewrite the manifest so that its size and SHA-256 match the damaged file: a backup
+    damaged before its manifest was written."""
+    from travellr_ops.ops.backup import store
+
+    data = bytearray(path.read_bytes())
+    data[-8] ^= 0xFF
+    path.write_bytes(bytes(data))
+    backup = next(p for p in path.parents if (p / store.MANIFEST).is_file())
+    manifest = store.read_manifest(backup)
+    rel = str(path.relative_to(backup))
+    manifest.files[rel] = store.FileEntry(path.stat().st_size, store.sha256_of(path))
+    store.write_manifest(backup, manifest)
+
+
+def test_a_corrupt_file_with_consistent_checksums_leaves_the_target_as_it_was(
+    rs: MongoServer, dbname: str, tmp_path: Path
+) -> None:
+    seed(rs, dbname, users=3000)
+    s = settings_for(rs.uri(dbname), tmp_path, parallelism=1)
+    name = create(s)
+    client = rs.client()
+    client[dbname].users.insert_one({"_id": "written after the backup"})
+    client[dbname].trips.delete_many({"_id": {"$lt": 100}})
+    client[dbname].later.insert_one({"_id": 1})
+    client.close()
+    before, indexes = raw_state(rs, dbname), index_specs(rs, dbname)
+    # users restores last (manifest order): searches and trips are written completely first
+    _bad_gzip_crc(tmp_path / "backups" / name / dbname / "users.bson.gz")
+    verify = invoke("backup", "verify", name, settings=s)
+    assert verify.exit_code == 1 and "does not decompress" in verify.stdout + verify.stderr
+
+    result = invoke("backup", "restore", name, "--drop", "--yes", settings=s)
+    assert result.exit_code == 1, result.stderr  # a damaged backup, as with a bad checksum
+    assert "users.bson.gz does not decompress" in result.stderr
+    assert f"nothing was changed in {dbname}" in result.stderr
+    assert raw_state(rs, dbname) == before
+    assert index_specs(rs, dbname) == indexes
 
 
 # ---------------------------------------------------------------------------- retention

@@ -111,8 +111,9 @@ def test_writes_during_the_dump_are_captured_so_the_backup_is_consistent_at_its_
 
     seed(rs, dbname, users=3000)
     s = settings_for(rs.uri(dbname), tmp_path, parallelism=1)
-    # hold the dump in its first getMore while the app keeps writing
-    fail_command(rs, ["getMore"], mode={"times": 1}, blockConnection=True, blockTimeMS=2000)
+    # hold the dump in its first getMore while the app keeps writing (long enough for the
+    # writes to end first on a busy machine: later ones would not be in the backup)
+    fail_command(rs, ["getMore"], mode={"times": 1}, blockConnection=True, blockTimeMS=5000)
     try:
         proc = _spawn_create(s, tmp_path)
         _wait_for(lambda: any((tmp_path / "backups").glob(".tmp-backup-*")))
@@ -304,3 +305,82 @@ def test_replay_understands_mongods_update_format_and_applyops_transactions(
     assert RawBSONDocument  # raw documents are what the replay writes back
     mongo.close()
     client.close()
+
+
+def snapshot(server: MongoServer, db: str) -> dict[str, list[bytes]]:
+    """An independent record of the database: every collection's documents as raw BSON,
+    in _id order, as the server returns them."""
+    from bson import decode_iter
+    from bson.codec_options import CodecOptions
+    from bson.raw_bson import RawBSONDocument
+
+    options = CodecOptions(document_class=RawBSONDocument)
+    client = server.client()
+    state = {}
+    for name in sorted(client[db].list_collection_names()):
+        state[name] = [
+            doc.raw
+            for batch in client[db][name].find_raw_batches({}, sort=[("_id", 1)])
+            for doc in decode_iter(batch, codec_options=options)
+        ]
+    client.close()
+    return state
+
+
+def test_restore_until_gives_the_collections_of_that_moment_too(
+    rs: MongoServer, dbname: str, tmp_path: Path
+) -> None:
+    """The issue's reproduction: collections created after the backup are rebuilt from the
+    oplog alone (nothing written after the moment survives), those that did not exist at
+    that moment are dropped, and the confirmation names them."""
+    seed(rs, dbname, users=50)
+    s = settings_for(rs.uri(dbname), tmp_path)
+    name = create(s)
+    client = rs.client()
+    d = client[dbname]
+    next_second()
+    d.create_collection("c")
+    d.c.insert_many([{"_id": i, "n": i} for i in range(100)])
+    d.c.create_index("n")
+    d.short_lived.insert_one({"_id": 1})  # created implicitly, dropped before the moment
+    d.short_lived.drop()
+    d.searches.drop()  # in the backup, gone at the moment
+    d.users.insert_one({"_id": "before the moment"})
+    cut = next_second()
+    at_cut = snapshot(rs, dbname)
+    c_indexes = sorted(i["name"] for i in d.c.list_indexes())
+    next_second()
+    d.c.insert_one({"_id": 100, "n": 100})
+    d.create_collection("d")
+    d.d.insert_one({"_id": 1})
+    d.searches.insert_one({"_id": "recreated after the moment"})
+    d.trips.drop()  # existed at the moment: must come back
+    client.close()
+    time.sleep(1.1)
+    assert invoke("backup", "oplog-archive", settings=s).exit_code == 0
+    until = ["--until", cut.isoformat()]
+
+    plan = invoke("backup", "restore", name, *until, "--drop", "--dry-run", "--json", settings=s)
+    assert plan.exit_code == 0, plan.stderr
+    doc = plan.json()
+    assert doc["dropped"] == ["d", "searches"] and doc["from_oplog"] == ["c"]
+    assert doc["collections"] == ["c", "trips", "users"]
+    asked = invoke("backup", "restore", name, *until, "--drop", settings=s)
+    assert asked.exit_code == 4
+    assert f"{dbname}.d: DROP 1 documents" in asked.stderr
+    assert f"{dbname}.searches: DROP 1 documents" in asked.stderr
+    assert f"{dbname}.c: DROP 101 documents, rebuild from the oplog" in asked.stderr
+    no_drop = invoke("backup", "restore", name, *until, "--yes", settings=s)
+    assert no_drop.exit_code == 4 and "--drop" in no_drop.stderr
+
+    result = invoke("backup", "restore", name, *until, "--drop", "--yes", settings=s)
+    assert result.exit_code == 0, result.stderr
+    assert snapshot(rs, dbname) == at_cut
+    client = rs.client()
+    assert sorted(i["name"] for i in client[dbname].c.list_indexes()) == c_indexes
+    client.close()
+
+    # into another database: the same moment
+    other = invoke("backup", "restore", name, *until, "--db", dbname + "x", "--yes", settings=s)
+    assert other.exit_code == 0, other.stderr
+    assert snapshot(rs, dbname + "x") == at_cut

@@ -6,12 +6,14 @@ Kept in a SecantusDB data directory outside the checkout (BENCH_BACKUP_DIR, defa
 
 from __future__ import annotations
 
+import os
 import random
 import string
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-TARGET_BYTES = 320 * 1024 * 1024
+#: BENCH_BACKUP_MB sets a smaller (or larger) database; the default is the figure's size
+TARGET_BYTES = int(float(os.environ.get("BENCH_BACKUP_MB", "320")) * 1024 * 1024)
 COLLECTIONS = {"users": 0.2, "trips": 0.2, "bookings": 0.35, "searches": 0.25}
 WORDS = [
     "".join(random.Random(i).choices(string.ascii_lowercase, k=3 + i % 8)) for i in range(2000)

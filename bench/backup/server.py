@@ -70,17 +70,20 @@ def ensure_seeded(server: Server) -> dict[str, int]:
     """The seeded sizes; seeds the database first when the marker says it is not complete."""
     from pymongo import MongoClient
 
+    sys.path.insert(0, str(Path(__file__).parent))
+    from seed import TARGET_BYTES, seed
+
     marker = DATA / "seeded.json"
     if marker.exists():
-        return dict(json.loads(marker.read_text()))
-    sys.path.insert(0, str(Path(__file__).parent))
-    from seed import seed
+        seeded = json.loads(marker.read_text())
+        if seeded.get("target") == TARGET_BYTES:
+            return dict(seeded["sizes"])
 
     client: Any = MongoClient(server.uri)
     started = time.monotonic()
     sizes = seed(client, DB)
     client.close()
-    marker.write_text(json.dumps(sizes))
+    marker.write_text(json.dumps({"target": TARGET_BYTES, "sizes": sizes}))
     print(f"seeded {sum(sizes.values()) / 1e6:.0f} MB in {time.monotonic() - started:.0f} s")
     return sizes
 

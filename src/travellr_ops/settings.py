@@ -141,7 +141,9 @@ class BackupSettings(_Section):
     retention_days: int = 7
     #: how many of the newest backups `backup clean` always keeps, whatever their age
     keep_last: int = 1
-    parallelism: int = 4
+    #: collections dumped/restored at once; unset: chosen from the server's and this
+    #: machine's cores (`backup create/restore` report the choice)
+    parallelism: int | None = Field(default=None, ge=1)
     # backup helper's fields:
     #: gzip level of backup files (1 fastest .. 9 smallest); the dump waits on the server, so
     #: a fast level keeps compression off the critical path on small machines
@@ -155,6 +157,9 @@ class BackupSettings(_Section):
     oplog_file_entries: int = 50_000
     #: `backup list` flags a gap when the newest backup is older than this many hours
     max_age_hours: float = 24.0
+    #: how long one server-side read of a backup may take (the oplog scan of a busy server
+    #: can take many seconds); mongo.timeout_s stays the limit for reaching the server
+    read_timeout_s: float = Field(default=600.0, gt=0)
 
 
 class LogSettings(_Section):

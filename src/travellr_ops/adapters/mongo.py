@@ -41,10 +41,20 @@ class ConnectionProblem:
 
 
 class MongoAdapter:
-    def __init__(self, uri: str, database: str, timeout_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        uri: str,
+        database: str,
+        timeout_s: float = 5.0,
+        *,
+        read_timeout_s: float | None = None,
+    ) -> None:
         self.uri = uri
         self.database_name = database
         self.timeout_s = timeout_s
+        #: how long one server-side operation may take (backups); None: a multiple of
+        #: timeout_s. timeout_s still bounds finding the server.
+        self.read_timeout_s = read_timeout_s
         self._client: MongoClient[dict[str, Any]] | None = None
 
     @property
@@ -58,12 +68,20 @@ class MongoAdapter:
             from pymongo.errors import ConfigurationError, InvalidURI
 
             timeout_ms = int(self.timeout_s * 1000)
+            read_ms = max(timeout_ms * 6, 30_000)
+            connect_ms = timeout_ms
+            if self.read_timeout_s is not None:
+                read_ms = int(self.read_timeout_s * 1000)
+                # pymongo's heartbeat waits connectTimeoutMS for an answer, and a heartbeat
+                # that times out cancels every operation in flight: a server busy with a long
+                # read would have it cancelled after timeout_s
+                connect_ms = max(timeout_ms, read_ms)
             try:
                 self._client = MongoClient(
                     self.uri,
                     serverSelectionTimeoutMS=timeout_ms,
-                    connectTimeoutMS=timeout_ms,
-                    socketTimeoutMS=max(timeout_ms * 6, 30_000),
+                    connectTimeoutMS=connect_ms,
+                    socketTimeoutMS=read_ms,
                     appname="travellr-ops",
                 )
             except (InvalidURI, ConfigurationError, ValueError, TypeError) as exc:

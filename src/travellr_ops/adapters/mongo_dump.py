@@ -9,15 +9,24 @@ decoded here (``decode``). Timestamps leave this module as ``(seconds, increment
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from travellr_ops.adapters.mongo import MongoAdapter
-from travellr_ops.errors import OperationFailed
+from travellr_ops.errors import AuthError, OperationFailed
 
 OplogTime = tuple[int, int]
 
 OPLOG = "oplog.rs"
+
+#: error codes that mean a replayed command's effect is already there: NamespaceExists,
+#: NamespaceNotFound, IndexNotFound
+ALREADY_DONE = {
+    "create": (48,),
+    "drop": (26,),
+    "dropIndexes": (26, 27),
+}
 
 
 @dataclass
@@ -47,6 +56,25 @@ class MongoDump:
     def database(self) -> str:
         return self.mongo.database_name
 
+    @contextmanager
+    def _long_read(self, doing: str) -> Iterator[None]:
+        """A read the server may take long over: its timeout is reported as such (not as
+        an unreachable server), with the setting that sets it."""
+        from pymongo.errors import ExecutionTimeout, NetworkTimeout
+
+        with self.mongo.errors(doing):
+            try:
+                yield
+            except (NetworkTimeout, ExecutionTimeout):
+                limit = self.mongo.read_timeout_s
+                raise OperationFailed(
+                    f"timed out {doing}"
+                    + (f" after {limit:g} s" if limit is not None else "")
+                    + " (the server answers, but this read took longer)",
+                    hint="raise backup.read_timeout_s (a large oplog takes a busy server long"
+                    " to scan)",
+                ) from None
+
     def server_info(self) -> ServerInfo:
         with self.mongo.errors("reading the server version"):
             build = self.mongo.client.admin.command("buildInfo")
@@ -57,6 +85,15 @@ class MongoDump:
             topology="replica_set" if set_name else "standalone",
             set_name=str(set_name) if set_name else None,
         )
+
+    def host_cores(self) -> int | None:
+        """The server host's CPU cores (hostInfo), or None when it does not say."""
+        try:
+            info = self.mongo.optional_command("hostInfo", admin=True)
+        except AuthError:  # a user without the hostInfo privilege
+            return None
+        cores = (info or {}).get("system", {}).get("numCores")
+        return int(cores) if isinstance(cores, int) and cores > 0 else None
 
     def server_time(self) -> OplogTime | None:
         """The server's newest operation time (None without a replica set)."""
@@ -115,7 +152,7 @@ class MongoDump:
 
     def raw_batches(self, db: str, collection: str, batch_size: int = 2000) -> Iterator[bytes]:
         """The collection's documents as raw BSON, one bytes object per server batch."""
-        with self.mongo.errors(f"reading {db}.{collection}"):
+        with self._long_read(f"reading {db}.{collection}"):
             cursor = self.mongo.client[db][collection].find_raw_batches(
                 {}, batch_size=batch_size, sort=None
             )
@@ -173,12 +210,25 @@ class MongoDump:
 
     # -- the oplog -----------------------------------------------------------------------
 
+    def oplog_first(self) -> OplogTime | None:
+        """The oldest entry's ts (None without an oplog): where the oplog reaches back to."""
+        from pymongo.errors import OperationFailure
+
+        with self._long_read("reading the oplog"):
+            try:
+                first = self.mongo.client.local[OPLOG].find_one(
+                    {}, {"ts": 1}, sort=[("$natural", 1)]
+                )
+            except OperationFailure:
+                return None
+        return (first["ts"].time, first["ts"].inc) if first is not None else None
+
     def oplog_bounds(self) -> tuple[OplogTime, OplogTime] | None:
         """The oldest and newest entry's ts, or None when the server keeps no oplog."""
         from pymongo.errors import OperationFailure
 
         oplog = self.mongo.client.local[OPLOG]
-        with self.mongo.errors("reading the oplog"):
+        with self._long_read("reading the oplog"):
             try:
                 first = oplog.find_one({}, {"ts": 1}, sort=[("$natural", 1)])
                 last = oplog.find_one({}, {"ts": 1}, sort=[("$natural", -1)])
@@ -198,7 +248,11 @@ class MongoDump:
     ) -> Iterator[bytes]:
         """Raw oplog entries with ts > ``after`` (>= when ``inclusive``), oldest first;
         with ``db``, only those of that database (and admin commands: mongod's
-        transactions are ``applyOps`` entries on ``admin.$cmd``)."""
+        transactions are ``applyOps`` entries on ``admin.$cmd``).
+
+        The ts range is the query's top-level field and the order natural, which mongod
+        answers by seeking to ``after`` instead of scanning the history before it
+        (SecantusDB scans its oplog for any query: one scan per call)."""
         import re
 
         from bson.timestamp import Timestamp
@@ -209,7 +263,7 @@ class MongoDump:
         query: dict[str, Any] = {"ts": ts}
         if db is not None:
             query["$or"] = [{"ns": {"$regex": f"^{re.escape(db)}\\."}}, {"ns": "admin.$cmd"}]
-        with self.mongo.errors("reading the oplog"):
+        with self._long_read("reading the oplog"):
             cursor = self.mongo.client.local[OPLOG].find_raw_batches(query, sort=[("$natural", 1)])
             try:
                 for batch in cursor:
@@ -231,9 +285,25 @@ class MongoDump:
         with self.mongo.errors(f"replaying a delete on {db}.{collection}"):
             self.mongo.client[db][collection].delete_one({"_id": doc_id})
 
-    def command(self, db: str, command: Mapping[str, Any]) -> None:
-        with self.mongo.errors(f"replaying a command on {db}"):
-            self.mongo.client[db].command(dict(command))
+    def replay_command(self, db: str, command: Mapping[str, Any]) -> None:
+        """Run a logged collection command again; one whose effect is already there (the
+        collection exists, or is gone) is done, as an oplog replay must be idempotent."""
+        from pymongo.errors import OperationFailure
+
+        name = next(iter(command))
+        with self.mongo.errors(f"replaying {name} on {db}"):
+            try:
+                self.mongo.client[db].command(dict(command))
+            except OperationFailure as exc:
+                if exc.code in ALREADY_DONE.get(name, ()):
+                    return
+                raise
+
+    def rename_collection(self, db: str, source: str, to: str, *, drop_target: bool) -> None:
+        with self.mongo.errors(f"renaming {db}.{source} to {to}"):
+            self.mongo.client.admin.command(
+                "renameCollection", f"{db}.{source}", to=f"{db}.{to}", dropTarget=drop_target
+            )
 
 
 def split_documents(data: bytes | memoryview) -> Iterator[bytes]:

@@ -60,7 +60,9 @@ def _dump(a: AppContext) -> Iterator[MongoDump]:
     from travellr_ops.adapters.mongo_dump import MongoDump
 
     s = a.settings.mongo
-    mongo = MongoAdapter(s.uri, s.database, s.timeout_s)
+    mongo = MongoAdapter(
+        s.uri, s.database, s.timeout_s, read_timeout_s=a.settings.backup.read_timeout_s
+    )
     try:
         yield MongoDump(mongo)
     finally:
@@ -139,6 +141,7 @@ def _render_create(console: Console, r: CreateResult) -> None:
     )
     if r.oplog_entries is not None:
         console.print(f"consistent at {r.consistent_at} ({r.oplog_entries} oplog entries)")
+    console.print(f"{r.parallelism} collection(s) at a time ({r.parallelism_source})")
 
 
 # ----------------------------------------------------------------------------------- list
@@ -312,7 +315,10 @@ def restore(
     ] = None,
     collections: CollectionsOpt = None,
     drop: Annotated[
-        bool, typer.Option("--drop", help="Drop each collection before restoring it.")
+        bool,
+        typer.Option(
+            "--drop", help="Replace (and with --until drop) the target's existing collections."
+        ),
     ] = False,
     until: Annotated[
         str | None,
@@ -336,8 +342,10 @@ def restore(
 ) -> None:
     """Restore a backup, optionally to a point in time (--until).
 
-    Checksums are verified first: a damaged backup is refused before anything is touched.
-    Asks first, naming every collection it overwrites.
+    Checksums are verified first. Everything is written into staging collections that are
+    swapped in only when all of it succeeded: a failed restore leaves the database as it was.
+    With --until the database ends as it was then (collections created later are dropped).
+    Asks first, naming every collection it drops or overwrites.
     """
     from travellr_ops.ops.backup.restore import restore as run_restore
 
@@ -412,11 +420,18 @@ def _render_restore(console: Console, r: RestoreResult) -> None:
         f"{r.name} -> {r.database}: {len(r.collections)} collections, {r.documents:,} documents,"
         f" {r.indexes} indexes in {r.duration_s:.1f} s"
     )
+    console.print(f"{r.parallelism} collection(s) at a time ({r.parallelism_source})")
     if r.until:
         console.print(
             f"replayed {r.oplog_applied} captured + {r.archived_applied} archived oplog entries"
             f" up to {r.until}"
         )
+    if r.from_oplog:
+        console.print(
+            f"rebuilt from the oplog (created after the backup): {', '.join(r.from_oplog)}"
+        )
+    if r.dropped:
+        console.print(f"dropped (did not exist at {r.until}): {', '.join(r.dropped)}")
     if r.downtime:
         console.print(f"backend restarted; health: {r.health}")
 

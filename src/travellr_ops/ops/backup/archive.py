@@ -284,8 +284,6 @@ def _write_file(
 
 def _adopt_unrecorded(directory: Path, state: ArchiveState) -> list[str]:
     """Files renamed into place whose state update a crash prevented: take them in."""
-    from travellr_ops.ops.backup.restore import documents_of
-
     for leftover in directory.glob(f".{FILE_PREFIX}*.tmp"):
         leftover.unlink(missing_ok=True)
     known = {f.file for f in state.files}
@@ -293,7 +291,7 @@ def _adopt_unrecorded(directory: Path, state: ArchiveState) -> list[str]:
     for path in sorted(directory.glob(f"{FILE_PREFIX}*.bson.gz")):
         if path.name in known:
             continue
-        stamps = [oplog_ts_of_raw(raw) for raw in documents_of(path)]
+        stamps = [oplog_ts_of_raw(raw) for raw in store.documents_of(path)]
         if not stamps or stamps[-1] <= state.position:
             continue
         last = stamps[-1]
@@ -369,10 +367,8 @@ def check_files(settings: Settings, files: list[Path]) -> list[str]:
 
 
 def entries_after(files: list[Path], after: OplogTime) -> Iterator[bytes]:
-    from travellr_ops.ops.backup.restore import documents_of
-
     for path in files:
-        for raw in documents_of(path):
+        for raw in store.documents_of(path):
             if oplog_ts_of_raw(raw) > after:
                 yield raw
 

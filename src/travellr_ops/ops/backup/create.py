@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from travellr_ops import __version__
-from travellr_ops.adapters.mongo_dump import CollectionInfo, MongoDump, OplogTime
+from travellr_ops.adapters.mongo_dump import CollectionInfo, MongoDump, OplogTime, ServerInfo
 from travellr_ops.errors import OperationFailed, TravellrError, UsageError
 from travellr_ops.ops.backup import store
 from travellr_ops.output import ProgressTask
@@ -39,6 +39,8 @@ class CreateResult:
     duration_s: float = 0.0
     oplog_entries: int | None = None
     consistent_at: str | None = None
+    parallelism: int = 0
+    parallelism_source: str = ""
     manifest: store.Manifest | None = field(default=None, repr=False)
 
 
@@ -58,6 +60,31 @@ class _Tally:
             described = f"backup: {self.docs:,} docs, {self.bytes / 1e6:,.1f} MB"
         self.task.update(description=described)
         self.task.advance(docs)
+
+
+@dataclass
+class Parallelism:
+    workers: int
+    #: how it was chosen, for the output
+    source: str
+
+
+#: the most collections an automatic choice handles at once
+MAX_AUTO_PARALLELISM = 8
+
+
+def choose_parallelism(settings: Settings, dump: MongoDump) -> Parallelism:
+    """backup.parallelism, or when unset: half the cores of the smaller of the server's host
+    and this machine (both sides spend CPU on every document: the server on inserts and
+    index builds, this side on compression), at least 1."""
+    if settings.backup.parallelism is not None:
+        return Parallelism(settings.backup.parallelism, "backup.parallelism")
+    local = os.cpu_count() or 1
+    server = dump.host_cores()
+    cores = min(local, server) if server else local
+    workers = max(1, min(MAX_AUTO_PARALLELISM, cores // 2))
+    seen = f"server {server} cores" if server else "server cores not reported"
+    return Parallelism(workers, f"auto: {seen}, local {local} cores")
 
 
 def count_documents(batch: bytes) -> int:
@@ -91,6 +118,10 @@ def create(
         target=str(backup_dir),
     )
     with guard.mutation(change, lock="backup", confirm=False, mutates_servers=False) as proceed:
+        # the oplog is captured from before the collections are listed: one created
+        # meanwhile is rebuilt from it
+        server = dump.server_info()
+        oplog_start = _oplog_start(dump) if server.topology == "replica_set" else None
         infos = dump.collections(db, collections)
         if collections:
             missing = sorted(set(collections) - {c.name for c in infos})
@@ -102,12 +133,14 @@ def create(
         if not proceed:
             name = store.name_for(datetime.now(UTC))
             return CreateResult(name, backup_dir / name, True, db, [c.name for c in infos])
-        return _create(settings, dump, infos, progress, notify, count_first)
+        return _create(settings, dump, server, oplog_start, infos, progress, notify, count_first)
 
 
 def _create(
     settings: Settings,
     dump: MongoDump,
+    server: ServerInfo,
+    oplog_start: OplogTime | None,
     infos: list[CollectionInfo],
     progress: ProgressFactory,
     notify: Notify,
@@ -117,11 +150,7 @@ def _create(
     db = dump.database
     started = datetime.now(UTC)
     clock = time.monotonic()
-    server = dump.server_info()
-    oplog_start: OplogTime | None = None
-    if server.topology == "replica_set":
-        bounds = dump.oplog_bounds()
-        oplog_start = bounds[1] if bounds else dump.server_time()
+    parallelism = choose_parallelism(settings, dump)
     try:
         store.make_dir(backup_dir)
     except OSError as exc:
@@ -140,7 +169,7 @@ def _create(
         files: dict[str, store.FileEntry] = {}
         with progress("backup", float(total or 1) if count_first else None) as task:
             tally = _Tally(task)
-            results = _dump_all(settings, dump, infos, tmp, tally)
+            results = _dump_all(settings, dump, infos, tmp, tally, parallelism.workers)
         for info in infos:
             entry, data_entry, meta_entry = results[info.name]
             entries.append(entry)
@@ -189,7 +218,18 @@ def _create(
         oplog_entries=oplog_range.entries if oplog_range else None,
         consistent_at=manifest.consistent_at.isoformat(),
         manifest=manifest,
+        parallelism=parallelism.workers,
+        parallelism_source=parallelism.source,
     )
+
+
+def _oplog_start(dump: MongoDump) -> OplogTime | None:
+    """The server's newest operation time: from hello (no oplog read), else from the oplog."""
+    newest = dump.server_time()
+    if newest is None:
+        bounds = dump.oplog_bounds()
+        newest = bounds[1] if bounds else None
+    return newest
 
 
 def _discard(tmp: Path, notify: Notify) -> None:
@@ -206,10 +246,11 @@ def _dump_all(
     infos: list[CollectionInfo],
     tmp: Path,
     tally: _Tally,
+    parallelism: int,
 ) -> dict[str, tuple[store.CollectionEntry, store.FileEntry, store.FileEntry]]:
     stop = threading.Event()
     results: dict[str, tuple[store.CollectionEntry, store.FileEntry, store.FileEntry]] = {}
-    workers = max(1, min(settings.backup.parallelism, len(infos) or 1))
+    workers = max(1, min(parallelism, len(infos) or 1))
     with ThreadPoolExecutor(workers, thread_name_prefix="backup") as pool:
         futures = {
             pool.submit(_dump_collection, settings, dump, info, tmp, tally, stop): info.name
@@ -307,7 +348,9 @@ class _Cancelled(TravellrError):
 def _capture_oplog(
     dump: MongoDump, settings: Settings, tmp: Path, start: OplogTime
 ) -> tuple[store.OplogRange, store.FileEntry | None]:
-    """The oplog entries written during the dump (like ``mongodump --oplog``)."""
+    """The oplog entries written during the dump (like ``mongodump --oplog``): one read from
+    ``start`` on, then a look at where the oplog begins (a server that seeks by ts answers
+    both without touching the history before ``start``)."""
     from travellr_ops.adapters.mongo_dump import oplog_ts_of_raw
 
     # Everything up to the server's newest operation now is captured: the range ends there
@@ -325,8 +368,8 @@ def _capture_oplog(
     except BaseException:
         out.abort()
         raise
-    bounds = dump.oplog_bounds()
-    if bounds is not None and bounds[0] > start:
+    first = dump.oplog_first()
+    if first is not None and first > start:
         raise OperationFailed(
             "the oplog rolled over during the backup: entries written during the dump are lost",
             hint="enlarge the oplog, or run the backup when the write load is lower",

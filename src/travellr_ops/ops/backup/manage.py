@@ -121,6 +121,7 @@ def verify(
     dump: Callable[[], MongoDump],
     progress: ProgressFactory,
 ) -> VerifyResult:
+    from travellr_ops.ops.backup.create import choose_parallelism
     from travellr_ops.ops.backup.restore import check_files, restore_data
 
     path = store.resolve(settings.backup.dir, name)
@@ -133,9 +134,8 @@ def verify(
         scratch = f"{manifest.database}_verify_{secrets.token_hex(4)}"[:63]
         started = time.monotonic()
         try:
-            restore_data(
-                settings, mongo, path, manifest.collections, scratch, drop=False, progress=progress
-            )
+            workers = choose_parallelism(settings, mongo).workers
+            restore_data(mongo, path, manifest.collections, scratch, workers, progress=progress)
             for entry in manifest.collections:
                 count = mongo.count(scratch, entry.name)
                 if count != entry.documents:

@@ -81,6 +81,9 @@ def _command(entry: Mapping[str, Any], ns: str, db: str) -> list[Write]:
     if ns.partition(".")[0] != db:
         return []
     name = next(iter(o))
+    if name == "dropDatabase":
+        # both SecantusDB and mongod (4.2+) log a drop entry for each collection first
+        return []
     if name not in REPLAYED_COMMANDS:
         raise UnsupportedEntry(f"oplog command {name!r} is not replayed")
     command = {str(k): v for k, v in o.items()}
@@ -99,8 +102,13 @@ def _command(entry: Mapping[str, Any], ns: str, db: str) -> list[Write]:
         command = {"dropIndexes": command["dropIndexes"], "index": command.get("indexName", "*")}
     if name == "renameCollection":
         source = str(command["renameCollection"]).partition(".")[2]
-        target = str(command["to"]).partition(".")[2]
-        return [Write("command", source, command={"renameCollection": source, "to": target})]
+        to_db, _, target = str(command["to"]).partition(".")
+        if to_db != db:  # moved to another database: gone from this one
+            return [Write("command", source, command={"drop": source})]
+        # collection names only (the replay names the databases); dropTarget is logged as
+        # the dropped collection's UUID, or true
+        renamed = {"renameCollection": source, "to": target}
+        return [Write("command", source, command={**renamed, "dropTarget": "dropTarget" in o})]
     return [Write("command", str(command[name]), command=command)]
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from travellr_ops.adapters.mongo_dump import MongoDump, decode, oplog_time
 from travellr_ops.errors import CheckFailed, OperationFailed, Refused, TravellrError, UsageError
 from travellr_ops.ops.backup import archive, store
-from travellr_ops.ops.backup.create import Notify, ProgressFactory
+from travellr_ops.ops.backup.create import Notify, ProgressFactory, choose_parallelism
 from travellr_ops.ops.backup.oplog import UnsupportedEntry, Write, writes_for
 from travellr_ops.output import ProgressTask
 from travellr_ops.safety import Change, Guard
@@ -26,7 +26,6 @@ from travellr_ops.settings import Settings
 #: a batch of raw documents sent in one insert_many (pymongo splits it into wire messages)
 BATCH_BYTES = 8 * 1024 * 1024
 BATCH_DOCS = 20_000
-READ_CHUNK = 4 * 1024 * 1024
 
 _DONE = object()
 
@@ -74,11 +73,25 @@ def parse_until(text: str) -> Until:
     return Until(text, moment=moment.astimezone(UTC))
 
 
+#: collections a restore writes before swapping them in under their own names; a killed
+#: restore's leftovers carry this prefix too, and the next restore removes them
+STAGING_PREFIX = "travellr_restore_tmp."
+
+
+def staged(name: str) -> str:
+    return STAGING_PREFIX + name
+
+
+def _as_is(name: str) -> str:
+    return name
+
+
 @dataclass
 class RestoreResult:
     name: str
     database: str
     dry_run: bool
+    #: the collections the restore leaves in the target (with --until: those of that moment)
     collections: list[str]
     documents: int = 0
     indexes: int = 0
@@ -90,10 +103,22 @@ class RestoreResult:
     healthy: bool | None = None
     health: str = ""
     skipped_entries: list[str] = field(default_factory=list)
+    #: collections of the target dropped and replaced by the restored ones
+    replaced: list[str] = field(default_factory=list)
+    #: collections of the target dropped: they did not exist at --until
+    dropped: list[str] = field(default_factory=list)
+    #: collections created after the backup, rebuilt from the oplog alone
+    from_oplog: list[str] = field(default_factory=list)
+    parallelism: int = 0
+    parallelism_source: str = ""
 
 
 class RestoreInterrupted(TravellrError):
-    """A restore that stopped midway; the message names what was and was not restored."""
+    """A restore that stopped midway; the message says what the target holds now."""
+
+
+class BackupDamaged(CheckFailed):
+    """A backup file whose checksum matched could not be read back (bad gzip, bad BSON)."""
 
 
 def check_files(path: Path, manifest: store.Manifest, *, decompress: bool) -> list[str]:
@@ -113,7 +138,9 @@ def check_files(path: Path, manifest: store.Manifest, *, decompress: bool) -> li
             continue
         if decompress:
             try:
-                found = sum(1 for _ in documents_of(file)) if rel.endswith(".bson.gz") else 0
+                found = 0
+                if rel.endswith(".bson.gz"):
+                    found = sum(1 for _ in store.documents_of(file))
                 if rel.endswith(".json.gz"):
                     with store.open_gzip(file) as fh:
                         fh.read()
@@ -125,32 +152,10 @@ def check_files(path: Path, manifest: store.Manifest, *, decompress: bool) -> li
     return problems
 
 
-def documents_of(file: Path) -> Iterator[bytes]:
-    """The raw BSON documents of a .bson.gz file, read in large chunks."""
-    with store.open_gzip(file) as fh:
-        pending = b""
-        while chunk := fh.read(READ_CHUNK):
-            data = pending + chunk if pending else chunk
-            view = memoryview(data)
-            pos = 0
-            end = len(data)
-            while end - pos >= 4:
-                size = int.from_bytes(view[pos : pos + 4], "little")
-                if size < 5:
-                    raise OperationFailed(f"{file.name}: corrupt BSON (document size {size})")
-                if pos + size > end:
-                    break
-                yield bytes(view[pos : pos + size])
-                pos += size
-            pending = bytes(view[pos:])
-        if pending:
-            raise OperationFailed(f"{file.name}: truncated BSON at the end")
-
-
 def _batches(file: Path) -> Iterator[list[bytes]]:
     batch: list[bytes] = []
     size = 0
-    for doc in documents_of(file):
+    for doc in store.documents_of(file):
         batch.append(doc)
         size += len(doc)
         if size >= BATCH_BYTES or len(batch) >= BATCH_DOCS:
@@ -175,7 +180,14 @@ def restore(
     downtime: Callable[[], tuple[Callable[[], None], Callable[[], tuple[bool, str]]]] | None = None,
 ) -> RestoreResult:
     """Restore backup ``name``. ``downtime``, when given, stops the backend and returns
-    (start it again, health check)."""
+    (start it again, health check).
+
+    Everything is written into staging collections first (the backup's data, its indexes,
+    the oplog replay); only when all of it succeeded are they renamed over the target's
+    collections (``renameCollection`` with ``dropTarget``). A failure before that leaves the
+    target as it was. With ``until`` the target ends as the database was at that moment:
+    collections that did not exist then are dropped, those created after the backup are
+    rebuilt from the oplog alone."""
     path = store.resolve(settings.backup.dir, name)
     manifest = store.read_manifest(path)
     target = target_db or manifest.database
@@ -193,61 +205,116 @@ def restore(
             + ")",
             hint="nothing was changed; `backup verify` lists every problem; restore another backup",
         )
+    names = {c.name for c in selected} if collections else None
+    in_backup = {c.name for c in manifest.collections}
     existing = set(dump.collection_names(target))
-    overwritten = [c for c in selected if c.name in existing]
-    if overwritten and not drop:
+    leftovers = sorted(n for n in existing if n.startswith(STAGING_PREFIX))
+    existing = {n for n in existing - set(leftovers) if not n.startswith("system.")}
+    if limit is not None:
+        final = collections_at(
+            _oplog_after_backup(path, manifest, archived),
+            manifest.database,
+            {c.name for c in selected},
+            names,
+            limit,
+        )
+        scope = set(names) if names is not None else existing | final
+    else:
+        final = {c.name for c in selected}
+        scope = final
+    replaced = sorted(final & existing)
+    dropped = sorted((existing & scope) - final)
+    from_oplog = sorted(final - in_backup)
+    if (replaced or dropped) and not drop:
         raise Refused(
-            f"{target} already has {', '.join(c.name for c in overwritten)}: "
+            f"{target} already has {', '.join(replaced + dropped)}: "
             "a restore would mix old and restored documents",
             hint="pass --drop to replace them, or --db NAME to restore into another database",
         )
+    counts = {c.name: c.documents for c in selected}
     details = []
-    for c in selected:
-        if c.name in existing:
-            now = dump.estimated_count(target, c.name)
-            details.append(f"{target}.{c.name}: DROP {now:,} documents, restore {c.documents:,}")
+    for coll in sorted(final):
+        what = (
+            f"restore {counts[coll]:,} documents"
+            if coll in counts
+            else "rebuild from the oplog (created after the backup)"
+        )
+        if coll in existing:
+            now = dump.estimated_count(target, coll)
+            details.append(f"{target}.{coll}: DROP {now:,} documents, {what}")
         else:
-            details.append(f"{target}.{c.name}: restore {c.documents:,} documents")
+            details.append(f"{target}.{coll}: {what}")
+    for coll in dropped:
+        now = dump.estimated_count(target, coll)
+        details.append(f"{target}.{coll}: DROP {now:,} documents (it did not exist at {until})")
     summary = f"restore {name} into {target} at {dump.mongo.display_uri}"
-    if overwritten:
-        summary += f", dropping and replacing {len(overwritten)} existing collection(s)"
+    if replaced:
+        summary += f", dropping and replacing {len(replaced)} existing collection(s)"
+    if dropped:
+        summary += f", dropping {len(dropped)} collection(s) that did not exist then"
     if limit is not None:
         summary += f", then replay the oplog up to {limit.text}"
     if downtime is not None:
         summary += ", stopping the backend meanwhile"
     change = Change(action="backup restore", summary=summary, details=details, target=target)
-    result = RestoreResult(name, target, True, [c.name for c in selected], until=until)
+    result = RestoreResult(
+        name,
+        target,
+        True,
+        sorted(final),
+        until=until,
+        replaced=replaced,
+        dropped=dropped,
+        from_oplog=from_oplog,
+    )
     with guard.mutation(change, lock="restore") as proceed:
         if not proceed:
             return result
         result.dry_run = False
         started = time.monotonic()
+        parallelism = choose_parallelism(settings, dump)
+        result.parallelism, result.parallelism_source = parallelism.workers, parallelism.source
+        for leftover in leftovers:  # of a restore that was killed
+            dump.drop_collection(target, leftover)
         restart: Callable[[], None] | None = None
         health: Callable[[], tuple[bool, str]] | None = None
         if downtime is not None:
             notify("stopping the backend")
             restart, health = downtime()
             result.downtime = True
+
+        # a collection the target has is written beside it and swapped in at the end; one it
+        # has not is written in place (nothing to protect; dropped if the restore fails),
+        # which spares a rename: SecantusDB's copies every document
+        def into(coll: str) -> str:
+            return staged(coll) if coll in existing else coll
+
         try:
-            result.documents, result.indexes = restore_data(
-                settings, dump, path, selected, target, drop=drop, progress=progress
-            )
-            if limit is not None:
-                # the whole database: collections created after the backup too
-                names = {c.name for c in selected} if collections else None
-                result.oplog_applied, skipped = replay(
-                    dump, _captured(path, manifest), manifest.database, target, names, limit
-                )
-                archived_entries = archive.entries_after(
-                    archived, manifest.oplog.end if manifest.oplog else (0, 0)
-                )
-                result.archived_applied, more = replay(
-                    dump, archived_entries, manifest.database, target, names, limit
-                )
-                result.skipped_entries = skipped + more
+            try:
+                result.documents, result.indexes = restore_data(
+                    dump, path, selected, target, parallelism.workers, into=into,
+                    progress=progress,
+                )  # fmt: skip
+                if limit is not None:
+                    result.oplog_applied, skipped = replay(
+                        dump, _captured(path, manifest), manifest.database, target, names, limit,
+                        into=into,
+                    )  # fmt: skip
+                    archived_entries = archive.entries_after(
+                        archived, manifest.oplog.end if manifest.oplog else (0, 0)
+                    )
+                    result.archived_applied, more = replay(
+                        dump, archived_entries, manifest.database, target, names, limit,
+                        into=into,
+                    )  # fmt: skip
+                    result.skipped_entries = skipped + more
+            except BaseException as exc:
+                _discard_written(dump, target, existing, notify)
+                raise _untouched(exc, target) from None
+            result.collections, result.dropped = _swap(dump, target, existing, scope, notify)
         except TravellrError:
             if restart is not None:
-                notify("the backend stays stopped: the database is not fully restored")
+                notify("the backend stays stopped: the restore did not complete")
             raise
         if restart is not None and health is not None:
             notify("starting the backend")
@@ -255,6 +322,108 @@ def restore(
             result.healthy, result.health = health()
         result.duration_s = round(time.monotonic() - started, 3)
     return result
+
+
+def _untouched(exc: BaseException, target: str) -> BaseException:
+    """The error of a restore that failed before the swap: the target is as it was."""
+    if not isinstance(exc, TravellrError):
+        return exc
+    error = type(exc)(
+        f"restore failed, nothing was changed in {target}: {exc.message}", hint=exc.hint
+    )
+    error.exit_code = exc.exit_code
+    return error
+
+
+def _written(names: list[str], existing: set[str]) -> list[str]:
+    """What the restore wrote: staging collections, and collections the target had not."""
+    return [
+        c
+        for c in names
+        if c.startswith(STAGING_PREFIX) or (c not in existing and not c.startswith("system."))
+    ]
+
+
+def _discard_written(dump: MongoDump, target: str, existing: set[str], notify: Notify) -> None:
+    try:
+        for coll in _written(dump.collection_names(target), existing):
+            dump.drop_collection(target, coll)
+    except TravellrError as exc:
+        notify(
+            f"could not remove what the failed restore wrote ({exc.message}); drop the"
+            f" {STAGING_PREFIX}* collections of {target} (the next restore does)"
+        )
+
+
+def _swap(
+    dump: MongoDump, target: str, existing: set[str], scope: set[str], notify: Notify
+) -> tuple[list[str], list[str]]:
+    """Rename every staging collection over its target, then drop the target's collections
+    in scope that the restore does not hold. (collections restored, collections dropped)"""
+    written = _written(dump.collection_names(target), existing)
+    ready = sorted(c.removeprefix(STAGING_PREFIX) for c in written if c.startswith(STAGING_PREFIX))
+    created = sorted(c for c in written if not c.startswith(STAGING_PREFIX))
+    done: list[str] = []
+    try:
+        for coll in ready:
+            dump.rename_collection(target, staged(coll), coll, drop_target=True)
+            done.append(coll)
+        extra = sorted((existing & scope) - set(ready))
+        for coll in extra:
+            dump.drop_collection(target, coll)
+            done.append(coll)
+    except TravellrError as exc:
+        _discard_written(dump, target, existing | set(created), notify)
+        pending = [c for c in ready if c not in done]
+        error = RestoreInterrupted(
+            f"restore interrupted while swapping the restored collections in: {exc.message}. "
+            f"Replaced: {', '.join(done) or 'none'}; NOT replaced (still as before): "
+            f"{', '.join(pending) or 'none'}",
+            hint="fix the cause and run the restore again with --drop",
+        )
+        error.exit_code = exc.exit_code
+        raise error from None
+    return sorted(ready + created), extra
+
+
+def _oplog_after_backup(
+    path: Path, manifest: store.Manifest, archived: list[Path]
+) -> Iterator[bytes]:
+    """The backup's captured oplog, then the archived entries after it."""
+    yield from _captured(path, manifest)
+    yield from archive.entries_after(archived, manifest.oplog.end if manifest.oplog else (0, 0))
+
+
+def collections_at(
+    raw_entries: Iterator[bytes],
+    source_db: str,
+    restored: set[str],
+    collections: set[str] | None,
+    limit: Until,
+) -> set[str]:
+    """The collections the database holds at ``limit``: those restored, as the oplog up to
+    that moment creates, drops and renames them (a write implies its collection exists)."""
+    present = set(restored)
+    for raw in raw_entries:
+        entry = decode(raw)
+        if not limit.admits(entry):
+            break
+        try:
+            writes = writes_for(entry, source_db)
+        except UnsupportedEntry:
+            continue
+        for write in writes:
+            if collections is not None and write.collection not in collections:
+                continue
+            command = write.command or {}
+            if write.kind != "command" or "create" in command:
+                present.add(write.collection)
+            elif "drop" in command:
+                present.discard(write.collection)
+            elif "renameCollection" in command:
+                present.discard(write.collection)
+                present.add(str(command["to"]))
+    return present
 
 
 def _select(manifest: store.Manifest, names: Sequence[str] | None) -> list[store.CollectionEntry]:
@@ -292,35 +461,30 @@ def _pitr_files(settings: Settings, manifest: store.Manifest, limit: Until) -> l
 def _captured(path: Path, manifest: store.Manifest) -> Iterator[bytes]:
     if manifest.oplog is None or manifest.oplog.file is None:
         return iter(())
-    return documents_of(path / manifest.oplog.file)
+    return store.documents_of(path / manifest.oplog.file)
 
 
 def restore_data(
-    settings: Settings,
     dump: MongoDump,
     path: Path,
     selected: Sequence[store.CollectionEntry],
     target: str,
+    parallelism: int,
     *,
-    drop: bool,
+    into: Callable[[str], str] = _as_is,
     progress: ProgressFactory,
 ) -> tuple[int, int]:
-    """Collections in parallel; each: drop, create, raw batches, indexes. (docs, indexes)."""
+    """Collections in parallel, each into ``into(name)`` (absent before): create, raw
+    batches, indexes. (documents, indexes); the first failure is raised as it is."""
     stop = threading.Event()
-    done: list[str] = []
-    lock = threading.Lock()
     total = sum(c.documents for c in selected)
     with progress("restore", float(total or 1)) as task:
-
-        def one(entry: store.CollectionEntry) -> tuple[int, int]:
-            counts = _restore_collection(dump, path, entry, target, drop, task, stop)
-            with lock:
-                done.append(entry.name)
-            return counts
-
-        workers = max(1, min(settings.backup.parallelism, len(selected) or 1))
+        workers = max(1, min(parallelism, len(selected) or 1))
         with ThreadPoolExecutor(workers, thread_name_prefix="restore") as pool:
-            futures = {pool.submit(one, c): c.name for c in selected}
+            futures = {
+                pool.submit(_restore_collection, dump, path, c, target, into(c.name), task, stop): c
+                for c in selected
+            }
             finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
             failed = [f for f in finished if f.exception() is not None]
             if failed:
@@ -329,19 +493,8 @@ def restore_data(
                     future.cancel()
                 wait(futures)
                 exc = failed[0].exception()
-                restored = sorted(done)
-                missing = sorted(c.name for c in selected if c.name not in done)
-                reason = exc.message if isinstance(exc, TravellrError) else repr(exc)
-                error = RestoreInterrupted(
-                    f"restore interrupted: {reason}. Restored completely: "
-                    f"{', '.join(restored) or 'none'}; NOT restored (incomplete or not "
-                    f"started): {', '.join(missing)}",
-                    hint="fix the cause and run the restore again with --drop "
-                    "(--collections " + " ".join(missing) + " restores only the rest)",
-                )
-                if isinstance(exc, TravellrError):
-                    error.exit_code = exc.exit_code
-                raise error
+                assert exc is not None
+                raise exc
             docs = indexes = 0
             for future in futures:
                 d, i = future.result()
@@ -355,14 +508,12 @@ def _restore_collection(
     path: Path,
     entry: store.CollectionEntry,
     target: str,
-    drop: bool,
+    into: str,
     task: ProgressTask,
     stop: threading.Event,
 ) -> tuple[int, int]:
     metadata = _read_metadata(path / entry.metadata_file)
-    if drop:
-        dump.drop_collection(target, entry.name)
-    dump.create_collection(target, entry.name, metadata)
+    dump.create_collection(target, into, metadata)
     batches: queue.Queue[object] = queue.Queue(maxsize=3)
     failure: list[BaseException] = []
 
@@ -372,6 +523,13 @@ def _restore_collection(
                 if stop.is_set():
                     break
                 batches.put(batch)
+        except Exception as exc:  # a bad gzip stream or BSON: the checksum missed it
+            failure.append(
+                BackupDamaged(
+                    f"the backup is damaged: {entry.data_file} does not decompress: {exc}",
+                    hint="`backup verify` lists every problem; restore another backup",
+                )
+            )
         except BaseException as exc:
             failure.append(exc)
         finally:
@@ -385,7 +543,7 @@ def _restore_collection(
             if stop.is_set():
                 continue
             assert isinstance(item, list)
-            dump.insert_raw(target, entry.name, item)
+            dump.insert_raw(target, into, item)
             docs += len(item)
             task.advance(len(item))
     except BaseException:
@@ -399,7 +557,7 @@ def _restore_collection(
         raise failure[0]
     if stop.is_set():
         raise OperationFailed(f"{entry.name}: stopped because another collection failed")
-    built = dump.create_indexes(target, entry.name, metadata)
+    built = dump.create_indexes(target, into, metadata)
     return docs, len(built)
 
 
@@ -415,8 +573,11 @@ def replay(
     target: str,
     collections: set[str] | None,
     limit: Until,
+    *,
+    into: Callable[[str], str] = _as_is,
 ) -> tuple[int, list[str]]:
-    """Apply the entries the limit admits, in order; (entries applied, skipped commands)."""
+    """Apply the entries the limit admits, in order, to ``into(collection)`` of ``target``;
+    (entries applied, skipped commands)."""
     applied = 0
     skipped: list[str] = []
     for raw in raw_entries:
@@ -431,19 +592,27 @@ def replay(
         if collections is not None:
             writes = [w for w in writes if w.collection in collections]
         for write in writes:
-            _apply(dump, target, write)
+            _apply(dump, target, write, into)
         if writes:
             applied += 1
     return applied, skipped
 
 
-def _apply(dump: MongoDump, db: str, write: Write) -> None:
+def _apply(dump: MongoDump, db: str, write: Write, into: Callable[[str], str]) -> None:
+    collection = into(write.collection)
     if write.kind == "replace":
-        dump.replace(db, write.collection, write.doc_id, write.document)
+        dump.replace(db, collection, write.doc_id, write.document)
     elif write.kind == "update":
         for update in write.updates:
-            dump.update(db, write.collection, write.doc_id, update)
+            dump.update(db, collection, write.doc_id, update)
     elif write.kind == "delete":
-        dump.delete(db, write.collection, write.doc_id)
+        dump.delete(db, collection, write.doc_id)
     elif write.command is not None:
-        dump.command(db, write.command)
+        command = dict(write.command)
+        name = next(iter(command))
+        if name == "renameCollection":
+            to = into(str(command["to"]))
+            dump.rename_collection(db, collection, to, drop_target=bool(command["dropTarget"]))
+        else:
+            command[name] = into(str(command[name]))
+            dump.replay_command(db, command)

@@ -14,12 +14,13 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from travellr_ops.errors import CheckFailed, UsageError
+from travellr_ops.errors import CheckFailed, OperationFailed, UsageError
 
 NAME_RE = re.compile(r"^backup-(\d{4}-\d{2}-\d{2})T(\d{2})-(\d{2})-(\d{2})$")
 NAME_FORMAT = "backup-%Y-%m-%dT%H-%M-%S"
@@ -30,6 +31,8 @@ ARCHIVE_DIR = "oplog-archive"
 FORMAT_VERSION = 1
 FILE_MODE = 0o600
 DIR_MODE = 0o700
+#: how much of a decompressed file is read at a time
+READ_CHUNK = 4 * 1024 * 1024
 
 
 def name_for(moment: datetime) -> str:
@@ -297,6 +300,28 @@ def open_gzip(path: Path) -> BinaryIO:
         import gzip as igzip
     stream: BinaryIO = igzip.open(path, "rb")  # noqa: SIM115 - the caller closes it
     return stream
+
+
+def documents_of(file: Path) -> Iterator[bytes]:
+    """The raw BSON documents of a .bson.gz file, read in large chunks."""
+    with open_gzip(file) as fh:
+        pending = b""
+        while chunk := fh.read(READ_CHUNK):
+            data = pending + chunk if pending else chunk
+            view = memoryview(data)
+            pos = 0
+            end = len(data)
+            while end - pos >= 4:
+                size = int.from_bytes(view[pos : pos + 4], "little")
+                if size < 5:
+                    raise OperationFailed(f"{file.name}: corrupt BSON (document size {size})")
+                if pos + size > end:
+                    break
+                yield bytes(view[pos : pos + size])
+                pos += size
+            pending = bytes(view[pos:])
+        if pending:
+            raise OperationFailed(f"{file.name}: truncated BSON at the end")
 
 
 def sha256_of(path: Path) -> str:
