@@ -168,7 +168,7 @@ def test_changes_during_the_incident_are_in_its_timeline_and_close_writes_the_re
     platform: Platform,
 ) -> None:
     s = platform.settings()
-    before = invoke("maintenance", "off", settings=s)  # before the incident: not in it
+    before = invoke("maintenance", "off", "--yes", settings=s)  # before the incident: not in it
     assert before.exit_code == 0
     incident_id = invoke("incident", "open", "Bookings fail", "-s", "1", "--json", settings=s)
     incident_id = incident_id.json()["id"]
@@ -183,7 +183,7 @@ def test_changes_during_the_incident_are_in_its_timeline_and_close_writes_the_re
     )
     assert invoke("incident", "step", incident_id, "eradicate", settings=s).exit_code == 0
     assert invoke("incident", "step", incident_id, "recover", settings=s).exit_code == 0
-    assert invoke("maintenance", "off", settings=s).exit_code == 0
+    assert invoke("maintenance", "off", "--yes", settings=s).exit_code == 0
     assert invoke("incident", "step", incident_id, "document", settings=s).exit_code == 0
 
     shown = invoke("incident", "show", incident_id, "--json", settings=s).json()
@@ -210,7 +210,7 @@ def test_changes_during_the_incident_are_in_its_timeline_and_close_writes_the_re
     assert "| maintenance on | ok |" in md and "| maintenance off | ok |" in md
 
     # after closing: an untagged change is not the incident's; one made with --incident is
-    assert invoke("maintenance", "off", settings=s).exit_code == 0
+    assert invoke("maintenance", "off", "--yes", settings=s).exit_code == 0
     tagged = invoke("--incident", incident_id, "maintenance", "on", "--yes", settings=s)
     assert tagged.exit_code == 0, tagged.stderr
     later = invoke("incident", "show", incident_id, "--json", settings=s).json()
@@ -236,7 +236,7 @@ def test_bad_severity_unknown_id_and_bad_step_exit_2(tmp_path: Path) -> None:
     ):
         res = invoke("incident", *args, settings=s)
         assert res.exit_code == 2 and "no incident 'INC-20990101-1'" in res.stderr, args
-    res = invoke("--incident", "INC-20990101-1", "maintenance", "off", settings=s)
+    res = invoke("--incident", "INC-20990101-1", "maintenance", "off", "--yes", settings=s)
     assert res.exit_code == 2 and "no incident" in res.stderr
     assert not (tmp_path / "state" / "audit.log").exists()  # refused before any change
 

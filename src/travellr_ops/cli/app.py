@@ -103,6 +103,7 @@ def root(
         typer.Option(
             "--incident",
             metavar="ID",
+            show_default=False,
             help="Link this command's changes to incident ID in the audit log (changes made "
             "while an incident is open are linked to it anyway).",
         ),

@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -115,47 +114,25 @@ class AppContext:
             self._output = Output(mode)
         return self._output
 
-    @contextmanager
-    def redis(self) -> Iterator[RedisAdapter]:
+    def redis(self) -> AbstractContextManager[RedisAdapter]:
         """The Redis of the settings (redis.url), closed when the block ends."""
-        from travellr_ops.adapters.redis import RedisAdapter
+        from travellr_ops.adapters import connect
 
-        redis = RedisAdapter(self.settings.redis.url, self.settings.redis.timeout_s)
-        log.info("redis: %s", redis.display_url)
-        try:
-            yield redis
-        finally:
-            redis.close()
+        return connect.redis(self.settings)
 
-    @contextmanager
-    def mongo(self) -> Iterator[MongoAdapter]:
-        """The MongoDB of the settings (mongo.uri, mongo.database), closed when the block ends.
+    def mongo(self) -> AbstractContextManager[MongoAdapter]:
+        """The MongoDB of the settings, closed when the block ends (a new connection each
+        call: ``db restart`` pings with a fresh one each time)."""
+        from travellr_ops.adapters import connect
 
-        Each call is a new connection (``db restart`` pings with a fresh one each time).
-        """
-        from travellr_ops.adapters.mongo import MongoAdapter
+        return connect.mongo(self.settings)
 
-        s = self.settings.mongo
-        mongo = MongoAdapter(s.uri, s.database, s.timeout_s)
-        try:
-            yield mongo
-        finally:
-            mongo.close()
+    def platform(self) -> AbstractContextManager[ServicePlatform]:
+        """The service platform the settings name, closed at the end; platform = "none" is
+        the configuration error (exit 2) before the command asks or changes anything."""
+        from travellr_ops.adapters import connect
 
-    @contextmanager
-    def platform(self) -> Iterator[ServicePlatform]:
-        """The service platform the settings name (compose or Kubernetes), closed at the end.
-
-        With platform = "none" this raises the configuration error (exit 2) before the
-        command asks or changes anything.
-        """
-        from travellr_ops.adapters import platform as factory
-
-        platform = factory.get_platform(self.settings)
-        try:
-            yield platform
-        finally:
-            platform.close()
+        return connect.platform(self.settings)
 
     def guard(self, yes: bool = False, dry_run: bool = False) -> Guard:
         from travellr_ops.redact import mask_argv

@@ -16,25 +16,18 @@ if TYPE_CHECKING:
 def health(ctx: typer.Context, json_: JsonOpt = False, quiet: QuietOpt = False) -> None:
     """Check the API, MongoDB, Redis, disks and the platform's services at once; exit 0 healthy,
     1 unhealthy, 3 down."""
-    from travellr_ops.adapters.http import HttpAdapter
-    from travellr_ops.adapters.mongo import MongoAdapter
-    from travellr_ops.adapters.platform import get_platform
-    from travellr_ops.adapters.redis import RedisAdapter
+    from travellr_ops.adapters import connect
     from travellr_ops.ops.health import check_all
 
-    app = use(ctx)
-    out = app.output(json_, quiet)
-    s = app.settings
-    http = HttpAdapter(s.api.timeout_s, max_connections=len(s.api.extra_health_urls) + 1)
-    mongo = MongoAdapter(s.mongo.uri, s.mongo.database, s.mongo.timeout_s)
-    redis = RedisAdapter(s.redis.url, s.redis.timeout_s)
-    platform = None if s.platform == "none" else (lambda: get_platform(s))
-    try:
-        report = check_all(s, http, mongo, redis, platform)
-    finally:
-        http.close()
-        mongo.close()
-        redis.close()
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    s = app_ctx.settings
+    with (
+        connect.http(s, len(s.api.extra_health_urls) + 1) as http,
+        connect.mongo(s) as mongo,
+        connect.redis(s) as redis,
+    ):
+        report = check_all(s, http, mongo, redis, connect.platform_factory(s))
     out.result(report, lambda console: _render(console, report))
     if report.maintenance and not out.json:
         out.info(f"maintenance mode is on: {report.maintenance.get('message', '')}")

@@ -59,26 +59,20 @@ VERDICT_STYLE = {
 @contextmanager
 def sampler_for(app_: AppContext) -> Iterator[Sampler]:
     """A sampler over the settings' servers; every client closed when the block ends."""
-    from travellr_ops.adapters.http import HttpAdapter
-    from travellr_ops.adapters.mongo import MongoAdapter
-    from travellr_ops.adapters.platform import get_platform
-    from travellr_ops.adapters.redis import RedisAdapter
+    from travellr_ops.adapters import connect
     from travellr_ops.ops.monitor.sampler import Sampler
 
     s = app_.settings
-    urls = 1 + len(s.monitor.api_paths)
-    http = HttpAdapter(s.api.timeout_s, max_connections=urls)
-    mongo = MongoAdapter(s.mongo.uri, s.mongo.database, s.mongo.timeout_s)
-    redis = RedisAdapter(s.redis.url, s.redis.timeout_s)
-    platform = None if s.platform == "none" else (lambda: get_platform(s))
-    sampler = Sampler(s, http, mongo, redis, platform)
-    try:
-        yield sampler
-    finally:
-        sampler.close()
-        http.close()
-        mongo.close()
-        redis.close()
+    with (
+        connect.http(s, 1 + len(s.monitor.api_paths)) as http,
+        connect.mongo(s) as mongo,
+        connect.redis(s) as redis,
+    ):
+        sampler = Sampler(s, http, mongo, redis, connect.platform_factory(s))
+        try:
+            yield sampler
+        finally:
+            sampler.close()
 
 
 def record(app_: AppContext, sample: Sample, out: Output) -> None:

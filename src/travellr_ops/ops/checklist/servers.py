@@ -8,10 +8,11 @@ shared by the steps that read it (services, disks).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from travellr_ops.adapters import connect
 from travellr_ops.adapters.http import HttpAdapter
 from travellr_ops.adapters.mongo import MongoAdapter
 from travellr_ops.adapters.mongo_dump import MongoDump
@@ -34,23 +35,11 @@ class Servers:
     config_file: Path | None = None
     _health: HealthReport | None = None
 
-    @contextmanager
-    def redis(self) -> Iterator[RedisAdapter]:
-        s = self.settings.redis
-        redis = RedisAdapter(s.url, s.timeout_s)
-        try:
-            yield redis
-        finally:
-            redis.close()
+    def redis(self) -> AbstractContextManager[RedisAdapter]:
+        return connect.redis(self.settings)
 
-    @contextmanager
-    def mongo(self) -> Iterator[MongoAdapter]:
-        s = self.settings.mongo
-        mongo = MongoAdapter(s.uri, s.database, s.timeout_s)
-        try:
-            yield mongo
-        finally:
-            mongo.close()
+    def mongo(self) -> AbstractContextManager[MongoAdapter]:
+        return connect.mongo(self.settings)
 
     @contextmanager
     def dump(self) -> Iterator[MongoDump]:
@@ -70,21 +59,10 @@ class Servers:
         return self.settings.platform != "none"
 
     def platform_factory(self) -> Callable[[], ServicePlatform] | None:
-        if not self.has_platform:
-            return None
-        from travellr_ops.adapters.platform import get_platform
+        return connect.platform_factory(self.settings)
 
-        return lambda: get_platform(self.settings)
-
-    @contextmanager
-    def platform(self) -> Iterator[ServicePlatform]:
-        from travellr_ops.adapters.platform import get_platform
-
-        platform = get_platform(self.settings)
-        try:
-            yield platform
-        finally:
-            platform.close()
+    def platform(self) -> AbstractContextManager[ServicePlatform]:
+        return connect.platform(self.settings)
 
     @contextmanager
     def store(self) -> Iterator[Store]:

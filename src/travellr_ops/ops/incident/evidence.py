@@ -182,11 +182,11 @@ def preload(settings: Settings) -> None:
 
 
 def _platform_factory(settings: Settings) -> Callable[[], Any]:
-    def make() -> Any:
-        from travellr_ops.adapters.platform import get_platform
+    from travellr_ops.adapters.connect import platform_factory
 
-        return get_platform(settings)
-
+    make = platform_factory(settings)
+    if make is None:
+        raise AssertionError("evidence asks for the platform only when there is one")
     return make
 
 

@@ -1,0 +1,82 @@
+"""The servers the settings name, each opened as a context manager that closes it.
+
+One place builds them (``AppContext`` for commands, the checklist's ``Servers`` for its steps,
+and anything else that needs a server for one block), so every caller gets the same URI,
+timeouts and log line. The SDK adapters are imported when a server is opened, never before.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from travellr_ops.adapters.http import HttpAdapter
+    from travellr_ops.adapters.mongo import MongoAdapter
+    from travellr_ops.adapters.platform_types import ServicePlatform
+    from travellr_ops.adapters.redis import RedisAdapter
+    from travellr_ops.settings import Settings
+
+log = logging.getLogger("travellr_ops")
+
+
+@contextmanager
+def redis(settings: Settings) -> Iterator[RedisAdapter]:
+    """The Redis of ``redis.url``."""
+    from travellr_ops.adapters.redis import RedisAdapter
+
+    adapter = RedisAdapter(settings.redis.url, settings.redis.timeout_s)
+    log.info("redis: %s", adapter.display_url)
+    try:
+        yield adapter
+    finally:
+        adapter.close()
+
+
+@contextmanager
+def mongo(settings: Settings) -> Iterator[MongoAdapter]:
+    """The MongoDB of ``mongo.uri`` / ``mongo.database``; each call is a new connection."""
+    from travellr_ops.adapters.mongo import MongoAdapter
+
+    s = settings.mongo
+    adapter = MongoAdapter(s.uri, s.database, s.timeout_s)
+    try:
+        yield adapter
+    finally:
+        adapter.close()
+
+
+@contextmanager
+def http(settings: Settings, connections: int = 1) -> Iterator[HttpAdapter]:
+    """An HTTP client for ``api.url`` and its probes, pooled for ``connections`` at once."""
+    from travellr_ops.adapters.http import HttpAdapter
+
+    adapter = HttpAdapter(settings.api.timeout_s, max_connections=connections)
+    try:
+        yield adapter
+    finally:
+        adapter.close()
+
+
+@contextmanager
+def platform(settings: Settings) -> Iterator[ServicePlatform]:
+    """The service platform the settings name (compose or Kubernetes). With platform =
+    "none" this raises the configuration error (exit 2) before anything is asked or changed."""
+    from travellr_ops.adapters.platform import get_platform
+
+    adapter = get_platform(settings)
+    try:
+        yield adapter
+    finally:
+        adapter.close()
+
+
+def platform_factory(settings: Settings) -> Callable[[], ServicePlatform] | None:
+    """A maker of the platform for code that opens it itself (None with platform = "none")."""
+    if settings.platform == "none":
+        return None
+    from travellr_ops.adapters.platform import get_platform
+
+    return lambda: get_platform(settings)
