@@ -31,7 +31,7 @@ from travellr_ops.errors import (
 from travellr_ops.ops.deploy.gate import Gate, GateResult, Sample, watch
 from travellr_ops.ops.deploy.history import UNSETTLED, Entry, History
 from travellr_ops.ops.deploy.notify import Notifier
-from travellr_ops.ops.health import DOWN, FAIL, HealthReport, human_bytes
+from travellr_ops.ops.health import DOWN, FAIL, WARN, HealthReport, human_bytes
 from travellr_ops.safety import Change, Guard, _user
 from travellr_ops.settings import Settings
 
@@ -136,7 +136,13 @@ def preflight(
         def exists() -> tuple[str, str]:
             found = tools.platform.image_exists(image)
             if found is None:
-                return "skip", f"{tools.platform.name} pulls {image} at rollout"
+                if s.deploy.image_check:
+                    return _in_registry(tools, s.deploy.image_check, image)
+                return WARN, (
+                    f"cannot check before the rollout: {tools.platform.name}'s nodes pull"
+                    f" {image} themselves (set deploy.image_check to the registry's URL);"
+                    " an image that never pulls is rolled back at the rollout's deadline"
+                )
             return ("ok", f"{image} is there") if found else (FAIL, f"no image {image}")
 
         step("image exists", exists)
@@ -147,8 +153,40 @@ def preflight(
     step("maintenance mode", lambda: _maintenance(health[0] if health else None))
     if s.deploy.test_command:
         step("tests", lambda: _tests(s))
-    ok = all(x.verdict in ("ok", "skip") for x in steps)
+    ok = all(x.verdict in ("ok", "skip", WARN) for x in steps)
     return PreflightReport(ok, steps)
+
+
+#: the manifest types a registry may hold for an image (Docker v2, OCI, and their lists)
+MANIFEST_TYPES = ", ".join(
+    [
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.oci.image.index.v1+json",
+    ]
+)
+
+
+def _in_registry(tools: Tools, registry: str, image: str) -> tuple[str, str]:
+    """Ask the registry for the image's manifest (Docker Registry HTTP API v2)."""
+    last = image.rsplit("/", 1)[-1]
+    if "@" in last:
+        repository, reference = image.split("@", 1)
+    else:
+        repository, _, reference = image.rpartition(":") if ":" in last else (image, "", "latest")
+    host = registry.split("://", 1)[-1].rstrip("/")
+    if repository.startswith(host + "/"):  # the reference names the registry itself
+        repository = repository[len(host) + 1 :]
+    url = f"{registry.rstrip('/')}/v2/{repository}/manifests/{reference}"
+    answer = tools.http.get(url, headers={"Accept": MANIFEST_TYPES})
+    if answer.status == 200:
+        return "ok", f"{image} is in {registry}"
+    if answer.status == 404:
+        return FAIL, f"no image {image} in {registry}"
+    if answer.status in (401, 403):
+        return DOWN, f"{registry} refused to say whether it holds {image} (HTTP {answer.status})"
+    return DOWN, f"{registry} answered HTTP {answer.status} for {image}"
 
 
 def _disk_for_backup(tools: Tools) -> tuple[str, str]:
