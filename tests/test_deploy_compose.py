@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import urllib.error
@@ -288,3 +289,170 @@ def test_preflight_alone_shows_each_step_and_fails_on_a_missing_image(
     assert steps["image exists"]["verdict"] == "fail"
     assert steps["tests"]["verdict"] == "fail" and "exited 3: all good" in steps["tests"]["detail"]
     assert all(s["duration_ms"] >= 0 for s in steps.values())
+
+
+# -- faults: a backup that fails, the platform gone midway, Ctrl-C, rollback --to ------------------
+def test_a_backup_that_cannot_be_written_means_no_rollout(
+    stack: ComposeStack, tmp_path: Path
+) -> None:
+    (tmp_path / "not-a-dir").write_text("a file where the backup folder should be")
+    settings = _settings(stack, tmp_path)
+    settings = settings.model_copy(
+        update={"backup": settings.backup.model_copy(update={"dir": tmp_path / "not-a-dir" / "b"})}
+    )
+    before = stack.container("backend").id
+
+    result = invoke("deploy", "run", "--image", "v2", "--yes", settings=settings)
+
+    assert result.exit_code == 3, result.stderr  # as `backup create` exits: an operation failed
+    assert "backup failed, nothing was rolled out" in result.stderr
+    assert stack.container("backend").id == before
+    assert _version(stack) == "v1"
+    assert not (tmp_path / "project" / ".env").exists()
+    (entry,) = _history(settings)
+    assert entry["outcome"] == "backup_failed"
+    status = invoke("deploy", "status", settings=settings)
+    assert status.exit_code == 0, status.stderr
+
+
+class SocketProxy:
+    """A Unix socket that forwards to the Docker Engine's socket until it is stopped: the
+    engine as one deploy sees it, made unreachable without touching the engine itself."""
+
+    def __init__(self, listen: Path, target: str) -> None:
+        import socket
+        import threading
+
+        self.listen, self.target = listen, target.removeprefix("unix://")
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(str(listen))
+        self.server.listen(16)
+        self.open: list[Any] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.listen}"
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            upstream.connect(self.target)
+            with self.lock:
+                self.open += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: Any, sink: Any) -> None:
+        import socket
+
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for s in (source, sink):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+    def stop(self) -> None:
+        import socket
+
+        self.server.close()
+        self.listen.unlink(missing_ok=True)
+        with self.lock:
+            for s in self.open:
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                s.close()
+
+
+def test_the_platform_unreachable_midway_exits_3_and_status_tells_the_truth(
+    stack: ComposeStack, tmp_path: Path
+) -> None:
+    proxy = SocketProxy(tmp_path / "engine.sock", stack.docker_host)
+    real = _settings(stack, tmp_path, watch_s=120.0)
+    through_proxy = real.model_copy(
+        update={"compose": real.compose.model_copy(update={"docker_host": proxy.url})}
+    )
+    proc, log = _start_deploy(through_proxy, tmp_path, "--image", "v2")
+    try:
+        _wait_for(log, "sample +", proc)
+        proxy.stop()  # the engine is gone for this deploy, mid-watch
+        assert proc.wait(120) == 3, log.read_text()
+    finally:
+        proxy.stop()
+        if proc.poll() is None:
+            proc.kill()
+    assert "Docker Engine" in log.read_text()
+    assert _version(stack) == "v2"  # nothing could roll it back: the truth is v2 runs
+
+    status = invoke("deploy", "status", settings=real)
+
+    assert status.exit_code == 1, status.stderr
+    assert "travellr-backend:v2" in status.stdout
+    assert "did not finish" in status.stderr and "travellr-backend:v1" in status.stderr
+    (entry,) = _history(real)
+    # the gate saw the engine gone, and the rollback it started could not reach it either
+    assert entry["outcome"] == "rollback_failed"
+    assert "could not be done" in entry["reason"] and "Docker Engine" in entry["reason"]
+    back = invoke("deploy", "rollback", "--yes", settings=real)
+    assert back.exit_code == 0, back.stderr
+    assert _version(stack) == "v1"
+
+
+def test_ctrl_c_during_the_watch_rolls_back_and_a_second_one_does_not_stop_it(
+    stack: ComposeStack, tmp_path: Path
+) -> None:
+    import signal
+
+    settings = _settings(stack, tmp_path, watch_s=120.0)
+    proc, log = _start_deploy(settings, tmp_path, "--image", "v2")
+    _wait_for(log, "sample +", proc)
+
+    proc.send_signal(signal.SIGINT)
+    _wait_for(log, "rolling back to", proc)
+    proc.send_signal(signal.SIGINT)  # impatient: the rollback must go on regardless
+
+    assert proc.wait(120) == 130, log.read_text()
+    text = log.read_text()
+    assert "interrupted (Ctrl-C)" in text
+    assert "the rollback goes on until it is done" in text
+    assert _version(stack) == "v1"
+    (entry,) = _history(settings)
+    assert entry["outcome"] == "interrupted"
+
+
+def test_rollback_to_a_named_tag_restores_it_and_an_unknown_tag_changes_nothing(
+    stack: ComposeStack, tmp_path: Path
+) -> None:
+    settings = _settings(stack, tmp_path, watch_s=2.0)
+    first = invoke("deploy", "run", "--image", "v2", "--no-backup", "--yes", settings=settings)
+    assert first.exit_code == 0, first.stderr
+    assert _version(stack) == "v2"
+    before = stack.container("backend").id
+
+    missing = invoke("deploy", "rollback", "--to", "v9-nope", "--yes", settings=settings)
+
+    assert missing.exit_code == 1, missing.stderr
+    assert "v9-nope" in missing.stderr
+    assert stack.container("backend").id == before
+
+    back = invoke("--json", "deploy", "rollback", "--to", "v1", "--yes", settings=settings)
+
+    assert back.exit_code == 0, back.stderr
+    report = back.json()
+    assert report["now"]["image"] == "travellr-backend:v1"
+    assert _version(stack) == "v1"
+    assert "TRAVELLR_BACKEND_TAG=v1" in (tmp_path / "project" / ".env").read_text()
+    assert [e["kind"] for e in _history(settings)] == ["rollback", "deploy"]
+    assert invoke("deploy", "status", settings=settings).exit_code == 0

@@ -111,3 +111,56 @@ def test_errors_are_caught_by_the_error_rate_and_rolled_back(
     assert report["now"]["image"] == "travellr-backend:v1"
     k8s_ns.wait_available("travellr-backend")
     assert _deployment(k8s_ns).spec.template.spec.containers[0].image == "travellr-backend:v1"
+
+
+def test_preflight_says_it_cannot_check_the_image_and_a_set_registry_is_asked(
+    k8s_ns: K8sNamespace, mongo_uri: str, redis_url: str, backend_url: str
+) -> None:
+    from servers import free_port
+
+    _start(k8s_ns)
+    settings = _settings(k8s_ns, mongo_uri, redis_url, backend_url)
+
+    result = invoke("--json", "deploy", "preflight", "--image", "v2", settings=settings)
+
+    assert result.exit_code == 0, result.stderr
+    step = {s["name"]: s for s in result.json()["steps"]}["image exists"]
+    assert step["verdict"] == "warn"  # not a pass: nothing looked at the image
+    assert "cannot check before the rollout" in step["detail"]
+
+    registry = f"http://127.0.0.1:{free_port()}"  # named, but nothing answers there
+    asked = settings.model_copy(
+        update={"deploy": settings.deploy.model_copy(update={"image_check": registry})}
+    )
+    down = invoke("--json", "deploy", "preflight", "--image", "v2", settings=asked)
+
+    assert down.exit_code == 3, down.stderr
+    step = {s["name"]: s for s in down.json()["steps"]}["image exists"]
+    assert step["verdict"] == "down" and registry in step["detail"]
+
+
+def test_an_image_that_never_pulls_is_rolled_back_at_the_deadline_saying_why(
+    k8s_ns: K8sNamespace, mongo_uri: str, redis_url: str, backend_url: str
+) -> None:
+    _start(k8s_ns)
+    settings = _settings(k8s_ns, mongo_uri, redis_url, backend_url)
+
+    result = invoke(
+        "--json",
+        "deploy",
+        "run",
+        "--image",
+        "v2-missing",
+        "--no-backup",
+        "--yes",
+        settings=settings,
+    )
+
+    assert result.exit_code == 1, result.stderr
+    report = result.json()
+    assert report["outcome"] == "rolled_back"
+    assert "progress deadline" in report["failure"]
+    assert "ImagePullBackOff" in report["failure"]
+    assert {s["name"]: s for s in report["preflight"]}["image exists"]["verdict"] == "warn"
+    k8s_ns.wait_available("travellr-backend")
+    assert _deployment(k8s_ns).spec.template.spec.containers[0].image == "travellr-backend:v1"

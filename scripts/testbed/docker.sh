@@ -17,6 +17,9 @@
 #                         travellr-backend:v1, :v2 (healthy), :v2-broken (health check fails),
 #                         :v2-errors (healthy, but 20 % of /api/* answer 500: BACKEND_ERROR_PCT)
 #                         travellr-redis:testbed, travellr-mongodb:testbed
+#   docker.sh ops-image travellr-ops itself (config/docker/Dockerfile) as travellr-ops:VERSION
+#                       and :latest, from the checkout's wheel; cached by a hash of the recipe
+#                       (the Dockerfile, pyproject.toml, src/); prints the image's name
 #
 # The engine keeps everything under $TRAVELLR_DOCKER_DIR (default
 # /var/lib/travellr-testbed/docker): data-root, exec-root, socket, pidfile, log. The Debian
@@ -168,6 +171,51 @@ CMD [\"python3\", \"/app/backend.py\"]" "$backend"
   dk image prune -f --filter "label=$LABEL=true" >/dev/null
 }
 
+# travellr-ops' own base: the testbed's root file system without SecantusDB (GPL-2.0, a test
+# dependency that must not ship) and without redis-server's data.
+ops_base_image() {
+  local hash tag tarball
+  base_image >/dev/null
+  hash=$(base_recipe | sha256sum | cut -c1-12)
+  tag=travellr-ops-base:$hash
+  if dk image inspect "$tag" >/dev/null 2>&1; then echo "$tag"; return 0; fi
+  tarball=$CACHE/base-$hash.tar
+  cp "$tarball" "$CACHE/ops-base-$hash.tar.part"
+  tar --delete -f "$CACHE/ops-base-$hash.tar.part" ./opt/secantus
+  log "importing $tag"
+  dk import --change "LABEL $LABEL=true" "$CACHE/ops-base-$hash.tar.part" "$tag" >/dev/null
+  rm -f "$CACHE/ops-base-$hash.tar.part"
+  echo "$tag"
+}
+
+ops_image() {
+  local base version hash tag ctx
+  base=$(ops_base_image)
+  version=$("$VENV/bin/python" -c 'import travellr_ops; print(travellr_ops.__version__)')
+  tag=travellr-ops:$version
+  hash=$( { echo "$base"; cat "$REPO/config/docker/Dockerfile" "$REPO/pyproject.toml";
+            cd "$REPO" && git ls-files -co --exclude-standard src | LC_ALL=C sort | xargs cat; } \
+          | sha256sum | cut -c1-16)
+  if [ "$(dk image inspect -f "{{index .Config.Labels \"$LABEL.recipe\"}}" "$tag" 2>/dev/null)" = "$hash" ]; then
+    echo "$tag"; return 0
+  fi
+  ctx=$(mktemp -d)
+  log "pip wheel: travellr-ops $version and its dependencies"
+  "$VENV/bin/pip" wheel -q --no-cache-dir -w "$ctx/wheels" "$REPO" >"$ctx/pip.log" 2>&1 \
+    || { tail -20 "$ctx/pip.log" >&2; rm -rf "$ctx"; die "pip wheel failed"; }
+  # pip's own wheel runs the install; async-timeout is what redis needs on Python < 3.11.3
+  # (bookworm's 3.11.2), a marker the host's newer Python skips in `pip wheel`
+  "$VENV/bin/pip" download -q --no-deps -d "$ctx/wheels" pip 'async-timeout>=4.0.3' \
+    >"$ctx/pip.log" 2>&1 || { tail -20 "$ctx/pip.log" >&2; rm -rf "$ctx"; die "pip download failed"; }
+  rm -f "$ctx/pip.log"
+  log "building $tag"
+  dk build -q --network none --build-arg BASE="$base" --label "$LABEL=true" \
+    --label "$LABEL.recipe=$hash" -f "$REPO/config/docker/Dockerfile" -t "$tag" \
+    -t travellr-ops:latest "$ctx" >/dev/null || { rm -rf "$ctx"; die "build of $tag failed"; }
+  rm -rf "$ctx"
+  echo "$tag"
+}
+
 # --- the compose stack -----------------------------------------------------------------------
 stack_up() {
   local project=${1:-travellr} i
@@ -197,5 +245,6 @@ case ${1:-} in
   host) echo "$HOST" ;;
   status) running ;;
   images) running || die "the engine is not running: '$0 start' first"; images ;;
-  *) sed -n '2,23p' "$0" >&2; exit 2 ;;
+  ops-image) running || die "the engine is not running: '$0 start' first"; ops_image ;;
+  *) sed -n '2,26p' "$0" >&2; exit 2 ;;
 esac

@@ -17,6 +17,8 @@ Images are "run" by their tag, so tests can stage failures:
 - a tag containing ``crashloop`` or ``oom`` keeps crashing: waiting in ``CrashLoopBackOff``,
   last terminated with reason ``Error`` (exit 1) or ``OOMKilled`` (exit 137), its restart count
   growing;
+- a tag containing ``missing`` never pulls: its containers wait in ``ImagePullBackOff`` (the
+  ``Failed`` event says ``ErrImagePull``: not found), never started, never Ready;
 - a tag containing ``errors`` becomes Ready, but a share of the API requests in its log answer
   500: 20 %, or the number right after ``errors`` (``v2-errors50``: 50 %).
 Pod annotations ``sim.travellr.io/cpu`` and ``sim.travellr.io/memory`` (quantities such as
@@ -91,9 +93,13 @@ def crash_reason(image: str) -> tuple[str, int] | None:
     return None
 
 
+def never_pulls(image: str) -> bool:
+    return "missing" in image_tag(image)
+
+
 def becomes_ready(image: str) -> bool:
     tag = image_tag(image)
-    return "broken" not in tag and crash_reason(image) is None
+    return "broken" not in tag and crash_reason(image) is None and not never_pulls(image)
 
 
 def metrics_crd() -> dict[str, Any]:
@@ -383,6 +389,17 @@ class NodeSimulator:
         self._patch_status(pod, started, statuses)
         for container in pod.spec.containers:
             image, name = container.image, container.name
+            if never_pulls(image):
+                self._event(pod, "Normal", "Pulling", f'Pulling image "{image}"')
+                self._event(
+                    pod,
+                    "Warning",
+                    "Failed",
+                    f'Failed to pull image "{image}": manifest for {image} not found',
+                )
+                self._event(pod, "Warning", "Failed", "Error: ErrImagePull")
+                self._event(pod, "Normal", "BackOff", f'Back-off pulling image "{image}"')
+                continue
             self._event(pod, "Normal", "Pulled", f'Container image "{image}" already present')
             self._event(pod, "Normal", "Created", f"Created container {name}")
             if crash_reason(image):
@@ -482,6 +499,15 @@ class NodeSimulator:
             "restartCount": restarts,
             "state": {"running": {"startedAt": rfc3339(started)}},
         }
+        if never_pulls(container.image):
+            status.update(imageID="", containerID="", started=False)
+            status["state"] = {
+                "waiting": {
+                    "reason": "ImagePullBackOff",
+                    "message": f'Back-off pulling image "{container.image}"',
+                }
+            }
+            return status
         crash = crash_reason(container.image)
         if crash is not None:
             reason, code = crash

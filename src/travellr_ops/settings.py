@@ -361,6 +361,11 @@ class DeploySettings(_Section):
     test_dir: Path | None = None
     #: how long the test command may run
     test_timeout_s: float = Field(default=600.0, gt=0)
+    #: how preflight checks that an image exists where the platform cannot tell before the
+    #: rollout (Kubernetes: the nodes pull): a registry's URL, asked as the Docker Registry
+    #: HTTP API v2 does (GET /v2/<repository>/manifests/<tag>); unset: preflight warns that
+    #: it cannot check, and an image that never pulls is rolled back at the rollout's deadline
+    image_check: str | None = None
     #: how long a rollout (and a rollback) may take before it counts as failed
     rollout_timeout_s: float = Field(default=300.0, gt=0)
     #: Slack-compatible incoming webhooks told of start, success, failure and rollback

@@ -50,14 +50,14 @@ class HttpAdapter:
         for url in urls:
             self.client_for(url)
 
-    def get(self, url: str) -> HttpResponse:
+    def get(self, url: str, headers: dict[str, str] | None = None) -> HttpResponse:
         """GET ``url``; any HTTP status is an answer, only no answer at all raises."""
         import httpx
 
         client = self.client_for(url)  # built outside the timing: latency is the request's
         started = time.perf_counter()
         try:
-            response = client.get(url)
+            response = client.get(url, headers=headers)
         except httpx.TimeoutException:
             raise Unreachable(
                 f"{mask(url)} did not answer within {self.timeout_s:g} s",

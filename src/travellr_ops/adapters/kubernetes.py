@@ -418,6 +418,7 @@ class KubernetesPlatform:
             reason=reason,
         )
         if not done:
+            result.reason += _not_ready(status)
             result.last_logs = self._last_logs(status)
         return result
 
@@ -613,6 +614,7 @@ class KubernetesPlatform:
             reason=reason,
         )
         if not done:
+            result.reason += _not_ready(status)
             result.last_logs = self._last_logs(status)
         return result
 
@@ -1040,6 +1042,16 @@ def _rollout_state(dep: Any) -> tuple[bool | None, str]:
         return None, f"waiting: {available} of {updated} updated replicas are available"
     revision = (dep.metadata.annotations or {}).get(REVISION, "?")
     return True, f"deployment {name!r} successfully rolled out (revision {revision})"
+
+
+def _not_ready(status: ServiceStatus) -> str:
+    """Why the pods that are not ready are not: "ImagePullBackOff", "CrashLoopBackOff"..."""
+    why = [
+        f"{i.name} {i.last_termination}"
+        for i in status.instances
+        if not i.ready and i.last_termination and i.state != "Terminating"
+    ]
+    return f"; pods not ready: {', '.join(why)}" if why else ""
 
 
 def _termination(pod: Any) -> str | None:

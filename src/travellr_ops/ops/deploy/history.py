@@ -52,6 +52,8 @@ COLUMNS = [
 LANDED = ("succeeded",)
 #: outcomes after which the platform runs what ran before
 RESTORED = ("rolled_back", "preflight_failed", "backup_failed", "interrupted")
+#: outcomes after which nobody knows what runs: the deploy stopped between the two
+UNSETTLED = ("failed", "rollback_failed")
 
 
 @dataclass

@@ -22,15 +22,16 @@ from typing import Any
 from travellr_ops.adapters.http import HttpAdapter
 from travellr_ops.adapters.platform_types import Release, RestartResult, ServicePlatform
 from travellr_ops.errors import (
+    CheckFailed,
     ExitCode,
     LockHeld,
     TravellrError,
     UsageError,
 )
 from travellr_ops.ops.deploy.gate import Gate, GateResult, Sample, watch
-from travellr_ops.ops.deploy.history import Entry, History
+from travellr_ops.ops.deploy.history import UNSETTLED, Entry, History
 from travellr_ops.ops.deploy.notify import Notifier
-from travellr_ops.ops.health import DOWN, FAIL, HealthReport, human_bytes
+from travellr_ops.ops.health import DOWN, FAIL, WARN, HealthReport, human_bytes
 from travellr_ops.safety import Change, Guard, _user
 from travellr_ops.settings import Settings
 
@@ -135,7 +136,13 @@ def preflight(
         def exists() -> tuple[str, str]:
             found = tools.platform.image_exists(image)
             if found is None:
-                return "skip", f"{tools.platform.name} pulls {image} at rollout"
+                if s.deploy.image_check:
+                    return _in_registry(tools, s.deploy.image_check, image)
+                return WARN, (
+                    f"cannot check before the rollout: {tools.platform.name}'s nodes pull"
+                    f" {image} themselves (set deploy.image_check to the registry's URL);"
+                    " an image that never pulls is rolled back at the rollout's deadline"
+                )
             return ("ok", f"{image} is there") if found else (FAIL, f"no image {image}")
 
         step("image exists", exists)
@@ -146,8 +153,40 @@ def preflight(
     step("maintenance mode", lambda: _maintenance(health[0] if health else None))
     if s.deploy.test_command:
         step("tests", lambda: _tests(s))
-    ok = all(x.verdict in ("ok", "skip") for x in steps)
+    ok = all(x.verdict in ("ok", "skip", WARN) for x in steps)
     return PreflightReport(ok, steps)
+
+
+#: the manifest types a registry may hold for an image (Docker v2, OCI, and their lists)
+MANIFEST_TYPES = ", ".join(
+    [
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.oci.image.index.v1+json",
+    ]
+)
+
+
+def _in_registry(tools: Tools, registry: str, image: str) -> tuple[str, str]:
+    """Ask the registry for the image's manifest (Docker Registry HTTP API v2)."""
+    last = image.rsplit("/", 1)[-1]
+    if "@" in last:
+        repository, reference = image.split("@", 1)
+    else:
+        repository, _, reference = image.rpartition(":") if ":" in last else (image, "", "latest")
+    host = registry.split("://", 1)[-1].rstrip("/")
+    if repository.startswith(host + "/"):  # the reference names the registry itself
+        repository = repository[len(host) + 1 :]
+    url = f"{registry.rstrip('/')}/v2/{repository}/manifests/{reference}"
+    answer = tools.http.get(url, headers={"Accept": MANIFEST_TYPES})
+    if answer.status == 200:
+        return "ok", f"{image} is in {registry}"
+    if answer.status == 404:
+        return FAIL, f"no image {image} in {registry}"
+    if answer.status in (401, 403):
+        return DOWN, f"{registry} refused to say whether it holds {image} (HTTP {answer.status})"
+    return DOWN, f"{registry} answered HTTP {answer.status} for {image}"
 
 
 def _disk_for_backup(tools: Tools) -> tuple[str, str]:
@@ -283,10 +322,10 @@ def run(
         details=report.plan,
         target=current.name,
     )
+    report.before = before
     with guard.mutation(change, lock=LOCK) as go:
         if not go:
             report.outcome = "dry_run"
-            report.before = before
             return report
         return _run(tools, guard, report, watch_s, backup, progress, on_sample)
 
@@ -313,6 +352,11 @@ def _run(
         user=_user(),
         host=socket.gethostname(),
         image_to=report.image,
+        # what runs as the deploy starts: step 3 records it again after the backup, but a
+        # deploy stopped before that must still say what the platform should run
+        image_from=report.before.image if report.before else None,
+        image_id_from=report.before.image_id if report.before else None,
+        revision_from=report.before.revision if report.before else None,
     )
     audit = _Audit(guard, report)
     notifier.send("start", f"deploy {report.id}: {report.image} to {service} started by {_user()}")
@@ -373,10 +417,31 @@ def _run(
             backup=report.backup,
         )
     # 4-5. roll out and watch; a signal rolls back too
+    with _Signals(progress) as signals:
+        return _roll_out(
+            tools, report, watch_s, progress, on_sample, audit, notifier, finish, signals
+        )
+
+
+def _roll_out(
+    tools: Tools,
+    report: DeployReport,
+    watch_s: float,
+    progress: Progress,
+    on_sample: Callable[[Sample], None],
+    audit: _Audit,
+    notifier: Notifier,
+    finish: Callable[[str, str | None], DeployReport],
+    signals: _Signals,
+) -> DeployReport:
+    """Steps 4-6: roll out, watch, and roll back on failure or on a signal."""
+    s, platform, service = tools.settings, tools.platform, report.service
+    before = report.before
+    assert before is not None
     reason: str | None = None
     interrupted: ExitCode | None = None
     try:
-        with _cancellable():
+        with signals.cancellable():
             with audit.step("rollout"):
                 rolled = platform.set_image(
                     service, report.image, s.deploy.rollout_timeout_s, progress
@@ -416,14 +481,15 @@ def _run(
                 report, f"deploy failed midway: {reason}", exc.exit_code, exc.kind
             ) from None
     if reason is None:
-        finish("succeeded")
+        finish("succeeded", None)
         notifier.send(
             "success",
             f"deploy {report.id}: {report.image} on {service} passed"
             f" the health gate ({len(report.samples)} samples)",
         )
         return report
-    # 6. roll back to exactly what step 3 recorded
+    # 6. roll back to exactly what step 3 recorded; signals from now on are noted, not obeyed
+    signals.shield()
     report.failure = reason
     report.failed_at = report.failed_at or _now()
     progress(f"{reason}; rolling back to {before.image}")
@@ -431,8 +497,15 @@ def _run(
         "rollback",
         f"deploy {report.id} of {report.image}: {reason}; rolling back to {before.image}",
     )
-    with _shielded(progress), audit.step("rollback"):
-        back = platform.restore(service, before, s.deploy.rollout_timeout_s, progress)
+    try:
+        with audit.step("rollback"):
+            back = platform.restore(service, before, s.deploy.rollout_timeout_s, progress)
+    except TravellrError as exc:
+        # e.g. the platform stopped answering: nothing more can be done from here
+        message = f"{reason}; the rollback to {before.image} could not be done: {exc.message}"
+        finish("rollback_failed", message)
+        notifier.send("failure", f"deploy {report.id} of {report.image}: {message}")
+        raise DeployFailed(report, message, exc.exit_code, exc.kind) from None
     report.rollback = _result(back)
     if not back.healthy:
         finish("rollback_failed", f"{reason}; rollback: {back.reason}")
@@ -504,21 +577,50 @@ class _Audit:
             )
 
 
-@contextlib.contextmanager
-def _cancellable() -> Iterator[None]:
-    """SIGTERM (a cancelled CI job) stops the rollout or the watch like Ctrl-C does."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+class _Signals:
+    """Ctrl-C and SIGTERM from the rollout to the end of the rollback.
 
-    def on_term(signum: int, frame: Any) -> None:
+    During the rollout and the watch the first one stops them (KeyboardInterrupt or
+    _Terminated) and, in the same handler, shields what follows: a second signal that comes
+    while the rollback starts or runs is noted, not obeyed, since a half-done rollback would
+    leave the service on neither release. The handlers are the process's own again on exit.
+    """
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.active = threading.current_thread() is threading.main_thread()
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> _Signals:
+        if self.active:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._old[signum] = signal.getsignal(signum)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._old.items():
+            signal.signal(signum, handler)
+
+    @contextlib.contextmanager
+    def cancellable(self) -> Iterator[None]:
+        if self.active:
+            signal.signal(signal.SIGINT, self._stop)
+            signal.signal(signal.SIGTERM, self._stop)
+        yield
+
+    def _stop(self, signum: int, frame: Any) -> None:
+        self.shield()
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt()
         raise _Terminated()
 
-    old = signal.signal(signal.SIGTERM, on_term)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
+    def shield(self) -> None:
+        if self.active:
+            signal.signal(signal.SIGINT, self._note)
+            signal.signal(signal.SIGTERM, self._note)
+
+    def _note(self, signum: int, frame: Any) -> None:
+        self.progress(f"{signal.Signals(signum).name}: the rollback goes on until it is done")
 
 
 @contextlib.contextmanager
@@ -554,6 +656,11 @@ def rollback(
     (current,) = platform.status(service)
     now = platform.release(service)
     target = _rollback_target(s, platform, current.name, now, to)
+    if target.image and not target.image_id and platform.image_exists(target.image) is False:
+        raise CheckFailed(
+            f"no image {target.image} on {platform.name}: nothing was changed",
+            hint="`deploy history` lists the releases that ran; build or pull the image first",
+        )
     report = DeployReport("rollback", current.name, platform.name, target.image, guard.dry_run)
     report.before = now
     report.plan = [
@@ -691,6 +798,18 @@ def status(tools: Tools, service: str) -> StatusReport:
             f"deploy {last.id} of {last.image_to} is running now (pid {last.pid})",
         )
     image, image_id = last.expected_image
+    if last.outcome in UNSETTLED:
+        return StatusReport(
+            current.name,
+            platform.name,
+            now,
+            last,
+            False,
+            f"{last.kind} {last.id} of {last.image_to} did not finish ({last.outcome}:"
+            f" {last.reason}): {current.name} runs {now.image} ({_short(now.image_id)}),"
+            f" the release before it was {last.image_from} ({_short(last.image_id_from)});"
+            " `deploy rollback` restores that, or deploy again",
+        )
     if last.outcome == "running":
         return StatusReport(
             current.name,
