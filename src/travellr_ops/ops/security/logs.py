@@ -36,13 +36,22 @@ _MONTHS = {m.encode(): i for i, m in enumerate(calendar.month_abbr) if m}
 _ACCESS_VALID = re.compile(
     rb'\n\S+ \S+ \S+ \[(\d\d/\w\w\w/\d{4}:\d\d:\d\d:\d\d [+-]\d{4})\] "[^"\n]*" \d{3} \S+'
 )
+# the same lines when their time does not matter (no --since): an empty group, so that findall
+# hands back one shared empty string per line instead of a new object; possessive, since no
+# field can give anything back to the next (about 15 % faster)
+_ACCESS_VALID_COUNT = re.compile(
+    rb'\n()\S++ \S++ \S++ \[\d\d/\w\w\w/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] "[^"\n]*+" \d{3} \S'
+)
 # 401/403/429 lines are found by what ends their request ('" 401 '), a literal search at
 # memory speed, and only those lines are parsed whole: one pattern parsing every line would
 # backtrack through each request that is not one of them
 _ACCESS_DENIED_HINT = re.compile(rb'" (?:401|403|429) ')
+# (run with findall over those lines only, joined, each after its newline; the path stops at
+# "?", the query dropped; possessive, so that a line that is not one of them fails at once
+# instead of backtracking through its request)
 _ACCESS_DENIED = re.compile(
-    rb"(\S+) \S+ \S+ \[(\d\d/\w\w\w/\d{4}:\d\d:\d\d):(\d\d) ([+-]\d{4})\] "
-    rb'"(?:[A-Z]+ )?([^" \n]*)[^"\n]*" (401|403|429) \S+'
+    rb"\n(\S++) \S++ \S++ \[(\d\d/\w\w\w/\d{4}:\d\d:\d\d):(\d\d) ([+-]\d{4})\] "
+    rb'"(?:[A-Z]+ )?+([^" \n?]*+)[^"\n]*+" (401|403|429) \S'
 )
 # -- the app log: 2026-11-28T04:12:00.123Z LEVEL message key=value ...
 _APP_VALID = re.compile(
@@ -157,48 +166,61 @@ class _Analyzer:
             self._hours[minute] = hour
         return hour
 
-    def access(self, block: bytes, stat: FileStat) -> None:
+    def access(self, block: bytes, stat: FileStat, lines: int | None = None) -> None:
+        """Count a block of whole access-log lines (``lines``: how many, when known)."""
         r = self.report
         text = b"\n" + block  # see the patterns: each line starts after a newline
-        stamps = _ACCESS_VALID.findall(text)
-        valid = len(stamps)
         if self.since is None:
+            valid = len(_ACCESS_VALID_COUNT.findall(text))
             r.requests += valid
         else:
+            stamps = _ACCESS_VALID.findall(text)
+            valid = len(stamps)
             # dd/Mon/yyyy:HH:MM:SS +zzzz, counted per second: a log in time order has few
             # distinct seconds per block
             for stamp, n in Counter(stamps).items():
                 if self._kept(self._access_minute(stamp[:17], stamp[21:]), int(stamp[18:20])):
                     r.requests += n
         stat.parsed += valid
-        stat.malformed += _lines(block) - valid
+        stat.malformed += (_lines(block) if lines is None else lines) - valid
+        # the 401/403/429 lines, cut out by their hint and parsed by one findall; then counted
+        # per distinct key in C (Counter over zip), so Python works per key, not per line
+        denied_lines = []
         line_start = -1
-        for hint in _ACCESS_DENIED_HINT.finditer(block):
-            start = block.rfind(b"\n", 0, hint.start()) + 1
+        rfind, find = text.rfind, text.find
+        for hint in _ACCESS_DENIED_HINT.finditer(text):
+            start = rfind(b"\n", 0, hint.start())
             if start == line_start:  # the same line again (the hint in its user agent)
                 continue
             line_start = start
-            line = _ACCESS_DENIED.match(block, start)
-            if line is None:
-                continue
-            ip_b, stamp, sec, zone, path_b, status_b = line.groups()
-            minute = self._access_minute(stamp, zone)
-            if not self._kept(minute, int(sec)):
-                continue
-            status = int(status_b)
-            ip = ip_b.decode("utf-8", "replace")
-            path = path_b.split(b"?", 1)[0].decode("utf-8", "replace") or "-"
-            hour = self._hour(minute)
-            r.denied[status] += 1
-            r.denied_by_ip[ip][status] += 1
-            r.denied_by_path[path][status] += 1
-            r.denied_by_hour[hour][status] += 1
+            end = find(b"\n", hint.end())
+            denied_lines.append(text[start:end] if end >= 0 else text[start:])
+        if not denied_lines:
+            return
+        rows = _ACCESS_DENIED.findall(b"".join(denied_lines))
+        if self.since is not None:
+            rows = [
+                row for row in rows if self._kept(self._access_minute(row[1], row[3]), int(row[2]))
+            ]
+        if not rows:
+            return
+        ips, minutes, _seconds, zones, paths, statuses = zip(*rows, strict=True)
+        for status_b, n in Counter(statuses).items():
+            r.denied[int(status_b)] += n
+        for (ip_b, status_b), n in Counter(zip(ips, statuses, strict=True)).items():
+            r.denied_by_ip[ip_b.decode("utf-8", "replace")][int(status_b)] += n
+        for (path_b, status_b), n in Counter(zip(paths, statuses, strict=True)).items():
+            r.denied_by_path[path_b.decode("utf-8", "replace") or "-"][int(status_b)] += n
+        stamps_zones = Counter(zip(minutes, zones, statuses, strict=True))
+        for (stamp, zone, status_b), n in stamps_zones.items():
+            hour = self._hour(self._access_minute(stamp, zone))
+            r.denied_by_hour[hour][int(status_b)] += n
 
-    def app(self, block: bytes, stat: FileStat) -> None:
+    def app(self, block: bytes, stat: FileStat, lines: int | None = None) -> None:
         text = b"\n" + block
         valid = len(_APP_VALID.findall(text))
         stat.parsed += valid
-        stat.malformed += _lines(block) - valid
+        stat.malformed += (_lines(block) if lines is None else lines) - valid
         for stamp, sec, event, rest in _APP_EVENT.findall(text):
             minute = self._app_minute(stamp)
             when = minute + float(sec)
@@ -358,13 +380,14 @@ def analyze_files(
             for block in _blocks(stream, stat, read_size):
                 if stat.kind == "unknown":
                     stat.kind = sniff(block)
-                stat.lines += _lines(block)
+                lines = _lines(block)
+                stat.lines += lines
                 if stat.kind == "access":
-                    analyzer.access(block, stat)
+                    analyzer.access(block, stat, lines)
                 elif stat.kind == "app":
-                    analyzer.app(block, stat)
+                    analyzer.app(block, stat, lines)
                 else:
-                    stat.malformed += _lines(block)
+                    stat.malformed += lines
     analyzer.finish()
     return report
 
@@ -388,13 +411,14 @@ def analyze_lines(
     def flush() -> None:
         block = b"".join(pending)
         pending.clear()
-        stat.lines += _lines(block)
+        lines = _lines(block)
+        stat.lines += lines
         access, app = FileStat(name, "access"), FileStat(name, "app")
-        analyzer.access(block, access)
-        analyzer.app(block, app)
+        analyzer.access(block, access, lines)
+        analyzer.app(block, app, lines)
         # each line is one format or the other: what neither parsed is malformed
         stat.parsed += access.parsed + app.parsed
-        stat.malformed += _lines(block) - access.parsed - app.parsed
+        stat.malformed += lines - access.parsed - app.parsed
 
     for line in lines:
         pending.append(line.rstrip("\n").encode("utf-8", "replace") + b"\n")
