@@ -12,6 +12,7 @@ from __future__ import annotations
 import calendar
 import gzip
 import json
+import os
 import re
 import zlib
 from collections import Counter, defaultdict, deque
@@ -22,6 +23,12 @@ from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 BLOCK = 4 << 20
+#: a plain access log at least this big is cut at line boundaries into one byte range per core
+#: (up to MAX_WORKERS), scanned by as many processes at once; its counts are sums, so the
+#: parts add up to exactly what one scan counts. Gzip files and app logs (whose brute-force
+#: window needs the failures in order) are read in one stream.
+PARALLEL_MIN = 64 << 20
+MAX_WORKERS = 4
 #: a "line" longer than this without a newline is garbage: counted once, then skipped
 MAX_LINE = 1 << 20
 DENIED = (401, 403, 429)
@@ -297,7 +304,21 @@ def _open(path: Path) -> BinaryIO:
     return open(path, "rb")
 
 
-def _blocks(stream: BinaryIO, stat: FileStat, read_size: int = BLOCK) -> Iterator[bytes]:
+class _Range:
+    """At most ``size`` bytes of an open file, from where it stands (None: up to its end)."""
+
+    def __init__(self, stream: BinaryIO, size: int | None) -> None:
+        self.stream, self.left = stream, size
+
+    def read(self, n: int) -> bytes:
+        if self.left is None:
+            return self.stream.read(n)
+        data = self.stream.read(min(n, self.left))
+        self.left -= len(data)
+        return data
+
+
+def _blocks(stream: BinaryIO | _Range, stat: FileStat, read_size: int = BLOCK) -> Iterator[bytes]:
     """Blocks of about BLOCK bytes of whole lines, from reads of ``read_size`` (small for
     gzip, so that a truncated file loses little). A line longer than MAX_LINE is counted as
     one malformed line and skipped."""
@@ -357,6 +378,110 @@ def sniff(block: bytes) -> str:
     return "access" if access >= app else "app"
 
 
+def _workers() -> int:
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_WORKERS))
+
+
+def _line_start(stream: BinaryIO, pos: int) -> int:
+    """The offset of the first line that starts at or after ``pos``."""
+    if pos <= 0:
+        return 0
+    stream.seek(pos - 1)
+    while chunk := stream.read(1 << 16):
+        cut = chunk.find(b"\n")
+        if cut >= 0:
+            return pos + cut
+        pos += len(chunk)
+    return pos - 1  # none: the end of the file
+
+
+def _scan_range(
+    path: str, since: datetime | None, failures: int, window_s: float, start: int, end: int | None
+) -> tuple[LogReport, FileStat]:
+    """Count the access-log lines of bytes start..end of ``path`` (None: to its end)."""
+    report = LogReport(since, failures, window_s)
+    analyzer = _Analyzer(report)
+    stat = FileStat(path, "access")
+    try:
+        with open(path, "rb") as stream:
+            stream.seek(start)
+            for block in _blocks(_Range(stream, None if end is None else end - start), stat):
+                lines = _lines(block)
+                stat.lines += lines
+                analyzer.access(block, stat, lines)
+    except OSError as exc:
+        stat.error = exc.strerror or str(exc)
+    return report, stat
+
+
+def _merge(report: LogReport, stat: FileStat, part: LogReport, part_stat: FileStat) -> None:
+    report.requests += part.requests
+    report.denied.update(part.denied)
+    for mine, theirs in (
+        (report.denied_by_ip, part.denied_by_ip),
+        (report.denied_by_path, part.denied_by_path),
+        (report.denied_by_hour, part.denied_by_hour),
+    ):
+        for key, counts in theirs.items():
+            mine[key].update(counts)
+    stat.lines += part_stat.lines
+    stat.parsed += part_stat.parsed
+    stat.malformed += part_stat.malformed
+    stat.truncated = stat.truncated or part_stat.truncated
+    stat.error = stat.error or part_stat.error
+
+
+def _ranges(stream: BinaryIO, stat: FileStat) -> list[tuple[int, int | None]]:
+    """The byte ranges to scan a big plain access log in at once, cut at line boundaries;
+    [] when it is to be read in one stream (small, one core, or not an access log)."""
+    workers = _workers()
+    try:
+        size = os.fstat(stream.fileno()).st_size
+    except (OSError, ValueError):
+        return []
+    if workers < 2 or size < PARALLEL_MIN or stat.kind not in ("unknown", "access"):
+        return []
+    if stat.kind == "unknown":  # told by its first block, as the one-stream scan does
+        stat.kind = sniff(next(_blocks(stream, FileStat(stat.path, "unknown")), b""))
+        stream.seek(0)
+        if stat.kind != "access":
+            return []
+    cuts = [0]
+    for i in range(1, workers):
+        cuts.append(_line_start(stream, max(size * i // workers, cuts[-1])))
+    stream.seek(0)
+    # the last range reads on to the end: the log may grow while it is read
+    bounds: list[int | None] = [*cuts, None]
+    return [(a, b) for a, b in zip(cuts, bounds[1:], strict=True) if a != b]
+
+
+def _scan_parallel(
+    path: Path, stat: FileStat, report: LogReport, ranges: list[tuple[int, int | None]]
+) -> bool:
+    """Scan the ranges in child processes (forked: nothing to import again) and this one;
+    False when no process could be started (then the file is read in one stream)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    args = (str(path), report.since, report.bruteforce_failures, report.bruteforce_window_s)
+    try:
+        with ProcessPoolExecutor(
+            len(ranges) - 1, mp_context=multiprocessing.get_context("fork")
+        ) as pool:
+            futures = [pool.submit(_scan_range, *args, a, b) for a, b in ranges[1:]]
+            parts = [_scan_range(*args, *ranges[0])] + [f.result() for f in futures]
+    except (OSError, BrokenProcessPool):
+        return False
+    for part, part_stat in parts:
+        _merge(report, stat, part, part_stat)
+    return True
+
+
 def analyze_files(
     files: Iterable[tuple[Path, str | None]],
     *,
@@ -376,6 +501,10 @@ def analyze_files(
             stat.error = exc.strerror or str(exc)
             continue
         with stream:
+            if path.suffix != ".gz":
+                ranges = _ranges(stream, stat)
+                if len(ranges) > 1 and _scan_parallel(path, stat, report, ranges):
+                    continue
             read_size = 1 << 16 if path.suffix == ".gz" else BLOCK
             for block in _blocks(stream, stat, read_size):
                 if stat.kind == "unknown":
