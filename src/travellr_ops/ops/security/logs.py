@@ -43,11 +43,13 @@ _MONTHS = {m.encode(): i for i, m in enumerate(calendar.month_abbr) if m}
 _ACCESS_VALID = re.compile(
     rb'\n\S+ \S+ \S+ \[(\d\d/\w\w\w/\d{4}:\d\d:\d\d:\d\d [+-]\d{4})\] "[^"\n]*" \d{3} \S+'
 )
-# the same lines when their time does not matter (no --since): an empty group, so that findall
-# hands back one shared empty string per line instead of a new object; possessive, since no
-# field can give anything back to the next (about 15 % faster)
-_ACCESS_VALID_COUNT = re.compile(
-    rb'\n()\S++ \S++ \S++ \[\d\d/\w\w\w/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] "[^"\n]*+" \d{3} \S'
+# the same lines when their time does not matter (no --since), matched one after the other from
+# the block's start, each to its end, by one call that stops only at a line that is not one:
+# no search for each line's start and no object per line (about 35 % faster than findall);
+# atomic, since no field can give anything back to the next
+_ACCESS_RUN = re.compile(
+    rb'(?>\S+ \S+ \S+ \[\d\d/\w\w\w/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] "[^"\n]*+" \d{3} \S[^\n]*+'
+    rb"(?:\n|\Z))*"
 )
 # 401/403/429 lines are found by what ends their request ('" 401 '), a literal search at
 # memory speed, and only those lines are parsed whole: one pattern parsing every line would
@@ -177,8 +179,10 @@ class _Analyzer:
         """Count a block of whole access-log lines (``lines``: how many, when known)."""
         r = self.report
         text = b"\n" + block  # see the patterns: each line starts after a newline
+        if lines is None:
+            lines = _lines(block)
         if self.since is None:
-            valid = len(_ACCESS_VALID_COUNT.findall(text))
+            valid = lines - _not_matching(_ACCESS_RUN, block)
             r.requests += valid
         else:
             stamps = _ACCESS_VALID.findall(text)
@@ -189,7 +193,7 @@ class _Analyzer:
                 if self._kept(self._access_minute(stamp[:17], stamp[21:]), int(stamp[18:20])):
                     r.requests += n
         stat.parsed += valid
-        stat.malformed += (_lines(block) if lines is None else lines) - valid
+        stat.malformed += lines - valid
         # the 401/403/429 lines, cut out by their hint and parsed by one findall; then counted
         # per distinct key in C (Counter over zip), so Python works per key, not per line
         denied_lines = []
@@ -265,6 +269,20 @@ class _Analyzer:
         for ip, suspect in self.report.suspects.items():
             suspect.failures = self.report.failed_by_ip[ip]
             suspect.accounts = sorted(self._accounts[ip])
+
+
+def _not_matching(run: re.Pattern[bytes], block: bytes) -> int:
+    """How many lines of ``block`` stop ``run`` (a pattern matching a run of good lines)."""
+    bad, pos, size, match, find = 0, 0, len(block), run.match, block.find
+    while True:
+        m = match(block, pos)
+        pos = m.end() if m else pos
+        if pos >= size:
+            return bad
+        bad += 1
+        pos = find(b"\n", pos) + 1
+        if not pos:  # the last line, with no newline
+            return bad
 
 
 def _lines(block: bytes) -> int:
