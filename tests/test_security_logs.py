@@ -248,3 +248,80 @@ def test_default_sources_missing_is_exit_3(tmp_path: Path) -> None:
     res = invoke("security", "logs", settings=s)
     assert res.exit_code == 3 and "no log could be read" in res.stderr
     assert invoke("security", "logs", "--since", "soon", settings=s).exit_code == 2
+
+
+def test_big_access_log_scanned_in_ranges_counts_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plain access log past logs.PARALLEL_MIN is cut into one byte range per core and
+    scanned by several processes: the counts are exactly those of one stream, with garbage
+    lying across the cuts (scaled down here: 3 ranges, 4 KB blocks, an 8 KB line limit)."""
+    from travellr_ops.ops.security import logs
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    statuses = [200, 401, 200, 403, 200, 429, 404, 200]
+    rows = []
+    for i in range(3000):
+        ip, status = f"10.3.{i % 7}.{i % 5}", statuses[i % 8]
+        when = now - (timedelta(days=3) if i % 10 == 9 else timedelta(minutes=i % 50))
+        rows.append((ip, status, i % 10 != 9, _access(ip, when, f"/p{i % 3}?q={i}", status)))
+    last = _access("10.9.9.9", now, "/p0", 401).rstrip("\n")  # no newline at the end
+    long_line = "B" * 20_000 + "\n"  # longer than a block and the line limit
+    binary = "\x00\x01 junk \x7f" * 30 + "\n"
+    size = sum(len(r[3]) for r in rows) + len(last) + len(long_line) + len(binary)
+    # each piece of garbage lies across the point where a cut is sought
+    parts, offset = [], 0
+    for *_, line in rows:
+        if offset <= size // 3 < offset + len(long_line) and long_line not in parts:
+            parts.append(long_line)
+            offset += len(long_line)
+        if offset <= 2 * size // 3 < offset + len(binary) and binary not in parts:
+            parts.append(binary)
+            offset += len(binary)
+        parts.append(line)
+        offset += len(line)
+    assert long_line in parts and binary in parts
+    log = tmp_path / "access.log"
+    log.write_bytes(("".join(parts) + last).encode("latin-1"))
+
+    monkeypatch.setattr(logs, "BLOCK", 4096)
+    monkeypatch.setattr(logs, "MAX_LINE", 8192)
+    monkeypatch.setattr(logs, "_workers", lambda: 3)
+    cut_into: list[int] = []
+    real_ranges = logs._ranges
+
+    def ranges(stream: Any, stat: Any) -> list[tuple[int, int | None]]:
+        found = real_ranges(stream, stat)
+        cut_into.append(len(found))
+        return found
+
+    monkeypatch.setattr(logs, "_ranges", ranges)
+
+    def review(parallel_min: int) -> dict[str, Any]:
+        monkeypatch.setattr(logs, "PARALLEL_MIN", parallel_min)
+        res = invoke(
+            "security", "logs", "--json", "--since", "24h", "--top", "1000", "--source", str(log),
+            settings=settings(tmp_path),
+        )  # fmt: skip
+        assert res.exit_code == 0, res.stderr
+        doc = dict(res.json())
+        doc.pop("since")  # now - 24h, a moment apart
+        return doc
+
+    in_ranges = review(0)
+    assert cut_into == [3]
+    recent = [(ip, status) for ip, status, kept, _ in rows if kept and status in (401, 403, 429)]
+    by_ip: dict[str, int] = {"10.9.9.9": 1}
+    for ip, _ in recent:
+        by_ip[ip] = by_ip.get(ip, 0) + 1
+    assert {r["key"]: r["total"] for r in in_ranges["denied_by_ip"]} == by_ip
+    assert in_ranges["denied"] == {
+        str(s): sum(st == s for _, st in recent) + (s == 401) for s in (401, 403, 429)
+    }
+    assert in_ranges["requests"] == sum(kept for _, _, kept, _ in rows) + 1
+    assert in_ranges["malformed_lines"] == 2
+    assert in_ranges["files"][0]["lines"] == len(rows) + 3
+
+    one_stream = review(1 << 40)
+    assert cut_into == [3, 0]
+    assert one_stream == in_ranges
