@@ -35,8 +35,16 @@ note "Maintenance mode: the backend answers 503, health says so instead of alarm
 step maintenance on --message "demo: database maintenance" --yes
 step health
 step maintenance off --yes
+note "The key metrics once against their thresholds (the seeded missing index makes the query time breach)"
+step monitor once
+note "Weekly security: the dependency audit (offline advisories) and the log review"
+step security audit
+step security logs --since 24h
 note "Backups: the nightly job, then what is there and whether it is sound"
 step --quiet backup create
 step backup list
 step backup verify
+note "The morning checklist as cron runs it, and when each routine last ran"
+step checklist morning --quiet
+step checklist last
 printf '\nThe sandbox is still running: bash scripts/sandbox.sh status | down\n'

@@ -89,6 +89,13 @@ warm_paths = [
 [logs]
 access_log = "$SB/logs/access.log"
 app_log = "$SB/logs/app.log"
+
+[security]
+# the stand-in backend's dependencies, audited against the offline advisory records the
+# tests use (real published advisories in the OSV format); no live service is reachable here
+backend_dir = "$REPO/scripts/sandbox"
+advisories_dir = "$REPO/tests/data/osv"
+live_audit = false
 EOF
   mv "$tmp" "$SETTINGS"
 }
