@@ -55,8 +55,11 @@ SERVICE_LABEL = "com.docker.compose.service"
 CONFIG_FILES_LABEL = "com.docker.compose.project.config_files"
 WORKING_DIR_LABEL = "com.docker.compose.project.working_dir"
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
-#: seconds between looks at a restarting container
-POLL_S = 0.25
+#: seconds between looks at a restarting container. Each look is one inspect (a few ms on the
+#: engine); the container turns healthy when a check ends, and every moment between that and
+#: our next look is added to a restart, a rollout or a `deploy rollback` (0.25 s cost 0.125 s
+#: on average, a tenth of the budget `deploy rollback` has over `docker-compose up -d`).
+POLL_S = 0.05
 #: how long a container without a health check must stay up after a restart to count
 STABLE_WITHOUT_CHECK = timedelta(seconds=2)
 #: log lines shown when a container dies or does not become healthy

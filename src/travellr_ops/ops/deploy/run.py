@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from travellr_ops.adapters.http import HttpAdapter
 from travellr_ops.adapters.platform_types import Release, RestartResult, ServicePlatform
@@ -28,12 +28,16 @@ from travellr_ops.errors import (
     TravellrError,
     UsageError,
 )
-from travellr_ops.ops.deploy.gate import Gate, GateResult, Sample, watch
 from travellr_ops.ops.deploy.history import UNSETTLED, Entry, History
 from travellr_ops.ops.deploy.notify import Notifier
 from travellr_ops.ops.health import DOWN, FAIL, WARN, HealthReport, human_bytes
 from travellr_ops.safety import Change, Guard, _user
 from travellr_ops.settings import Settings
+
+if TYPE_CHECKING:
+    # the gate (and the access-log parser it brings) only for `deploy run`: `deploy rollback`
+    # is timed against `docker-compose up -d`, and every import is on its clock
+    from travellr_ops.ops.deploy.gate import GateResult, Sample
 
 Progress = Callable[[str], None]
 LOCK = "deploy"
@@ -435,6 +439,8 @@ def _roll_out(
     signals: _Signals,
 ) -> DeployReport:
     """Steps 4-6: roll out, watch, and roll back on failure or on a signal."""
+    from travellr_ops.ops.deploy.gate import Gate, watch
+
     s, platform, service = tools.settings, tools.platform, report.service
     before = report.before
     assert before is not None
