@@ -28,7 +28,7 @@ typecheck:
 	.venv/bin/mypy
 
 unit:
-	.venv/bin/python -m pytest
+	bash scripts/test.sh
 
 sandbox-down:
 	bash scripts/sandbox.sh down
