@@ -16,6 +16,7 @@ import pytest
 
 from cli import invoke
 from fixtures_servers import REPO
+from servers import need
 from travellr_ops.ops.security.deps import NPM, PYPI, Dependency, npm_lock, requirements
 from travellr_ops.ops.security.osv import load
 from travellr_ops.settings import Settings
@@ -51,7 +52,7 @@ class _Registry(BaseHTTPRequestHandler):
 def registry_405(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """npm pointed at a registry on 127.0.0.1 whose audit endpoints refuse (405)."""
     if shutil.which("npm") is None:
-        pytest.skip("npm is not installed")
+        need("npm is not installed (the machine's Node.js ships it)")
     posts: list[str] = []
     handler = type("Registry", (_Registry,), {"posts": posts})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
