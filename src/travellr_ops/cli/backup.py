@@ -55,13 +55,13 @@ NameArg = Annotated[
 
 
 @contextmanager
-def _dump(a: AppContext) -> Iterator[MongoDump]:
+def _dump(app_ctx: AppContext) -> Iterator[MongoDump]:
     from travellr_ops.adapters.mongo import MongoAdapter
     from travellr_ops.adapters.mongo_dump import MongoDump
 
-    s = a.settings.mongo
+    s = app_ctx.settings.mongo
     mongo = MongoAdapter(
-        s.uri, s.database, s.timeout_s, read_timeout_s=a.settings.backup.read_timeout_s
+        s.uri, s.database, s.timeout_s, read_timeout_s=app_ctx.settings.backup.read_timeout_s
     )
     try:
         yield MongoDump(mongo)
@@ -69,7 +69,7 @@ def _dump(a: AppContext) -> Iterator[MongoDump]:
         mongo.close()
 
 
-def _metered(a: AppContext, metrics: Path | None, command: str, run: Callable[[], T]) -> T:
+def _metered(app_ctx: AppContext, metrics: Path | None, command: str, run: Callable[[], T]) -> T:
     """Run ``run``; write the metrics file afterwards, whether it succeeded or not."""
     started = time.monotonic()
     ok = False
@@ -81,7 +81,7 @@ def _metered(a: AppContext, metrics: Path | None, command: str, run: Callable[[]
         if metrics is not None:
             from travellr_ops.ops.backup.manage import write_metrics
 
-            write_metrics(a.settings, metrics, command, ok, time.monotonic() - started)
+            write_metrics(app_ctx.settings, metrics, command, ok, time.monotonic() - started)
 
 
 def _size(n: float) -> str:
@@ -109,17 +109,17 @@ def create(
     """
     from travellr_ops.ops.backup.create import create as run_create
 
-    a = use(ctx)
-    out = a.output(json_, quiet)
-    with _dump(a) as dump:
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    with _dump(app_ctx) as dump:
         result = _metered(
-            a,
+            app_ctx,
             metrics_file,
             "create",
             lambda: run_create(
-                a.settings,
+                app_ctx.settings,
                 dump,
-                a.guard(dry_run=dry_run),
+                app_ctx.guard(dry_run=dry_run),
                 out.progress,
                 out.warn,
                 collections or None,
@@ -155,9 +155,9 @@ def list_(ctx: typer.Context, json_: JsonOpt = False, quiet: QuietOpt = False) -
     """
     from travellr_ops.ops.backup.manage import list_backups
 
-    a = use(ctx)
-    out = a.output(json_, quiet)
-    listing = list_backups(a.settings)
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    listing = list_backups(app_ctx.settings)
     out.result(listing, lambda console: _render_list(console, listing))
     for warning in listing.warnings:
         out.warn(warning)
@@ -225,15 +225,15 @@ def verify(
     """
     from travellr_ops.ops.backup.manage import verify as run_verify
 
-    a = use(ctx)
-    out = a.output(json_, quiet)
-    with _dump(a) as dump:
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    with _dump(app_ctx) as dump:
         result = _metered(
-            a,
+            app_ctx,
             metrics_file,
             "verify",
             lambda: run_verify(
-                a.settings,
+                app_ctx.settings,
                 name,
                 restore_test=restore_test,
                 dump=lambda: dump,
@@ -283,9 +283,9 @@ def clean(
     """
     from travellr_ops.ops.backup.manage import clean as run_clean
 
-    a = use(ctx)
-    out = a.output(json_, quiet)
-    plan = run_clean(a.settings, a.guard(yes, dry_run), keep_days, keep_last)
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    plan = run_clean(app_ctx.settings, app_ctx.guard(yes, dry_run), keep_days, keep_last)
     out.result(plan, lambda console: _render_clean(console, plan))
 
 
@@ -349,14 +349,14 @@ def restore(
     """
     from travellr_ops.ops.backup.restore import restore as run_restore
 
-    a = use(ctx)
-    out = a.output(json_, quiet)
-    downtime = _downtime(a) if with_downtime else None
-    with _dump(a) as dump:
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    downtime = _downtime(app_ctx) if with_downtime else None
+    with _dump(app_ctx) as dump:
         result = run_restore(
-            a.settings,
+            app_ctx.settings,
             dump,
-            a.guard(yes, dry_run),
+            app_ctx.guard(yes, dry_run),
             out.progress,
             out.info,
             name,
@@ -376,25 +376,25 @@ def restore(
         exit_with(False)
 
 
-def _downtime(a: AppContext) -> Callable[[], tuple[Callable[[], None], Callable[[], Any]]]:
+def _downtime(app_ctx: AppContext) -> Callable[[], tuple[Callable[[], None], Callable[[], Any]]]:
     def stop() -> tuple[Callable[[], None], Callable[[], tuple[bool, str]]]:
         from travellr_ops.adapters.platform import get_platform
 
-        platform = get_platform(a.settings)
+        platform = get_platform(app_ctx.settings)
         platform.down("backend")
-        return (lambda: platform.up("backend")), (lambda: _health(a))
+        return (lambda: platform.up("backend")), (lambda: _health(app_ctx))
 
     return stop
 
 
-def _health(a: AppContext) -> tuple[bool, str]:
+def _health(app_ctx: AppContext) -> tuple[bool, str]:
     """The runbook's step 5 (`./scripts/health-check.sh`), waiting a little for the start."""
     from travellr_ops.adapters.http import HttpAdapter
     from travellr_ops.adapters.mongo import MongoAdapter
     from travellr_ops.adapters.redis import RedisAdapter
     from travellr_ops.ops.health import check_all
 
-    s = a.settings
+    s = app_ctx.settings
     deadline = time.monotonic() + 60
     while True:
         http = HttpAdapter(s.api.timeout_s)
@@ -468,15 +468,21 @@ def oplog_archive(
     """
     from travellr_ops.ops.backup.archive import oplog_archive as run_archive
 
-    a = use(ctx)
-    out = a.output(json_, quiet)
-    with _dump(a) as dump:
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    with _dump(app_ctx) as dump:
         result = _metered(
-            a,
+            app_ctx,
             metrics_file,
             "oplog-archive",
             lambda: run_archive(
-                a.settings, dump, a.guard(), out.info, follow=follow, reset=reset, rounds=rounds
+                app_ctx.settings,
+                dump,
+                app_ctx.guard(),
+                out.info,
+                follow=follow,
+                reset=reset,
+                rounds=rounds,
             ),
         )
     out.result(result, lambda console: _render_archive(console, result))

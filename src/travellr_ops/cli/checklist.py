@@ -53,20 +53,20 @@ VERDICT_STYLE = {
 }
 
 
-def _servers(a: AppContext, out: Output, yes: bool) -> Servers:
+def _servers(app_ctx: AppContext, out: Output, yes: bool) -> Servers:
     from travellr_ops.ops.checklist.servers import Servers
 
     return Servers(
-        a.settings,
-        a.guard(yes),
+        app_ctx.settings,
+        app_ctx.guard(yes),
         out.progress,
         notify=out.info,
-        config_file=a.loaded.config_file,
+        config_file=app_ctx.loaded.config_file,
     )
 
 
 def _run(
-    a: AppContext,
+    app_ctx: AppContext,
     out: Output,
     servers: Servers,
     routine: str,
@@ -151,10 +151,10 @@ def morning(
     from travellr_ops.ops.checklist import morning as routine
     from travellr_ops.ops.checklist.routine import overdue
 
-    a = use(ctx)
-    out = a.output(json_, quiet)
-    servers = _servers(a, out, yes)
-    _run(a, out, servers, "morning", routine.steps(servers), yes, lambda: overdue(servers))
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    servers = _servers(app_ctx, out, yes)
+    _run(app_ctx, out, servers, "morning", routine.steps(servers), yes, lambda: overdue(servers))
 
 
 @app.command()
@@ -169,10 +169,10 @@ def weekly(
     manual steps (the week's incidents, dependency updates) to confirm."""
     from travellr_ops.ops.checklist import periodic
 
-    a = use(ctx)
-    out = a.output(json_, quiet)
-    servers = _servers(a, out, yes)
-    _run(a, out, servers, "weekly", periodic.weekly(servers), yes)
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    servers = _servers(app_ctx, out, yes)
+    _run(app_ctx, out, servers, "weekly", periodic.weekly(servers), yes)
 
 
 @app.command()
@@ -187,10 +187,10 @@ def monthly(
     into a scratch database, the security posture; the manual reviews to confirm."""
     from travellr_ops.ops.checklist import periodic
 
-    a = use(ctx)
-    out = a.output(json_, quiet)
-    servers = _servers(a, out, yes)
-    _run(a, out, servers, "monthly", periodic.monthly(servers), yes)
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    servers = _servers(app_ctx, out, yes)
+    _run(app_ctx, out, servers, "monthly", periodic.monthly(servers), yes)
 
 
 @app.command()
@@ -212,9 +212,9 @@ def last(
 
     if routine is not None and routine not in ROUTINES:
         raise UsageError(f"no routine {routine!r}", hint=f"one of {', '.join(ROUTINES)}")
-    a = use(ctx)
-    out = a.output(json_, quiet)
-    s = a.settings
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    s = app_ctx.settings
     store = Store(store_path(s.state_dir), s.monitor.store_timeout_s)
     try:
         record.open_store(store)
@@ -302,11 +302,11 @@ def before(
     from travellr_ops.safety import utcnow
 
     end = parse_until(until, utcnow()) if until is not None else None
-    a = use(ctx)
-    out = a.output(json_, quiet)
-    servers = _servers(a, out, yes)
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    servers = _servers(app_ctx, out, yes)
     steps = routine.before(servers, message or DEFAULT_MESSAGE, end, reason, plan)
-    _run(a, out, servers, "maintenance-before", steps, yes)
+    _run(app_ctx, out, servers, "maintenance-before", steps, yes)
 
 
 @maintenance_app.command()
@@ -319,10 +319,10 @@ def during(
     answering 503."""
     from travellr_ops.ops.checklist import maintenance as routine
 
-    a = use(ctx)
-    out = a.output(json_, quiet)
-    servers = _servers(a, out, False)
-    _run(a, out, servers, "maintenance-during", routine.during(servers), False)
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    servers = _servers(app_ctx, out, False)
+    _run(app_ctx, out, servers, "maintenance-during", routine.during(servers), False)
 
 
 @maintenance_app.command()
@@ -337,7 +337,7 @@ def after(
     since `before`; the smoke test and telling users are manual steps."""
     from travellr_ops.ops.checklist import maintenance as routine
 
-    a = use(ctx)
-    out = a.output(json_, quiet)
-    servers = _servers(a, out, yes)
-    _run(a, out, servers, "maintenance-after", routine.after(servers), yes)
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    servers = _servers(app_ctx, out, yes)
+    _run(app_ctx, out, servers, "maintenance-after", routine.after(servers), yes)

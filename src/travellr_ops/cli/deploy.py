@@ -31,16 +31,16 @@ ServiceOpt = Annotated[
 
 
 @contextmanager
-def _tools(a: AppContext, out_warn: object = None) -> Iterator[Tools]:
+def _tools(app_ctx: AppContext, out_warn: object = None) -> Iterator[Tools]:
     from travellr_ops.adapters.http import HttpAdapter
     from travellr_ops.adapters.mongo import MongoAdapter
     from travellr_ops.adapters.redis import RedisAdapter
     from travellr_ops.ops.deploy.run import Tools
     from travellr_ops.ops.health import check_all
 
-    s = a.settings
+    s = app_ctx.settings
     http = HttpAdapter(s.api.timeout_s)
-    with a.platform() as platform:
+    with app_ctx.platform() as platform:
 
         def health():  # type: ignore[no-untyped-def]
             mongo = MongoAdapter(s.mongo.uri, s.mongo.database, s.mongo.timeout_s)
@@ -57,10 +57,10 @@ def _tools(a: AppContext, out_warn: object = None) -> Iterator[Tools]:
             from travellr_ops.adapters.mongo_dump import MongoDump
             from travellr_ops.ops.backup.create import create
 
-            out = a.output()
+            out = app_ctx.output()
             mongo = MongoAdapter(s.mongo.uri, s.mongo.database, s.mongo.timeout_s)
             try:
-                result = create(s, MongoDump(mongo), a.guard(), out.progress, out.warn)
+                result = create(s, MongoDump(mongo), app_ctx.guard(), out.progress, out.warn)
             finally:
                 mongo.close()
             return result.name
@@ -133,14 +133,14 @@ def run_command(
     or another deploy running, 130/143 interrupted (rolled back)."""
     from travellr_ops.ops.deploy.run import DeployFailed, run
 
-    a = use(ctx)
-    out = a.output(json_, quiet)
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
     seconds = _duration(watch)
-    with _tools(a) as tools:
+    with _tools(app_ctx) as tools:
         try:
             report = run(
                 tools,
-                a.guard(yes, dry_run),
+                app_ctx.guard(yes, dry_run),
                 service,
                 image,
                 watch_s=seconds,
@@ -252,13 +252,13 @@ def preflight_command(
     step fails, 3 when a server does not answer."""
     from travellr_ops.ops.deploy.run import preflight
 
-    a = use(ctx)
-    out = a.output(json_, quiet)
-    with _tools(a) as tools:
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    with _tools(app_ctx) as tools:
         (svc,) = tools.platform.status(service)
         ref = tools.platform.image_for(svc.name, image) if image else None
         report: PreflightReport = preflight(
-            tools, svc.name, ref, backup=not no_backup, guard=a.guard()
+            tools, svc.name, ref, backup=not no_backup, guard=app_ctx.guard()
         )
     out.result(report, lambda console: _render_steps(console, report.steps))
     if report.exit_code:
@@ -285,11 +285,11 @@ def rollback_command(
     compose to the previous image recorded in the history. Waits until healthy."""
     from travellr_ops.ops.deploy.run import DeployFailed, rollback
 
-    a = use(ctx)
-    out = a.output(json_, quiet)
-    with _tools(a) as tools:
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    with _tools(app_ctx) as tools:
         try:
-            report = rollback(tools, a.guard(yes, dry_run), service, to, progress=out.info)
+            report = rollback(tools, app_ctx.guard(yes, dry_run), service, to, progress=out.info)
         except DeployFailed as exc:
             failed = exc.report
             out.result(failed, lambda console: _render_report(console, failed))
@@ -312,9 +312,9 @@ def status_command(
     from travellr_ops.cli.common import exit_with
     from travellr_ops.ops.deploy.run import status
 
-    a = use(ctx)
-    out = a.output(json_, quiet)
-    with _tools(a) as tools:
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    with _tools(app_ctx) as tools:
         report = status(tools, service)
     out.result(report, lambda console: _render_status(console, report))
     if report.in_sync:
@@ -358,9 +358,9 @@ def history_command(
     a rollback happened."""
     from travellr_ops.ops.deploy.run import history
 
-    a = use(ctx)
-    out = a.output(json_, quiet)
-    entries = history(a.settings, service, limit)
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    entries = history(app_ctx.settings, service, limit)
     out.result(entries, lambda console: _render_history(console, entries))
 
 

@@ -27,10 +27,10 @@ STEP_NAMES = ("contain", "eradicate", "recover", "document")
 
 
 @contextmanager
-def _store(a: AppContext) -> Iterator[Store]:
+def _store(app_ctx: AppContext) -> Iterator[Store]:
     from travellr_ops.ops.incident.procedure import store_for
 
-    store = store_for(a.settings)
+    store = store_for(app_ctx.settings)
     try:
         yield store
     finally:
@@ -65,10 +65,12 @@ def open_(
     stats, maintenance) at once; a source that is down is recorded as down."""
     from travellr_ops.ops.incident.procedure import open_incident
 
-    a = use(ctx)
-    out = a.output(json_, quiet)
-    with _store(a) as store:
-        written = open_incident(a.settings, store, title, severity, _author(), announce=out.info)
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    with _store(app_ctx) as store:
+        written = open_incident(
+            app_ctx.settings, store, title, severity, _author(), announce=out.info
+        )
     _result(out, written)
     down = [e["source"] for e in written.doc["evidence"] if e["state"] in ("down", "timeout")]
     if down:
@@ -87,10 +89,10 @@ def note(
     """Add a timestamped note (it belongs to the step under way)."""
     from travellr_ops.ops.incident.procedure import note as add_note
 
-    a = use(ctx)
-    out = a.output(json_, quiet)
-    with _store(a) as store:
-        written = add_note(a.settings, store, incident_id, text, _author())
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    with _store(app_ctx) as store:
+        written = add_note(app_ctx.settings, store, incident_id, text, _author())
     out.result(_brief(written), None)
     out.success(f"noted on {incident_id}")
 
@@ -110,10 +112,10 @@ def step(
     to recovery), document."""
     from travellr_ops.ops.incident.procedure import step as add_step
 
-    a = use(ctx)
-    out = a.output(json_, quiet)
-    with _store(a) as store:
-        written = add_step(a.settings, store, incident_id, name.lower(), text, _author())
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    with _store(app_ctx) as store:
+        written = add_step(app_ctx.settings, store, incident_id, name.lower(), text, _author())
     out.result(_brief(written), None)
     out.success(f"{incident_id}: {name.lower()} started")
 
@@ -130,10 +132,10 @@ def close(
     changed something meanwhile; writes the post-incident record (Markdown and JSON)."""
     from travellr_ops.ops.incident.procedure import close as do_close
 
-    a = use(ctx)
-    out = a.output(json_, quiet)
-    with _store(a) as store:
-        written = do_close(a.settings, store, incident_id, text, _author())
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    with _store(app_ctx) as store:
+        written = do_close(app_ctx.settings, store, incident_id, text, _author())
     _result(out, written)
     out.success(f"{incident_id} closed; records: {written.markdown_path}, {written.json_path}")
 
@@ -144,10 +146,10 @@ def show(ctx: typer.Context, incident_id: IdArg, json_: JsonOpt = False) -> None
     changed something), duration and time to recovery."""
     from travellr_ops.ops.incident.procedure import write_record
 
-    a = use(ctx)
-    out = a.output(json_)
-    with _store(a) as store:
-        written = write_record(a.settings, store, incident_id)
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_)
+    with _store(app_ctx) as store:
+        written = write_record(app_ctx.settings, store, incident_id)
     _result(out, written)
 
 
@@ -161,9 +163,9 @@ def list_(
     from travellr_ops.ops.incident.record import iso, listing
     from travellr_ops.ops.incident.report import duration
 
-    a = use(ctx)
-    out = a.output(json_)
-    with _store(a) as store:
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_)
+    with _store(app_ctx) as store:
         found = listing(store, open_only)
     rows: list[dict[str, Any]] = [
         {

@@ -57,12 +57,12 @@ VERDICT_STYLE = {
 
 
 @contextmanager
-def sampler_for(app_: AppContext) -> Iterator[Sampler]:
+def sampler_for(app_ctx: AppContext) -> Iterator[Sampler]:
     """A sampler over the settings' servers; every client closed when the block ends."""
     from travellr_ops.adapters import connect
     from travellr_ops.ops.monitor.sampler import Sampler
 
-    s = app_.settings
+    s = app_ctx.settings
     with (
         connect.http(s, 1 + len(s.monitor.api_paths)) as http,
         connect.mongo(s) as mongo,
@@ -75,12 +75,12 @@ def sampler_for(app_: AppContext) -> Iterator[Sampler]:
             sampler.close()
 
 
-def record(app_: AppContext, sample: Sample, out: Output) -> None:
+def record(app_ctx: AppContext, sample: Sample, out: Output) -> None:
     """Append the sample to the history; a store that fails is reported, never fatal."""
     from travellr_ops.ops.monitor.history import append, open_history
     from travellr_ops.store import Store, StoreError, store_path
 
-    s = app_.settings
+    s = app_ctx.settings
     store = Store(store_path(s.state_dir), s.monitor.store_timeout_s)
     try:
         append(open_history(store), sample, s.monitor.retention_days)
@@ -117,12 +117,12 @@ def monitor(
     interval_s = parse_duration(interval, "--interval")
     _check_seconds("--interval", interval_s)
     duration_s = parse_duration(duration, "--duration") if duration else None
-    app_ = use(ctx)
-    out = app_.output(json_, quiet)
-    raise typer.Exit(live(app_, out, interval_s, duration_s))
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    raise typer.Exit(live(app_ctx, out, interval_s, duration_s))
 
 
-def live(app_: AppContext, out: Output, interval_s: float, duration_s: float | None) -> int:
+def live(app_ctx: AppContext, out: Output, interval_s: float, duration_s: float | None) -> int:
     import time
     from contextlib import nullcontext
 
@@ -133,7 +133,7 @@ def live(app_: AppContext, out: Output, interval_s: float, duration_s: float | N
     from travellr_ops.ops.monitor.live import Tracker
     from travellr_ops.store import Store, StoreError, store_path
 
-    s = app_.settings
+    s = app_ctx.settings
     tracker = Tracker()
     store: Store | None = Store(store_path(s.state_dir), s.monitor.store_timeout_s)
     dashboard = out.stdout.is_terminal and not out.json and not out.quiet
@@ -145,7 +145,7 @@ def live(app_: AppContext, out: Output, interval_s: float, duration_s: float | N
         else nullcontext()
     )
     try:
-        with sampler_for(app_) as sampler, screen as view:
+        with sampler_for(app_ctx) as sampler, screen as view:
             while deadline is None or time.monotonic() < deadline - 0.05:
                 window = interval_s
                 if deadline is not None:
@@ -197,13 +197,13 @@ def once(
     from travellr_ops.ops.monitor.metrics import gauges
     from travellr_ops.prometheus import write_textfile
 
-    app_ = use(ctx)
-    out = app_.output(json_, quiet)
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
     _check_seconds("--window", window)
-    with sampler_for(app_) as sampler:
+    with sampler_for(app_ctx) as sampler:
         sample = sampler.sample(window)
     out.result(sample, lambda console: render_sample(console, sample))
-    record(app_, sample, out)
+    record(app_ctx, sample, out)
     if metrics_file is not None:
         write_textfile(metrics_file, gauges(sample))
     if sample.maintenance and sample.breaches:
@@ -240,9 +240,9 @@ def report(
     from travellr_ops.ops.monitor.report import monitor_report
 
     span = parse_duration(since, "--since")
-    app_ = use(ctx)
-    out = app_.output(json_, quiet)
-    result = monitor_report(app_.settings, span, html)
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    result = monitor_report(app_ctx.settings, span, html)
     out.result(result, lambda console: render_report(console, result))
     if not result.rows:
         out.info(

@@ -57,9 +57,9 @@ def audit(
 
     if level is not None and level not in LEVELS:
         raise UsageError(f"--level must be one of {', '.join(LEVELS)}, not {level!r}")
-    a = use(ctx)
-    out = a.output(json_, quiet)
-    settings = a.settings.security
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    settings = app_ctx.settings.security
     result = run_audit(
         path or settings.backend_dir,
         settings,
@@ -158,10 +158,10 @@ def logs(
     from travellr_ops.ops.security.logs import to_json
     from travellr_ops.ops.security.review import review
 
-    a = use(ctx)
-    out = a.output(json_, quiet)
-    report = review(a.settings, source or [], since)
-    rows = top or a.settings.security.top
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    report = review(app_ctx.settings, source or [], since)
+    rows = top or app_ctx.settings.security.top
     for stat in report.files:
         if stat.error:
             out.warn(f"{stat.path}: {stat.error}")
@@ -237,9 +237,9 @@ def check(ctx: typer.Context, json_: JsonOpt = False, quiet: QuietOpt = False) -
     image tag, a maintenance flag left on. Exit 1 when a check fails."""
     from travellr_ops.ops.security.posture import check as run_checks
 
-    a = use(ctx)
-    out = a.output(json_, quiet)
-    checks = run_checks(a.settings, a.loaded.config_file)
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    checks = run_checks(app_ctx.settings, app_ctx.loaded.config_file)
     failed = [c for c in checks if c.verdict == "fail"]
     doc = {"ok": not failed, "checks": checks}
 
@@ -300,10 +300,10 @@ def report(
     )
     from travellr_ops.store import Store, store_path
 
-    a = use(ctx)
-    out = a.output(json_, quiet)
-    s = a.settings
-    result = build(s, a.loaded.config_file, since, path=path, live=False if offline else None)
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+    s = app_ctx.settings
+    result = build(s, app_ctx.loaded.config_file, since, path=path, live=False if offline else None)
     store = open_store(Store(store_path(s.state_dir), s.monitor.store_timeout_s))
     try:
         compare_and_keep(store, result)
