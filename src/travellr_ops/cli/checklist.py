@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from travellr_ops.cli.common import AppContext, JsonOpt, QuietOpt, new_group, use
+from travellr_ops.cli.maintenance import MessageOpt, ReasonOpt, UntilOpt
 
 if TYPE_CHECKING:
     from travellr_ops.ops.checklist.record import PastRun
@@ -270,19 +271,9 @@ app.add_typer(maintenance_app)
 @maintenance_app.command()
 def before(
     ctx: typer.Context,
-    message: Annotated[
-        str | None,
-        typer.Option("--message", "-m", help="What the backend tells users (in its 503 body)."),
-    ] = None,
-    until: Annotated[
-        str | None,
-        typer.Option(
-            help="When it ends by itself: 30m, 2h, 1h30m, a UTC time 16:30, or 2026-11-28T16:30Z."
-        ),
-    ] = None,
-    reason: Annotated[
-        str | None, typer.Option("--reason", "-r", help="Why, for the record.")
-    ] = None,
+    message: MessageOpt = None,
+    until: UntilOpt = None,
+    reason: ReasonOpt = None,
     plan: Annotated[
         str | None,
         typer.Option(

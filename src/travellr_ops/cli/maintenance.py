@@ -13,6 +13,22 @@ from travellr_ops.cli.common import DryRunOpt, JsonOpt, QuietOpt, YesOpt, new_gr
 if TYPE_CHECKING:
     from travellr_ops.ops.maintenance import MaintenanceStatus
 
+# The options that turn maintenance on, shared with `checklist maintenance before`.
+MessageOpt = Annotated[
+    str | None,
+    typer.Option("--message", "-m", help="What the backend tells users (in its 503 body)."),
+]
+UntilOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="When it ends by itself: 30m, 2h, 1h30m, a UTC time 16:30, or 2026-11-28T16:30Z."
+    ),
+]
+ReasonOpt = Annotated[
+    str | None,
+    typer.Option("--reason", "-r", help="Why, for the record (none when not given)."),
+]
+
 app = new_group(
     "maintenance",
     "Maintenance mode the backend honours (it answers 503 meanwhile): on, off, status.",
@@ -22,20 +38,9 @@ app = new_group(
 @app.command()
 def on(
     ctx: typer.Context,
-    message: Annotated[
-        str | None,
-        typer.Option("--message", "-m", help="What the backend tells users (in its 503 body)."),
-    ] = None,
-    until: Annotated[
-        str | None,
-        typer.Option(
-            help="When it ends by itself: 30m, 2h, 1h30m, a UTC time 16:30, or 2026-11-28T16:30Z."
-        ),
-    ] = None,
-    reason: Annotated[
-        str | None,
-        typer.Option("--reason", "-r", help="Why, for the record (none when not given)."),
-    ] = None,
+    message: MessageOpt = None,
+    until: UntilOpt = None,
+    reason: ReasonOpt = None,
     yes: YesOpt = False,
     dry_run: DryRunOpt = False,
     json_: JsonOpt = False,

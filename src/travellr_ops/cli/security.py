@@ -22,16 +22,21 @@ app = new_group(
 
 LEVELS = ("low", "moderate", "high", "critical")
 
+PathOpt = Annotated[
+    Path | None,
+    typer.Option("--path", help="The backend's source directory (default: security.backend_dir)."),
+]
+OfflineOpt = Annotated[
+    bool,
+    typer.Option("--offline", help="Ask no live audit service; the offline OSV database only."),
+]
+TopOpt = Annotated[int | None, typer.Option(min=1, help="Rows per table (default: security.top).")]
+
 
 @app.command()
 def audit(
     ctx: typer.Context,
-    path: Annotated[
-        Path | None,
-        typer.Option(
-            "--path", help="The backend's source directory (default: security.backend_dir)."
-        ),
-    ] = None,
+    path: PathOpt = None,
     level: Annotated[
         str | None,
         typer.Option(
@@ -42,10 +47,7 @@ def audit(
     only_fixable: Annotated[
         bool, typer.Option("--only-fixable", help="Show only findings with a fixed version.")
     ] = False,
-    offline: Annotated[
-        bool,
-        typer.Option("--offline", help="Ask no live service; the offline OSV database only."),
-    ] = False,
+    offline: OfflineOpt = False,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -146,9 +148,7 @@ def logs(
             "Repeatable. Default: logs.access_log and logs.app_log.",
         ),
     ] = None,
-    top: Annotated[
-        int | None, typer.Option(min=1, help="Rows per table (default: security.top).")
-    ] = None,
+    top: TopOpt = None,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -269,19 +269,9 @@ def report(
             help="Write one self-contained HTML page to FILE instead of Markdown to stdout.",
         ),
     ] = None,
-    path: Annotated[
-        Path | None,
-        typer.Option(
-            "--path", help="The backend's source directory (default: security.backend_dir)."
-        ),
-    ] = None,
-    offline: Annotated[
-        bool,
-        typer.Option("--offline", help="Ask no live audit service; the offline OSV database."),
-    ] = False,
-    top: Annotated[
-        int | None, typer.Option(min=1, help="Rows per table (default: security.top).")
-    ] = None,
+    path: PathOpt = None,
+    offline: OfflineOpt = False,
+    top: TopOpt = None,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
