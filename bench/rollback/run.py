@@ -31,9 +31,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-K8S_SH = ROOT / "scripts" / "testbed" / "k8s.sh"
 DOCKER_SH = ROOT / "scripts" / "testbed" / "docker.sh"
-SIM = ROOT / "scripts" / "testbed" / "k8s_node_sim.py"
 OPS = str(Path(sys.executable).parent / "travellr-ops")
 NAMESPACE = "bench"
 DEPLOYMENT = "travellr-backend"
@@ -75,62 +73,36 @@ def rounds_of(n: int, ours: Any, theirs: Any, prepare: Any) -> tuple[list[float]
 # -- Kubernetes ---------------------------------------------------------------------------------
 def bench_k8s(rounds: int) -> None:
     sys.path.insert(0, str(ROOT / "bench" / "k8s_restart"))
-    from run import settle  # type: ignore[import-not-found]
+    from run import backend_on_testbed, settle  # type: ignore[import-not-found]
 
-    bin_dir = Path(subprocess.check_output([str(K8S_SH), "bin-dir"], text=True).strip())
-    kubectl = bin_dir / "kubectl"
-    with tempfile.TemporaryDirectory(prefix="rollback-bench-") as tmp:
-        base = Path(tmp)
-        subprocess.run([str(K8S_SH), "start", "--dir", str(base)], check=True)
-        sim: subprocess.Popen[Any] | None = None
-        try:
-            kubeconfig = base / "kubeconfig"
-            sim = subprocess.Popen(
-                [sys.executable, str(SIM), "--kubeconfig", str(kubeconfig),
-                 "--cert", str(base / "kubelet.crt"), "--key", str(base / "kubelet.key"),
-                 "--ready-file", str(base / "sim.ready")],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )  # fmt: skip
-            while not (base / "sim.ready").exists():
-                time.sleep(0.1)
-            env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
-            kc = [str(kubectl), "--kubeconfig", str(kubeconfig), "-n", NAMESPACE]
-            subprocess.run([*kc[:3], "create", "namespace", NAMESPACE], check=True, env=env)
-            manifest = str(ROOT / "config" / "k8s" / "backend.yaml")
-            subprocess.run([*kc, "apply", "-f", manifest], check=True, env=env)
+    with backend_on_testbed("rollback-bench-") as (base, kubeconfig, kc, env):
+        ours_env = {
+            **env,
+            "TRAVELLR_PLATFORM": "kubernetes",
+            "TRAVELLR_KUBERNETES__KUBECONFIG": str(kubeconfig),
+            "TRAVELLR_KUBERNETES__NAMESPACE": NAMESPACE,
+            "TRAVELLR_STATE_DIR": str(base / "state"),
+        }
+
+        def prepare() -> None:
             settle(kubeconfig)
-            ours_env = {
-                **env,
-                "TRAVELLR_PLATFORM": "kubernetes",
-                "TRAVELLR_KUBERNETES__KUBECONFIG": str(kubeconfig),
-                "TRAVELLR_KUBERNETES__NAMESPACE": NAMESPACE,
-                "TRAVELLR_STATE_DIR": str(base / "state"),
-            }
+            timed([[*kc, "set", "image", f"deployment/{DEPLOYMENT}",
+                    "backend=travellr-backend:v2"],
+                   [*kc, "rollout", "status", f"deployment/{DEPLOYMENT}"]], env)  # fmt: skip
+            settle(kubeconfig)
 
-            def prepare() -> None:
-                settle(kubeconfig)
-                timed([[*kc, "set", "image", f"deployment/{DEPLOYMENT}",
-                        "backend=travellr-backend:v2"],
-                       [*kc, "rollout", "status", f"deployment/{DEPLOYMENT}"]], env)  # fmt: skip
-                settle(kubeconfig)
+        def ours() -> float:
+            return timed([[OPS, "deploy", "rollback", "--yes"]], ours_env)
 
-            def ours() -> float:
-                return timed([[OPS, "deploy", "rollback", "--yes"]], ours_env)
+        def theirs() -> float:
+            return timed(
+                [[*kc, "rollout", "undo", f"deployment/{DEPLOYMENT}"],
+                 [*kc, "rollout", "status", f"deployment/{DEPLOYMENT}", "--timeout=300s"]],
+                env,
+            )  # fmt: skip
 
-            def theirs() -> float:
-                return timed(
-                    [[*kc, "rollout", "undo", f"deployment/{DEPLOYMENT}"],
-                     [*kc, "rollout", "status", f"deployment/{DEPLOYMENT}", "--timeout=300s"]],
-                    env,
-                )  # fmt: skip
-
-            a, b = rounds_of(rounds, ours, theirs, prepare)
-            report("kubernetes", a, b, "kubectl rollout undo + status")
-        finally:
-            if sim is not None:
-                sim.terminate()
-                sim.wait(10)
-            subprocess.run([str(K8S_SH), "stop", "--dir", str(base)], check=False)
+        a, b = rounds_of(rounds, ours, theirs, prepare)
+        report("kubernetes", a, b, "kubectl rollout undo + status")
 
 
 # -- Compose ------------------------------------------------------------------------------------
