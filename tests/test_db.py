@@ -1,7 +1,7 @@
 """`db`: against real SecantusDB servers (replica set and standalone) on 127.0.0.1.
 
 The servers are this module's own (a small seed of the Travellr collections, with every index
-of config/indexes.toml except bookings {tripId, status}, like the sandbox's seed).
+of the shipped indexes.toml except bookings {tripId, status}, like the sandbox's seed).
 """
 
 from __future__ import annotations

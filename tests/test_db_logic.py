@@ -160,8 +160,9 @@ def test_config_show_names_the_index_file_in_use(tmp_path: Path) -> None:
     rows = invoke("config", "show", "--json", settings=Settings(state_dir=tmp_path)).json()
     [row] = [r for r in rows["settings"] if r["key"] == "mongo.indexes_file"]
     assert row["value"] == str(SHIPPED_INDEXES_FILE) and row["source"] == "default"
-    assert SHIPPED_INDEXES_FILE.is_file() and SHIPPED_INDEXES_FILE.parts[-2:] == (
-        "config",
+    assert SHIPPED_INDEXES_FILE.is_file() and SHIPPED_INDEXES_FILE.parts[-3:] == (
+        "travellr_ops",
+        "data",
         "indexes.toml",
     )
     mine = tmp_path / "mine.toml"

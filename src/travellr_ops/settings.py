@@ -53,7 +53,7 @@ class MongoSettings(_Section):
     #: how long to wait for a server before giving up (pymongo's own default is 30 s)
     timeout_s: float = 5.0
     #: the app's required indexes and important query shapes (db indexes ensure/analyze);
-    #: unset: config/indexes.toml shipped with travellr-ops (in its source checkout)
+    #: unset: the indexes.toml shipped inside the package (travellr_ops/data)
     indexes_file: Path | None = None
     # db helper's fields (db indexes analyze/ensure):
     #: scans of fewer documents than this are not findings (an index would not pay off)

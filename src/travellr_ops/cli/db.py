@@ -346,7 +346,7 @@ def indexes_ensure(
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Create the app's declared indexes that are missing (config/indexes.toml)."""
+    """Create the app's declared indexes that are missing (mongo.indexes_file, else the shipped set)."""
     from travellr_ops.ops.db.indexes import ensure
 
     app_ctx = use(ctx)

@@ -1,7 +1,8 @@
 """`db indexes list|analyze|ensure`: the app's indexes, what is missing, what is wasted.
 
-The app's required indexes and its important query shapes are declared in a TOML file
-(``config/indexes.toml``; see the comments there for the format).
+The app's required indexes and its important query shapes are declared in a TOML file:
+``mongo.indexes_file``, else the one shipped inside the package (``travellr_ops/data/
+indexes.toml``; see the comments there for the format; `config show` names its path).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import time
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +28,9 @@ from travellr_ops.ops.db.queries import (
 )
 from travellr_ops.safety import Change, Guard
 
-#: the file shipped with travellr-ops, used when mongo.indexes_file is not set
-SHIPPED_INDEXES_FILE = Path(__file__).resolve().parents[4] / "config" / "indexes.toml"
+#: the file shipped with travellr-ops, used when mongo.indexes_file is not set: package data,
+#: so that an installed wheel (the travellr-ops image) has it as a source checkout does
+SHIPPED_INDEXES_FILE = Path(str(files("travellr_ops") / "data" / "indexes.toml"))
 
 Keys = list[tuple[str, Any]]
 
@@ -89,7 +92,7 @@ def indexes_file_path(configured: Path | None) -> Path:
         raise ConfigError(
             f"index declarations not found: {path}",
             hint="set mongo.indexes_file (TRAVELLR_MONGO__INDEXES_FILE) to the app's"
-            " indexes.toml (format: config/indexes.toml in the travellr-ops source)",
+            f" indexes.toml (format: the comments of {SHIPPED_INDEXES_FILE})",
         )
     return path
 
@@ -105,7 +108,7 @@ def load_index_file(configured: Path | None) -> IndexFile:
         queries = [_query_shape(raw) for raw in data.get("query", [])]
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(
-            f"{path}: {exc}", hint="see the format in the comments of config/indexes.toml"
+            f"{path}: {exc}", hint=f"see the format in the comments of {SHIPPED_INDEXES_FILE}"
         ) from None
     return IndexFile(path, indexes, queries)
 
