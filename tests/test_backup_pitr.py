@@ -262,7 +262,7 @@ def test_replay_understands_mongods_update_format_and_applyops_transactions(
 
     from travellr_ops.adapters.mongo import MongoAdapter
     from travellr_ops.adapters.mongo_dump import MongoDump
-    from travellr_ops.ops.backup.restore import parse_until, replay
+    from travellr_ops.ops.backup.restore import Until, replay
 
     client = rs.client()
     d = client[dbname]
@@ -288,7 +288,7 @@ def test_replay_understands_mongods_update_format_and_applyops_transactions(
     raw = iter([bson.encode(e) for e in entries[:2]])
     mongo = MongoAdapter(rs.uri(dbname), dbname)
     dump = MongoDump(mongo)
-    until = parse_until("2999-01-01T00:00:00Z")
+    until = Until.parse("2999-01-01T00:00:00Z")
     applied, skipped = replay(dump, raw, dbname, dbname, {"t"}, until)
     assert applied == 2 and not skipped
     assert d.t.find_one({"_id": 1}) == {

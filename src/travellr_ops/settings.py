@@ -160,6 +160,9 @@ class BackupSettings(_Section):
     #: how long one server-side read of a backup may take (the oplog scan of a busy server
     #: can take many seconds); mongo.timeout_s stays the limit for reaching the server
     read_timeout_s: float = Field(default=600.0, gt=0)
+    #: `backup restore --with-downtime`: how long the health check may take to pass after
+    #: the backend is started again
+    restore_health_timeout_s: float = Field(default=60.0, gt=0)
 
 
 class LogSettings(_Section):
