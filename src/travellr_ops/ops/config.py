@@ -7,13 +7,17 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from travellr_ops.adapters.http import HttpAdapter
-from travellr_ops.adapters.mongo import MongoAdapter
-from travellr_ops.adapters.redis import RedisAdapter
 from travellr_ops.errors import ExitCode, TravellrError, Unreachable
 from travellr_ops.redact import mask
+from travellr_ops.runtime import Runtime
 from travellr_ops.settings import LoadedSettings, flatten
+
+if TYPE_CHECKING:
+    from travellr_ops.adapters.http import HttpAdapter
+    from travellr_ops.adapters.mongo import MongoAdapter
+    from travellr_ops.adapters.redis import RedisAdapter
 
 
 @dataclass
@@ -63,11 +67,23 @@ class Validation:
         return ExitCode.OK if self.ok else ExitCode.CHECK_FAILED
 
 
-def validate(
-    loaded: LoadedSettings, http: HttpAdapter, mongo: MongoAdapter, redis: RedisAdapter
-) -> Validation:
+def validate(rt: Runtime) -> Validation:
     """The settings are valid (they loaded); check that each place and server named works."""
-    s = loaded.settings
+    with rt.http() as http, rt.mongo() as mongo, rt.redis() as redis:
+        findings = _probe(rt, http, mongo, redis)
+    s = rt.settings
+    findings.append(_writable_dir("backup.dir", s.backup.dir))
+    findings.append(_writable_dir("state_dir", s.state_dir))
+    if s.mongo.indexes_file is not None and not s.mongo.indexes_file.is_file():
+        findings.append(Finding("mongo.indexes_file", False, f"{s.mongo.indexes_file} not found"))
+    return Validation(all(f.ok for f in findings), findings)
+
+
+def _probe(
+    rt: Runtime, http: HttpAdapter, mongo: MongoAdapter, redis: RedisAdapter
+) -> list[Finding]:
+    """Each server the settings name, probed at once."""
+    s = rt.settings
 
     def reach(name: str, fn: Callable[[], str]) -> Callable[[], Finding]:
         def probe() -> Finding:
@@ -85,12 +101,7 @@ def validate(
         reach("api.url", lambda: f"{health_url} answers HTTP {http.get(health_url).status}"),
     ]
     with ThreadPoolExecutor(max_workers=len(probes)) as pool:
-        findings = [f.result() for f in [pool.submit(p) for p in probes]]
-    findings.append(_writable_dir("backup.dir", s.backup.dir))
-    findings.append(_writable_dir("state_dir", s.state_dir))
-    if s.mongo.indexes_file is not None and not s.mongo.indexes_file.is_file():
-        findings.append(Finding("mongo.indexes_file", False, f"{s.mongo.indexes_file} not found"))
-    return Validation(all(f.ok for f in findings), findings)
+        return [f.result() for f in [pool.submit(p) for p in probes]]
 
 
 def _writable_dir(name: str, path: Path) -> Finding:
