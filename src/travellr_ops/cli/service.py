@@ -47,7 +47,7 @@ def status_command(
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    with app_ctx.platform() as platform:
+    with app_ctx.runtime.platform() as platform:
         report = status(platform, service)
     out.result(report, lambda console: _render_status(console, report.services))
     for svc in report.services:
@@ -111,12 +111,13 @@ def restart_command(
     ctx: typer.Context,
     service: ServiceArg,
     timeout: Annotated[
-        float | None,
+        str | None,
         typer.Option(
             "--timeout",
             "-t",
-            help="Seconds to wait until it is running and healthy again"
-            " (default: compose.restart_timeout_s, or kubernetes.rollout_timeout_s).",
+            help="How long to wait until it is running and healthy again: 90s, 5m (a bare"
+            " number is seconds; default: compose.restart_timeout_s, or"
+            " kubernetes.rollout_timeout_s).",
         ),
     ] = None,
     yes: YesOpt = False,
@@ -127,7 +128,9 @@ def restart_command(
     """Restart a service and wait until it is running and healthy again; exit 1 if it is not
     (the runbook's `docker-compose restart backend` / `kubectl rollout restart`)."""
     from travellr_ops.ops.service import RestartFailed, restart
+    from travellr_ops.vocab.timespec import parse_duration
 
+    given = parse_duration(timeout, "--timeout") if timeout is not None else None
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
     s = app_ctx.settings
@@ -136,8 +139,8 @@ def restart_command(
         if s.platform == "kubernetes"
         else s.compose.restart_timeout_s
     )
-    wait = timeout if timeout is not None else default
-    with app_ctx.platform() as platform:
+    wait = given if given is not None else default
+    with app_ctx.runtime.platform() as platform:
         try:
             report = restart(platform, app_ctx.guard(yes, dry_run), service, wait, out.info)
         except RestartFailed as exc:
@@ -175,7 +178,12 @@ def logs_command(
         int | None, typer.Option("--tail", "-n", help="Lines from the end of each log.")
     ] = 100,
     since: Annotated[
-        str | None, typer.Option("--since", help="Only lines newer than 10m, 2h, 1d or a time.")
+        str | None,
+        typer.Option(
+            "--since",
+            help="Only lines newer than this: a duration ago (10m, 1h30m, 2d) or a time"
+            " (2026-12-02T14:00Z, or HH:MM UTC).",
+        ),
     ] = None,
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing new lines until Ctrl-C.")
@@ -198,16 +206,18 @@ def logs_command(
     """Log lines with timestamps, several services interleaved by time, filtered as they stream
     (the runbook's `docker-compose logs --tail=100 backend`, `logs -f`, `kubectl logs`)."""
     from travellr_ops.ops.service import logs
+    from travellr_ops.vocab.timespec import parse_since
 
+    start = parse_since(since) if since is not None else None
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
     names = services or ["backend"]
-    with app_ctx.platform() as platform:
+    with app_ctx.runtime.platform() as platform:
         lines = logs(
             platform,
             names,
             tail=tail,
-            since=since,
+            since=start,
             follow=follow,
             grep=grep,
             level=level,
@@ -247,19 +257,30 @@ def stats_command(
         bool, typer.Option("--watch", "-w", help="Refresh until Ctrl-C (like `docker stats`).")
     ] = False,
     interval: Annotated[
-        float, typer.Option("--interval", min=0.5, help="Seconds between refreshes with --watch.")
-    ] = 2.0,
+        str,
+        typer.Option(
+            "--interval", help="Time between refreshes with --watch (at least 500ms): 2s, 1m."
+        ),
+    ] = "2s",
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """CPU %, memory used/limit %, network and block I/O per instance, against the CPU and
     memory thresholds; exit 1 when one is breached (the runbook's `docker stats`)."""
+    from travellr_ops.errors import UsageError
     from travellr_ops.ops.service import stats
+    from travellr_ops.vocab.timespec import format_duration, parse_duration
 
+    interval_s = parse_duration(interval, "--interval")
+    if interval_s < 0.5:
+        raise UsageError(
+            f"--interval must be at least 500ms, not {format_duration(interval_s)}",
+            hint="e.g. --interval 2s",
+        )
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
     thresholds = app_ctx.settings.thresholds
-    with app_ctx.platform() as platform:
+    with app_ctx.runtime.platform() as platform:
         if not watch:
             report = stats(platform, thresholds, service)
             out.result(report, lambda console: console.print(_stats_table(report)))
@@ -274,14 +295,14 @@ def stats_command(
                 report = stats(platform, thresholds, service)
                 sys.stdout.write(json.dumps(_jsonable(report)) + "\n")
                 sys.stdout.flush()
-                time.sleep(interval)
+                time.sleep(interval_s)
         from rich.live import Live
 
         with Live(console=out.stdout, auto_refresh=False) as live:
             while True:
                 report = stats(platform, thresholds, service)
                 live.update(_stats_table(report), refresh=True)
-                time.sleep(interval)
+                time.sleep(interval_s)
 
 
 def _jsonable(data: Any) -> Any:
@@ -319,14 +340,9 @@ def _stats_table(report: StatsReport) -> Any:
 
 
 def _size(value: int | None) -> str:
-    if value is None:
-        return "-"
-    size = float(value)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return str(value)  # pragma: no cover
+    from travellr_ops.vocab.units import format_bytes
+
+    return "-" if value is None else format_bytes(value)
 
 
 # -- top --------------------------------------------------------------------------------------
@@ -342,7 +358,7 @@ def top_command(
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    with app_ctx.platform() as platform:
+    with app_ctx.runtime.platform() as platform:
         listings = top(platform, service)
     out.result({"instances": listings}, lambda console: _render_top(console, listings))
 
@@ -398,7 +414,7 @@ def _lifecycle(
 ) -> None:
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    with app_ctx.platform() as platform:
+    with app_ctx.runtime.platform() as platform:
         report: LifecycleReport = operation(platform, app_ctx.guard(yes, dry_run), service)
     if report.dry_run:
         out.result(report)
@@ -447,7 +463,7 @@ def scale_command(
     (count,) = given
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    with app_ctx.platform() as platform:
+    with app_ctx.runtime.platform() as platform:
         result = scale(platform, app_ctx.guard(yes, dry_run), service, count)
     out.result(result)
     if not result.dry_run:
@@ -469,7 +485,7 @@ def describe_command(
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    with app_ctx.platform() as platform:
+    with app_ctx.runtime.platform() as platform:
         details = describe(platform, instance)
     out.result(details, lambda console: _render_description(console, details))
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from travellr_ops.adapters.platform_types import (
@@ -24,6 +24,7 @@ from travellr_ops.adapters.platform_types import (
 from travellr_ops.errors import CheckFailed, UsageError
 from travellr_ops.safety import Change, Guard
 from travellr_ops.settings import Thresholds
+from travellr_ops.vocab.timespec import parse_since
 
 
 # -- status -----------------------------------------------------------------------------------
@@ -141,25 +142,6 @@ LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _LEVEL_WORD = re.compile(r"\b(DEBUG|INFO|WARN(?:ING)?|ERROR|ERR|CRITICAL|FATAL|PANIC)\b")
 _LEVEL_RANK = {"DEBUG": 0, "INFO": 1, "WARN": 2, "WARNING": 2, "ERR": 3, "ERROR": 3}
 _LEVEL_RANK |= {"CRITICAL": 4, "FATAL": 4, "PANIC": 4}
-_SINCE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
-
-
-def parse_since(value: str, now: datetime | None = None) -> datetime:
-    """``10m``, ``2h``, ``30s``, ``1d`` ago, or an ISO time (UTC when it has no zone)."""
-    now = now or datetime.now(UTC)
-    match = _SINCE.match(value.strip())
-    if match:
-        amount, unit = float(match.group(1)), match.group(2)
-        seconds = amount * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
-        return now - timedelta(seconds=seconds)
-    try:
-        when = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise UsageError(
-            f"--since {value!r} is neither a duration nor a time",
-            hint="use e.g. 10m, 2h, 1d, or 2024-05-01T12:00:00",
-        ) from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def log_filter(grep: str | None, level: str | None) -> Any:
@@ -194,20 +176,21 @@ def logs(
     services: Sequence[str],
     *,
     tail: int | None = None,
-    since: str | None = None,
+    since: datetime | str | None = None,
     follow: bool = False,
     grep: str | None = None,
     level: str | None = None,
     previous: bool = False,
 ) -> Iterator[LogLine]:
-    """The services' log lines, interleaved by time, filtered as they stream past.
+    """The services' log lines, interleaved by time, filtered as they stream past. ``since``:
+    the window's start, or text of the tool's time grammar (``--since``: 10m, 1h30m, a time).
 
     Nothing is held whole: lines flow from the platform through the filter to the caller.
     """
     if tail is not None and tail < 0:
         raise UsageError(f"--tail must be 0 or more, not {tail}")
     keep = log_filter(grep, level)
-    start = parse_since(since) if since else None
+    start = parse_since(since) if isinstance(since, str) else since
     for name in services:
         platform.status(name)  # unknown names fail now, with the known ones listed
     lines = platform.logs(services, tail=tail, since=start, follow=follow, previous=previous)
