@@ -702,6 +702,35 @@ def test_restart_of_a_server_that_stays_down_fails_with_the_diagnosis(
         server.stop()
 
 
+class UnhealthyRestartPlatform:
+    """A platform whose restart ran and whose own check after it found the service unhealthy
+    (what the compose and Kubernetes adapters report for a container that dies)."""
+
+    name = "test"
+
+    def restart(self, service: str, timeout_s: float, progress: Any) -> Any:
+        from travellr_ops.adapters.platform_types import RestartResult
+
+        return RestartResult(service, healthy=False, seconds=0.1, reason="died (exit code 3)")
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_restart_the_platform_finds_unhealthy_exits_1_as_service_restart_does(
+    rs: MongoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    platform = UnhealthyRestartPlatform()
+    monkeypatch.setattr("travellr_ops.adapters.platform.get_platform", lambda settings: platform)
+    s = settings(rs.uri, tmp_path, timeout_s=0.5)
+    result = invoke("db", "restart", "--yes", "--timeout", "30s", "--json", settings=s)
+    assert result.exit_code == 1, result.stderr
+    assert result.json()["healthy"] is False
+    assert "not healthy after the restart: died (exit code 3)" in result.stderr
+    audit = (tmp_path / "state" / "audit.log").read_text()
+    assert '"outcome": "failed"' in audit
+
+
 def test_waiting_gives_up_on_a_server_that_stays_down(tmp_path: Path) -> None:
     from travellr_ops.adapters.mongo import MongoAdapter
     from travellr_ops.ops.db.server import wait_until_healthy

@@ -32,9 +32,9 @@ CollectionArg = Annotated[str | None, typer.Argument(help="One collection (defau
 
 
 def _size(n: float | None) -> str:
-    from travellr_ops.ops.health import human_bytes
+    from travellr_ops.vocab.units import format_bytes
 
-    return "" if n is None else human_bytes(n)
+    return "" if n is None else format_bytes(n)
 
 
 # ----------------------------------------------------------------------------------- ping
@@ -43,12 +43,11 @@ def _size(n: float | None) -> str:
 @app.command()
 def ping(ctx: typer.Context, json_: JsonOpt = False, quiet: QuietOpt = False) -> None:
     """Connection test: latency, version, topology, member states; why, when it fails."""
-    from travellr_ops.errors import ExitCode
     from travellr_ops.ops.db.server import ping as do_ping
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    with app_ctx.mongo() as mongo:
+    with app_ctx.runtime.mongo() as mongo:
         report = do_ping(
             mongo,
             history=app_ctx.settings.state_dir / "db-seen.json",
@@ -57,11 +56,7 @@ def ping(ctx: typer.Context, json_: JsonOpt = False, quiet: QuietOpt = False) ->
     out.result(report, lambda console: _render_ping(console, report))
     if report.problem is not None:
         out.error(report.problem.message, hint=report.problem.hint)
-        # answered, but not primary/secondary: a finding (1); no answer or shut out: 3
-        code = (
-            ExitCode.CHECK_FAILED if report.problem.kind == "no_primary" else ExitCode.UNAVAILABLE
-        )
-        raise typer.Exit(code)
+        raise typer.Exit(report.problem.verdict.exit_code)
 
 
 def _render_ping(console: Console, r: PingReport) -> None:
@@ -103,21 +98,24 @@ def _lag(seconds: float | None) -> str:
 def status(
     ctx: typer.Context,
     interval: Annotated[
-        float, typer.Option(help="Seconds between the two samples the rates come from.")
-    ] = 1.0,
+        str,
+        typer.Option(help="Time between the two samples the rates come from (500ms, 1s, 1m)."),
+    ] = "1s",
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Vital signs from serverStatus: uptime, connections, operation rates, memory, replication."""
     from travellr_ops.errors import UsageError
     from travellr_ops.ops.db.server import status as do_status
+    from travellr_ops.vocab.timespec import parse_duration
 
-    if not 0 < interval <= 60:
-        raise UsageError("--interval must be between 0 and 60 seconds")
+    interval_s = parse_duration(interval, "--interval")
+    if interval_s > 60:
+        raise UsageError("--interval must be between 0 and 60 seconds", hint="e.g. --interval 5s")
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    with app_ctx.mongo() as mongo:
-        report = do_status(mongo, interval)
+    with app_ctx.runtime.mongo() as mongo:
+        report = do_status(mongo, interval_s)
     out.result(report, lambda console: _render_status(console, report))
 
 
@@ -132,8 +130,9 @@ def _figure(value: Any, unit: str = "") -> str:
 
 def _render_status(console: Console, r: StatusReport) -> None:
     from travellr_ops.output import table
+    from travellr_ops.vocab.timespec import format_duration
 
-    uptime = "" if r.uptime_s is None else f"  up {_duration(r.uptime_s)}"
+    uptime = "" if r.uptime_s is None else f"  up {format_duration(r.uptime_s)}"
     # named as db ping names it: the address in mongo.uri, then what answers there
     console.print(f"{r.uri}: MongoDB {r.version or '?'}{uptime}")
     rows: list[list[Any]] = [
@@ -156,17 +155,6 @@ def _render_status(console: Console, r: StatusReport) -> None:
     console.print(table(None, ["", "value"], rows))
 
 
-def _duration(seconds: float) -> str:
-    days, rest = divmod(int(seconds), 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes}m"
-    return f"{minutes}m {secs}s"
-
-
 # ---------------------------------------------------------------------------------- stats
 
 
@@ -184,7 +172,7 @@ def stats(
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    with app_ctx.mongo() as mongo:
+    with app_ctx.runtime.mongo() as mongo:
         report = do_stats(mongo, collection)
     out.result(report, lambda console: _render_stats(console, report))
 
@@ -239,7 +227,7 @@ def indexes_list(
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    with app_ctx.mongo() as mongo:
+    with app_ctx.runtime.mongo() as mongo:
         result = list_indexes(mongo, collection)
     data = [{**_index_dict(i)} for i in result]
     out.result(
@@ -289,7 +277,7 @@ def indexes_analyze(ctx: typer.Context, json_: JsonOpt = False, quiet: QuietOpt 
         m.analyze_max_ratio,
         m.profile_sample,
     )
-    with app_ctx.mongo() as mongo:
+    with app_ctx.runtime.mongo() as mongo:
         report = analyze(mongo, spec, limits)
     out.result(report, lambda console: _render_analyze(console, report))
     exit_with(report.clean)
@@ -353,7 +341,7 @@ def indexes_ensure(
     out = app_ctx.output(json_, quiet)
     spec = _index_file(app_ctx)
     guard = app_ctx.guard(yes, dry_run)
-    with app_ctx.mongo() as mongo:
+    with app_ctx.runtime.mongo() as mongo:
         report = ensure(mongo, spec, guard, app_ctx.settings.mongo.ensure_confirm_docs)
     out.result(report, lambda console: _render_ensure(console, report))
     for item in report.problems:
@@ -409,7 +397,7 @@ def explain(
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    with app_ctx.mongo() as mongo:
+    with app_ctx.runtime.mongo() as mongo:
         report = do_explain(
             mongo, collection, filter_, sort, limit, app_ctx.settings.mongo.analyze_max_ratio
         )
@@ -463,7 +451,7 @@ def profile(
         raise UsageError("--slowms goes with `profile on` and must not be negative")
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    with app_ctx.mongo() as mongo:
+    with app_ctx.runtime.mongo() as mongo:
         if action == "status":
             result = profile_status(mongo)
         else:
@@ -485,7 +473,10 @@ def _render_profile(console: Console, p: ProfileStatus) -> None:
 def slow(
     ctx: typer.Context,
     since: Annotated[
-        str | None, typer.Option(help="Only since: 30m, 2h, 1d or an ISO time.")
+        str | None,
+        typer.Option(
+            help="Only since: a duration ago (30m, 1h30m, 1d) or a time (ISO, HH:MM UTC)."
+        ),
     ] = None,
     min_ms: Annotated[
         float | None, typer.Option(help="Slower than this (default: thresholds.db_query_ms).")
@@ -495,14 +486,14 @@ def slow(
     quiet: QuietOpt = False,
 ) -> None:
     """The slowest recent operations the profiler recorded (values hidden)."""
-    from travellr_ops.ops.db.queries import parse_since
     from travellr_ops.ops.db.queries import slow as do_slow
+    from travellr_ops.vocab.timespec import parse_since
 
+    when = parse_since(since) if since is not None else None
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    when = parse_since(since)
     threshold = app_ctx.settings.thresholds.db_query_ms if min_ms is None else min_ms
-    with app_ctx.mongo() as mongo:
+    with app_ctx.runtime.mongo() as mongo:
         report = do_slow(mongo, when, threshold, max(limit, 1))
     out.result(report, lambda console: _render_slow(console, report))
 
@@ -545,8 +536,9 @@ def _render_slow(console: Console, r: SlowReport) -> None:
 def restart(
     ctx: typer.Context,
     timeout: Annotated[
-        float, typer.Option(help="Seconds to wait for MongoDB to answer again.")
-    ] = 120.0,
+        str,
+        typer.Option(help="How long to wait for MongoDB to answer again: 90s, 5m (bare: seconds)."),
+    ] = "2m",
     yes: YesOpt = False,
     dry_run: DryRunOpt = False,
     json_: JsonOpt = False,
@@ -555,18 +547,17 @@ def restart(
     """Restart the MongoDB service (compose or Kubernetes), then wait until `db ping` is healthy."""
     from travellr_ops.ops.db.server import MongoRestartFailed
     from travellr_ops.ops.db.server import restart as do_restart
+    from travellr_ops.vocab.timespec import parse_duration
 
+    timeout_s = parse_duration(timeout, "--timeout")
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    with app_ctx.platform() as platform:
-        try:
-            report = do_restart(
-                platform, app_ctx.mongo, app_ctx.guard(yes, dry_run), timeout, out.info
-            )
-        except MongoRestartFailed as exc:
-            failed = exc.report
-            out.result(failed, lambda console: _render_restart(console, failed))
-            raise
+    try:
+        report = do_restart(app_ctx.guarded(yes, dry_run), timeout_s)
+    except MongoRestartFailed as exc:
+        failed = exc.report
+        out.result(failed, lambda console: _render_restart(console, failed))
+        raise
     out.result(report, None if report.dry_run else lambda console: _render_restart(console, report))
 
 
