@@ -9,7 +9,6 @@ import typer
 from rich.console import Console
 
 from travellr_ops.cli.common import (
-    AppContext,
     DryRunOpt,
     JsonOpt,
     QuietOpt,
@@ -255,30 +254,15 @@ def _render_indexes(console: Console, infos: list[IndexInfo]) -> None:
     console.print(table(None, ["collection", "index", "keys", "options", "size"], rows))
 
 
-def _index_file(app_ctx: AppContext) -> Any:
-    from travellr_ops.ops.db.indexes import load_index_file
-
-    return load_index_file(app_ctx.settings.mongo.indexes_file)
-
-
 @indexes_app.command("analyze")
 def indexes_analyze(ctx: typer.Context, json_: JsonOpt = False, quiet: QuietOpt = False) -> None:
     """Explain the app's queries; report collection scans, poor plans, redundant and unused
     indexes, each with the index that fixes it. Exit 1 when there are findings."""
-    from travellr_ops.ops.db.indexes import AnalyzeLimits, analyze
+    from travellr_ops.ops.db.indexes import analyze_app
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    spec = _index_file(app_ctx)
-    m = app_ctx.settings.mongo
-    limits = AnalyzeLimits(
-        app_ctx.settings.thresholds.db_query_ms,
-        m.analyze_min_docs,
-        m.analyze_max_ratio,
-        m.profile_sample,
-    )
-    with app_ctx.runtime.mongo() as mongo:
-        report = analyze(mongo, spec, limits)
+    report = analyze_app(app_ctx.runtime)
     out.result(report, lambda console: _render_analyze(console, report))
     exit_with(report.clean)
 
@@ -335,14 +319,11 @@ def indexes_ensure(
     quiet: QuietOpt = False,
 ) -> None:
     """Create the app's declared indexes that are missing (mongo.indexes_file, else the shipped set)."""
-    from travellr_ops.ops.db.indexes import ensure
+    from travellr_ops.ops.db.indexes import ensure_app
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    spec = _index_file(app_ctx)
-    guard = app_ctx.guard(yes, dry_run)
-    with app_ctx.runtime.mongo() as mongo:
-        report = ensure(mongo, spec, guard, app_ctx.settings.mongo.ensure_confirm_docs)
+    report = ensure_app(app_ctx.guarded(yes, dry_run))
     out.result(report, lambda console: _render_ensure(console, report))
     for item in report.problems:
         out.warn(f"{item.collection} {item.keys}: {item.detail}")

@@ -26,7 +26,9 @@ from travellr_ops.ops.db.queries import (
     shape,
     summarise,
 )
+from travellr_ops.runtime import Runtime
 from travellr_ops.safety import Change, Guard
+from travellr_ops.settings import Settings
 
 #: the file shipped with travellr-ops, used when mongo.indexes_file is not set: package data,
 #: so that an installed wheel (the travellr-ops image) has it as a source checkout does
@@ -288,6 +290,24 @@ class AnalyzeLimits:
     min_docs: int  # smaller scans are not worth an index
     max_ratio: float  # examined per returned
     profile_sample: int  # profiler records read
+
+    @classmethod
+    def of(cls, settings: Settings) -> AnalyzeLimits:
+        m = settings.mongo
+        return cls(
+            settings.thresholds.db_query_ms,
+            m.analyze_min_docs,
+            m.analyze_max_ratio,
+            m.profile_sample,
+        )
+
+
+def analyze_app(rt: Runtime) -> AnalyzeReport:
+    """`db indexes analyze` with the settings' index file and limits (the file is read before
+    MongoDB is opened: a bad file is a configuration error that needs no server)."""
+    spec = load_index_file(rt.settings.mongo.indexes_file)
+    with rt.mongo() as mongo:
+        return analyze(mongo, spec, AnalyzeLimits.of(rt.settings))
 
 
 def analyze(mongo: MongoAdapter, spec: IndexFile, limits: AnalyzeLimits) -> AnalyzeReport:
@@ -614,6 +634,13 @@ class EnsureReport:
     @property
     def problems(self) -> list[EnsureItem]:
         return [i for i in self.items if i.state in ("differs", "name_conflict")]
+
+
+def ensure_app(rt: Runtime) -> EnsureReport:
+    """`db indexes ensure` with the settings' index file, through ``rt``'s Guard."""
+    spec = load_index_file(rt.settings.mongo.indexes_file)
+    with rt.mongo() as mongo:
+        return ensure(mongo, spec, rt.guard, rt.settings.mongo.ensure_confirm_docs)
 
 
 def ensure(mongo: MongoAdapter, spec: IndexFile, guard: Guard, confirm_docs: int) -> EnsureReport:
