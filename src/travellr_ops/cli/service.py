@@ -127,29 +127,21 @@ def restart_command(
 ) -> None:
     """Restart a service and wait until it is running and healthy again; exit 1 if it is not
     (the runbook's `docker-compose restart backend` / `kubectl rollout restart`)."""
-    from travellr_ops.ops.service import RestartFailed, restart
+    from travellr_ops.ops.service import RestartFailed, restart_service
     from travellr_ops.vocab.timespec import parse_duration
 
-    given = parse_duration(timeout, "--timeout") if timeout is not None else None
+    timeout_s = parse_duration(timeout, "--timeout") if timeout is not None else None
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    s = app_ctx.settings
-    default = (
-        s.kubernetes.rollout_timeout_s
-        if s.platform == "kubernetes"
-        else s.compose.restart_timeout_s
-    )
-    wait = given if given is not None else default
-    with app_ctx.runtime.platform() as platform:
-        try:
-            report = restart(platform, app_ctx.guard(yes, dry_run), service, wait, out.info)
-        except RestartFailed as exc:
-            failed = exc.result
-            out.result(
-                {"service": failed.service, "dry_run": False, "result": failed},
-                lambda console: _render_failed_restart(console, failed),
-            )
-            raise
+    try:
+        report = restart_service(app_ctx.guarded(yes, dry_run), service, timeout_s)
+    except RestartFailed as exc:
+        failed = exc.result
+        out.result(
+            {"service": failed.service, "dry_run": False, "result": failed},
+            lambda console: _render_failed_restart(console, failed),
+        )
+        raise
     out.result(report)
     if report.result is not None:
         out.success(report.result.reason)

@@ -22,6 +22,7 @@ from travellr_ops.adapters.platform_types import (
     ServiceStatus,
 )
 from travellr_ops.errors import CheckFailed, UsageError
+from travellr_ops.runtime import Runtime
 from travellr_ops.safety import Change, Guard
 from travellr_ops.settings import Thresholds
 from travellr_ops.vocab.timespec import parse_since
@@ -60,6 +61,17 @@ class RestartFailed(CheckFailed):
             hint=f"see `travellr-ops service logs {result.service} --tail 100`",
         )
         self.result = result
+
+
+def restart_service(rt: Runtime, service: str, timeout_s: float | None = None) -> RestartReport:
+    """`service restart`: ``restart`` on the platform of ``rt``, through its Guard, waiting
+    ``timeout_s`` (default: the platform's own setting) for the service to be healthy."""
+    if timeout_s is None:
+        s = rt.settings
+        kubernetes = s.platform == "kubernetes"
+        timeout_s = s.kubernetes.rollout_timeout_s if kubernetes else s.compose.restart_timeout_s
+    with rt.platform() as platform:
+        return restart(platform, rt.guard, service, timeout_s, rt.notify)
 
 
 def restart(
