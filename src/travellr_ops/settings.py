@@ -10,6 +10,7 @@ that reads the environment but never a config file.
 
 from __future__ import annotations
 
+import functools
 import os
 import tomllib
 from collections.abc import Iterator, Mapping
@@ -223,24 +224,21 @@ class MonitorQuery(_Section):
     within_h: float | None = Field(default=None, gt=0)
 
 
+@functools.cache
+def _app_defaults() -> dict[str, Any]:
+    """The Travellr app's own defaults (its representative queries), shipped beside the code
+    as ``travellr_ops/data/app.toml``: what the app is lives in data, not in code."""
+    from importlib.resources import files
+
+    return tomllib.loads(files("travellr_ops").joinpath("data/app.toml").read_text())
+
+
+def _app_query(name: str) -> MonitorQuery:
+    return MonitorQuery(**_app_defaults()["monitor"][name])
+
+
 def _default_db_queries() -> list[MonitorQuery]:
-    return [
-        # GET /api/search: trips of a destination by start date (indexed)
-        MonitorQuery(
-            name="trips_by_destination",
-            collection="trips",
-            filter={"destination": "Lisbon"},
-            sort={"startDate": 1},
-            limit=20,
-        ),
-        # GET /api/bookings?tripId=..&status=..: the bookings query (its index may be missing)
-        MonitorQuery(
-            name="bookings_by_status",
-            collection="bookings",
-            filter={"status": "confirmed"},
-            limit=100,
-        ),
-    ]
+    return [MonitorQuery(**q) for q in _app_defaults()["monitor"]["db_queries"]]
 
 
 class MonitorSettings(_Section):
@@ -261,25 +259,13 @@ class MonitorSettings(_Section):
     #: hit rates over fewer lookups than this are shown but not judged ("idle")
     cache_min_lookups: int = Field(default=20, ge=0)
     #: active users: distinct users with activity in the last 24 h
-    active_users: MonitorQuery = Field(
-        default_factory=lambda: MonitorQuery(
-            name="active_users",
-            collection="searches",
-            distinct="userId",
-            time_field="createdAt",
-            within_h=24,
-        )
-    )
+    active_users: MonitorQuery = Field(default_factory=lambda: _app_query("active_users"))
     #: booking conversion: bookings / searches made in the same window
     conversion_bookings: MonitorQuery = Field(
-        default_factory=lambda: MonitorQuery(
-            name="bookings", collection="bookings", time_field="createdAt", within_h=24
-        )
+        default_factory=lambda: _app_query("conversion_bookings")
     )
     conversion_searches: MonitorQuery = Field(
-        default_factory=lambda: MonitorQuery(
-            name="searches", collection="searches", time_field="createdAt", within_h=24
-        )
+        default_factory=lambda: _app_query("conversion_searches")
     )
     #: samples older than this are deleted from the history store
     retention_days: float = Field(default=30.0, gt=0)
