@@ -3,16 +3,13 @@ backup", "test restore procedure", and oplog point-in-time recovery."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from travellr_ops.cli.common import (
-    AppContext,
     DryRunOpt,
     JsonOpt,
     QuietOpt,
@@ -34,8 +31,6 @@ app = new_group(
     "MongoDB backups: create, list, verify, clean, restore (point in time), oplog archive.",
 )
 
-T = TypeVar("T")
-
 MetricsOpt = Annotated[
     Path | None,
     typer.Option(
@@ -50,21 +45,6 @@ CollectionsOpt = Annotated[
 NameArg = Annotated[
     str, typer.Argument(help="A backup name, as `backup list` shows it, or `latest`.")
 ]
-
-
-def _metered(app_ctx: AppContext, metrics: Path | None, command: str, run: Callable[[], T]) -> T:
-    """Run ``run``; write the metrics file afterwards, whether it succeeded or not."""
-    started = time.monotonic()
-    ok = False
-    try:
-        result = run()
-        ok = getattr(result, "ok", True) is not False
-        return result
-    finally:
-        if metrics is not None:
-            from travellr_ops.ops.backup.manage import write_metrics
-
-            write_metrics(app_ctx.settings, metrics, command, ok, time.monotonic() - started)
 
 
 def _size(n: float) -> str:
@@ -91,12 +71,13 @@ def create(
     meanwhile. Asks nothing (cron runs it); exits 4 at once if another backup is running.
     """
     from travellr_ops.ops.backup.create import create as run_create
+    from travellr_ops.ops.backup.manage import metered
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
     with app_ctx.runtime.dump() as dump:
-        result = _metered(
-            app_ctx,
+        result = metered(
+            app_ctx.settings,
             metrics_file,
             "create",
             lambda: run_create(
@@ -206,13 +187,14 @@ def verify(
 
     Records the verification in the manifest.
     """
+    from travellr_ops.ops.backup.manage import metered
     from travellr_ops.ops.backup.manage import verify as run_verify
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
     with app_ctx.runtime.dump() as dump:
-        result = _metered(
-            app_ctx,
+        result = metered(
+            app_ctx.settings,
             metrics_file,
             "verify",
             lambda: run_verify(
@@ -411,12 +393,13 @@ def oplog_archive(
     stopped; reports (exit 1) an oplog that rolled past its position.
     """
     from travellr_ops.ops.backup.archive import oplog_archive as run_archive
+    from travellr_ops.ops.backup.manage import metered
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
     with app_ctx.runtime.dump() as dump:
-        result = _metered(
-            app_ctx,
+        result = metered(
+            app_ctx.settings,
             metrics_file,
             "oplog-archive",
             lambda: run_archive(
