@@ -21,11 +21,11 @@ from travellr_ops.cli.common import (
 if TYPE_CHECKING:
     from travellr_ops.ops.cache import (
         BigKeysReport,
+        CacheStatsReport,
         ClearReport,
         KeyEntry,
         KeysReport,
         NodeStats,
-        StatsReport,
         WarmReport,
     )
 
@@ -92,7 +92,7 @@ def stats(
     exit_with(report.verdict != "warn")
 
 
-def _render_stats(console: Console, r: StatsReport) -> None:
+def _render_stats(console: Console, r: CacheStatsReport) -> None:
     from travellr_ops.output import table, verdict
 
     kind = f"Redis Cluster, {len(r.nodes)} primaries" if r.cluster else "Redis"

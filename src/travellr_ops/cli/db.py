@@ -21,7 +21,12 @@ from travellr_ops.cli.common import (
 if TYPE_CHECKING:
     from travellr_ops.ops.db.indexes import AnalyzeReport, EnsureReport, IndexInfo
     from travellr_ops.ops.db.queries import ExplainReport, ProfileStatus, SlowReport
-    from travellr_ops.ops.db.server import PingReport, RestartReport, StatsReport, StatusReport
+    from travellr_ops.ops.db.server import (
+        DbStatsReport,
+        MongoRestartReport,
+        PingReport,
+        ServerStatusReport,
+    )
 
 app = new_group("db", "MongoDB diagnosis: ping, status, stats, indexes, explain, profiling.")
 indexes_app = new_group("indexes", "The app's indexes: list, analyze, ensure.")
@@ -127,7 +132,7 @@ def _figure(value: Any, unit: str = "") -> str:
     return f"{value:g}{unit}" if isinstance(value, float) else f"{value}{unit}"
 
 
-def _render_status(console: Console, r: StatusReport) -> None:
+def _render_status(console: Console, r: ServerStatusReport) -> None:
     from travellr_ops.output import table
     from travellr_ops.vocab.timespec import format_duration
 
@@ -176,7 +181,7 @@ def stats(
     out.result(report, lambda console: _render_stats(console, report))
 
 
-def _render_stats(console: Console, r: StatsReport) -> None:
+def _render_stats(console: Console, r: DbStatsReport) -> None:
     from travellr_ops.output import table
 
     line = (
@@ -542,7 +547,7 @@ def restart(
     out.result(report, None if report.dry_run else lambda console: _render_restart(console, report))
 
 
-def _render_restart(console: Console, r: RestartReport) -> None:
+def _render_restart(console: Console, r: MongoRestartReport) -> None:
     from travellr_ops.output import verdict
 
     waited = f", answering after {r.wait.seconds:g} s more" if r.wait else ""

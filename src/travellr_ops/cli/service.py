@@ -19,7 +19,7 @@ from travellr_ops.cli.common import DryRunOpt, JsonOpt, QuietOpt, YesOpt, exit_w
 
 if TYPE_CHECKING:
     from travellr_ops.adapters.platform_types import LogLine, ProcessList, ServiceStatus
-    from travellr_ops.ops.service import LifecycleReport, StatsReport
+    from travellr_ops.ops.service import LifecycleReport, ServiceStatsReport
 
 app = new_group(
     "service",
@@ -303,7 +303,7 @@ def _jsonable(data: Any) -> Any:
     return to_jsonable(data)
 
 
-def _stats_table(report: StatsReport) -> Any:
+def _stats_table(report: ServiceStatsReport) -> Any:
     from travellr_ops.output import table
 
     def over(value: float | None, limit: float) -> str:

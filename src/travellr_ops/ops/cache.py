@@ -149,7 +149,7 @@ class PrefixShare:
 
 
 @dataclass
-class StatsReport:
+class CacheStatsReport:
     target: str
     cluster: bool
     nodes: list[NodeStats]
@@ -235,7 +235,7 @@ def stats(
     sample_size: int,
     threshold_pct: float,
     sleep: Callable[[float], None] = time.sleep,
-) -> StatsReport:
+) -> CacheStatsReport:
     validate_window(window_s)
     nodes = redis.primaries()
     # The window comes first: the breakdown's MEMORY USAGE calls count as lookups themselves.
@@ -256,7 +256,7 @@ def stats(
     recent = hit_rate(window_hits, window_misses)
     judged = recent if recent is not None else total.hit_rate_pct
     verdict = "idle" if judged is None else ("ok" if judged >= threshold_pct else "warn")
-    return StatsReport(
+    return CacheStatsReport(
         target=redis.display_url,
         cluster=redis.is_cluster,
         nodes=per_node,

@@ -48,7 +48,7 @@ def show(loaded: LoadedSettings) -> ConfigView:
 
 
 @dataclass
-class Finding:
+class ValidationItem:
     item: str
     ok: bool
     detail: str
@@ -58,7 +58,7 @@ class Finding:
 @dataclass
 class Validation:
     ok: bool
-    findings: list[Finding]
+    findings: list[ValidationItem]
 
     @property
     def exit_code(self) -> ExitCode:
@@ -75,22 +75,24 @@ def validate(rt: Runtime) -> Validation:
     findings.append(_writable_dir("backup.dir", s.backup.dir))
     findings.append(_writable_dir("state_dir", s.state_dir))
     if s.mongo.indexes_file is not None and not s.mongo.indexes_file.is_file():
-        findings.append(Finding("mongo.indexes_file", False, f"{s.mongo.indexes_file} not found"))
+        findings.append(
+            ValidationItem("mongo.indexes_file", False, f"{s.mongo.indexes_file} not found")
+        )
     return Validation(all(f.ok for f in findings), findings)
 
 
 def _probe(
     rt: Runtime, http: HttpAdapter, mongo: MongoAdapter, redis: RedisAdapter
-) -> list[Finding]:
+) -> list[ValidationItem]:
     """Each server the settings name, probed at once."""
     s = rt.settings
 
-    def reach(name: str, fn: Callable[[], str]) -> Callable[[], Finding]:
-        def probe() -> Finding:
+    def reach(name: str, fn: Callable[[], str]) -> Callable[[], ValidationItem]:
+        def probe() -> ValidationItem:
             try:
-                return Finding(name, True, fn())
+                return ValidationItem(name, True, fn())
             except TravellrError as exc:
-                return Finding(name, False, exc.message, isinstance(exc, Unreachable))
+                return ValidationItem(name, False, exc.message, isinstance(exc, Unreachable))
 
         return probe
 
@@ -104,13 +106,13 @@ def _probe(
         return [f.result() for f in [pool.submit(p) for p in probes]]
 
 
-def _writable_dir(name: str, path: Path) -> Finding:
+def _writable_dir(name: str, path: Path) -> ValidationItem:
     existing = path.absolute()
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        return Finding(name, False, f"{path}: {existing} is not a directory")
+        return ValidationItem(name, False, f"{path}: {existing} is not a directory")
     if not os.access(existing, os.W_OK | os.X_OK):
-        return Finding(name, False, f"{path}: {existing} is not writable")
+        return ValidationItem(name, False, f"{path}: {existing} is not writable")
     note = "exists" if existing == path.absolute() else "will be created"
-    return Finding(name, True, f"{path} ({note}, writable)")
+    return ValidationItem(name, True, f"{path} ({note}, writable)")

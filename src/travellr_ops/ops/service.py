@@ -30,7 +30,7 @@ from travellr_ops.vocab.timespec import parse_since
 
 # -- status -----------------------------------------------------------------------------------
 @dataclass
-class StatusReport:
+class ServiceStatusReport:
     """`service status`: every service (or one) and its instances; ``ok`` when all available."""
 
     platform: str
@@ -38,14 +38,14 @@ class StatusReport:
     services: list[ServiceStatus]
 
 
-def status(platform: ServicePlatform, service: str | None = None) -> StatusReport:
+def status(platform: ServicePlatform, service: str | None = None) -> ServiceStatusReport:
     services = platform.status(service)
-    return StatusReport(platform.name, all(s.available for s in services), services)
+    return ServiceStatusReport(platform.name, all(s.available for s in services), services)
 
 
 # -- restart ----------------------------------------------------------------------------------
 @dataclass
-class RestartReport:
+class ServiceRestartReport:
     service: str
     platform: str
     dry_run: bool
@@ -63,7 +63,9 @@ class RestartFailed(CheckFailed):
         self.result = result
 
 
-def restart_service(rt: Runtime, service: str, timeout_s: float | None = None) -> RestartReport:
+def restart_service(
+    rt: Runtime, service: str, timeout_s: float | None = None
+) -> ServiceRestartReport:
     """`service restart`: ``restart`` on the platform of ``rt``, through its Guard, waiting
     ``timeout_s`` (default: the platform's own setting) for the service to be healthy."""
     if timeout_s is None:
@@ -80,7 +82,7 @@ def restart(
     service: str,
     timeout_s: float,
     progress: Progress,
-) -> RestartReport:
+) -> ServiceRestartReport:
     """Restart ``service`` and wait until it is running and healthy again (guarded).
 
     Raises RestartFailed (exit 1) when it dies or stays unhealthy; the audit log records that.
@@ -98,11 +100,11 @@ def restart(
     )
     with guard.mutation(change) as go:
         if not go:
-            return RestartReport(current.name, platform.name, dry_run=True)
+            return ServiceRestartReport(current.name, platform.name, dry_run=True)
         result = platform.restart(service, timeout_s, progress)
         if not result.healthy:
             raise RestartFailed(result)
-    return RestartReport(current.name, platform.name, dry_run=False, result=result)
+    return ServiceRestartReport(current.name, platform.name, dry_run=False, result=result)
 
 
 # -- up / down --------------------------------------------------------------------------------
@@ -211,7 +213,7 @@ def logs(
 
 # -- stats and top ----------------------------------------------------------------------------
 @dataclass
-class StatsReport:
+class ServiceStatsReport:
     """`service stats`: usage per instance, and which of them breach the thresholds."""
 
     platform: str
@@ -224,7 +226,7 @@ class StatsReport:
 
 def stats(
     platform: ServicePlatform, thresholds: Thresholds, service: str | None = None
-) -> StatsReport:
+) -> ServiceStatsReport:
     usage = platform.stats(service)
     breaches = []
     for u in usage:
@@ -234,7 +236,7 @@ def stats(
             breaches.append(
                 f"{u.instance}: memory {u.memory_pct:.1f} % > {thresholds.memory_pct:g} %"
             )
-    return StatsReport(
+    return ServiceStatsReport(
         platform=platform.name,
         ok=not breaches,
         cpu_threshold_pct=thresholds.cpu_pct,

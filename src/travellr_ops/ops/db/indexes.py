@@ -250,7 +250,7 @@ class Fix:
 
 
 @dataclass
-class Finding:
+class IndexFinding:
     kind: str  # collscan, poor_ratio, in_memory_sort, missing_required, redundant, unused
     collection: str
     subject: str  # the query shape, or the index name
@@ -274,7 +274,7 @@ class AnalyzeReport:
     index_file: str
     thresholds: dict[str, float]
     queries: list[QueryResult] = field(default_factory=list)
-    findings: list[Finding] = field(default_factory=list)
+    findings: list[IndexFinding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     #: whether the server reports index usage ($indexStats with real counters)
     usage_data: bool = False
@@ -460,7 +460,7 @@ def _analyze_query(
         if keys and existing is None
         else None
     )
-    report.findings.append(Finding(kind, query.collection, text, "; ".join(reasons), fix))
+    report.findings.append(IndexFinding(kind, query.collection, text, "; ".join(reasons), fix))
     return result
 
 
@@ -496,7 +496,7 @@ def _missing_required(
         ):
             continue  # already reported with the query it would serve
         report.findings.append(
-            Finding(
+            IndexFinding(
                 "missing_required",
                 declared.collection,
                 mongosh_keys(declared.keys),
@@ -532,7 +532,7 @@ def _redundant(indexes: dict[str, list[IndexInfo]], report: AnalyzeReport) -> No
             if longer is None:
                 continue
             report.findings.append(
-                Finding(
+                IndexFinding(
                     "redundant",
                     collection,
                     short.name,
@@ -586,7 +586,7 @@ def _unused(
                 )
                 continue
             report.findings.append(
-                Finding(
+                IndexFinding(
                     "unused",
                     collection,
                     info.name,

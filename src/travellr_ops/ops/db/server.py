@@ -284,7 +284,7 @@ def _remember(history: Path | None, mongo: MongoAdapter, report: PingReport) -> 
 
 
 @dataclass
-class StatusReport:
+class ServerStatusReport:
     #: the server as `db ping` names it (mongo.uri, secrets masked)
     uri: str
     host: str | None  # as the server names itself
@@ -305,7 +305,7 @@ class StatusReport:
 
 def status(
     mongo: MongoAdapter, interval_s: float = 1.0, sleep: Callable[[float], None] = time.sleep
-) -> StatusReport:
+) -> ServerStatusReport:
     """Two serverStatus samples ``interval_s`` apart: vitals, and operation rates."""
     first = mongo.command("serverStatus", admin=True)
     started = time.monotonic()
@@ -320,7 +320,7 @@ def status(
     }
     conns = second.get("connections", {})
     mem = second.get("mem", {})
-    report = StatusReport(
+    report = ServerStatusReport(
         uri=mongo.display_uri,
         host=second.get("host"),
         version=second.get("version"),
@@ -447,7 +447,7 @@ class CollectionStats:
 
 
 @dataclass
-class StatsReport:
+class DbStatsReport:
     database: str
     collections: int | None
     documents: int | None
@@ -461,13 +461,13 @@ class StatsReport:
     per_collection: list[CollectionStats] = field(default_factory=list)
 
 
-def stats(mongo: MongoAdapter, collection: str | None = None) -> StatsReport:
+def stats(mongo: MongoAdapter, collection: str | None = None) -> DbStatsReport:
     db = mongo.command("dbStats", scale=1)
     data, storage, index = db.get("dataSize"), db.get("storageSize"), db.get("indexSize")
     total = db.get("totalSize")
     if total is None and isinstance(storage, int | float) and isinstance(index, int | float):
         total = storage + index
-    report = StatsReport(
+    report = DbStatsReport(
         database=mongo.database_name,
         collections=db.get("collections"),
         documents=db.get("objects"),
@@ -547,7 +547,7 @@ def wait_until_healthy(
 
 
 @dataclass
-class RestartReport:
+class MongoRestartReport:
     service: str
     platform: str
     restart: RestartResult | None  # None on --dry-run
@@ -570,7 +570,7 @@ class MongoRestartFailed(CheckFailed):
     """MongoDB did not come back healthy; ``report`` says how far it got. The exit code is
     the report's verdict's: 1 unhealthy, 3 when nothing answers."""
 
-    def __init__(self, report: RestartReport) -> None:
+    def __init__(self, report: MongoRestartReport) -> None:
         wait = report.wait
         reason = (report.restart.reason if report.restart else "") or (
             wait.last_problem.message if wait and wait.last_problem else "no answer"
@@ -585,7 +585,7 @@ class MongoRestartFailed(CheckFailed):
             self.kind = "unreachable"
 
 
-def restart(rt: Runtime, timeout_s: float, service: str = "mongodb") -> RestartReport:
+def restart(rt: Runtime, timeout_s: float, service: str = "mongodb") -> MongoRestartReport:
     """Restart the MongoDB service on its platform (through ``rt``'s Guard), then wait until
     `db ping` is healthy on fresh connections. Raises MongoRestartFailed (audited as failed)
     when it is not."""
@@ -600,15 +600,17 @@ def restart(rt: Runtime, timeout_s: float, service: str = "mongodb") -> RestartR
         )
         with rt.guard.mutation(change) as proceed:
             if not proceed:
-                return RestartReport(service, platform.name, None, None, False, dry_run=True)
+                return MongoRestartReport(service, platform.name, None, None, False, dry_run=True)
             started = time.monotonic()
             result = platform.restart(service, timeout_s, rt.notify)
             if not result.healthy:
-                raise MongoRestartFailed(RestartReport(service, platform.name, result, None, False))
+                raise MongoRestartFailed(
+                    MongoRestartReport(service, platform.name, result, None, False)
+                )
             left = max(timeout_s - (time.monotonic() - started), 1.0)
             rt.notify("service restarted; waiting for MongoDB to answer")
             waited = wait_until_healthy(rt.mongo, left, progress=rt.notify, platform=platform.name)
-            report = RestartReport(service, platform.name, result, waited, waited.healthy)
+            report = MongoRestartReport(service, platform.name, result, waited, waited.healthy)
             if not report.healthy:  # raised inside the guard: the audit log says "failed"
                 raise MongoRestartFailed(report)
     return report
