@@ -84,12 +84,12 @@ def stats(
             redis, window_s, sample or s.cache.sample_size, s.thresholds.cache_hit_rate_pct
         )
     out.result(report, lambda console: _render_stats(console, report))
-    if report.verdict == "warn":
+    if report.verdict.exit_code:
         out.warn(
             f"hit rate {_pct(report.window_hit_rate_pct or report.hit_rate_pct)}"
             f" is under the {report.threshold_pct:g}% threshold"
         )
-    exit_with(report.verdict != "warn")
+        raise typer.Exit(report.verdict.exit_code)
 
 
 def _render_stats(console: Console, r: CacheStatsReport) -> None:

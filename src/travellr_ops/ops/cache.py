@@ -21,6 +21,7 @@ from travellr_ops.adapters.redis import RedisAdapter, RedisNode
 from travellr_ops.errors import ServiceError, Unreachable, UsageError
 from travellr_ops.runtime import Runtime
 from travellr_ops.safety import Change
+from travellr_ops.vocab.verdict import Verdict
 
 #: keys shown as a sample of what a clear deletes
 SAMPLE_SHOWN = 10
@@ -162,7 +163,7 @@ class CacheStatsReport:
     window_hit_rate_pct: float | None
     threshold_pct: float
     #: ok, warn (hit rate under the threshold), or idle (no lookups to judge by)
-    verdict: str
+    verdict: Verdict
     sample_size: int
     prefixes: list[PrefixShare]
 
@@ -255,7 +256,11 @@ def stats(
     )
     recent = hit_rate(window_hits, window_misses)
     judged = recent if recent is not None else total.hit_rate_pct
-    verdict = "idle" if judged is None else ("ok" if judged >= threshold_pct else "warn")
+    verdict = (
+        Verdict.IDLE
+        if judged is None
+        else (Verdict.OK if judged >= threshold_pct else Verdict.WARN)
+    )
     return CacheStatsReport(
         target=redis.display_url,
         cluster=redis.is_cluster,
