@@ -289,14 +289,14 @@ def before(
     """Before maintenance: a fresh verified backup, the plan, users told, the error rate
     now, then maintenance mode on (asks, or --yes) and the backend checked to answer 503."""
     from travellr_ops.ops.checklist import maintenance as routine
-    from travellr_ops.ops.maintenance import DEFAULT_MESSAGE, parse_until
+    from travellr_ops.ops.maintenance import parse_until
     from travellr_ops.safety import utcnow
 
     end = parse_until(until, utcnow()) if until is not None else None
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
     servers = _servers(app_ctx, out, yes)
-    steps = routine.before(servers, message or DEFAULT_MESSAGE, end, reason, plan)
+    steps = routine.before(servers, message, end, reason, plan)
     _run(app_ctx, out, servers, "maintenance-before", steps, yes)
 
 

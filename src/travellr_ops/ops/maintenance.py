@@ -19,6 +19,7 @@ from typing import Any
 
 from travellr_ops.adapters.redis import RedisAdapter
 from travellr_ops.errors import UsageError
+from travellr_ops.safety import Change, Guard
 
 DEFAULT_MESSAGE = "down for maintenance"
 
@@ -138,3 +139,84 @@ def status(redis: RedisAdapter, key: str) -> MaintenanceStatus:
         until=text("until"),
         expires_in_s=round(ttl_ms / 1000, 1) if ttl_ms >= 0 else None,
     )
+
+
+@dataclass
+class Switched:
+    """What `maintenance on|off` did (or, on --dry-run, would do)."""
+
+    #: False: a dry run, nothing changed
+    applied: bool
+    before: MaintenanceStatus
+    #: the flag as it is now (as before on a dry run)
+    after: MaintenanceStatus
+    #: the flag turned on (None: turned off)
+    flag: dict[str, Any] | None = None
+    #: " until <time>" or " until `maintenance off`" (on only)
+    ends: str = ""
+
+    @property
+    def was_on(self) -> bool:
+        return self.before.on
+
+
+def switch_on(
+    redis: RedisAdapter,
+    key: str,
+    guard: Guard,
+    *,
+    message: str | None,
+    until: datetime | None,
+    reason: str | None,
+    now: datetime | None = None,
+) -> Switched:
+    """Turn maintenance mode on through the guard (asked, --yes, --dry-run, audited): the one
+    implementation behind `maintenance on` and `checklist maintenance before`."""
+    text = message or DEFAULT_MESSAGE
+    flag = flag_value(text, reason, who(), now or datetime.now(UTC), until)
+    ends = f" until {flag['until']}" if until else " until `maintenance off`"
+    before = status(redis, key)
+    replaces = (
+        [f"(replaces the flag set by {before.by} since {before.since}: {before.message})"]
+        if before.on
+        else []
+    )
+    change = Change(
+        action="maintenance on",
+        summary=(
+            f"turn maintenance mode on in {redis.display_url} ({key}){ends}:"
+            " the backend answers 503 to every request meanwhile"
+        ),
+        details=[
+            f"message: {text}",
+            f"by: {flag['by']}",
+            *([f"reason: {reason}"] if reason else []),
+            *replaces,
+        ],
+        target=redis.display_url,
+    )
+    with guard.mutation(change) as proceed:
+        if not proceed:
+            return Switched(False, before, before, flag, ends)
+        turn_on(redis, key, flag, until)
+    return Switched(True, before, status(redis, key), flag, ends)
+
+
+def switch_off(redis: RedisAdapter, key: str, guard: Guard) -> Switched:
+    """Turn maintenance mode off through the guard: behind `maintenance off` and
+    `checklist maintenance after`."""
+    before = status(redis, key)
+    change = Change(
+        action="maintenance off",
+        summary=f"turn maintenance mode off in {redis.display_url} ({key})",
+        details=[f"on since {before.since} by {before.by}: {before.message}"]
+        if before.on
+        else ["(it is off already)"],
+        target=redis.display_url,
+    )
+    with guard.mutation(change) as proceed:
+        if not proceed:
+            return Switched(False, before, before)
+        if not turn_off(redis, key):  # it expired (or was cleared) since it was read
+            before = MaintenanceStatus(False, key, redis.display_url)
+    return Switched(True, before, status(redis, key))

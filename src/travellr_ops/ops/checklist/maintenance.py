@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from travellr_ops.ops import maintenance as flag_ops
@@ -13,12 +13,11 @@ from travellr_ops.ops.checklist.morning import judge
 from travellr_ops.ops.checklist.routine import previous
 from travellr_ops.ops.checklist.runner import Outcome, Step, failed, passed, unknown
 from travellr_ops.ops.checklist.servers import Servers
-from travellr_ops.safety import Change
 
 
 def before(
     servers: Servers,
-    message: str,
+    message: str | None,
     until: datetime | None,
     reason: str | None,
     plan: str | None,
@@ -158,25 +157,21 @@ def baseline(servers: Servers) -> Outcome:
 
 
 def maintenance_on(
-    servers: Servers, message: str, until: datetime | None, reason: str | None
+    servers: Servers, message: str | None, until: datetime | None, reason: str | None
 ) -> Outcome:
-    key = servers.settings.maintenance.key
-    flag = flag_ops.flag_value(message, reason, flag_ops.who(), datetime.now(UTC), until)
-    ends = f" until {flag['until']}" if until else " until `maintenance off`"
     with servers.redis() as redis:
-        change = Change(
-            action="maintenance on",
-            summary=f"turn maintenance mode on in {redis.display_url} ({key}){ends}:"
-            " the backend answers 503 to every request meanwhile",
-            details=[f"message: {message}", f"by: {flag['by']}"]
-            + ([f"reason: {reason}"] if reason else []),
-            target=redis.display_url,
+        done = flag_ops.switch_on(
+            redis,
+            servers.settings.maintenance.key,
+            servers.guard,
+            message=message,
+            until=until,
+            reason=reason,
         )
-        with servers.guard.mutation(change) as proceed:
-            if not proceed:
-                return unknown("dry run: maintenance mode not turned on")
-            flag_ops.turn_on(redis, key, flag, until)
-    return passed(f"on{ends}: {message}", flag=flag)
+    if not done.applied:
+        return unknown("dry run: maintenance mode not turned on")
+    assert done.flag is not None
+    return passed(f"on{done.ends}: {done.flag['message']}", flag=done.flag)
 
 
 def answers_maintenance(servers: Servers) -> Outcome:
@@ -216,26 +211,15 @@ def state(servers: Servers) -> Outcome:
 
 
 def maintenance_off(servers: Servers, ended: dict[str, float]) -> Outcome:
-    key = servers.settings.maintenance.key
     with servers.redis() as redis:
-        current = flag_ops.status(redis, key)
-        change = Change(
-            action="maintenance off",
-            summary=f"turn maintenance mode off in {redis.display_url} ({key})",
-            details=[f"on since {current.since} by {current.by}: {current.message}"]
-            if current.on
-            else ["(it is off already)"],
-            target=redis.display_url,
-        )
-        with servers.guard.mutation(change) as proceed:
-            if not proceed:
-                return unknown("dry run: maintenance mode not turned off")
-            was_on = flag_ops.turn_off(redis, key)
+        done = flag_ops.switch_off(redis, servers.settings.maintenance.key, servers.guard)
+    if not done.applied:
+        return unknown("dry run: maintenance mode not turned off")
     # The access log counts by whole seconds: the rate after is read from the next second on,
     # so that no 503 of the window itself is counted; start it now.
     ended["at"] = time.time()
     time.sleep(math.ceil(ended["at"]) - ended["at"])
-    return passed("off" if was_on else "off (it was off already)", was_on=was_on)
+    return passed("off" if done.was_on else "off (it was off already)", was_on=done.was_on)
 
 
 def error_rate_after(servers: Servers, ended: dict[str, float]) -> Outcome:
