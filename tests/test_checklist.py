@@ -298,9 +298,8 @@ def test_maintenance_before_during_after_round_trip(platform: Platform) -> None:
     replaces = [line for line in plain.stderr.splitlines() if "replaces the flag set by" in line]
     assert replaces and "upgrading the database" in replaces[0]
     assert replaces[0] in again.stderr.splitlines()
-    assert "upgrading the database" in invoke(
-        "maintenance", "status", settings=settings
-    ).stdout  # unchanged
+    status = invoke("maintenance", "status", settings=settings).stdout
+    assert "upgrading the database" in status  # unchanged
 
     after = invoke("checklist", "maintenance", "after", "--json", "--yes", settings=settings)
     steps = {s["name"]: s for s in after.json()["steps"]}
