@@ -279,27 +279,20 @@ def report(
     checks, with what changed since the previous report (whose summary is kept in the
     store). Markdown to stdout, or --html FILE. Exit 1 when something needs action, 3 when
     the audit or the logs could not be assessed."""
-    from travellr_ops.ops.security.report import (
-        blocks,
-        build,
-        compare_and_keep,
-        html_page,
-        markdown,
-        open_store,
-        to_json,
-    )
-    from travellr_ops.store import Store, store_path
+    from travellr_ops.ops.security.report import blocks, markdown, run, to_json
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    s = app_ctx.settings
-    result = build(s, app_ctx.loaded.config_file, since, path=path, live=False if offline else None)
-    store = open_store(Store(store_path(s.state_dir), s.monitor.store_timeout_s))
-    try:
-        compare_and_keep(store, result)
-    finally:
-        store.close()
-    rows = top or s.security.top
+    rows = top or app_ctx.settings.security.top
+    result = run(
+        app_ctx.settings,
+        app_ctx.loaded.config_file,
+        since,
+        top=rows,
+        path=path,
+        live=False if offline else None,
+        html_file=html,
+    )
     for part, error in (
         ("audit", result.audit_error),
         ("logs", result.logs_error),
@@ -307,20 +300,11 @@ def report(
     ):
         if error:
             out.warn(f"{part}: {error}")
-    page = blocks(result, rows)
     if html is not None:
-        from travellr_ops.ops.backup.store import write_atomic
-
-        try:
-            write_atomic(html, html_page(page).encode())
-        except OSError as exc:
-            from travellr_ops.errors import UsageError
-
-            raise UsageError(f"cannot write {html}: {exc.strerror or exc}") from None
         out.result(to_json(result, rows))
         out.success(f"security report written to {html}")
     else:
-        text = markdown(page)
+        text = markdown(blocks(result, rows))
         out.result(to_json(result, rows), lambda console: print(text, end="", flush=True))
     if result.problems:
         raise typer.Exit(ExitCode.CHECK_FAILED)

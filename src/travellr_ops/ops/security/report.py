@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from travellr_ops.errors import TravellrError
+from travellr_ops.errors import TravellrError, UsageError
 from travellr_ops.ops.security.audit import AuditResult
 from travellr_ops.ops.security.logs import DENIED, LogReport
 from travellr_ops.ops.security.posture import Check
@@ -76,6 +76,36 @@ class WeeklyReport:
         if self.posture_error:
             parts.append("posture")
         return parts
+
+
+def run(
+    settings: Settings,
+    config_file: Path | None,
+    since: str,
+    *,
+    top: int,
+    path: Path | None = None,
+    live: bool | None = None,
+    html_file: Path | None = None,
+) -> WeeklyReport:
+    """`security report`: the three parts, compared with the previous report (whose summary
+    this one replaces in the store), and the page written to ``html_file`` when given."""
+    from travellr_ops.store import Store, store_path
+
+    report = build(settings, config_file, since, path=path, live=live)
+    store = open_store(Store(store_path(settings.state_dir), settings.monitor.store_timeout_s))
+    try:
+        compare_and_keep(store, report)
+    finally:
+        store.close()
+    if html_file is not None:
+        from travellr_ops.ops.backup.store import write_atomic
+
+        try:
+            write_atomic(html_file, html_page(blocks(report, top)).encode())
+        except OSError as exc:
+            raise UsageError(f"cannot write {html_file}: {exc.strerror or exc}") from None
+    return report
 
 
 def _try(fn: Callable[[], Any]) -> tuple[Any, str]:
