@@ -7,7 +7,7 @@ import enum
 import json
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -54,6 +54,16 @@ class _NoProgress:
 
     def update(self, *, total: float | None = None, description: str | None = None) -> None:
         pass
+
+
+#: what long work is given to show its progress: ``progress(description, total)``
+ProgressFactory = Callable[[str, float | None], AbstractContextManager[ProgressTask]]
+
+
+@contextmanager
+def no_progress(description: str, total: float | None = None) -> Iterator[ProgressTask]:
+    """Progress that shows nothing (tests, and work run without a person watching)."""
+    yield _NoProgress()
 
 
 class _RichTask:
