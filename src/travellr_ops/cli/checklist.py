@@ -54,14 +54,10 @@ VERDICT_STYLE = {
 }
 
 
-def _servers(app_ctx: AppContext, out: Output, yes: bool) -> Runtime:
-    return app_ctx.guarded(yes)
-
-
 def _run(
     app_ctx: AppContext,
     out: Output,
-    servers: Runtime,
+    rt: Runtime,
     routine: str,
     steps: Sequence[Step],
     yes: bool,
@@ -71,7 +67,7 @@ def _run(
     from travellr_ops.ops.checklist.runner import Person
     from travellr_ops.ops.maintenance import who
 
-    guard = servers.guard
+    guard = rt.guard
     person = Person(who(), guard.interactive, yes, guard.confirm)
     live = not out.json and not out.quiet and out.stderr.is_terminal
 
@@ -81,7 +77,7 @@ def _run(
                 f"  {_verdict(result.verdict)} {result.name} ({result.duration_s:.1f} s)"
             )
 
-    report = execute(routine, steps, servers, person, warnings=warnings(), on_step=heard)
+    report = execute(routine, steps, rt, person, warnings=warnings(), on_step=heard)
     out.result(report, lambda console: _render(console, report))
     for warning in report.warnings:
         out.warn(warning)
@@ -146,8 +142,8 @@ def morning(
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    servers = _servers(app_ctx, out, yes)
-    _run(app_ctx, out, servers, "morning", routine.steps(servers), yes, lambda: overdue(servers))
+    rt = app_ctx.guarded(yes)
+    _run(app_ctx, out, rt, "morning", routine.steps(rt), yes, lambda: overdue(rt))
 
 
 @app.command()
@@ -164,8 +160,8 @@ def weekly(
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    servers = _servers(app_ctx, out, yes)
-    _run(app_ctx, out, servers, "weekly", periodic.weekly(servers), yes)
+    rt = app_ctx.guarded(yes)
+    _run(app_ctx, out, rt, "weekly", periodic.weekly(rt), yes)
 
 
 @app.command()
@@ -182,8 +178,8 @@ def monthly(
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    servers = _servers(app_ctx, out, yes)
-    _run(app_ctx, out, servers, "monthly", periodic.monthly(servers), yes)
+    rt = app_ctx.guarded(yes)
+    _run(app_ctx, out, rt, "monthly", periodic.monthly(rt), yes)
 
 
 @app.command()
@@ -287,9 +283,9 @@ def before(
     end = parse_until(until, utcnow()) if until is not None else None
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    servers = _servers(app_ctx, out, yes)
-    steps = routine.before(servers, message, end, reason, plan)
-    _run(app_ctx, out, servers, "maintenance-before", steps, yes)
+    rt = app_ctx.guarded(yes)
+    steps = routine.before(rt, message, end, reason, plan)
+    _run(app_ctx, out, rt, "maintenance-before", steps, yes)
 
 
 @maintenance_app.command()
@@ -304,8 +300,8 @@ def during(
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    servers = _servers(app_ctx, out, False)
-    _run(app_ctx, out, servers, "maintenance-during", routine.during(servers), False)
+    rt = app_ctx.guarded(False)
+    _run(app_ctx, out, rt, "maintenance-during", routine.during(rt), False)
 
 
 @maintenance_app.command()
@@ -322,5 +318,5 @@ def after(
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    servers = _servers(app_ctx, out, yes)
-    _run(app_ctx, out, servers, "maintenance-after", routine.after(servers), yes)
+    rt = app_ctx.guarded(yes)
+    _run(app_ctx, out, rt, "maintenance-after", routine.after(rt), yes)

@@ -23,10 +23,10 @@ class ErrorLines:
     errors: list[str]
 
 
-def backend_errors(servers: Runtime, tail: int, since: datetime | None = None) -> ErrorLines:
+def backend_errors(rt: Runtime, tail: int, since: datetime | None = None) -> ErrorLines:
     """ERROR (and worse) lines among the backend's last ``tail`` lines (since ``since``)."""
-    if servers.has_platform:
-        with servers.platform() as platform:
+    if rt.has_platform:
+        with rt.platform() as platform:
             found = service_logs(
                 platform,
                 ["backend"],
@@ -35,7 +35,7 @@ def backend_errors(servers: Runtime, tail: int, since: datetime | None = None) -
                 level="ERROR",
             )
             return ErrorLines(f"{platform.name}:backend", None, [line.text for line in found])
-    path = servers.settings.logs.app_log
+    path = rt.settings.logs.app_log
     lines = tail_lines(path, tail)
     if since is not None:
         lines = [line for line in lines if _after(line, since)]

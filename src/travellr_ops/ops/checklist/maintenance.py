@@ -16,7 +16,7 @@ from travellr_ops.runtime import Runtime
 
 
 def before(
-    servers: Runtime,
+    rt: Runtime,
     message: str | None,
     until: datetime | None,
     reason: str | None,
@@ -32,65 +32,61 @@ def before(
         )
     )
     return [
-        Step("backup", "a fresh backup, verified", check=lambda: fresh_backup(servers)),
+        Step("backup", "a fresh backup, verified", check=lambda: fresh_backup(rt)),
         plan_step,
         Step(
             "users-notified",
             "users told of the maintenance window (status page, email)",
             kind="manual",
         ),
-        Step("baseline", "the error rate before", check=lambda: baseline(servers)),
+        Step("baseline", "the error rate before", check=lambda: baseline(rt)),
         Step(
             "maintenance-on",
             "maintenance mode on, with its message and end",
-            check=lambda: maintenance_on(servers, message, until, reason),
+            check=lambda: maintenance_on(rt, message, until, reason),
             depends_on=("backup", "plan"),
         ),
         Step(
             "backend-503",
             "the backend answers 503 (maintenance)",
-            check=lambda: answers_maintenance(servers),
+            check=lambda: answers_maintenance(rt),
             depends_on=("maintenance-on",),
         ),
     ]
 
 
-def during(servers: Runtime) -> list[Step]:
+def during(rt: Runtime) -> list[Step]:
     return [
         Step(
             "maintenance-state",
             "maintenance mode on: by whom, time left",
-            check=lambda: state(servers),
+            check=lambda: state(rt),
         ),
         Step(
             "backend-503",
             "the backend answers 503 (maintenance)",
-            check=lambda: answers_maintenance(servers),
+            check=lambda: answers_maintenance(rt),
         ),
     ]
 
 
-def after(servers: Runtime) -> list[Step]:
+def after(rt: Runtime) -> list[Step]:
     ended: dict[str, float] = {}
     return [
-        Step(
-            "maintenance-off", "maintenance mode off", check=lambda: maintenance_off(servers, ended)
-        ),
+        Step("maintenance-off", "maintenance mode off", check=lambda: maintenance_off(rt, ended)),
         Step(
             "health",
             "every service healthy",
-            check=lambda: judge(servers.health(fresh=True).checks, "checks"),
+            check=lambda: judge(rt.health(fresh=True).checks, "checks"),
             depends_on=("maintenance-off",),
         ),
         Step(
             "error-rate",
             "the error rate compared with before",
-            check=lambda: error_rate_after(servers, ended),
+            check=lambda: error_rate_after(rt, ended),
             depends_on=("maintenance-off",),
         ),
-        Step(
-            "logs", "no ERROR in the backend's logs since before", check=lambda: logs_since(servers)
-        ),
+        Step("logs", "no ERROR in the backend's logs since before", check=lambda: logs_since(rt)),
         Step("smoke-test", "what changed works for users (smoke test done)", kind="manual"),
         Step("users-notified", "users told the maintenance is over", kind="manual"),
     ]
@@ -99,19 +95,17 @@ def after(servers: Runtime) -> list[Step]:
 # ------------------------------------------------------------------------------------ before
 
 
-def fresh_backup(servers: Runtime) -> Outcome:
+def fresh_backup(rt: Runtime) -> Outcome:
     """`backup create`, then `backup verify` of what it wrote (checksums)."""
     from travellr_ops.ops.backup.create import create
     from travellr_ops.ops.backup.manage import verify
 
-    s = servers.settings
-    with servers.dump() as dump:
-        made = create(s, dump, servers.guard, servers.progress, servers.notify)
+    s = rt.settings
+    with rt.dump() as dump:
+        made = create(s, dump, rt.guard, rt.progress, rt.notify)
         if made.dry_run:
             return unknown(f"dry run: {made.name} not written")
-        checked = verify(
-            s, made.name, restore_test=False, dump=lambda: dump, progress=servers.progress
-        )
+        checked = verify(s, made.name, restore_test=False, dump=lambda: dump, progress=rt.progress)
     if not checked.ok:
         return failed(
             f"{made.name} failed verification: {'; '.join(checked.problems)}", name=made.name
@@ -123,12 +117,12 @@ def fresh_backup(servers: Runtime) -> Outcome:
     )
 
 
-def _error_rate(servers: Runtime, window_s: float) -> dict[str, Any]:
+def _error_rate(rt: Runtime, window_s: float) -> dict[str, Any]:
     """The 5xx share of the access log's requests in the last ``window_s`` seconds (the
     monitor's own reader)."""
     from travellr_ops.ops.monitor.sources import AccessLog
 
-    log = AccessLog(servers.settings.logs.access_log, window_s)
+    log = AccessLog(rt.settings.logs.access_log, window_s)
     try:
         counts = log.read()
     finally:
@@ -151,19 +145,19 @@ def _describe(rate: dict[str, Any]) -> str:
     )
 
 
-def baseline(servers: Runtime) -> Outcome:
-    rate = _error_rate(servers, servers.settings.monitor.error_window_s)
+def baseline(rt: Runtime) -> Outcome:
+    rate = _error_rate(rt, rt.settings.monitor.error_window_s)
     return passed(f"error rate {_describe(rate)}", **rate)
 
 
 def maintenance_on(
-    servers: Runtime, message: str | None, until: datetime | None, reason: str | None
+    rt: Runtime, message: str | None, until: datetime | None, reason: str | None
 ) -> Outcome:
-    with servers.redis() as redis:
+    with rt.redis() as redis:
         done = flag_ops.switch_on(
             redis,
-            servers.settings.maintenance.key,
-            servers.guard,
+            rt.settings.maintenance.key,
+            rt.guard,
             message=message,
             until=until,
             reason=reason,
@@ -174,10 +168,10 @@ def maintenance_on(
     return passed(f"on{done.ends}: {done.flag['message']}", flag=done.flag)
 
 
-def answers_maintenance(servers: Runtime) -> Outcome:
-    s = servers.settings
+def answers_maintenance(rt: Runtime) -> Outcome:
+    s = rt.settings
     url = s.api.url.rstrip("/") + s.api.health_path
-    with servers.http() as http:
+    with rt.http() as http:
         response = http.get(url)
     body = response.body if isinstance(response.body, dict) else {}
     if response.status == 503 and body.get("status") == "maintenance":
@@ -188,9 +182,9 @@ def answers_maintenance(servers: Runtime) -> Outcome:
 # ------------------------------------------------------------------------------------ during
 
 
-def state(servers: Runtime) -> Outcome:
-    with servers.redis() as redis:
-        current = flag_ops.status(redis, servers.settings.maintenance.key)
+def state(rt: Runtime) -> Outcome:
+    with rt.redis() as redis:
+        current = flag_ops.status(redis, rt.settings.maintenance.key)
     if not current.on:
         return failed("maintenance mode is off: the backend is serving requests")
     left = (
@@ -210,9 +204,9 @@ def state(servers: Runtime) -> Outcome:
 # ------------------------------------------------------------------------------------- after
 
 
-def maintenance_off(servers: Runtime, ended: dict[str, float]) -> Outcome:
-    with servers.redis() as redis:
-        done = flag_ops.switch_off(redis, servers.settings.maintenance.key, servers.guard)
+def maintenance_off(rt: Runtime, ended: dict[str, float]) -> Outcome:
+    with rt.redis() as redis:
+        done = flag_ops.switch_off(redis, rt.settings.maintenance.key, rt.guard)
     if not done.applied:
         return unknown("dry run: maintenance mode not turned off")
     # The access log counts by whole seconds: the rate after is read from the next second on,
@@ -222,18 +216,18 @@ def maintenance_off(servers: Runtime, ended: dict[str, float]) -> Outcome:
     return passed("off" if done.was_on else "off (it was off already)", was_on=done.was_on)
 
 
-def error_rate_after(servers: Runtime, ended: dict[str, float]) -> Outcome:
+def error_rate_after(rt: Runtime, ended: dict[str, float]) -> Outcome:
     """The 5xx share since maintenance ended (the 503s of the window itself do not count),
     against the threshold and the rate `maintenance before` measured."""
     window = time.time() - ended.get("at", time.time())
-    now = _error_rate(servers, window)
-    run = previous(servers, "maintenance-before")
+    now = _error_rate(rt, window)
+    run = previous(rt, "maintenance-before")
     was = run.data("baseline") if run else {}
     before_rate = was.get("error_rate_pct")
     compared = (
         f"; before: {_describe(was)}" if was else "; no `maintenance before` run to compare with"
     )
-    limit = servers.settings.thresholds.error_rate_pct
+    limit = rt.settings.thresholds.error_rate_pct
     rate = now["error_rate_pct"]
     data = {"after": now, "before": was or None}
     if rate is None:
@@ -243,13 +237,13 @@ def error_rate_after(servers: Runtime, ended: dict[str, float]) -> Outcome:
     return passed(f"error rate {_describe(now)}{compared}", **data)
 
 
-def logs_since(servers: Runtime) -> Outcome:
-    run = previous(servers, "maintenance-before")
+def logs_since(rt: Runtime) -> Outcome:
+    run = previous(rt, "maintenance-before")
     since = datetime.fromisoformat(run.started_at) if run else None
-    tail = max(servers.settings.checklist.log_tail_lines, 1000)
-    found = backend_errors(servers, tail, since)
+    tail = max(rt.settings.checklist.log_tail_lines, 1000)
+    found = backend_errors(rt, tail, since)
     scope = f"since {run.started_at}" if run else f"in the last {tail} lines"
     if found.errors:
-        newest = found.errors[-servers.settings.checklist.show_error_lines :]
+        newest = found.errors[-rt.settings.checklist.show_error_lines :]
         return failed(f"{len(found.errors)} ERROR lines {scope} in {found.source}", newest=newest)
     return passed(f"no ERROR lines {scope} in {found.source}")
