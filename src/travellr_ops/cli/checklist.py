@@ -43,16 +43,6 @@ AckOpt = Annotated[
     ),
 ]
 
-VERDICT_STYLE = {
-    "pass": "green",
-    "acknowledged": "green",
-    "fail": "bold red",
-    "unknown": "magenta",
-    "not-available": "magenta",
-    "skipped": "dim",
-    "pending": "yellow",
-}
-
 
 def _run(
     app_ctx: AppContext,
@@ -66,6 +56,7 @@ def _run(
     from travellr_ops.ops.checklist.routine import execute
     from travellr_ops.ops.checklist.runner import Person
     from travellr_ops.ops.maintenance import who
+    from travellr_ops.vocab.verdict import styled
 
     guard = rt.guard
     person = Person(who(), guard.interactive, yes, guard.confirm)
@@ -74,7 +65,7 @@ def _run(
     def heard(result: StepResult) -> None:
         if live:
             out.stderr.print(
-                f"  {_verdict(result.verdict)} {result.name} ({result.duration_s:.1f} s)"
+                f"  {styled(result.verdict)} {result.name} ({result.duration_s:.1f} s)"
             )
 
     report = execute(routine, steps, rt, person, warnings=warnings(), on_step=heard)
@@ -90,21 +81,17 @@ def _run(
         raise typer.Exit(report.exit_code)
 
 
-def _verdict(word: str) -> str:
-    style = VERDICT_STYLE.get(word, "")
-    return f"[{style}]{word}[/]" if style else word
-
-
 def _render(console: Console, report: RunReport) -> None:
     from rich.markup import escape
 
     from travellr_ops.output import table
+    from travellr_ops.vocab.verdict import styled
 
     rows = [
         [
             s.name,
             s.kind,
-            _verdict(s.verdict),
+            styled(s.verdict),
             f"{s.duration_s:.1f} s",
             escape(s.detail),
         ]
@@ -124,7 +111,7 @@ def _render(console: Console, report: RunReport) -> None:
     for s in report.steps:
         counts[s.verdict] = counts.get(s.verdict, 0) + 1
     tally = ", ".join(f"{n} {word}" for word, n in counts.items())
-    console.print(f"overall: {_verdict(report.verdict)} ({tally}; exit {report.exit_code})")
+    console.print(f"overall: {styled(report.verdict)} ({tally}; exit {report.exit_code})")
 
 
 @app.command()
@@ -218,6 +205,7 @@ def _render_last(console: Console, runs: dict[str, PastRun | None], detailed: bo
     from rich.markup import escape
 
     from travellr_ops.output import table
+    from travellr_ops.vocab.verdict import styled
 
     rows = []
     for name, run in runs.items():
@@ -230,7 +218,7 @@ def _render_last(console: Console, runs: dict[str, PastRun | None], detailed: bo
                 name,
                 f"{run.started_at} ({_age(run.age_days)} ago)",
                 run.by,
-                f"{_verdict(run.verdict)} (exit {run.exit_code})",
+                f"{styled(run.verdict)} (exit {run.exit_code})",
                 escape(problems),
             ]
         )
@@ -238,7 +226,7 @@ def _render_last(console: Console, runs: dict[str, PastRun | None], detailed: bo
     if detailed:
         for run in runs.values():
             for s in run.steps if run else []:
-                console.print(f"  {s.name}: {_verdict(s.verdict)} {escape(s.detail)}")
+                console.print(f"  {s.name}: {styled(s.verdict)} {escape(s.detail)}")
 
 
 def _age(days: float) -> str:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from travellr_ops.ops.checklist.logs import backend_errors
 from travellr_ops.ops.checklist.runner import Outcome, Step, failed, passed, unknown
-from travellr_ops.ops.health import DOWN, FAIL, MAINTENANCE, WARN, Check
+from travellr_ops.ops.health import Check
 from travellr_ops.runtime import Runtime
+from travellr_ops.vocab.verdict import Verdict
 
 
 def steps(rt: Runtime) -> list[Step]:
@@ -26,14 +27,14 @@ def steps(rt: Runtime) -> list[Step]:
 def judge(checks: list[Check], what: str) -> Outcome:
     """Health checks as one verdict: a check that did not answer makes it unknown, as in
     `health` (a degraded backend is what a down server causes)."""
-    bad = [c for c in checks if c.verdict in (FAIL, WARN, DOWN)]
+    bad = [c for c in checks if c.verdict in (Verdict.FAIL, Verdict.WARN, Verdict.DOWN)]
     lines = [f"{c.name} {c.target}: {c.verdict} {c.detail}".strip() for c in bad]
     data = {"checks": [f"{c.name} {c.target}: {c.verdict} {c.detail}".strip() for c in checks]}
-    if any(c.verdict == DOWN for c in bad):
+    if any(c.verdict == Verdict.DOWN for c in bad):
         return unknown("; ".join(lines), **data)
     if bad:
         return failed("; ".join(lines), **data)
-    notes = [f"{c.name}: maintenance" for c in checks if c.verdict == MAINTENANCE]
+    notes = [f"{c.name}: maintenance" for c in checks if c.verdict == Verdict.MAINTENANCE]
     return passed(f"{len(checks)} {what} ok" + (f" ({', '.join(notes)})" if notes else ""), **data)
 
 
@@ -90,7 +91,7 @@ def metrics(rt: Runtime) -> Outcome:
         assert isinstance(m, Metric)
         limit = f" (threshold {m.threshold:g} {m.unit})" if m.threshold is not None else ""
         value = "unknown" if m.value is None else f"{m.value:g} {m.unit}"
-        return f"{m.key} {value}{limit}{': ' + m.detail if m.verdict == 'unknown' else ''}"
+        return f"{m.key} {value}{limit}{': ' + m.detail if m.verdict == Verdict.UNKNOWN else ''}"
 
     if sample.alarms:
         return failed("breached: " + "; ".join(line(m) for m in sample.alarms), values=values)

@@ -18,8 +18,9 @@ from travellr_ops.ops.checklist.runner import (
     passed,
     unknown,
 )
-from travellr_ops.ops.health import human_bytes
 from travellr_ops.runtime import Runtime
+from travellr_ops.vocab.units import format_bytes
+from travellr_ops.vocab.verdict import Verdict
 
 #: how many of the backend log's newest lines the weekly review reads at most
 WEEK_OF_LINES = 200_000
@@ -143,8 +144,8 @@ def db_size(rt: Runtime) -> Outcome:
         "documents": report.documents,
     }
     text = (
-        f"{report.database}: {human_bytes(report.data_bytes or 0)} data,"
-        f" {human_bytes(report.index_bytes or 0)} indexes, {report.documents or 0:,} documents"
+        f"{report.database}: {format_bytes(report.data_bytes or 0)} data,"
+        f" {format_bytes(report.index_bytes or 0)} indexes, {report.documents or 0:,} documents"
     )
     last = previous(rt, "weekly")
     was = last.data("db-size") if last else {}
@@ -153,7 +154,7 @@ def db_size(rt: Runtime) -> Outcome:
         docs = (report.documents or 0) - int(was.get("documents") or 0)
         sign = "+" if grown >= 0 else "-"
         text += (
-            f"; {sign}{human_bytes(abs(grown))}, {docs:+,} documents since {last.started_at}"
+            f"; {sign}{format_bytes(abs(grown))}, {docs:+,} documents since {last.started_at}"
             if last
             else ""
         )
@@ -232,7 +233,9 @@ def _history(rt: Runtime, days: float) -> list[Any]:
 
 def performance(rt: Runtime) -> Outcome:
     rows = _history(rt, 30)
-    judged = [r for r in rows if r.threshold is not None and r.verdict in ("ok", "breach")]
+    judged = [
+        r for r in rows if r.threshold is not None and r.verdict in (Verdict.OK, Verdict.BREACH)
+    ]
     if not judged:
         return unknown(
             "no monitor samples in the last 30 days (run `monitor once` from cron, or"
@@ -241,7 +244,7 @@ def performance(rt: Runtime) -> Outcome:
     per_metric: dict[str, list[bool]] = {}
     for r in judged:
         if not r.maintenance:
-            per_metric.setdefault(r.key, []).append(r.verdict == "breach")
+            per_metric.setdefault(r.key, []).append(r.verdict == Verdict.BREACH)
     limit = rt.settings.checklist.monthly_breach_pct
     shares = {key: sum(flags) * 100 / len(flags) for key, flags in per_metric.items() if flags}
     bad = {k: v for k, v in shares.items() if v > limit}
@@ -350,8 +353,8 @@ def posture(rt: Runtime) -> Outcome:
     from travellr_ops.ops.security.posture import check
 
     checks = check(rt.settings, rt.config_file)
-    bad = [c for c in checks if c.verdict == "fail"]
-    unknowns = [c for c in checks if c.verdict == "unknown"]
+    bad = [c for c in checks if c.verdict == Verdict.FAIL]
+    unknowns = [c for c in checks if c.verdict == Verdict.UNKNOWN]
     if bad:
         return failed(
             "; ".join(f"{c.name}: {c.detail}" for c in bad), newest=[c.fix for c in bad if c.fix]
