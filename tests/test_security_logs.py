@@ -248,6 +248,13 @@ def test_default_sources_missing_is_exit_3(tmp_path: Path) -> None:
     res = invoke("security", "logs", settings=s)
     assert res.exit_code == 3 and "no log could be read" in res.stderr
     assert invoke("security", "logs", "--since", "soon", settings=s).exit_code == 2
+    # the tool's one time grammar: what kubectl takes, a bare number of seconds, a week, 'all'
+    for since in ("1h30m", "90", "1w", "16:30", "2026-11-28T04:00:00Z", "all"):
+        accepted = invoke("security", "logs", "--since", since, settings=s)
+        assert accepted.exit_code == 3, (since, accepted.stderr)
+    refused = invoke("security", "logs", "--since", "1x", settings=s)
+    assert refused.exit_code == 2
+    assert "--since '1x' is not a duration or a time" in refused.stderr
 
 
 def test_big_access_log_scanned_in_ranges_counts_the_same(

@@ -137,7 +137,9 @@ def logs(
     ctx: typer.Context,
     since: Annotated[
         str,
-        typer.Option(help="Only what happened since: 30m, 24h, 7d, an ISO time, or 'all'."),
+        typer.Option(
+            help="Only what happened since: 30m, 1h30m, 7d, 1w, an ISO time, 16:30, or 'all'."
+        ),
     ] = "24h",
     source: Annotated[
         list[str] | None,
@@ -156,11 +158,12 @@ def logs(
     account and IP; brute-force suspects; rate-limit hits; top offenders. Exit 1 when there
     is a brute-force suspect; exit 3 when no log could be read."""
     from travellr_ops.ops.security.logs import to_json
-    from travellr_ops.ops.security.review import review
+    from travellr_ops.ops.security.review import parse_window, review
 
+    start = parse_window(since)
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    report = review(app_ctx.settings, source or [], since)
+    report = review(app_ctx.runtime, source or [], start)
     rows = top or app_ctx.settings.security.top
     for stat in report.files:
         if stat.error:
@@ -236,17 +239,20 @@ def check(ctx: typer.Context, json_: JsonOpt = False, quiet: QuietOpt = False) -
     localhost, file modes of the backup/state directories and config file, the backend
     image tag, a maintenance flag left on. Exit 1 when a check fails."""
     from travellr_ops.ops.security.posture import check as run_checks
+    from travellr_ops.vocab.verdict import Verdict
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    checks = run_checks(app_ctx.settings, app_ctx.loaded.config_file)
-    failed = [c for c in checks if c.verdict == "fail"]
+    checks = run_checks(app_ctx.runtime)
+    # a check that cannot tell (unknown) is reported, not a failure: exit 1 for a fail only
+    failed = [c for c in checks if c.verdict == Verdict.FAIL]
     doc = {"ok": not failed, "checks": checks}
 
     def render(console: Console) -> None:
-        from travellr_ops.output import escape, table, verdict
+        from travellr_ops.output import escape, table
+        from travellr_ops.vocab.verdict import styled
 
-        rows = [[c.name, verdict(c.verdict), escape(c.detail), escape(c.fix)] for c in checks]
+        rows = [[c.name, styled(c.verdict), escape(c.detail), escape(c.fix)] for c in checks]
         console.print(table(None, ["check", "verdict", "detail", "fix"], rows))
 
     out.result(doc, render)
@@ -259,7 +265,7 @@ def report(
     ctx: typer.Context,
     since: Annotated[
         str,
-        typer.Option(help="The log review's window: 7d, 24h, an ISO time, or 'all'."),
+        typer.Option(help="The log review's window: 7d, 1w, 24h, an ISO time, or 'all'."),
     ] = "7d",
     html: Annotated[
         Path | None,
@@ -280,14 +286,17 @@ def report(
     store). Markdown to stdout, or --html FILE. Exit 1 when something needs action, 3 when
     the audit or the logs could not be assessed."""
     from travellr_ops.ops.security.report import blocks, markdown, run, to_json
+    from travellr_ops.ops.security.review import parse_window
+    from travellr_ops.vocab.verdict import Verdict
 
+    start = parse_window(since)
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
     rows = top or app_ctx.settings.security.top
     result = run(
-        app_ctx.settings,
-        app_ctx.loaded.config_file,
+        app_ctx.runtime,
         since,
+        start,
         top=rows,
         path=path,
         live=False if offline else None,
@@ -306,7 +315,5 @@ def report(
     else:
         text = markdown(blocks(result, rows))
         out.result(to_json(result, rows), lambda console: print(text, end="", flush=True))
-    if result.problems:
-        raise typer.Exit(ExitCode.CHECK_FAILED)
-    if result.unknown:
-        raise typer.Exit(ExitCode.UNAVAILABLE)
+    if result.verdict is not Verdict.OK:
+        raise typer.Exit(result.verdict.exit_code)

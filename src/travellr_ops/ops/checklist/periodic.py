@@ -202,9 +202,9 @@ def audit(rt: Runtime) -> Outcome:
 
 
 def security_logs(rt: Runtime) -> Outcome:
-    from travellr_ops.ops.security.review import review
+    from travellr_ops.ops.security.review import parse_window, review
 
-    report = review(rt.settings, [], "7d")
+    report = review(rt, [], parse_window("7d"))
     if not report.read_any:
         errors = "; ".join(f.error for f in report.files if f.error)
         return unknown(f"no log could be read: {errors}")
@@ -352,7 +352,7 @@ def restore_test(rt: Runtime) -> Outcome:
 def posture(rt: Runtime) -> Outcome:
     from travellr_ops.ops.security.posture import check
 
-    checks = check(rt.settings, rt.config_file)
+    checks = check(rt)
     bad = [c for c in checks if c.verdict == Verdict.FAIL]
     unknowns = [c for c in checks if c.verdict == Verdict.UNKNOWN]
     if bad:
