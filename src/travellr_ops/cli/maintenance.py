@@ -55,12 +55,10 @@ def on(
     end = parse_until(until, now) if until is not None else None
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    key = app_ctx.settings.maintenance.key
-    guard = app_ctx.guard(yes, dry_run)
-    with app_ctx.redis() as redis:
-        done = switch_on(redis, key, guard, message=message, until=end, reason=reason, now=now)
+    rt = app_ctx.guarded(yes, dry_run)
+    done = switch_on(rt, message=message, until=end, reason=reason, now=now)
     if not done.applied:
-        out.result({"dry_run": True, "key": key, "flag": done.flag})
+        out.result({"dry_run": True, "key": done.before.key, "flag": done.flag})
         return
     out.result(done.after, lambda console: _render(console, done.after))
     out.success(f"maintenance mode is on{done.ends}")
@@ -79,12 +77,9 @@ def off(
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    key = app_ctx.settings.maintenance.key
-    guard = app_ctx.guard(yes, dry_run)
-    with app_ctx.redis() as redis:
-        done = switch_off(redis, key, guard)
+    done = switch_off(app_ctx.guarded(yes, dry_run))
     if not done.applied:
-        out.result({"dry_run": True, "key": key, "was": done.before})
+        out.result({"dry_run": True, "key": done.before.key, "was": done.before})
         return
     out.result(done.after, lambda console: _render(console, done.after))
     out.success("maintenance mode is off" + ("" if done.was_on else " (it was off already)"))

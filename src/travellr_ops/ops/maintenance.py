@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from travellr_ops.adapters.redis import RedisAdapter
-from travellr_ops.safety import Change, Guard
+from travellr_ops.runtime import Runtime
+from travellr_ops.safety import Change
 
 DEFAULT_MESSAGE = "down for maintenance"
 
@@ -127,62 +128,64 @@ class Switched:
 
 
 def switch_on(
-    redis: RedisAdapter,
-    key: str,
-    guard: Guard,
+    rt: Runtime,
     *,
     message: str | None,
     until: datetime | None,
     reason: str | None,
     now: datetime | None = None,
 ) -> Switched:
-    """Turn maintenance mode on through the guard (asked, --yes, --dry-run, audited): the one
-    implementation behind `maintenance on` and `checklist maintenance before`."""
+    """Turn maintenance mode on through the run's guard (asked, --yes, --dry-run, audited):
+    the one implementation behind `maintenance on` and `checklist maintenance before`."""
+    key = rt.settings.maintenance.key
     text = message or DEFAULT_MESSAGE
     flag = flag_value(text, reason, who(), now or datetime.now(UTC), until)
     ends = f" until {flag['until']}" if until else " until `maintenance off`"
-    before = status(redis, key)
-    replaces = (
-        [f"(replaces the flag set by {before.by} since {before.since}: {before.message})"]
-        if before.on
-        else []
-    )
-    change = Change(
-        action="maintenance on",
-        summary=(
-            f"turn maintenance mode on in {redis.display_url} ({key}){ends}:"
-            " the backend answers 503 to every request meanwhile"
-        ),
-        details=[
-            f"message: {text}",
-            f"by: {flag['by']}",
-            *([f"reason: {reason}"] if reason else []),
-            *replaces,
-        ],
-        target=redis.display_url,
-    )
-    with guard.mutation(change) as proceed:
-        if not proceed:
-            return Switched(False, before, before, flag, ends)
-        turn_on(redis, key, flag, until)
-    return Switched(True, before, status(redis, key), flag, ends)
+    with rt.redis() as redis:
+        before = status(redis, key)
+        replaces = (
+            [f"(replaces the flag set by {before.by} since {before.since}: {before.message})"]
+            if before.on
+            else []
+        )
+        change = Change(
+            action="maintenance on",
+            summary=(
+                f"turn maintenance mode on in {redis.display_url} ({key}){ends}:"
+                " the backend answers 503 to every request meanwhile"
+            ),
+            details=[
+                f"message: {text}",
+                f"by: {flag['by']}",
+                *([f"reason: {reason}"] if reason else []),
+                *replaces,
+            ],
+            target=redis.display_url,
+        )
+        with rt.guard.mutation(change) as proceed:
+            if not proceed:
+                return Switched(False, before, before, flag, ends)
+            turn_on(redis, key, flag, until)
+        return Switched(True, before, status(redis, key), flag, ends)
 
 
-def switch_off(redis: RedisAdapter, key: str, guard: Guard) -> Switched:
-    """Turn maintenance mode off through the guard: behind `maintenance off` and
+def switch_off(rt: Runtime) -> Switched:
+    """Turn maintenance mode off through the run's guard: behind `maintenance off` and
     `checklist maintenance after`."""
-    before = status(redis, key)
-    change = Change(
-        action="maintenance off",
-        summary=f"turn maintenance mode off in {redis.display_url} ({key})",
-        details=[f"on since {before.since} by {before.by}: {before.message}"]
-        if before.on
-        else ["(it is off already)"],
-        target=redis.display_url,
-    )
-    with guard.mutation(change) as proceed:
-        if not proceed:
-            return Switched(False, before, before)
-        if not turn_off(redis, key):  # it expired (or was cleared) since it was read
-            before = MaintenanceStatus(False, key, redis.display_url)
-    return Switched(True, before, status(redis, key))
+    key = rt.settings.maintenance.key
+    with rt.redis() as redis:
+        before = status(redis, key)
+        change = Change(
+            action="maintenance off",
+            summary=f"turn maintenance mode off in {redis.display_url} ({key})",
+            details=[f"on since {before.since} by {before.by}: {before.message}"]
+            if before.on
+            else ["(it is off already)"],
+            target=redis.display_url,
+        )
+        with rt.guard.mutation(change) as proceed:
+            if not proceed:
+                return Switched(False, before, before)
+            if not turn_off(redis, key):  # it expired (or was cleared) since it was read
+                before = MaintenanceStatus(False, key, redis.display_url)
+        return Switched(True, before, status(redis, key))

@@ -153,15 +153,7 @@ def baseline(rt: Runtime) -> Outcome:
 def maintenance_on(
     rt: Runtime, message: str | None, until: datetime | None, reason: str | None
 ) -> Outcome:
-    with rt.redis() as redis:
-        done = flag_ops.switch_on(
-            redis,
-            rt.settings.maintenance.key,
-            rt.guard,
-            message=message,
-            until=until,
-            reason=reason,
-        )
+    done = flag_ops.switch_on(rt, message=message, until=until, reason=reason)
     if not done.applied:
         return unknown("dry run: maintenance mode not turned on")
     assert done.flag is not None
@@ -205,8 +197,7 @@ def state(rt: Runtime) -> Outcome:
 
 
 def maintenance_off(rt: Runtime, ended: dict[str, float]) -> Outcome:
-    with rt.redis() as redis:
-        done = flag_ops.switch_off(redis, rt.settings.maintenance.key, rt.guard)
+    done = flag_ops.switch_off(rt)
     if not done.applied:
         return unknown("dry run: maintenance mode not turned off")
     # The access log counts by whole seconds: the rate after is read from the next second on,
