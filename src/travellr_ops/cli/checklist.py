@@ -183,20 +183,13 @@ def last(
 ) -> None:
     """When each routine last ran, by whom, how it ended and which steps did not pass."""
     from travellr_ops.errors import UsageError
-    from travellr_ops.ops.checklist import record
-    from travellr_ops.store import Store, store_path
+    from travellr_ops.ops.checklist.routine import last_runs
 
     if routine is not None and routine not in ROUTINES:
         raise UsageError(f"no routine {routine!r}", hint=f"one of {', '.join(ROUTINES)}")
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    s = app_ctx.settings
-    store = Store(store_path(s.state_dir), s.store.timeout_s)
-    try:
-        record.open_store(store)
-        runs = {name: record.last(store, name) for name in ([routine] if routine else ROUTINES)}
-    finally:
-        store.close()
+    runs = last_runs(app_ctx.runtime, [routine] if routine else ROUTINES)
     document = {"routines": [{"routine": name, "last": run} for name, run in runs.items()]}
     out.result(document, lambda console: _render_last(console, runs, detailed=bool(routine)))
 

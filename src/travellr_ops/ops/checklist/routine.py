@@ -38,6 +38,13 @@ def previous(rt: Runtime, routine: str) -> record.PastRun | None:
         return None
 
 
+def last_runs(rt: Runtime, routines: Sequence[str]) -> dict[str, record.PastRun | None]:
+    """`checklist last`: the newest run of each routine (None: it never ran here)."""
+    with rt.store() as store:
+        record.open_store(store)
+        return {name: record.last(store, name) for name in routines}
+
+
 def overdue(rt: Runtime) -> list[str]:
     """Warnings for the weekly and monthly routines when they are due."""
     s = rt.settings.checklist
