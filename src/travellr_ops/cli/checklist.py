@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from travellr_ops.cli.common import AppContext, JsonOpt, QuietOpt, new_group, use
+from travellr_ops.cli.common import JsonOpt, QuietOpt, new_group, use
 from travellr_ops.cli.maintenance import MessageOpt, ReasonOpt, UntilOpt
 
 if TYPE_CHECKING:
@@ -45,7 +45,6 @@ AckOpt = Annotated[
 
 
 def _run(
-    app_ctx: AppContext,
     out: Output,
     rt: Runtime,
     routine: str,
@@ -130,7 +129,7 @@ def morning(
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
     rt = app_ctx.guarded(yes)
-    _run(app_ctx, out, rt, "morning", routine.steps(rt), yes, lambda: overdue(rt))
+    _run(out, rt, "morning", routine.steps(rt), yes, lambda: overdue(rt))
 
 
 @app.command()
@@ -148,7 +147,7 @@ def weekly(
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
     rt = app_ctx.guarded(yes)
-    _run(app_ctx, out, rt, "weekly", periodic.weekly(rt), yes)
+    _run(out, rt, "weekly", periodic.weekly(rt), yes)
 
 
 @app.command()
@@ -166,7 +165,7 @@ def monthly(
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
     rt = app_ctx.guarded(yes)
-    _run(app_ctx, out, rt, "monthly", periodic.monthly(rt), yes)
+    _run(out, rt, "monthly", periodic.monthly(rt), yes)
 
 
 @app.command()
@@ -266,7 +265,7 @@ def before(
     out = app_ctx.output(json_, quiet)
     rt = app_ctx.guarded(yes)
     steps = routine.before(rt, message, end, reason, plan)
-    _run(app_ctx, out, rt, "maintenance-before", steps, yes)
+    _run(out, rt, "maintenance-before", steps, yes)
 
 
 @maintenance_app.command()
@@ -282,7 +281,7 @@ def during(
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
     rt = app_ctx.guarded(False)
-    _run(app_ctx, out, rt, "maintenance-during", routine.during(rt), False)
+    _run(out, rt, "maintenance-during", routine.during(rt), False)
 
 
 @maintenance_app.command()
@@ -300,4 +299,4 @@ def after(
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
     rt = app_ctx.guarded(yes)
-    _run(app_ctx, out, rt, "maintenance-after", routine.after(rt), yes)
+    _run(out, rt, "maintenance-after", routine.after(rt), yes)
