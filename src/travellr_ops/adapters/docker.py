@@ -14,11 +14,9 @@ import contextlib
 import functools
 import heapq
 import os
-import queue
 import re
 import shutil
 import subprocess
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from travellr_ops.adapters.log_streams import follow_all, split_lines, stamp_time, stamped_line
 from travellr_ops.adapters.platform_types import (
     Instance,
     LogLine,
@@ -316,7 +315,7 @@ class ComposePlatform:
                 return True, ""
             if status == "running" and health is None:
                 # No health check: it counts once it has stayed up a moment, not at exec.
-                up_since = _parse_time(state.get("StartedAt"))
+                up_since = stamp_time(state.get("StartedAt"))
                 if up_since is None or datetime.now(UTC) - up_since >= STABLE_WITHOUT_CHECK:
                     return True, ""
             if health == "unhealthy":
@@ -361,7 +360,7 @@ class ComposePlatform:
             return iter(())
         streams = [self._open_log(c, tail, since, follow) for c in containers]
         if follow:
-            return _follow(streams)
+            return follow_all(streams)
         # Each container's lines come in time order: a k-way merge keeps memory flat.
         epoch = datetime.min.replace(tzinfo=UTC)
         return heapq.merge(*(s.lines() for s in streams), key=lambda x: x.time or epoch)
@@ -396,7 +395,7 @@ class ComposePlatform:
             shown, container = pair
             with self._errors(f"reading the stats of {container.name}"):
                 raw = container.stats(stream=False)
-            return _usage(shown, container.name, raw)
+            return stats_usage(shown, container.name, raw)
 
         # Each sample takes the engine about a second (two readings): take them side by side.
         with ThreadPoolExecutor(max_workers=min(8, len(running))) as pool:
@@ -730,9 +729,6 @@ def compose_command(configured: tuple[str, ...] = ()) -> list[str]:
 
 
 # -- logs ------------------------------------------------------------------------------------
-_STAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)? ?")
-
-
 class _LogStream:
     """One container's log as LogLines, split from the engine's chunks as they arrive."""
 
@@ -742,67 +738,15 @@ class _LogStream:
         self._errors = errors
 
     def lines(self) -> Iterator[LogLine]:
-        pending = b""
         with self._errors(f"reading the log of {self.source}"):
-            for chunk in self.raw:
-                pending += chunk
-                *whole, pending = pending.split(b"\n")
-                for line in whole:
-                    yield _log_line(self.source, line)
-        if pending:
-            yield _log_line(self.source, pending)
+            for line in split_lines(self.raw):
+                yield stamped_line(self.source, line)
 
     def close(self) -> None:
         close = getattr(self.raw, "close", None)
         if close is not None:
             with contextlib.suppress(Exception):  # a stream that already ended
                 close()
-
-
-def _follow(streams: list[_LogStream]) -> Iterator[LogLine]:
-    """Lines of several followed streams as they come; closing the iterator ends them all."""
-    lines: queue.Queue[LogLine | None] = queue.Queue(maxsize=10000)
-
-    def pump(stream: _LogStream) -> None:
-        try:
-            for line in stream.lines():
-                lines.put(line)
-        except TravellrError as exc:
-            lines.put(LogLine(None, stream.source, f"[log stream ended: {exc.message}]"))
-        except Exception:  # a stream closed under us while following
-            pass
-        finally:
-            lines.put(None)
-
-    for stream in streams:
-        threading.Thread(target=pump, args=(stream,), daemon=True).start()
-    open_streams = len(streams)
-    try:
-        while open_streams:
-            try:
-                item = lines.get(timeout=0.5)  # a timeout keeps Ctrl-C deliverable
-            except queue.Empty:
-                continue
-            if item is None:
-                open_streams -= 1
-            else:
-                yield item
-    finally:
-        for stream in streams:
-            stream.close()
-
-
-def _log_line(source: str, raw: bytes) -> LogLine:
-    text = raw.decode("utf-8", "replace").rstrip("\r")
-    match = _STAMP.match(text)
-    if not match:
-        return LogLine(None, source, text)
-    base, frac, zone = match.group(1), match.group(2) or "", match.group(3) or "Z"
-    try:
-        when = datetime.fromisoformat(base + frac[:7] + ("+00:00" if zone == "Z" else zone))
-    except ValueError:
-        return LogLine(None, source, text)
-    return LogLine(when, source, text[match.end() :])
 
 
 # -- container details -----------------------------------------------------------------------
@@ -824,15 +768,6 @@ def _combined_time(line: str) -> datetime | None:
         return datetime.strptime(line[start + 1 : end], "%d/%b/%Y:%H:%M:%S %z")
     except ValueError:
         return None
-
-
-def _parse_time(value: str | None) -> datetime | None:
-    if not value or value.startswith("0001-"):
-        return None
-    match = _STAMP.match(value)
-    if not match:
-        return None
-    return _log_line("", value.encode()).time
 
 
 def _instance(container: Any) -> Instance:
@@ -857,7 +792,7 @@ def _instance(container: Any) -> Instance:
         ready=status == "running" and health in (None, "healthy"),
         health=health,
         restarts=int(attrs.get("RestartCount", 0)),
-        started_at=_parse_time(state.get("StartedAt")) if status == "running" else None,
+        started_at=stamp_time(state.get("StartedAt")) if status == "running" else None,
         image=attrs.get("Config", {}).get("Image", ""),
         image_digest=attrs.get("Image"),
         ports=ports,
@@ -871,7 +806,7 @@ def _exit_reason(state: dict[str, Any]) -> str:
         parts.insert(0, "OOMKilled")
     if state.get("Error"):
         parts.append(str(state["Error"]))
-    finished = _parse_time(state.get("FinishedAt"))
+    finished = stamp_time(state.get("FinishedAt"))
     if finished is not None:
         parts.append(f"at {finished.strftime('%Y-%m-%d %H:%M:%S')} UTC")
     return ", ".join(parts)
@@ -895,7 +830,7 @@ def _last_health_output(state: dict[str, Any]) -> str:
 
 
 # -- stats -----------------------------------------------------------------------------------
-def _usage(service: str, instance: str, raw: dict[str, Any]) -> ResourceUsage:
+def stats_usage(service: str, instance: str, raw: dict[str, Any]) -> ResourceUsage:
     """The figures `docker stats` shows, from one stats reading (the CLI's own formulas)."""
     cpu = raw.get("cpu_stats") or {}
     pre = raw.get("precpu_stats") or {}
