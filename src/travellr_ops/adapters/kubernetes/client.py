@@ -256,7 +256,7 @@ class KubeClient:
         raise UsageError(
             f"deployment {name!r} not found in namespace {self.namespace!r}"
             f" (context {self.context_name!r})",
-            hint="check the service name, or kubernetes.deployment / kubernetes.namespace",
+            hint="check the service name, or kubernetes.backend_deployment / kubernetes.namespace",
         )
 
     def check_namespace(self) -> None:

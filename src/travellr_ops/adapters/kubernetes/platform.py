@@ -66,7 +66,7 @@ class KubernetesPlatform:
     # -- names -------------------------------------------------------------------------------
     def _logical(self) -> dict[str, str]:
         return {
-            "backend": self.k8s.deployment,
+            "backend": self.k8s.backend_deployment,
             "mongodb": self.k8s.mongodb_deployment,
             "redis": self.k8s.redis_deployment,
         }
@@ -107,7 +107,7 @@ class KubernetesPlatform:
             raise UsageError(
                 f"none of the deployments {', '.join(self._logical().values())} is in"
                 f" namespace {self.namespace!r} (context {self.client.context_name!r})",
-                hint="check kubernetes.namespace and kubernetes.deployment",
+                hint="check kubernetes.namespace and kubernetes.backend_deployment",
             )
         return found
 
