@@ -45,6 +45,7 @@ from travellr_ops.errors import (
     Unreachable,
     UsageError,
 )
+from travellr_ops.vocab.logformat import access_time
 
 if TYPE_CHECKING:
     from travellr_ops.settings import Settings
@@ -628,7 +629,7 @@ class ComposePlatform:
                     hint="set deploy.container_access_log to the backend's access log",
                 )
             for text in raw.decode("utf-8", "replace").splitlines():
-                when = _combined_time(text)
+                when = access_time(text)
                 if when is not None and when >= since.replace(microsecond=0):
                     lines.append(LogLine(when, container.name, text))
         return lines
@@ -756,18 +757,6 @@ def _split_image(image: str) -> tuple[str, str]:
     if not sep or "/" in tag:
         return image, "latest"
     return name, tag
-
-
-def _combined_time(line: str) -> datetime | None:
-    """The time of a combined-format log line (``[28/Nov/2026:04:12:00 +0000]``)."""
-    start = line.find("[")
-    end = line.find("]", start)
-    if start < 0 or end < 0:
-        return None
-    try:
-        return datetime.strptime(line[start + 1 : end], "%d/%b/%Y:%H:%M:%S %z")
-    except ValueError:
-        return None
 
 
 def _instance(container: Any) -> Instance:

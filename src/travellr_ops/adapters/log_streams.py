@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import queue
-import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
@@ -17,8 +16,7 @@ from typing import Protocol
 
 from travellr_ops.adapters.platform_types import LogLine
 from travellr_ops.errors import TravellrError
-
-_STAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)? ?")
+from travellr_ops.vocab.logformat import leading_time
 
 
 def split_lines(chunks: Iterable[bytes], *, keep_partial: bool = True) -> Iterator[bytes]:
@@ -36,13 +34,11 @@ def split_lines(chunks: Iterable[bytes], *, keep_partial: bool = True) -> Iterat
 def stamped_line(source: str, raw: bytes) -> LogLine:
     """A log line with its leading timestamp taken off into ``time`` (None when it has none)."""
     text = raw.decode("utf-8", "replace").rstrip("\r")
-    match = _STAMP.match(text)
-    if not match:
-        return LogLine(None, source, text)
-    when = stamp_time(match.group(0).rstrip())
+    stamp, _, rest = text.partition(" ")
+    when = leading_time(stamp)
     if when is None:
         return LogLine(None, source, text)
-    return LogLine(when, source, text[match.end() :])
+    return LogLine(when, source, rest)
 
 
 def stamp_time(value: str | None) -> datetime | None:
@@ -50,15 +46,7 @@ def stamp_time(value: str | None) -> datetime | None:
     zero time (``0001-01-01T00:00:00Z``, a container that never started)."""
     if not value or value.startswith("0001-"):
         return None
-    match = _STAMP.match(value)
-    if not match:
-        return None
-    base, frac, zone = match.group(1), match.group(2) or "", match.group(3) or "Z"
-    try:
-        # up to 9 fractional digits; Python takes at most 6
-        return datetime.fromisoformat(base + frac[:7] + ("+00:00" if zone == "Z" else zone))
-    except ValueError:
-        return None
+    return leading_time(value)
 
 
 class LogStream(Protocol):

@@ -13,6 +13,7 @@ from typing import Any
 from travellr_ops.adapters.kubernetes.client import sdk
 from travellr_ops.adapters.log_streams import stamp_time
 from travellr_ops.adapters.platform_types import Instance, ResourceUsage, ServiceStatus
+from travellr_ops.vocab.units import format_bytes
 
 REVISION = "deployment.kubernetes.io/revision"
 
@@ -196,9 +197,7 @@ def format_cpu(value: Decimal | None) -> str | None:
 
 
 def _format_memory(value: Decimal | None) -> str:
-    if value is None:
-        return "-"
-    return f"{int(value / (1024 * 1024))}Mi"
+    return "-" if value is None else format_bytes(float(value))
 
 
 # -- describe ------------------------------------------------------------------------------------

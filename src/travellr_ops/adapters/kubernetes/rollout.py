@@ -51,9 +51,9 @@ def follow_rollout(
     """
     name = dep.metadata.name
     version = dep.metadata.resource_version
-    verdict, said = rollout_state(dep)
-    if verdict is not None:
-        return verdict, said
+    done, said = rollout_state(dep)
+    if done is not None:
+        return done, said
     progress(said)
     while True:
         remaining = deadline - time.monotonic()
@@ -68,9 +68,9 @@ def follow_rollout(
                     expired = True
                     break
                 version = obj.metadata.resource_version
-                verdict, message = rollout_state(obj)
-                if verdict is not None:
-                    return verdict, message
+                done, message = rollout_state(obj)
+                if done is not None:
+                    return done, message
                 if message != said:
                     said = message
                     progress(message)
@@ -80,9 +80,9 @@ def follow_rollout(
             with client.errors(f"reading deployment {name!r}"):
                 fresh = client.request("GET", client.deployments_path(name))
             version = fresh.metadata.resource_version
-            verdict, said = rollout_state(fresh)
-            if verdict is not None:
-                return verdict, said
+            done, said = rollout_state(fresh)
+            if done is not None:
+                return done, said
 
 
 def _watch_deployment(
