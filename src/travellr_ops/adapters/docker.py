@@ -14,7 +14,6 @@ import contextlib
 import functools
 import heapq
 import os
-import re
 import shutil
 import subprocess
 import time
@@ -35,6 +34,7 @@ from travellr_ops.adapters.platform_types import (
     ResourceUsage,
     RestartResult,
     ServiceStatus,
+    check_image_tag,
 )
 from travellr_ops.errors import (
     CheckFailed,
@@ -66,8 +66,6 @@ STABLE_WITHOUT_CHECK = timedelta(seconds=2)
 LAST_LOG_LINES = 20
 #: the most read from the end of a container's access log per look (deploy's error rate)
 ACCESS_LOG_TAIL_BYTES = 2 * 1024 * 1024
-#: a Docker image tag (the reference grammar's tag part)
-TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 
 def connect(docker_host: str | None, timeout_s: float) -> Any:
@@ -538,11 +536,7 @@ class ComposePlatform:
                 f"the compose file sets only the tag of {repository}; {tag!r} names another image",
                 hint=f"pass a tag (e.g. v2) or {repository}:TAG",
             )
-        if not TAG.match(wanted_tag):
-            raise UsageError(
-                f"{wanted_tag!r} is not a valid image tag",
-                hint="letters, digits, _ . - (at most 128, not starting with . or -)",
-            )
+        check_image_tag(wanted_tag)
         return f"{repository}:{wanted_tag}"
 
     def image_exists(self, image: str) -> bool:

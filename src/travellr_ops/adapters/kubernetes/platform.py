@@ -8,7 +8,6 @@ Kubernetes 1.20 is the oldest server this speaks to: it relies on nothing newer.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from travellr_ops.adapters.platform_types import (
     ResourceUsage,
     RestartResult,
     ServiceStatus,
+    check_image_tag,
 )
 from travellr_ops.errors import TravellrError, UsageError
 
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 #: where `service down` keeps the replica count that `service up` restores
 REPLICAS_BEFORE_DOWN = "travellr.io/replicas-before-down"
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 
 @dataclass
@@ -174,11 +173,7 @@ class KubernetesPlatform:
     def image_for(self, service: str, tag: str) -> str:
         if ":" in tag.rsplit("/", 1)[-1] or "@" in tag:
             return tag  # a whole reference
-        if not _TAG.match(tag):
-            raise UsageError(
-                f"{tag!r} is not a valid image tag",
-                hint="letters, digits, _ . - (at most 128, not starting with . or -)",
-            )
+        check_image_tag(tag)
         image = self.release(service).image
         last = image.rsplit("/", 1)[-1]
         repository = image[: len(image) - len(last)] + last.split("@")[0].split(":")[0]
