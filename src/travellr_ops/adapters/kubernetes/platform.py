@@ -50,14 +50,9 @@ class KubernetesPlatform:
     name = "kubernetes"
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
         self.k8s = settings.kubernetes
         self.client = KubeClient(settings.kubernetes)
         self.namespace = self.client.namespace
-
-    @property
-    def server(self) -> str:
-        return self.client.server
 
     def close(self) -> None:
         self.client.close()
