@@ -269,6 +269,20 @@ class ComposePlatform:
             progress(f"restarting {container.name}")
             with self._errors(f"restarting container {container.name}"):
                 container.restart(timeout=stop_timeout)
+        return self._settle(shown, compose_name, containers, started, deadline, progress)
+
+    def _settle(
+        self,
+        shown: str,
+        compose_name: str,
+        containers: list[Any],
+        started: float,
+        deadline: float,
+        progress: Progress,
+        running: str = "",
+    ) -> RestartResult:
+        """Wait until each container is healthy (or the first that fails), then the result;
+        ``running`` says what it runs now (" on IMAGE") in the reason of a success."""
         healthy, reason, failed = True, "", None
         for container in containers:
             ok, why = self._wait_healthy(container, deadline, progress)
@@ -278,7 +292,7 @@ class ComposePlatform:
         status = self._status(shown, self._containers(compose_name))
         seconds = time.monotonic() - started
         if healthy:
-            reason = f"{shown}: {status.message} after {seconds:.1f} s"
+            reason = f"{shown}{running}: {status.message} after {seconds:.1f} s"
         result = RestartResult(
             service=shown, healthy=healthy, seconds=seconds, status=status, reason=reason
         )
@@ -561,21 +575,11 @@ class ComposePlatform:
         progress(f"recreating {shown} on {image}")
         self._compose("up", "-d", "--no-deps", compose_name, extra_env={variable: tag})
         self._keep_tag(variable, tag)
+        containers = self._containers(compose_name)
         deadline = started + timeout_s
-        healthy, reason, failed = True, "", None
-        for container in self._containers(compose_name):
-            ok, why = self._wait_healthy(container, deadline, progress)
-            if not ok:
-                healthy, reason, failed = False, why, container
-                break
-        status = self._status(shown, self._containers(compose_name))
-        seconds = time.monotonic() - started
-        if healthy:
-            reason = f"{shown} on {image}: {status.message} after {seconds:.1f} s"
-        result = RestartResult(shown, healthy, seconds, status, reason)
-        if failed is not None:
-            result.last_logs = self._last_logs(failed)
-        return result
+        return self._settle(
+            shown, compose_name, containers, started, deadline, progress, f" on {image}"
+        )
 
     def restore(
         self, service: str, release: Release, timeout_s: float, progress: Progress
