@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 from travellr_ops.errors import UsageError
 from travellr_ops.ops.security.deps import NPM, PYPI, Dependency
 from travellr_ops.ops.security.osv import Finding, key, match
+from travellr_ops.vocab.timespec import format_duration
+from travellr_ops.vocab.verdict import Verdict
 
 if TYPE_CHECKING:
     from travellr_ops.adapters.http import HttpAdapter
@@ -149,9 +151,7 @@ def _mtime(path: Path) -> datetime:
     return datetime.fromtimestamp(path.stat().st_mtime, UTC)
 
 
-def _download(
-    http: HttpAdapter, url: str, directory: Path, stack: contextlib.ExitStack
-) -> Archive:
+def _download(http: HttpAdapter, url: str, directory: Path, stack: contextlib.ExitStack) -> Archive:
     fd, name = tempfile.mkstemp(prefix=".download-", suffix=".zip", dir=directory)
     stack.callback(Path(name).unlink, missing_ok=True)
     with os.fdopen(fd, "wb") as file:
@@ -401,6 +401,63 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+@dataclass(frozen=True)
+class EcosystemStatus:
+    ecosystem: str
+    records: int
+    newest: datetime | None
+    archive_date: datetime
+    age_s: float
+    verdict: Verdict
+
+
+@dataclass
+class DatabaseStatus:
+    database: Path
+    ecosystems: list[EcosystemStatus]
+    #: ok, warn (older than the maximum age) or unknown (no database)
+    verdict: Verdict
+    detail: str
+
+
+def status(database: Path, max_age_days: float, now: datetime | None = None) -> DatabaseStatus:
+    """The age of each ecosystem of the imported database (``security db status``)."""
+    now = now or datetime.now(UTC)
+    if not database.is_file():
+        return DatabaseStatus(
+            database, [], Verdict.UNKNOWN, "no OSV database: run `security db update`"
+        )
+    try:
+        db = OsvDatabase(database)
+    except UsageError as exc:
+        return DatabaseStatus(database, [], Verdict.UNKNOWN, exc.message)
+    try:
+        infos = db.ecosystems()
+    finally:
+        db.close()
+    limit = max_age_days * 86400
+    rows = [
+        EcosystemStatus(
+            e.ecosystem,
+            e.records,
+            e.newest,
+            e.archive_date,
+            e.age_s(now),
+            Verdict.WARN if e.age_s(now) > limit else Verdict.OK,
+        )
+        for e in infos
+    ]
+    old = [r for r in rows if r.verdict is Verdict.WARN]
+    if old:
+        detail = (
+            f"{', '.join(r.ecosystem for r in old)} older than {format_duration(limit)}: "
+            "run `security db update`"
+        )
+        return DatabaseStatus(database, rows, Verdict.WARN, detail)
+    total = sum(r.records for r in rows)
+    return DatabaseStatus(database, rows, Verdict.OK, f"{total:,} advisories, none stale")
 
 
 # --------------------------------------------------------------------------- reading
