@@ -303,8 +303,6 @@ class SecuritySettings(_Section):
             "https://osv-vulnerabilities.storage.googleapis.com/PyPI/all.zip",
         ]
     )
-    #: how long a download of the database may wait for the next bytes
-    db_timeout_s: float = Field(default=60.0, gt=0)
     #: an imported database older than this is stale: a warning, and exit 3 when it was the
     #: only source that answered (`security audit --allow-stale` accepts it)
     db_max_age_days: float = Field(default=7.0, gt=0)

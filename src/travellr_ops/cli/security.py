@@ -278,7 +278,8 @@ def _render_audit(console: Console, result: AuditResult) -> None:
         newest = db.newest.date() if db.newest else "unknown"
         state = " [yellow](stale)[/]" if db.stale else ""
         console.print(
-            f"OSV database: {format_duration(db.age_s)} old{state}, newest record {newest}"
+            f"OSV database: {format_duration(db.age_s)} old{state}, newest record {newest}",
+            soft_wrap=True,
         )
     sources = ", ".join(f"{s.name} {s.state}" for s in result.sources)
     word = {"vulnerable": Verdict.FAIL, "ok": Verdict.OK, "unknown": Verdict.UNKNOWN}
@@ -288,7 +289,8 @@ def _render_audit(console: Console, result: AuditResult) -> None:
     console.print(
         f"{styled(word[result.status])}: {len(result.findings)} finding(s), "
         f"{len(result.at_level)} at or above {result.level}, {len(result.ignored)} ignored, "
-        f"in {result.packages} packages ({scope}; {sources})"
+        f"in {result.packages} packages ({scope}; {sources})",
+        soft_wrap=True,
     )
 
 
@@ -324,7 +326,7 @@ def db_update(
     report = osvdb.update(
         from_ or sec.db_urls,
         osvdb.location(app_ctx.settings.state_dir),
-        lambda: rt.http(timeout_s=sec.db_timeout_s),
+        rt.http,
     )
     out.result(report, lambda console: _render_update(console, report))
 
