@@ -211,12 +211,8 @@ def _imported(
         if not known:
             detail = f"no {' or '.join(missing)} advisories imported in {path}"
             return SourceStatus(OFFLINE, "unknown", detail), None
-        findings = [
-            f
-            for dep in inv.dependencies
-            if dep.ecosystem in {e.ecosystem for e in known}
-            for f in db.match(dep)
-        ]
+        covered = {e.ecosystem for e in known}
+        findings = db.match_all([d for d in inv.dependencies if d.ecosystem in covered])
     finally:
         db.close()
     newest = max((e.newest for e in known if e.newest), default=None)

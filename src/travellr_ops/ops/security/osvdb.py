@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import sqlite3
+import struct
 import tempfile
 import time
 import zipfile
@@ -44,6 +45,8 @@ RANGE_TYPES = ("SEMVER", "ECOSYSTEM", "GIT")
 FILE_NAME = "advisories.sqlite"
 #: how many bad records an error names (all are counted)
 NAMED = 5
+#: a zip member's local header: signature ... file name length, extra field length
+_LOCAL_HEADER = struct.Struct("<4s22xHH")
 
 _SCHEMA = """
 CREATE TABLE records (id TEXT NOT NULL, body BLOB NOT NULL);
@@ -234,11 +237,8 @@ def _read(build: _Build, archive: Archive) -> None:
     members, bad_before = 0, len(build.bad)
     try:
         with zipfile.ZipFile(archive.path) as zf:
-            for info in zf.infolist():
-                if info.is_dir() or not info.filename.endswith(".json"):
-                    continue
+            for info, raw in _json_members(zf):
                 members += 1
-                raw = zf.read(info)
                 try:
                     record = json.loads(raw)
                 except ValueError as exc:
@@ -291,6 +291,36 @@ def _read(build: _Build, archive: Archive) -> None:
     build.conn.executemany("INSERT INTO packages VALUES (?, ?, ?)", links)
     for eco in ecosystems:
         build.sources.setdefault(eco, []).append(archive)
+
+
+def _json_members(zf: zipfile.ZipFile) -> Iterator[tuple[zipfile.ZipInfo, bytes]]:
+    """The ``.json`` members of an archive, in file order, CRC-checked.
+
+    Deflated and stored members are read straight from the file: ``ZipFile.read`` builds a
+    file object per member, which for OSV's one-small-file-per-advisory exports costs more
+    than decompressing and parsing the record; other methods go through it.
+    """
+    fp = zf.fp
+    members = [i for i in zf.infolist() if not i.is_dir() and i.filename.endswith(".json")]
+    members.sort(key=lambda i: i.header_offset)
+    for info in members:
+        if fp is None or info.flag_bits & 0x1 or info.compress_type not in (0, 8):
+            yield info, zf.read(info)
+            continue
+        fp.seek(info.header_offset)
+        header = fp.read(_LOCAL_HEADER.size)
+        if len(header) != _LOCAL_HEADER.size or header[:4] != b"PK\x03\x04":
+            raise zipfile.BadZipFile(f"{info.filename}: bad local header")
+        name_length, extra_length = _LOCAL_HEADER.unpack(header)[-2:]
+        fp.seek(name_length + extra_length, os.SEEK_CUR)
+        data = fp.read(info.compress_size)
+        if len(data) != info.compress_size:
+            raise zipfile.BadZipFile(f"{info.filename}: ends early")
+        if info.compress_type == 8:
+            data = zlib.decompress(data, -15)
+        if zlib.crc32(data) != info.CRC:
+            raise zipfile.BadZipFile(f"Bad CRC-32 for file {info.filename!r}")
+        yield info, data
 
 
 def _refuse_bad(build: _Build) -> None:
@@ -498,6 +528,23 @@ class OsvDatabase:
 
     def match(self, dep: Dependency) -> list[Finding]:
         return match(self.records_of(dep.ecosystem, dep.name), dep)
+
+    def match_all(self, deps: list[Dependency]) -> list[Finding]:
+        """The findings of every dependency, with one query per ecosystem."""
+        found: list[Finding] = []
+        for ecosystem in sorted({d.ecosystem for d in deps}):
+            mine = [d for d in deps if d.ecosystem == ecosystem]
+            names = sorted({key(ecosystem, d.name) for d in mine})
+            filed: dict[str, list[dict[str, Any]]] = {}
+            for name, body in self._conn.execute(
+                "SELECT p.name, r.body FROM packages p JOIN records r ON r.rowid = p.record"
+                " WHERE p.ecosystem = ? AND p.name IN (SELECT value FROM json_each(?))",
+                (ecosystem, json.dumps(names)),
+            ):
+                filed.setdefault(name, []).append(json.loads(body))
+            for dep in mine:
+                found += match(filed.get(key(ecosystem, dep.name), []), dep)
+        return found
 
     def close(self) -> None:
         self._conn.close()
