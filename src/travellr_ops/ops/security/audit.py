@@ -262,18 +262,23 @@ def merge(findings: Iterable[Finding]) -> list[Finding]:
     """One row per installed copy and advisory: a GHSA that npm audit and the OSV database
     both report (or one reports under its CVE alias) is one finding with both sources."""
     rows: list[Finding] = []
+    # the rows of each installed copy: only those can be the same finding
+    by_copy: dict[tuple[str, str, str, str], list[int]] = {}
     for new in findings:
+        copy = (
+            new.ecosystem,
+            new.package,
+            new.installed,
+            new.location if new.ecosystem == NPM else "",
+        )
         ids = {new.advisory, *new.aliases}
-        for index, old in enumerate(rows):
-            if (
-                (old.ecosystem, old.package, old.installed)
-                == (new.ecosystem, new.package, new.installed)
-                and (old.ecosystem != NPM or old.location == new.location)
-                and ids & {old.advisory, *old.aliases}
-            ):
+        for index in by_copy.get(copy, []):
+            old = rows[index]
+            if ids & {old.advisory, *old.aliases}:
                 rows[index] = _combine(old, new)
                 break
         else:
+            by_copy.setdefault(copy, []).append(len(rows))
             rows.append(new)
     return sorted(
         rows,
