@@ -108,9 +108,15 @@ PYPI_RECORDS = [
 ]
 
 
-def osv_zip(path: Path, records: list[dict[str, Any]], *, age_days: float = 0) -> Path:
+def osv_zip(
+    path: Path,
+    records: list[dict[str, Any]],
+    *,
+    age_days: float = 0,
+    method: int = zipfile.ZIP_DEFLATED,
+) -> Path:
     """An OSV export as OSV publishes it: one ``<id>.json`` per advisory in one zip."""
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+    with zipfile.ZipFile(path, "w", method) as zf:
         for rec in records:
             zf.writestr(f"{rec['id']}.json", json.dumps(rec))
     if age_days:
@@ -400,13 +406,15 @@ def test_stale_database_alone_is_unknown_unless_allowed(tmp_path: Path) -> None:
 
 def test_an_update_of_one_ecosystem_keeps_the_other(imported: Path, tmp_path: Path) -> None:
     newer = [*NPM_RECORDS[:1], record("GHSA-ax00-0000-0009", "axios", [{"introduced": "0"}])]
-    res = update(tmp_path, str(osv_zip(tmp_path / "npm2.zip", newer)))
+    # stored, not deflated: read as well
+    res = update(tmp_path, str(osv_zip(tmp_path / "npm2.zip", newer, method=zipfile.ZIP_STORED)))
     assert res.exit_code == 0, res.stderr
     doc = res.json()
     assert [(e["ecosystem"], e["records"]) for e in doc["updated"]] == [(NPM, 2)]
     assert [(e["ecosystem"], e["records"]) for e in doc["kept"]] == [(PYPI, 2)]
     got = findings(audit(tmp_path).json())
     assert ("requests", "2.19.1", "PYSEC-2026-1") in got
+    assert ("lodash", "4.17.20", "GHSA-lo00-0000-0001") in got
     assert ("minimist", "1.2.5", "GHSA-mi00-0000-0002") not in got  # npm was replaced
 
 

@@ -45,11 +45,13 @@ RANGE_TYPES = ("SEMVER", "ECOSYSTEM", "GIT")
 FILE_NAME = "advisories.sqlite"
 #: how many bad records an error names (all are counted)
 NAMED = 5
+#: records inserted at once (memory stays at one batch, not the whole archive)
+BATCH = 5000
 #: a zip member's local header: signature ... file name length, extra field length
 _LOCAL_HEADER = struct.Struct("<4s22xHH")
 
 _SCHEMA = """
-CREATE TABLE records (id TEXT NOT NULL, body BLOB NOT NULL);
+CREATE TABLE records (id TEXT NOT NULL, body BLOB NOT NULL, deflated INTEGER NOT NULL);
 CREATE TABLE packages (ecosystem TEXT NOT NULL, name TEXT NOT NULL, record INTEGER NOT NULL);
 CREATE TABLE ecosystems (
     ecosystem TEXT PRIMARY KEY, source TEXT NOT NULL, archive_date TEXT NOT NULL,
@@ -233,11 +235,12 @@ def import_archives(
 
 def _read(build: _Build, archive: Archive) -> None:
     ecosystems: set[str] = set()
-    records, links = [], []
+    records: list[tuple[int, str, bytes, int]] = []
+    links: list[tuple[str, str, int]] = []
     members, bad_before = 0, len(build.bad)
     try:
         with zipfile.ZipFile(archive.path) as zf:
-            for info, raw in _json_members(zf):
+            for info, raw, deflated in _json_members(zf):
                 members += 1
                 try:
                     record = json.loads(raw)
@@ -260,7 +263,11 @@ def _read(build: _Build, archive: Archive) -> None:
                     continue
                 build.seen.add(record["id"])
                 build.rowid += 1
-                records.append((build.rowid, record["id"], raw))
+                # kept as the archive holds it: the database is no bigger than the zip
+                if deflated is None:
+                    records.append((build.rowid, record["id"], raw, 0))
+                else:
+                    records.append((build.rowid, record["id"], deflated, 1))
                 modified = _time(record["modified"])
                 for eco, name in filed:
                     links.append((eco, name, build.rowid))
@@ -269,6 +276,8 @@ def _read(build: _Build, archive: Archive) -> None:
                     build.counts[eco] = build.counts.get(eco, 0) + 1
                     if eco not in build.newest or modified > build.newest[eco]:
                         build.newest[eco] = modified
+                if len(records) >= BATCH:
+                    _insert(build.conn, records, links)
     except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
         raise UsageError(
             f"{archive.source} is not a readable zip archive ({exc})",
@@ -287,14 +296,27 @@ def _read(build: _Build, archive: Archive) -> None:
             f"OSV record ({build.bad[bad_before]})",
             hint="OSV's exports are <ecosystem>/all.zip; the database was not changed",
         )
-    build.conn.executemany("INSERT INTO records (rowid, id, body) VALUES (?, ?, ?)", records)
-    build.conn.executemany("INSERT INTO packages VALUES (?, ?, ?)", links)
+    _insert(build.conn, records, links)
     for eco in ecosystems:
         build.sources.setdefault(eco, []).append(archive)
 
 
-def _json_members(zf: zipfile.ZipFile) -> Iterator[tuple[zipfile.ZipInfo, bytes]]:
-    """The ``.json`` members of an archive, in file order, CRC-checked.
+def _insert(
+    conn: sqlite3.Connection,
+    records: list[tuple[int, str, bytes, int]],
+    links: list[tuple[str, str, int]],
+) -> None:
+    conn.executemany("INSERT INTO records (rowid, id, body, deflated) VALUES (?, ?, ?, ?)", records)
+    conn.executemany("INSERT INTO packages VALUES (?, ?, ?)", links)
+    records.clear()
+    links.clear()
+
+
+def _json_members(
+    zf: zipfile.ZipFile,
+) -> Iterator[tuple[zipfile.ZipInfo, bytes, bytes | None]]:
+    """The ``.json`` members of an archive in file order, CRC-checked: (member, its bytes,
+    its raw deflate stream when it is deflated).
 
     Deflated and stored members are read straight from the file: ``ZipFile.read`` builds a
     file object per member, which for OSV's one-small-file-per-advisory exports costs more
@@ -305,7 +327,7 @@ def _json_members(zf: zipfile.ZipFile) -> Iterator[tuple[zipfile.ZipInfo, bytes]
     members.sort(key=lambda i: i.header_offset)
     for info in members:
         if fp is None or info.flag_bits & 0x1 or info.compress_type not in (0, 8):
-            yield info, zf.read(info)
+            yield info, zf.read(info), None
             continue
         fp.seek(info.header_offset)
         header = fp.read(_LOCAL_HEADER.size)
@@ -313,14 +335,13 @@ def _json_members(zf: zipfile.ZipFile) -> Iterator[tuple[zipfile.ZipInfo, bytes]
             raise zipfile.BadZipFile(f"{info.filename}: bad local header")
         name_length, extra_length = _LOCAL_HEADER.unpack(header)[-2:]
         fp.seek(name_length + extra_length, os.SEEK_CUR)
-        data = fp.read(info.compress_size)
-        if len(data) != info.compress_size:
+        stream = fp.read(info.compress_size)
+        if len(stream) != info.compress_size:
             raise zipfile.BadZipFile(f"{info.filename}: ends early")
-        if info.compress_type == 8:
-            data = zlib.decompress(data, -15)
+        data = zlib.decompress(stream, -15) if info.compress_type == 8 else stream
         if zlib.crc32(data) != info.CRC:
             raise zipfile.BadZipFile(f"Bad CRC-32 for file {info.filename!r}")
-        yield info, data
+        yield info, data, stream if info.compress_type == 8 else None
 
 
 def _refuse_bad(build: _Build) -> None:
@@ -398,7 +419,7 @@ def _carry_over(build: _Build, database: Path, updated: set[str]) -> list[Ecosys
     conn.execute("ATTACH DATABASE ? AS previous", (f"file:{database}?mode=ro",))
     for info in kept:
         conn.execute(
-            "INSERT INTO records (rowid, id, body) SELECT rowid + ?, id, body"
+            "INSERT INTO records (rowid, id, body, deflated) SELECT rowid + ?, id, body, deflated"
             " FROM previous.records WHERE rowid IN"
             " (SELECT record FROM previous.packages WHERE ecosystem = ?)"
             " AND rowid + ? NOT IN (SELECT rowid FROM main.records)",
@@ -519,12 +540,12 @@ class OsvDatabase:
         ]
 
     def records_of(self, ecosystem: str, name: str) -> Iterator[dict[str, Any]]:
-        for (body,) in self._conn.execute(
-            "SELECT body FROM records WHERE rowid IN"
+        for body, deflated in self._conn.execute(
+            "SELECT body, deflated FROM records WHERE rowid IN"
             " (SELECT record FROM packages WHERE ecosystem = ? AND name = ?)",
             (ecosystem, key(ecosystem, name)),
         ):
-            yield json.loads(body)
+            yield _record(body, deflated)
 
     def match(self, dep: Dependency) -> list[Finding]:
         return match(self.records_of(dep.ecosystem, dep.name), dep)
@@ -536,15 +557,21 @@ class OsvDatabase:
             mine = [d for d in deps if d.ecosystem == ecosystem]
             names = sorted({key(ecosystem, d.name) for d in mine})
             filed: dict[str, list[dict[str, Any]]] = {}
-            for name, body in self._conn.execute(
-                "SELECT p.name, r.body FROM packages p JOIN records r ON r.rowid = p.record"
+            for name, body, deflated in self._conn.execute(
+                "SELECT p.name, r.body, r.deflated"
+                " FROM packages p JOIN records r ON r.rowid = p.record"
                 " WHERE p.ecosystem = ? AND p.name IN (SELECT value FROM json_each(?))",
                 (ecosystem, json.dumps(names)),
             ):
-                filed.setdefault(name, []).append(json.loads(body))
+                filed.setdefault(name, []).append(_record(body, deflated))
             for dep in mine:
                 found += match(filed.get(key(ecosystem, dep.name), []), dep)
         return found
 
     def close(self) -> None:
         self._conn.close()
+
+
+def _record(body: bytes, deflated: int) -> dict[str, Any]:
+    record: dict[str, Any] = json.loads(zlib.decompress(body, -15) if deflated else body)
+    return record
