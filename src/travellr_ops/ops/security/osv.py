@@ -14,7 +14,7 @@ import zipfile
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import cmp_to_key
+from functools import cmp_to_key, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -215,25 +215,41 @@ def _cmp_zero(a: str, b: str, compare: Callable[[str, str], int]) -> int:
 
 
 def comparator(ecosystem: str) -> Callable[[str, str], int] | None:
+    """How ``ecosystem`` orders versions (ValueError for one it cannot parse); None when the
+    audit does not know its rules."""
     if ecosystem == NPM:
-        import nodesemver
-
-        def npm(a: str, b: str) -> int:
-            return int(nodesemver.compare(a, b, True))
-
-        return npm
+        return _npm_compare
     if ecosystem == PYPI:
-        from packaging.version import InvalidVersion, Version
-
-        def pep440(a: str, b: str) -> int:
-            try:
-                va, vb = Version(a), Version(b)
-            except InvalidVersion as exc:
-                raise ValueError(str(exc)) from None
-            return (va > vb) - (va < vb)
-
-        return pep440
+        return _pep440_compare
     return None
+
+
+# An audit compares the same few versions thousands of times (each installed version against
+# every event of every advisory of its package): each is parsed once.
+@lru_cache(maxsize=1 << 16)
+def _npm_version(text: str) -> Any:
+    import nodesemver
+
+    return nodesemver.make_semver(text, True)
+
+
+def _npm_compare(a: str, b: str) -> int:
+    return int(_npm_version(a).compare(_npm_version(b)))
+
+
+@lru_cache(maxsize=1 << 16)
+def _pep440_version(text: str) -> Any:
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return Version(text)
+    except InvalidVersion as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _pep440_compare(a: str, b: str) -> int:
+    va, vb = _pep440_version(a), _pep440_version(b)
+    return int((va > vb) - (va < vb))
 
 
 def _finding(record: dict[str, Any], dep: Dependency, fixed: str) -> Finding:
