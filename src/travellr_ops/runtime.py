@@ -119,7 +119,7 @@ class Runtime:
         """The state directory's SQLite store (every history the tool keeps)."""
         from travellr_ops.store import Store, store_path
 
-        store = Store(store_path(self.settings.state_dir), self.settings.monitor.store_timeout_s)
+        store = Store(store_path(self.settings.state_dir), self.settings.store.timeout_s)
         try:
             yield store
         finally:

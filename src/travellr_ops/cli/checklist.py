@@ -208,7 +208,7 @@ def last(
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
     s = app_ctx.settings
-    store = Store(store_path(s.state_dir), s.monitor.store_timeout_s)
+    store = Store(store_path(s.state_dir), s.store.timeout_s)
     try:
         record.open_store(store)
         runs = {name: record.last(store, name) for name in ([routine] if routine else ROUTINES)}

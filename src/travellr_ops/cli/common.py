@@ -99,6 +99,8 @@ class AppContext:
             else:
                 self._loaded = load_settings(self.config_file, self.overrides)
             log.info("settings: config file %s", self._loaded.config_file or "(none found)")
+            for deprecation in self._loaded.deprecations:
+                self.output().warn(deprecation)
         return self._loaded
 
     @property
