@@ -406,12 +406,25 @@ def test_stale_database_alone_is_unknown_unless_allowed(tmp_path: Path) -> None:
 
 def test_an_update_of_one_ecosystem_keeps_the_other(imported: Path, tmp_path: Path) -> None:
     newer = [*NPM_RECORDS[:1], record("GHSA-ax00-0000-0009", "axios", [{"introduced": "0"}])]
+    reading = OsvDatabase(imported)  # an audit that opened the database before the update
     # stored, not deflated: read as well
     res = update(tmp_path, str(osv_zip(tmp_path / "npm2.zip", newer, method=zipfile.ZIP_STORED)))
     assert res.exit_code == 0, res.stderr
     doc = res.json()
     assert [(e["ecosystem"], e["records"]) for e in doc["updated"]] == [(NPM, 2)]
     assert [(e["ecosystem"], e["records"]) for e in doc["kept"]] == [(PYPI, 2)]
+    # it goes on reading the whole old database; a new reader sees the new one
+    try:
+        assert reading.match(Dependency("minimist", "1.2.5", NPM, "x"))
+        assert not reading.match(Dependency("axios", "1.0.0", NPM, "x"))
+    finally:
+        reading.close()
+    fresh = OsvDatabase(imported)
+    try:
+        assert fresh.match(Dependency("axios", "1.0.0", NPM, "x"))
+        assert not fresh.match(Dependency("minimist", "1.2.5", NPM, "x"))
+    finally:
+        fresh.close()
     got = findings(audit(tmp_path).json())
     assert ("requests", "2.19.1", "PYSEC-2026-1") in got
     assert ("lodash", "4.17.20", "GHSA-lo00-0000-0001") in got
