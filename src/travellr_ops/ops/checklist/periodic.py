@@ -184,10 +184,11 @@ def indexes(rt: Runtime) -> Outcome:
 
 
 def audit(rt: Runtime) -> Outcome:
+    from travellr_ops.ops.security import osvdb
     from travellr_ops.ops.security.audit import audit as run_audit
 
     sec = rt.settings.security
-    result = run_audit(sec.backend_dir, sec)
+    result = run_audit(sec.backend_dir, sec, database=osvdb.location(rt.settings.state_dir))
     sources = ", ".join(f"{s.name} {s.state}" for s in result.sources)
     text = (
         f"{len(result.findings)} finding(s), {len(result.at_level)} at or above {result.level},"

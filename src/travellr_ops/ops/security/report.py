@@ -124,13 +124,17 @@ def build(
     live: bool | None = None,
     now: datetime | None = None,
 ) -> WeeklyReport:
+    from travellr_ops.ops.security import osvdb
     from travellr_ops.ops.security.audit import audit
     from travellr_ops.ops.security.posture import check
     from travellr_ops.ops.security.review import review
 
     sec = rt.settings.security
+    database = osvdb.location(rt.settings.state_dir)
     with ThreadPoolExecutor(3, thread_name_prefix="security-report") as pool:
-        audited = pool.submit(_try, lambda: audit(path or sec.backend_dir, sec, live=live))
+        audited = pool.submit(
+            _try, lambda: audit(path or sec.backend_dir, sec, live=live, database=database)
+        )
         reviewed = pool.submit(_try, lambda: review(rt, [], start))
         posture = pool.submit(_try, lambda: check(rt))
         (a, a_err), (logs, l_err), (checks, p_err) = (
