@@ -69,7 +69,7 @@ def open_(
     out = app_ctx.output(json_, quiet)
     with _store(app_ctx) as store:
         written = open_incident(
-            app_ctx.settings, store, title, severity, _author(), announce=out.info
+            app_ctx.runtime, store, title, severity, _author(), announce=out.info
         )
     _result(out, written)
     down = [e["source"] for e in written.doc["evidence"] if e["state"] in ("down", "timeout")]
