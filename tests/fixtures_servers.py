@@ -152,10 +152,13 @@ class RedisCluster:
 
 
 class MongoServer:
-    """One SecantusDB; its data stays in `dir/data` across `stop()`/`start()` unless memory.
+    """One SecantusDB, with the test-only commands on (`configureFailPoint`: fault tests arm a
+    failure on it). In memory unless `memory=False`; then its data stays in `dir/data` across
+    `stop()`/`start()`.
 
     `stop()` waits for the clean shutdown (2-4 s) when there is data to keep; a server in
     memory has none and is killed at once (to its clients both are a dropped connection).
+    A server that cannot start makes the test skip, or fail under CI (servers.need).
     """
 
     def __init__(
@@ -164,9 +167,10 @@ class MongoServer:
         *,
         port: int | None = None,
         standalone: bool = False,
-        memory: bool = False,
+        memory: bool = True,
         extra: tuple[str, ...] = (),
     ) -> None:
+        _require("secantusd-py", "scripts/testbed/mongo.sh install")
         self.dir = workdir
         self.port = port or free_port()
         self.standalone = standalone
@@ -184,15 +188,19 @@ class MongoServer:
     def running(self) -> bool:
         return _pid_alive(self.dir / "mongo.pid")
 
-    def start(self) -> MongoServer:
+    def start(self, *extra: str) -> MongoServer:
+        """Start (again); `extra` server arguments replace the previous ones (`--auth`)."""
+        self.extra = extra or self.extra
         argv: list[str | Path] = [MONGO_SH, "start", "--port", str(self.port), "--dir", self.dir]
         if self.standalone:
             argv.append("--standalone")
         if self.memory:
             argv.append("--memory")
-        if self.extra:
-            argv += ["--extra", " ".join(self.extra)]
-        _script(*argv)
+        argv += ["--extra", " ".join(("--enable-test-commands", *self.extra))]
+        try:
+            _script(*argv)
+        except ServerStartError as exc:  # mongo.sh has stopped what it started
+            need(f"MongoServer: {exc}")
         return self
 
     def stop(self) -> None:
@@ -360,7 +368,6 @@ class ServerSet:
     def mongo(
         self, *, standalone: bool = False, memory: bool = False, extra: tuple[str, ...] = ()
     ) -> MongoServer:
-        _require("secantusd-py", "scripts/testbed/mongo.sh install")
         server = MongoServer(self._dir("mongo"), standalone=standalone, memory=memory, extra=extra)
         return self._add(server)
 
@@ -425,8 +432,7 @@ def redis_factory(servers: ServerSet) -> Callable[[], RedisServer]:
 # ----------------------------------------------------------------------------------- mongo
 @pytest.fixture(scope="session")
 def mongo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MongoServer]:
-    _require("secantusd-py", "scripts/testbed/mongo.sh install")
-    server = _started(MongoServer(tmp_path_factory.mktemp("mongo-rs")))
+    server = _started(MongoServer(tmp_path_factory.mktemp("mongo-rs"), memory=False))
     yield server
     _discard_quietly(server)
 
@@ -438,8 +444,9 @@ def mongo_uri(mongo_server: MongoServer) -> str:
 
 @pytest.fixture(scope="session")
 def mongo_standalone_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MongoServer]:
-    _require("secantusd-py", "scripts/testbed/mongo.sh install")
-    server = _started(MongoServer(tmp_path_factory.mktemp("mongo-sa"), standalone=True))
+    server = _started(
+        MongoServer(tmp_path_factory.mktemp("mongo-sa"), standalone=True, memory=False)
+    )
     yield server
     _discard_quietly(server)
 
@@ -451,8 +458,7 @@ def mongo_standalone_uri(mongo_standalone_server: MongoServer) -> str:
 
 @pytest.fixture(scope="session")
 def seeded_mongo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MongoServer]:
-    _require("secantusd-py", "scripts/testbed/mongo.sh install")
-    server = _started(MongoServer(tmp_path_factory.mktemp("mongo-seeded")))
+    server = _started(MongoServer(tmp_path_factory.mktemp("mongo-seeded"), memory=False))
     try:
         seed(server.uri)
     except ServerStartError as exc:
@@ -492,7 +498,7 @@ def fresh_seeded_mongo_uri(seeded_mongo_server: MongoServer) -> Iterator[str]:
 def mongo_factory(servers: ServerSet) -> Callable[..., MongoServer]:
     """Start SecantusDB servers of this test's own; all are stopped when the test ends.
 
-    mongo_factory(standalone=False, memory=False, extra=("--enable-test-commands",))
+    mongo_factory(standalone=False, memory=False, extra=("--oplog-max-entries", "50"))
     """
     return servers.mongo
 

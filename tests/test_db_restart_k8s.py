@@ -11,7 +11,7 @@ import yaml
 
 from cli import invoke
 from fixtures_k8s import ROOT, K8sNamespace
-from test_db import MongoServer
+from fixtures_servers import MongoServer
 from travellr_ops.settings import MongoSettings
 
 pytestmark = [pytest.mark.k8s, pytest.mark.mongo]
