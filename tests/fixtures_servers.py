@@ -41,6 +41,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from markers import require_marker
 from servers import free_port, need
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,6 +96,7 @@ class RedisServer:
         return _pid_alive(self.dir / "redis.pid")
 
     def start(self) -> RedisServer:
+        require_marker("redis")
         _script(REDIS_SH, "start", "--port", str(self.port), "--dir", self.dir)
         return self
 
@@ -139,6 +141,7 @@ class RedisCluster:
         return f"redis://127.0.0.1:{self.ports[0]}/0"
 
     def start(self) -> RedisCluster:
+        require_marker("redis")
         _script(
             REDIS_SH, "cluster-start", "--ports", ",".join(map(str, self.ports)), "--dir", self.dir
         )
@@ -190,6 +193,7 @@ class MongoServer:
 
     def start(self, *extra: str) -> MongoServer:
         """Start (again); `extra` server arguments replace the previous ones (`--auth`)."""
+        require_marker("mongo")
         self.extra = extra or self.extra
         argv: list[str | Path] = [MONGO_SH, "start", "--port", str(self.port), "--dir", self.dir]
         if self.standalone:

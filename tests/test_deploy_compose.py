@@ -19,6 +19,8 @@ from helpers_signals import spawn_interruptible
 from travellr_ops.safety import FileLock
 from travellr_ops.settings import DeploySettings, Settings, Thresholds
 
+pytestmark = pytest.mark.docker
+
 
 def _version(stack: ComposeStack) -> str:
     """Which release answers the API, asked of the API itself."""

@@ -21,6 +21,8 @@ from fixtures_docker import SESSION_LABEL, ComposeStack
 from helpers_signals import spawn_interruptible
 from travellr_ops.settings import ComposeSettings, Settings
 
+pytestmark = pytest.mark.docker
+
 
 def _hit(url: str) -> None:
     with contextlib.suppress(urllib.error.HTTPError):  # the debug endpoint answers 500
