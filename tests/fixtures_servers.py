@@ -41,6 +41,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from markers import require_marker
 from servers import free_port, need
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,6 +96,7 @@ class RedisServer:
         return _pid_alive(self.dir / "redis.pid")
 
     def start(self) -> RedisServer:
+        require_marker("redis")
         _script(REDIS_SH, "start", "--port", str(self.port), "--dir", self.dir)
         return self
 
@@ -139,6 +141,7 @@ class RedisCluster:
         return f"redis://127.0.0.1:{self.ports[0]}/0"
 
     def start(self) -> RedisCluster:
+        require_marker("redis")
         _script(
             REDIS_SH, "cluster-start", "--ports", ",".join(map(str, self.ports)), "--dir", self.dir
         )
@@ -152,10 +155,13 @@ class RedisCluster:
 
 
 class MongoServer:
-    """One SecantusDB; its data stays in `dir/data` across `stop()`/`start()` unless memory.
+    """One SecantusDB, with the test-only commands on (`configureFailPoint`: fault tests arm a
+    failure on it). In memory unless `memory=False`; then its data stays in `dir/data` across
+    `stop()`/`start()`.
 
     `stop()` waits for the clean shutdown (2-4 s) when there is data to keep; a server in
     memory has none and is killed at once (to its clients both are a dropped connection).
+    A server that cannot start makes the test skip, or fail under CI (servers.need).
     """
 
     def __init__(
@@ -164,9 +170,10 @@ class MongoServer:
         *,
         port: int | None = None,
         standalone: bool = False,
-        memory: bool = False,
+        memory: bool = True,
         extra: tuple[str, ...] = (),
     ) -> None:
+        _require("secantusd-py", "scripts/testbed/mongo.sh install")
         self.dir = workdir
         self.port = port or free_port()
         self.standalone = standalone
@@ -184,15 +191,20 @@ class MongoServer:
     def running(self) -> bool:
         return _pid_alive(self.dir / "mongo.pid")
 
-    def start(self) -> MongoServer:
+    def start(self, *extra: str) -> MongoServer:
+        """Start (again); `extra` server arguments replace the previous ones (`--auth`)."""
+        require_marker("mongo")
+        self.extra = extra or self.extra
         argv: list[str | Path] = [MONGO_SH, "start", "--port", str(self.port), "--dir", self.dir]
         if self.standalone:
             argv.append("--standalone")
         if self.memory:
             argv.append("--memory")
-        if self.extra:
-            argv += ["--extra", " ".join(self.extra)]
-        _script(*argv)
+        argv += ["--extra", " ".join(("--enable-test-commands", *self.extra))]
+        try:
+            _script(*argv)
+        except ServerStartError as exc:  # mongo.sh has stopped what it started
+            need(f"MongoServer: {exc}")
         return self
 
     def stop(self) -> None:
@@ -360,7 +372,6 @@ class ServerSet:
     def mongo(
         self, *, standalone: bool = False, memory: bool = False, extra: tuple[str, ...] = ()
     ) -> MongoServer:
-        _require("secantusd-py", "scripts/testbed/mongo.sh install")
         server = MongoServer(self._dir("mongo"), standalone=standalone, memory=memory, extra=extra)
         return self._add(server)
 
@@ -425,8 +436,7 @@ def redis_factory(servers: ServerSet) -> Callable[[], RedisServer]:
 # ----------------------------------------------------------------------------------- mongo
 @pytest.fixture(scope="session")
 def mongo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MongoServer]:
-    _require("secantusd-py", "scripts/testbed/mongo.sh install")
-    server = _started(MongoServer(tmp_path_factory.mktemp("mongo-rs")))
+    server = _started(MongoServer(tmp_path_factory.mktemp("mongo-rs"), memory=False))
     yield server
     _discard_quietly(server)
 
@@ -438,8 +448,9 @@ def mongo_uri(mongo_server: MongoServer) -> str:
 
 @pytest.fixture(scope="session")
 def mongo_standalone_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MongoServer]:
-    _require("secantusd-py", "scripts/testbed/mongo.sh install")
-    server = _started(MongoServer(tmp_path_factory.mktemp("mongo-sa"), standalone=True))
+    server = _started(
+        MongoServer(tmp_path_factory.mktemp("mongo-sa"), standalone=True, memory=False)
+    )
     yield server
     _discard_quietly(server)
 
@@ -451,8 +462,7 @@ def mongo_standalone_uri(mongo_standalone_server: MongoServer) -> str:
 
 @pytest.fixture(scope="session")
 def seeded_mongo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MongoServer]:
-    _require("secantusd-py", "scripts/testbed/mongo.sh install")
-    server = _started(MongoServer(tmp_path_factory.mktemp("mongo-seeded")))
+    server = _started(MongoServer(tmp_path_factory.mktemp("mongo-seeded"), memory=False))
     try:
         seed(server.uri)
     except ServerStartError as exc:
@@ -492,7 +502,7 @@ def fresh_seeded_mongo_uri(seeded_mongo_server: MongoServer) -> Iterator[str]:
 def mongo_factory(servers: ServerSet) -> Callable[..., MongoServer]:
     """Start SecantusDB servers of this test's own; all are stopped when the test ends.
 
-    mongo_factory(standalone=False, memory=False, extra=("--enable-test-commands",))
+    mongo_factory(standalone=False, memory=False, extra=("--oplog-max-entries", "50"))
     """
     return servers.mongo
 

@@ -422,6 +422,7 @@ WARM_PATHS = [
 ]
 
 
+@pytest.mark.mongo
 def test_warm_fills_the_cache_through_the_backend(
     server: RedisServer,
     seeded_mongo_uri: str,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import random
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -23,80 +22,13 @@ from typing import Any
 import pytest
 
 from cli import invoke
+from fixtures_servers import MongoServer
 from servers import free_port, need
 from travellr_ops.settings import Settings
 
 pytestmark = pytest.mark.mongo
 
-SERVER = Path(sys.executable).parent / "secantusd-py"
 BOOKINGS = 3000  # over mongo.analyze_min_docs (1000): a scan of them is a finding
-
-
-class MongoServer:
-    """One secantusd-py process; stop() and start() again keep its data (unless in memory)."""
-
-    def __init__(self, workdir: Path, *, standalone: bool = False, memory: bool = True) -> None:
-        if not SERVER.exists():
-            need(f"{SERVER} missing (pip install 'SecantusDB==0.7.0b3')")
-        self.workdir = workdir
-        self.port = free_port()
-        self.standalone = standalone
-        self.storage = ":memory:" if memory else str(workdir / "data")
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.extra: list[str] = []
-
-    @property
-    def uri(self) -> str:
-        return f"mongodb://127.0.0.1:{self.port}/travellr"
-
-    @property
-    def tls(self) -> bool:
-        return "--tls-cert-file" in self.extra
-
-    def start(self, *extra: str) -> MongoServer:
-        from pymongo import MongoClient
-
-        self.extra = list(extra) or self.extra
-        args = [str(SERVER), "--host", "127.0.0.1", "--port", str(self.port)]
-        args += ["--storage-path", self.storage, "--cache-size", "128M", *self.extra]
-        if self.standalone:
-            args.append("--standalone")
-        log = open(self.workdir / "mongo.log", "ab")  # noqa: SIM115 - the process owns it
-        self.proc = subprocess.Popen(args, cwd=self.workdir, stdout=log, stderr=log)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                need(f"secantusd-py exited at start; see {self.workdir / 'mongo.log'}")
-            tls = {"tls": True, "tlsAllowInvalidCertificates": True} if self.tls else {}
-            client: MongoClient[dict[str, Any]] = MongoClient(
-                "127.0.0.1", self.port, directConnection=True, serverSelectionTimeoutMS=200, **tls
-            )
-            try:
-                client.admin.command("ping")
-                return self
-            except Exception:
-                time.sleep(0.05)
-            finally:
-                client.close()
-        self.stop()
-        need("secantusd-py did not answer within 30 s")
-
-    def stop(self) -> None:
-        """SIGTERM and wait for the clean shutdown (2-4 s) when there is data on disk to keep;
-        a server in memory has none, so it is killed at once."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGKILL if self.storage == ":memory:" else signal.SIGTERM)
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-
-    def client(self, uri: str | None = None) -> Any:
-        from pymongo import MongoClient
-
-        return MongoClient(uri or self.uri, serverSelectionTimeoutMS=5000)
 
 
 def seed(uri: str, bookings: int = BOOKINGS) -> None:

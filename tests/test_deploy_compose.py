@@ -15,8 +15,11 @@ import pytest
 
 from cli import invoke
 from fixtures_docker import COMPOSE_FILE, ComposeStack
+from helpers_signals import spawn_interruptible
 from travellr_ops.safety import FileLock
 from travellr_ops.settings import DeploySettings, Settings, Thresholds
+
+pytestmark = pytest.mark.docker
 
 
 def _version(stack: ComposeStack) -> str:
@@ -214,7 +217,7 @@ def _start_deploy(settings: Settings, tmp_path: Path, *args: str) -> tuple[Any, 
     import sys
 
     log = tmp_path / "deploy.err"
-    proc = subprocess.Popen(
+    proc = spawn_interruptible(
         [sys.executable, "-m", "travellr_ops", "deploy", "run", "--no-backup", "--yes", *args],
         stdout=subprocess.DEVNULL,
         stderr=log.open("w"),

@@ -20,6 +20,7 @@ import pytest
 
 from cli import invoke
 from fixtures_servers import Backend, MongoServer, RedisServer, seed
+from helpers_signals import sigint_at_default
 from travellr_ops.settings import Settings
 
 pytestmark = [pytest.mark.redis, pytest.mark.mongo]
@@ -670,6 +671,7 @@ def run_on_a_terminal(
         try:
             fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
             os.chdir(cwd)
+            sigint_at_default()
             os.execve(sys.executable, [sys.executable, *argv], env)
         finally:
             os._exit(127)
