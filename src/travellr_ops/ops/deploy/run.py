@@ -344,7 +344,7 @@ def _run(
     on_sample: Callable[[Sample], None],
 ) -> DeployReport:
     s, platform, service = tools.settings, tools.platform, report.service
-    history = History(s.state_dir, s.monitor.store_timeout_s)
+    history = History(s.state_dir, s.store.timeout_s)
     notifier = Notifier(s, progress)
     started = time.monotonic()
     report.started_at = _now()
@@ -685,7 +685,7 @@ def rollback(
         if not go:
             report.outcome = "dry_run"
             return report
-        history = History(s.state_dir, s.monitor.store_timeout_s)
+        history = History(s.state_dir, s.store.timeout_s)
         started = time.monotonic()
         report.started_at = _now()
         report.id = history.start(
@@ -734,7 +734,7 @@ def rollback(
 def _rollback_target(
     s: Settings, platform: ServicePlatform, service: str, now: Release, to: str | None
 ) -> Release:
-    history = History(s.state_dir, s.monitor.store_timeout_s)
+    history = History(s.state_dir, s.store.timeout_s)
     try:
         entries = history.entries(service)
     finally:
@@ -780,7 +780,7 @@ def status(tools: Tools, service: str) -> StatusReport:
     s, platform = tools.settings, tools.platform
     (current,) = platform.status(service)
     now = platform.release(current.name)
-    history = History(s.state_dir, s.monitor.store_timeout_s)
+    history = History(s.state_dir, s.store.timeout_s)
     try:
         last = history.last(current.name)
     finally:
@@ -853,7 +853,7 @@ def status(tools: Tools, service: str) -> StatusReport:
 def history(settings: Settings, service: str | None, limit: int | None) -> list[Entry]:
     if limit is not None and limit < 1:
         raise UsageError(f"--limit must be 1 or more, not {limit}")
-    h = History(settings.state_dir, settings.monitor.store_timeout_s)
+    h = History(settings.state_dir, settings.store.timeout_s)
     try:
         return h.entries(service, limit)
     finally:
