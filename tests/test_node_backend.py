@@ -4,7 +4,6 @@ Its API contract (endpoints, keys, logs, switches) is tested in test_sandbox.py.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess

@@ -342,3 +342,24 @@ def test_the_process_gone_mid_profile_leaves_no_file(
     assert result.exit_code == 3
     assert f"process {pid} exited" in result.stderr or "inspector connection ended" in result.stderr
     assert list(tmp_path.glob("*.cpuprofile")) == []
+
+
+# --------------------------------------------------------------------------------- on Compose
+@pytest.mark.docker
+def test_cpu_profile_of_the_compose_backend(stack: Any, tmp_path: Path) -> None:
+    """The container uses the host's network: its inspector opens on the host's 127.0.0.1,
+    and the process is the container's PID 1 seen from the host."""
+    out = tmp_path / "compose.cpuprofile"
+    container = stack.container("backend")
+    with traffic(stack.backend_url + "/api/debug/cpu?ms=20"):
+        result = invoke(
+            "service", "profile", "backend", "--cpu", "2s", "--out", str(out), "--json",
+            settings=stack.settings(),
+        )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    report = result.json()
+    assert report["pid"] == container.attrs["State"]["Pid"]
+    assert "rankItineraries" in [f["function"] for f in report["top"]]
+    assert json.loads(out.read_text())["samples"]
+    container.reload()
+    assert container.attrs["RestartCount"] == 0 and container.status == "running"
