@@ -525,7 +525,11 @@ def profile_command(
     ] = "5s",
     out_path: Annotated[
         str | None,
-        typer.Option("--out", "-o", help="File to write (default SERVICE-PID-TIME.cpuprofile)."),
+        typer.Option(
+            "--out",
+            "-o",
+            help="File to write (default ./SERVICE-TIME.cpuprofile or .heapsnapshot).",
+        ),
     ] = None,
     top: Annotated[int, typer.Option("--top", min=1, help="Rows in the summary.")] = 10,
     yes: YesOpt = False,
