@@ -2,7 +2,7 @@
 
 Every server listens on 127.0.0.1 on a free port, keeps its files in a pytest tmp dir, is
 started through the same scripts the sandbox uses (scripts/testbed/{redis,mongo}.sh,
-scripts/sandbox/{seed,backend}.py) and is thrown away by its fixture: its data is scratch, so
+scripts/sandbox/seed.py, scripts/sandbox/server.js) and is thrown away by its fixture: its data is scratch, so
 SecantusDB is killed (SIGKILL) rather than waited on for its 2-4 s clean shutdown, and no
 process outlives the session. A server that cannot be started makes the test skip outside CI
 and fail under CI (servers.need).
@@ -48,7 +48,7 @@ REPO = Path(__file__).resolve().parents[1]
 REDIS_SH = REPO / "scripts" / "testbed" / "redis.sh"
 MONGO_SH = REPO / "scripts" / "testbed" / "mongo.sh"
 SEED_PY = REPO / "scripts" / "sandbox" / "seed.py"
-BACKEND_PY = REPO / "scripts" / "sandbox" / "backend.py"
+BACKEND_JS = REPO / "scripts" / "sandbox" / "server.js"
 VENV_BIN = Path(sys.executable).parent
 
 # Small enough for a quick session, big enough that a COLLSCAN is visible in explain.
@@ -228,7 +228,7 @@ class MongoServer:
 
 
 class Backend:
-    """The stand-in Travellr backend (scripts/sandbox/backend.py) as a child process."""
+    """The stand-in Travellr backend (scripts/sandbox/server.js, on Node.js) as a child process."""
 
     def __init__(
         self,
@@ -237,13 +237,13 @@ class Backend:
         redis_url: str,
         mongo_uri: str,
         port: int | None = None,
-        python: str = sys.executable,
+        node: str = "node",
         **env: str,
     ) -> None:
         self.dir = workdir
         self.log_dir = workdir / "logs"
         self.port = port or free_port()
-        self.python = python
+        self.node = node
         self.env = {
             "HOST": "127.0.0.1",
             "PORT": str(self.port),
@@ -276,7 +276,7 @@ class Backend:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
         with open(self.dir / "stdout.log", "ab") as out:
             self._proc = subprocess.Popen(
-                [self.python, str(BACKEND_PY)],
+                [self.node, str(BACKEND_JS)],
                 env={**env, **self.env},
                 stdout=out,
                 stderr=subprocess.STDOUT,

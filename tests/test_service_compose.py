@@ -254,7 +254,7 @@ def test_top_lists_the_processes_in_the_container(stack: ComposeStack) -> None:
     assert result.exit_code == 0, result.stderr
     (listing,) = result.json()["instances"]
     assert "PID" in listing["titles"]
-    assert any("backend.py" in " ".join(p) for p in listing["processes"])
+    assert any("server.js" in " ".join(p) for p in listing["processes"])
 
 
 # -- up / down ----------------------------------------------------------------------------------

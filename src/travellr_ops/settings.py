@@ -218,6 +218,8 @@ class Thresholds(_Section):
     memory_pct: float = 80.0
     disk_pct: float = 80.0
     error_rate_pct: float = 1.0
+    #: `service profile --leak`: memory growing faster than this is a leak (exit 1)
+    leak_mb_per_h: float = 50.0
 
 
 class MonitorQuery(_Section):

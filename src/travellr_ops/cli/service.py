@@ -508,3 +508,127 @@ def _cell(value: Any) -> str:
     if isinstance(value, dict):
         return ", ".join(f"{k}={v}" for k, v in value.items() if v is not None)
     return "" if value is None else str(value)
+
+
+# -- profile ----------------------------------------------------------------------------------
+@app.command("profile")
+def profile_command(
+    ctx: typer.Context,
+    service: ServiceArg,
+    cpu: Annotated[
+        str | None,
+        typer.Option("--cpu", metavar="DURATION", help="CPU profile for this long (30s, 2m)."),
+    ] = None,
+    heap: Annotated[
+        bool, typer.Option("--heap", help="Heap snapshot (pauses the process while taken).")
+    ] = False,
+    leak: Annotated[
+        str | None,
+        typer.Option(
+            "--leak", metavar="DURATION", help="Watch memory this long: growing MB/h or flat."
+        ),
+    ] = None,
+    interval: Annotated[
+        str, typer.Option("--interval", metavar="DURATION", help="Between samples with --leak.")
+    ] = "5s",
+    out_path: Annotated[
+        str | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="File to write (default ./SERVICE-TIME.cpuprofile or .heapsnapshot).",
+        ),
+    ] = None,
+    top: Annotated[int, typer.Option("--top", min=1, help="Rows in the summary.")] = 10,
+    yes: YesOpt = False,
+    dry_run: DryRunOpt = False,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Profile a running Node.js service without restarting it (the runbook's `node --prof` /
+    `node --inspect`): SIGUSR1 opens its V8 inspector, which is closed afterwards. --cpu writes
+    a .cpuprofile (Chrome DevTools loads it) and prints the functions by self time; --heap a
+    .heapsnapshot and the constructors holding the most memory; --leak exits 1 when memory
+    grows faster than thresholds.leak_mb_per_h."""
+    from pathlib import Path
+
+    from travellr_ops.errors import UsageError
+    from travellr_ops.vocab.timespec import parse_duration
+
+    chosen = [name for name, on in (("--cpu", cpu), ("--heap", heap), ("--leak", leak)) if on]
+    if len(chosen) != 1:
+        raise UsageError(
+            "choose one of --cpu DURATION, --heap, --leak DURATION",
+            hint="e.g. `service profile backend --cpu 30s`",
+        )
+    cpu_s = parse_duration(cpu, "--cpu") if cpu else 0.0
+    leak_s = parse_duration(leak, "--leak") if leak else 0.0
+    interval_s = parse_duration(interval, "--interval")
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+
+    def target(suffix: str) -> Path:
+        if out_path:
+            return Path(out_path)
+        return Path(f"{service}-{time.strftime('%Y%m%dT%H%M%S')}.{suffix}")
+
+    if cpu:
+        from travellr_ops.ops.profile import cpu_profile
+
+        report: Any = cpu_profile(app_ctx.runtime, service, cpu_s, target("cpuprofile"), top)
+        out.result(report, lambda console: _render_cpu(console, report))
+    elif heap:
+        from travellr_ops.ops.profile import heap_snapshot
+
+        report = heap_snapshot(app_ctx.guarded(yes, dry_run), service, target("heapsnapshot"), top)
+        if report.size_bytes:
+            out.result(report, lambda console: _render_heap(console, report))
+    else:
+        from travellr_ops.ops.profile import leak_watch
+
+        report = leak_watch(app_ctx.runtime, service, leak_s, interval_s)
+        out.result(report, lambda console: _render_leak(console, report))
+        exit_with(report.ok)
+
+
+def _render_cpu(console: Console, report: Any) -> None:
+    from travellr_ops.output import escape, table
+    from travellr_ops.vocab.units import format_bytes
+
+    console.print(
+        f"CPU profile of {report.service} (pid {report.pid}): {report.duration_s:.1f} s, "
+        f"{report.samples} samples, {escape(report.path)} ({format_bytes(report.size_bytes)})"
+    )
+    rows = [
+        [escape(f.function), escape(f.location), f"{f.self_ms:.1f}", f"{f.self_pct:.1f}"]
+        for f in report.top
+    ]
+    console.print(table("functions by self time", ["function", "where", "self ms", "%"], rows))
+
+
+def _render_heap(console: Console, report: Any) -> None:
+    from travellr_ops.output import escape, table
+    from travellr_ops.vocab.units import format_bytes
+
+    console.print(
+        f"heap snapshot of {report.service} (pid {report.pid}): {escape(report.path)} "
+        f"({format_bytes(report.size_bytes)}, {report.nodes:,} objects, heap "
+        f"{format_bytes(report.heap_bytes)} used, {report.seconds:.1f} s)"
+    )
+    rows = [[escape(c.constructor), f"{c.count:,}", format_bytes(c.held_bytes)] for c in report.top]
+    console.print(table("constructors holding the most", ["constructor", "objects", "held"], rows))
+
+
+def _render_leak(console: Console, report: Any) -> None:
+    from travellr_ops.output import verdict
+
+    if report.verdict == "insufficient":
+        console.print(f"{report.service} (pid {report.pid}): too few samples to tell")
+        return
+    word = "warn" if report.verdict == "growing" and not report.ok else "ok"
+    first, last = report.samples[0][1] / 2**20, report.samples[-1][1] / 2**20
+    console.print(
+        f"{verdict(word)} {report.service} (pid {report.pid}): {report.verdict} "
+        f"{report.mb_per_h:+.1f} MB/h over {report.minutes:.1f} min, R² {report.r_squared:.2f} "
+        f"({first:.1f} → {last:.1f} MiB resident; threshold {report.threshold_mb_per_h:g} MB/h)"
+    )
