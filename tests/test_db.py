@@ -38,7 +38,8 @@ def seed(uri: str, bookings: int = BOOKINGS) -> None:
     rng = random.Random(4)
     client: MongoClient[dict[str, Any]] = MongoClient(uri, serverSelectionTimeoutMS=5000)
     db = client.get_default_database()
-    now = datetime(2026, 1, 1, tzinfo=UTC)
+    # in the future: the searches TTL index (30 days) must not empty the seed mid-module
+    now = datetime(2100, 1, 1, tzinfo=UTC)
     db.users.insert_many(
         [
             {"email": f"user{i}@example.com", "name": f"User {i}", "createdAt": now}

@@ -275,20 +275,8 @@ def _fit(console: Console, tbl: Table) -> int:
     return sum(fitted) + chrome
 
 
-VERDICT_STYLE = {
-    "ok": "green",
-    "healthy": "green",
-    "pass": "green",
-    "warn": "yellow",
-    "degraded": "yellow",
-    "maintenance": "cyan",
-    "fail": "red",
-    "down": "bold red",
-    "unhealthy": "red",
-}
-
-
 def verdict(word: str) -> str:
-    """A verdict word coloured for people (``ok`` green, ``fail`` red...)."""
-    style = VERDICT_STYLE.get(word.lower(), "")
-    return f"[{style}]{word}[/]" if style else word
+    """A verdict word coloured for people, in the colour every group gives it."""
+    from travellr_ops.vocab.verdict import styled
+
+    return styled(word)

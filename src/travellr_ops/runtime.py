@@ -120,9 +120,9 @@ class Runtime:
     @contextmanager
     def store(self) -> Iterator[Store]:
         """The state directory's SQLite store (every history the tool keeps)."""
-        from travellr_ops.store import Store, store_path
+        from travellr_ops.store import open_store
 
-        store = Store(store_path(self.settings.state_dir), self.settings.store.timeout_s)
+        store = open_store(self.settings)
         try:
             yield store
         finally:
@@ -136,12 +136,25 @@ class Runtime:
             from travellr_ops.ops.health import check_all
 
             s = self.settings
-            with (
-                self.http(len(s.api.extra_health_urls) + 1, timeout_s) as http,
-                self.mongo(timeout_s=timeout_s) as mongo,
-                self.redis(timeout_s=timeout_s) as redis,
-            ):
-                self._health = check_all(s, http, mongo, redis, self.platform_factory())
+            factory = self.platform_factory()
+            opened: list[ServicePlatform] = []
+
+            def platform() -> ServicePlatform:
+                assert factory is not None
+                opened.append(factory())
+                return opened[-1]
+
+            opening = None if factory is None else platform
+            try:
+                with (
+                    self.http(len(s.api.extra_health_urls) + 1, timeout_s) as http,
+                    self.mongo(timeout_s=timeout_s) as mongo,
+                    self.redis(timeout_s=timeout_s) as redis,
+                ):
+                    self._health = check_all(s, http, mongo, redis, opening)
+            finally:
+                for made in opened:  # the platform of the services check, closed here
+                    made.close()
         return self._health
 
     def wait_healthy(

@@ -16,9 +16,12 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from travellr_ops.errors import TravellrError
+
+if TYPE_CHECKING:
+    from travellr_ops.settings import Settings
 
 FILENAME = "travellr-ops.db"
 
@@ -29,6 +32,11 @@ class StoreError(TravellrError):
 
 def store_path(state_dir: Path) -> Path:
     return state_dir / FILENAME
+
+
+def open_store(settings: Settings) -> Store:
+    """The state directory's store as the settings name it (its path and timeout)."""
+    return Store(store_path(settings.state_dir), settings.store.timeout_s)
 
 
 class Store:

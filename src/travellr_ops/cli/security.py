@@ -522,16 +522,16 @@ def _render_logs(console: Console, doc: dict[str, Any]) -> None:
 def check(ctx: typer.Context, json_: JsonOpt = False, quiet: QuietOpt = False) -> None:
     """The platform's security posture: Redis and MongoDB authentication and exposure, TLS off
     localhost, file modes of the backup/state directories and config file, the backend
-    image tag, a maintenance flag left on. Exit 1 when a check fails."""
+    image tag, a maintenance flag left on. Exit 1 when a check fails, 3 when none fails but
+    one could not tell (a server did not answer)."""
     from travellr_ops.ops.security.posture import check as run_checks
-    from travellr_ops.vocab.verdict import Verdict
+    from travellr_ops.vocab.verdict import exit_code_of
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
     checks = run_checks(app_ctx.runtime)
-    # a check that cannot tell (unknown) is reported, not a failure: exit 1 for a fail only
-    failed = [c for c in checks if c.verdict == Verdict.FAIL]
-    doc = {"ok": not failed, "checks": checks}
+    code = exit_code_of(c.verdict for c in checks)
+    doc = {"ok": code == ExitCode.OK, "checks": checks}
 
     def render(console: Console) -> None:
         from travellr_ops.output import escape, table
@@ -541,8 +541,8 @@ def check(ctx: typer.Context, json_: JsonOpt = False, quiet: QuietOpt = False) -
         console.print(table(None, ["check", "verdict", "detail", "fix"], rows))
 
     out.result(doc, render)
-    if failed:
-        raise typer.Exit(ExitCode.CHECK_FAILED)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()

@@ -7,10 +7,11 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from travellr_ops import __version__
 from travellr_ops.adapters.mongo_dump import CollectionInfo, MongoDump, OplogTime, ServerInfo
@@ -69,6 +70,21 @@ class Parallelism:
 
 #: the most collections an automatic choice handles at once
 MAX_AUTO_PARALLELISM = 8
+
+
+def all_or_nothing(futures: list[Future[Any]], stop: threading.Event) -> None:
+    """Wait for every one of ``futures``; at the first that fails, tell the others to stop
+    (``stop``), cancel those not started, wait for the rest, and raise that failure."""
+    done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+    failed = [f for f in done if f.exception() is not None]
+    if failed:
+        stop.set()
+        for future in futures:
+            future.cancel()
+        wait(futures)
+        exc = failed[0].exception()
+        assert exc is not None
+        raise exc
 
 
 def choose_parallelism(settings: Settings, dump: MongoDump) -> Parallelism:
@@ -254,16 +270,7 @@ def _dump_all(
             pool.submit(_dump_collection, settings, dump, info, tmp, tally, stop): info.name
             for info in infos
         }
-        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-        failed = [f for f in done if f.exception() is not None]
-        if failed:
-            stop.set()
-            for future in futures:
-                future.cancel()
-            wait(futures)
-            exc = failed[0].exception()
-            assert exc is not None
-            raise exc
+        all_or_nothing(list(futures), stop)
         for future, name in futures.items():
             results[name] = future.result()
     return results

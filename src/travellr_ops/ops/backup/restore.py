@@ -9,7 +9,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from travellr_ops.adapters.mongo_dump import MongoDump, decode, oplog_time
 from travellr_ops.errors import CheckFailed, OperationFailed, Refused, TravellrError, UsageError
 from travellr_ops.ops.backup import archive, store
-from travellr_ops.ops.backup.create import Notify, choose_parallelism
+from travellr_ops.ops.backup.create import Notify, all_or_nothing, choose_parallelism
 from travellr_ops.ops.backup.oplog import UnsupportedEntry, Write, writes_for
 from travellr_ops.output import ProgressFactory, ProgressTask
 from travellr_ops.safety import Change
@@ -513,16 +513,7 @@ def restore_data(
                 pool.submit(_restore_collection, dump, path, c, target, into(c.name), task, stop): c
                 for c in selected
             }
-            finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            failed = [f for f in finished if f.exception() is not None]
-            if failed:
-                stop.set()
-                for future in futures:
-                    future.cancel()
-                wait(futures)
-                exc = failed[0].exception()
-                assert exc is not None
-                raise exc
+            all_or_nothing(list(futures), stop)
             docs = indexes = 0
             for future in futures:
                 d, i = future.result()

@@ -63,26 +63,12 @@ def errors_in_logs(rt: Runtime) -> Outcome:
 
 def metrics(rt: Runtime) -> Outcome:
     """`monitor once`: every key metric sampled, judged, and added to the monitor history."""
-    from travellr_ops.ops.monitor.history import append, open_history
-    from travellr_ops.ops.monitor.sampler import Sampler
-    from travellr_ops.store import StoreError
+    from travellr_ops.ops.monitor.once import sample_once
 
-    s = rt.settings
-    with (
-        rt.http(1 + len(s.monitor.api_paths)) as http,
-        rt.mongo() as mongo,
-        rt.redis() as redis,
-    ):
-        sampler = Sampler(s, http, mongo, redis, rt.platform_factory())
-        try:
-            sample = sampler.sample()
-        finally:
-            sampler.close()
-    try:
-        with rt.store() as store:
-            append(open_history(store), sample, s.monitor.retention_days)
-    except StoreError as exc:
-        rt.notify(f"metrics not added to the monitor history: {exc.message}")
+    taken = sample_once(rt)
+    sample = taken.sample
+    if taken.not_recorded is not None:
+        rt.notify(f"metrics not added to the monitor history: {taken.not_recorded.message}")
     values = {m.key: m.value for m in sample.metrics}
 
     def line(m: object) -> str:

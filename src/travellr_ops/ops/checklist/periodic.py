@@ -164,18 +164,9 @@ def db_size(rt: Runtime) -> Outcome:
 
 
 def indexes(rt: Runtime) -> Outcome:
-    from travellr_ops.ops.db.indexes import AnalyzeLimits, analyze, load_index_file
+    from travellr_ops.ops.db.indexes import analyze_app
 
-    s = rt.settings
-    spec = load_index_file(s.mongo.indexes_file)
-    limits = AnalyzeLimits(
-        query_ms=s.thresholds.db_query_ms,
-        min_docs=s.mongo.analyze_min_docs,
-        max_ratio=s.mongo.analyze_max_ratio,
-        profile_sample=s.mongo.profile_sample,
-    )
-    with rt.mongo() as mongo:
-        report = analyze(mongo, spec, limits)
+    report = analyze_app(rt)
     if report.findings:
         lines = [f"{f.kind} {f.collection}: {f.subject}" for f in report.findings]
         fixes = [f.fix.command for f in report.findings if f.fix is not None]

@@ -17,7 +17,7 @@ from travellr_ops.ops.incident import record, report
 from travellr_ops.ops.incident.evidence import capture, probes
 from travellr_ops.ops.incident.timeline import commands
 from travellr_ops.settings import Settings
-from travellr_ops.store import Store, store_path
+from travellr_ops.store import Store, open_store
 
 if TYPE_CHECKING:
     from travellr_ops.runtime import Runtime
@@ -37,7 +37,7 @@ def records_dir(settings: Settings) -> Path:
 
 
 def store_for(settings: Settings) -> Store:
-    return record.open_store(Store(store_path(settings.state_dir), settings.store.timeout_s))
+    return record.open_store(open_store(settings))
 
 
 def audit_log(settings: Settings) -> Path:
