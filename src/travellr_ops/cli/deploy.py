@@ -17,7 +17,10 @@ from travellr_ops.cli.common import AppContext, DryRunOpt, JsonOpt, QuietOpt, Ye
 
 if TYPE_CHECKING:
     from travellr_ops.ops.deploy.history import Entry
-    from travellr_ops.ops.deploy.run import DeployReport, PreflightReport, StatusReport, Tools
+    from travellr_ops.ops.deploy.preflight import PreflightReport
+    from travellr_ops.ops.deploy.report import DeployReport
+    from travellr_ops.ops.deploy.status import StatusReport
+    from travellr_ops.ops.deploy.tools import Tools
 
 app = new_group(
     "deploy",
@@ -35,7 +38,7 @@ def _tools(app_ctx: AppContext, out_warn: object = None) -> Iterator[Tools]:
     from travellr_ops.adapters.http import HttpAdapter
     from travellr_ops.adapters.mongo import MongoAdapter
     from travellr_ops.adapters.redis import RedisAdapter
-    from travellr_ops.ops.deploy.run import Tools
+    from travellr_ops.ops.deploy.tools import Tools
     from travellr_ops.ops.health import check_all
 
     s = app_ctx.settings
@@ -131,7 +134,8 @@ def run_command(
     """Preflight, backup, roll out IMAGE, watch it (health, API p95, error rate, restarts)
     and roll back automatically on failure; exit 1 rolled back, 3 unreachable, 4 refused
     or another deploy running, 130/143 interrupted (rolled back)."""
-    from travellr_ops.ops.deploy.run import DeployFailed, run
+    from travellr_ops.ops.deploy.report import DeployFailed
+    from travellr_ops.ops.deploy.rollout import run
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
@@ -220,7 +224,7 @@ def _render_report(console: Console, r: DeployReport) -> None:
 
 
 def _short(image_id: str | None) -> str:
-    from travellr_ops.ops.deploy.run import _short as short
+    from travellr_ops.ops.deploy.report import short_id as short
 
     return short(image_id)
 
@@ -250,7 +254,7 @@ def preflight_command(
 ) -> None:
     """Every pre-deployment check, one row each with its verdict and duration; exit 1 when a
     step fails, 3 when a server does not answer."""
-    from travellr_ops.ops.deploy.run import preflight
+    from travellr_ops.ops.deploy.preflight import preflight
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
@@ -283,7 +287,8 @@ def rollback_command(
 ) -> None:
     """Roll back to the previous release (or --to), as `kubectl rollout undo` does; on
     compose to the previous image recorded in the history. Waits until healthy."""
-    from travellr_ops.ops.deploy.run import DeployFailed, rollback
+    from travellr_ops.ops.deploy.report import DeployFailed
+    from travellr_ops.ops.deploy.rollback import rollback
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
@@ -310,7 +315,7 @@ def status_command(
     """What runs now, since when, deployed by whom with which backup; exit 1 when the
     platform differs from the last recorded deploy (changed by hand, or a killed deploy)."""
     from travellr_ops.cli.common import exit_with
-    from travellr_ops.ops.deploy.run import status
+    from travellr_ops.ops.deploy.status import status
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
@@ -356,7 +361,7 @@ def history_command(
 ) -> None:
     """Every deploy and rollback, newest first: outcome, duration, who, the backup, and why
     a rollback happened."""
-    from travellr_ops.ops.deploy.run import history
+    from travellr_ops.ops.deploy.status import history
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
