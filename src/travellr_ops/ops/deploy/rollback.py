@@ -116,8 +116,9 @@ def _rollback_target(
     finally:
         history.close()
     if to is not None:
-        if to.isdigit() and platform.name == "kubernetes":
-            return Release(service, platform.name, "", revision=to)
+        numbered = platform.rollback_revision(now, to)
+        if numbered is not None:
+            return numbered
         image = platform.image_for(service, to)
         for e in entries:  # the image ID it had when it last ran, if it ever did
             if e.image_from == image and e.image_id_from:
@@ -132,8 +133,9 @@ def _rollback_target(
         if e.image_from and differs:
             ids = {"recorded": e.image_id_from} if e.image_id_from else {}
             return Release(service, platform.name, e.image_from, ids, e.revision_from)
-    if platform.name == "kubernetes" and now.revision and now.revision.isdigit():
-        return Release(service, platform.name, now.image, revision=str(int(now.revision) - 1))
+    previous = platform.rollback_revision(now, None)
+    if previous is not None:
+        return previous
     raise UsageError(
         f"no earlier release of {service} in the deploy history to roll back to",
         hint="name one: `deploy rollback --to TAG`",
