@@ -31,7 +31,7 @@ def test_defaults_are_the_runbooks() -> None:
     assert s.mongo.database == "travellr"
     assert s.redis.url == "redis://localhost:6379/0"
     assert s.api.url == "http://localhost:5000"
-    assert s.kubernetes.deployment == "travellr-backend"
+    assert s.kubernetes.backend_deployment == "travellr-backend"
     assert s.backup.retention_days == 7
     t = s.thresholds
     assert (t.api_response_ms, t.db_query_ms, t.cache_hit_rate_pct) == (200, 50, 80)

@@ -7,7 +7,7 @@ import enum
 import json
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -54,6 +54,16 @@ class _NoProgress:
 
     def update(self, *, total: float | None = None, description: str | None = None) -> None:
         pass
+
+
+#: what long work is given to show its progress: ``progress(description, total)``
+ProgressFactory = Callable[[str, float | None], AbstractContextManager[ProgressTask]]
+
+
+@contextmanager
+def no_progress(description: str, total: float | None = None) -> Iterator[ProgressTask]:
+    """Progress that shows nothing (tests, and work run without a person watching)."""
+    yield _NoProgress()
 
 
 class _RichTask:
@@ -188,17 +198,29 @@ def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> Table
 
 
 class WholeConsole(Console):
-    """A console that never cuts an identifier in a table.
+    """A console that never cuts an identifier in a table: the one output rule of every table.
 
-    Rich shrinks a table wider than the console by cutting its widest columns evenly, which
-    cut URLs and backup names at 80 columns in cron mail and CI logs. Here only columns of
-    several words wrap, at word boundaries, and no column narrower than its longest word
-    (short columns, values with their units, do not wrap at all). When even that does not fit
-    and the output is not a terminal, the table is printed wider than the console instead.
+    Off a terminal (a pipe, cron mail, a CI log) with no width given, a table takes the width
+    its content needs, one line a row, as kubectl prints when piped. At a terminal, or with a
+    width given, Rich's even cutting of the widest columns (which cut URLs and backup names) is
+    replaced: only columns of several words wrap, at word boundaries, none narrower than its
+    longest word (short columns, values with their units, do not wrap at all); when even that
+    does not fit and the output is not a terminal, the table is printed wider instead.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._width_given = kwargs.get("width") is not None
+
     def print(self, *objects: Any, **kwargs: Any) -> None:
-        needed = max((_fit(self, o) for o in objects if isinstance(o, Table)), default=0)
+        tables = [o for o in objects if isinstance(o, Table)]
+        if not tables:
+            super().print(*objects, **kwargs)
+            return
+        if self.is_terminal or self._width_given:
+            needed = max(_fit(self, t) for t in tables)
+        else:
+            needed = max(_natural(self, t) for t in tables)
         if needed <= self.width or self.is_terminal:
             super().print(*objects, **kwargs)
             return
@@ -208,6 +230,13 @@ class WholeConsole(Console):
             super().print(*objects, **kwargs)
         finally:
             self._width = width
+
+
+def _natural(console: Console, tbl: Table) -> int:
+    """The width ``tbl`` takes with no column wrapped."""
+    from rich.measure import Measurement
+
+    return Measurement.get(console, console.options.update_width(1_000_000), tbl).maximum
 
 
 def _fit(console: Console, tbl: Table) -> int:

@@ -10,6 +10,7 @@ that reads the environment but never a config file.
 
 from __future__ import annotations
 
+import functools
 import os
 import tomllib
 from collections.abc import Iterator, Mapping
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -28,6 +29,30 @@ from travellr_ops.errors import ConfigError
 ENV_PREFIX = "TRAVELLR_"
 ENV_NESTED = "__"
 CONFIG_ENV = "TRAVELLR_CONFIG"
+
+#: old setting names that still work, each with the name that replaced it
+RENAMED = {
+    "monitor.store_timeout_s": "store.timeout_s",
+    "kubernetes.deployment": "kubernetes.backend_deployment",
+    "deploy.webhook_url": "deploy.webhook_urls",
+}
+# the old names met while a Settings is built (load_settings turns them into warnings)
+_renamed_seen: ContextVar[list[str] | None] = ContextVar("_renamed_seen", default=None)
+
+
+def _renamed(section: str, data: Any, old: str, new: str, move: Any = None) -> Any:
+    """Take the old key ``old`` of a section's raw ``data`` as ``new`` (``move`` merges it,
+    e.g. into a list), noting the old name for the warning."""
+    if not isinstance(data, dict) or old not in data:
+        return data
+    data = dict(data)
+    value = data.pop(old)
+    seen = _renamed_seen.get()
+    if seen is not None:
+        seen.append(f"{section}.{old}")
+    if value is not None:
+        data[new] = move(data.get(new), value) if move else data.get(new, value)
+    return data
 
 
 def _default_state_dir() -> Path:
@@ -129,11 +154,16 @@ class KubernetesSettings(_Section):
     kubeconfig: Path | None = None
     context: str | None = None
     namespace: str = "default"
-    deployment: str = "travellr-backend"
+    backend_deployment: str = "travellr-backend"
     mongodb_deployment: str = "mongodb"
     redis_deployment: str = "redis"
     #: how long `service restart` waits for the rollout to finish (Helm's default is 5 min)
     rollout_timeout_s: float = Field(default=300.0, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data: Any) -> Any:
+        return _renamed("kubernetes", data, "deployment", "backend_deployment")
 
 
 class BackupSettings(_Section):
@@ -194,24 +224,21 @@ class MonitorQuery(_Section):
     within_h: float | None = Field(default=None, gt=0)
 
 
+@functools.cache
+def _app_defaults() -> dict[str, Any]:
+    """The Travellr app's own defaults (its representative queries), shipped beside the code
+    as ``travellr_ops/data/app.toml``: what the app is lives in data, not in code."""
+    from importlib.resources import files
+
+    return tomllib.loads(files("travellr_ops").joinpath("data/app.toml").read_text())
+
+
+def _app_query(name: str) -> MonitorQuery:
+    return MonitorQuery(**_app_defaults()["monitor"][name])
+
+
 def _default_db_queries() -> list[MonitorQuery]:
-    return [
-        # GET /api/search: trips of a destination by start date (indexed)
-        MonitorQuery(
-            name="trips_by_destination",
-            collection="trips",
-            filter={"destination": "Lisbon"},
-            sort={"startDate": 1},
-            limit=20,
-        ),
-        # GET /api/bookings?tripId=..&status=..: the bookings query (its index may be missing)
-        MonitorQuery(
-            name="bookings_by_status",
-            collection="bookings",
-            filter={"status": "confirmed"},
-            limit=100,
-        ),
-    ]
+    return [MonitorQuery(**q) for q in _app_defaults()["monitor"]["db_queries"]]
 
 
 class MonitorSettings(_Section):
@@ -232,30 +259,23 @@ class MonitorSettings(_Section):
     #: hit rates over fewer lookups than this are shown but not judged ("idle")
     cache_min_lookups: int = Field(default=20, ge=0)
     #: active users: distinct users with activity in the last 24 h
-    active_users: MonitorQuery = Field(
-        default_factory=lambda: MonitorQuery(
-            name="active_users",
-            collection="searches",
-            distinct="userId",
-            time_field="createdAt",
-            within_h=24,
-        )
-    )
+    active_users: MonitorQuery = Field(default_factory=lambda: _app_query("active_users"))
     #: booking conversion: bookings / searches made in the same window
     conversion_bookings: MonitorQuery = Field(
-        default_factory=lambda: MonitorQuery(
-            name="bookings", collection="bookings", time_field="createdAt", within_h=24
-        )
+        default_factory=lambda: _app_query("conversion_bookings")
     )
     conversion_searches: MonitorQuery = Field(
-        default_factory=lambda: MonitorQuery(
-            name="searches", collection="searches", time_field="createdAt", within_h=24
-        )
+        default_factory=lambda: _app_query("conversion_searches")
     )
     #: samples older than this are deleted from the history store
     retention_days: float = Field(default=30.0, gt=0)
-    #: how long a write waits for a history store locked by another writer
-    store_timeout_s: float = Field(default=5.0, ge=0)
+
+
+class StoreSettings(_Section):
+    """`store`: the SQLite file in the state directory that keeps every history."""
+
+    #: how long a write waits for the store while another writer holds it
+    timeout_s: float = Field(default=5.0, ge=0)
 
 
 Severity = Literal["low", "moderate", "high", "critical"]
@@ -333,6 +353,13 @@ class ChecklistSettings(_Section):
 class DeploySettings(_Section):
     """`deploy`: the runbook's Deployment procedure, its health gate and its notifications."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data: Any) -> Any:
+        return _renamed(
+            "deploy", data, "webhook_url", "webhook_urls", lambda urls, url: [url, *(urls or [])]
+        )
+
     #: how long the health gate watches a new release (the runbook's "monitor for 10 minutes")
     watch_s: float = Field(default=600.0, gt=0)
     #: seconds between two samples of the health gate
@@ -369,7 +396,6 @@ class DeploySettings(_Section):
     #: how long a rollout (and a rollback) may take before it counts as failed
     rollout_timeout_s: float = Field(default=300.0, gt=0)
     #: Slack-compatible incoming webhooks told of start, success, failure and rollback
-    webhook_url: str | None = None
     webhook_urls: list[str] = Field(default_factory=list)
     webhook_timeout_s: float = Field(default=3.0, gt=0, le=30)
 
@@ -416,10 +442,26 @@ class Settings(BaseSettings):
     logs: LogSettings = Field(default_factory=LogSettings)
     thresholds: Thresholds = Field(default_factory=Thresholds)
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     incident: IncidentSettings = Field(default_factory=IncidentSettings)
     checklist: ChecklistSettings = Field(default_factory=ChecklistSettings)
     deploy: DeploySettings = Field(default_factory=DeploySettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not isinstance(data.get("monitor"), dict):
+            return data
+        monitor = data["monitor"]
+        if "store_timeout_s" not in monitor:
+            return data
+        data = dict(data)
+        store = dict(data.get("store") or {})
+        data["monitor"] = _renamed("monitor", monitor, "store_timeout_s", "_store_timeout_s")
+        store.setdefault("timeout_s", data["monitor"].pop("_store_timeout_s", 5.0))
+        data["store"] = store
+        return data
 
     @classmethod
     def settings_customise_sources(
@@ -440,6 +482,8 @@ class LoadedSettings:
     settings: Settings
     config_file: Path | None
     sources: dict[str, str] = field(default_factory=dict)
+    #: old setting names in use, each "old: use new instead"
+    deprecations: list[str] = field(default_factory=list)
 
 
 def find_config_file(explicit: Path | None) -> Path | None:
@@ -475,14 +519,20 @@ def load_settings(
             raise ConfigError(f"cannot read config file {path}: {exc}") from None
     overrides = dict(overrides or {})
     token = _toml_data.set(data)
+    seen: list[str] = []
+    seen_token = _renamed_seen.set(seen)
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError(_describe_validation_error(exc), hint=_config_hint(path)) from None
     finally:
         _toml_data.reset(token)
+        _renamed_seen.reset(seen_token)
     sources = _value_sources(settings, overrides, data, path)
-    return LoadedSettings(settings=settings, config_file=path, sources=sources)
+    deprecations = [
+        f"{old} is deprecated: use {RENAMED[old]} instead" for old in dict.fromkeys(seen)
+    ]
+    return LoadedSettings(settings, path, sources, deprecations)
 
 
 def _config_hint(path: Path | None) -> str:

@@ -80,7 +80,7 @@ class Store:
                 raise StoreError(
                     f"history store {self.path} is locked by another writer ({doing}); "
                     f"waited {self.timeout_s:g} s",
-                    hint="another travellr-ops may hold it; raise monitor.store_timeout_s",
+                    hint="another travellr-ops may hold it; raise store.timeout_s",
                 ) from None
             raise StoreError(
                 f"history store {self.path}: {text} ({doing})",

@@ -1,8 +1,8 @@
-"""The servers the settings name, each opened as a context manager that closes it.
+"""The only place that constructs adapters: the servers the settings name, each opened as a
+context manager that closes it.
 
-One place builds them (``AppContext`` for commands, the checklist's ``Servers`` for its steps,
-and anything else that needs a server for one block), so every caller gets the same URI,
-timeouts and log line. The SDK adapters are imported when a server is opened, never before.
+Only the run context (``travellr_ops.runtime.Runtime``) calls these, so every caller gets the
+same URI, timeouts and log line. The SDK adapters are imported when a server is opened.
 """
 
 from __future__ import annotations
@@ -22,12 +22,18 @@ if TYPE_CHECKING:
 log = logging.getLogger("travellr_ops")
 
 
+def _timeout(configured: float, override: float | None) -> float:
+    return configured if override is None else min(configured, override)
+
+
 @contextmanager
-def redis(settings: Settings) -> Iterator[RedisAdapter]:
-    """The Redis of ``redis.url``."""
+def redis(
+    settings: Settings, url: str | None = None, timeout_s: float | None = None
+) -> Iterator[RedisAdapter]:
+    """The Redis of ``redis.url`` (or ``url``); ``timeout_s`` can only shorten the setting."""
     from travellr_ops.adapters.redis import RedisAdapter
 
-    adapter = RedisAdapter(settings.redis.url, settings.redis.timeout_s)
+    adapter = RedisAdapter(url or settings.redis.url, _timeout(settings.redis.timeout_s, timeout_s))
     log.info("redis: %s", adapter.display_url)
     try:
         yield adapter
@@ -36,12 +42,14 @@ def redis(settings: Settings) -> Iterator[RedisAdapter]:
 
 
 @contextmanager
-def mongo(settings: Settings) -> Iterator[MongoAdapter]:
-    """The MongoDB of ``mongo.uri`` / ``mongo.database``; each call is a new connection."""
+def mongo(
+    settings: Settings, uri: str | None = None, timeout_s: float | None = None
+) -> Iterator[MongoAdapter]:
+    """The MongoDB of ``mongo.uri`` (or ``uri``) / ``mongo.database``; a new connection."""
     from travellr_ops.adapters.mongo import MongoAdapter
 
     s = settings.mongo
-    adapter = MongoAdapter(s.uri, s.database, s.timeout_s)
+    adapter = MongoAdapter(uri or s.uri, s.database, _timeout(s.timeout_s, timeout_s))
     try:
         yield adapter
     finally:
@@ -49,11 +57,15 @@ def mongo(settings: Settings) -> Iterator[MongoAdapter]:
 
 
 @contextmanager
-def http(settings: Settings, connections: int = 1) -> Iterator[HttpAdapter]:
+def http(
+    settings: Settings, connections: int = 1, timeout_s: float | None = None
+) -> Iterator[HttpAdapter]:
     """An HTTP client for ``api.url`` and its probes, pooled for ``connections`` at once."""
     from travellr_ops.adapters.http import HttpAdapter
 
-    adapter = HttpAdapter(settings.api.timeout_s, max_connections=connections)
+    adapter = HttpAdapter(
+        _timeout(settings.api.timeout_s, timeout_s), max_connections=max(1, connections)
+    )
     try:
         yield adapter
     finally:

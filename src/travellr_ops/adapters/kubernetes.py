@@ -274,7 +274,7 @@ class KubernetesPlatform:
     # -- names -------------------------------------------------------------------------------
     def _logical(self) -> dict[str, str]:
         return {
-            "backend": self.k8s.deployment,
+            "backend": self.k8s.backend_deployment,
             "mongodb": self.k8s.mongodb_deployment,
             "redis": self.k8s.redis_deployment,
         }
@@ -298,7 +298,7 @@ class KubernetesPlatform:
         raise UsageError(
             f"deployment {target.deployment!r} not found in namespace {self.namespace!r}"
             f" (context {self._context_name!r})",
-            hint="check the service name, or kubernetes.deployment / kubernetes.namespace",
+            hint="check the service name, or kubernetes.backend_deployment / kubernetes.namespace",
         )
 
     def _check_namespace(self) -> None:
@@ -343,7 +343,7 @@ class KubernetesPlatform:
             raise UsageError(
                 f"none of the deployments {', '.join(self._logical().values())} is in"
                 f" namespace {self.namespace!r} (context {self._context_name!r})",
-                hint="check kubernetes.namespace and kubernetes.deployment",
+                hint="check kubernetes.namespace and kubernetes.backend_deployment",
             )
         return found
 

@@ -224,10 +224,17 @@ def run(
 
 def _unwrap_help(command: click.Command) -> None:
     """Join the lines that docstrings wrap at 100 columns, paragraph by paragraph: Typer's
-    rich help keeps them, which broke sentences mid-line in every listing."""
+    rich help keeps them, which broke sentences mid-line in every listing. And say nothing of
+    what an option does not have: no ``[default: None]`` in help, no ``(env var: 'None')`` in
+    usage errors (Typer shows both for every option unless told otherwise)."""
     if command.help:
         paragraphs = inspect.cleandoc(command.help).split("\n\n")
         command.help = "\n\n".join(" ".join(p.split("\n")) for p in paragraphs)
+    for param in command.params:
+        if param.envvar is None and hasattr(param, "show_envvar"):
+            param.show_envvar = False
+        if param.default is None and getattr(param, "show_default", False) is not False:
+            param.show_default = False  # type: ignore[attr-defined]
     for sub in getattr(command, "commands", {}).values():
         _unwrap_help(sub)
 

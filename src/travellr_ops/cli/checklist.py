@@ -14,8 +14,8 @@ from travellr_ops.cli.maintenance import MessageOpt, ReasonOpt, UntilOpt
 if TYPE_CHECKING:
     from travellr_ops.ops.checklist.record import PastRun
     from travellr_ops.ops.checklist.runner import RunReport, Step, StepResult
-    from travellr_ops.ops.checklist.servers import Servers
     from travellr_ops.output import Output
+    from travellr_ops.runtime import Runtime
 
 app = new_group(
     "checklist",
@@ -54,22 +54,14 @@ VERDICT_STYLE = {
 }
 
 
-def _servers(app_ctx: AppContext, out: Output, yes: bool) -> Servers:
-    from travellr_ops.ops.checklist.servers import Servers
-
-    return Servers(
-        app_ctx.settings,
-        app_ctx.guard(yes),
-        out.progress,
-        notify=out.info,
-        config_file=app_ctx.loaded.config_file,
-    )
+def _servers(app_ctx: AppContext, out: Output, yes: bool) -> Runtime:
+    return app_ctx.guarded(yes)
 
 
 def _run(
     app_ctx: AppContext,
     out: Output,
-    servers: Servers,
+    servers: Runtime,
     routine: str,
     steps: Sequence[Step],
     yes: bool,
@@ -216,7 +208,7 @@ def last(
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
     s = app_ctx.settings
-    store = Store(store_path(s.state_dir), s.monitor.store_timeout_s)
+    store = Store(store_path(s.state_dir), s.store.timeout_s)
     try:
         record.open_store(store)
         runs = {name: record.last(store, name) for name in ([routine] if routine else ROUTINES)}

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from travellr_ops.output import Mode, Output
+from travellr_ops.output import Mode, Output, ProgressTask
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from travellr_ops.adapters.mongo import MongoAdapter
     from travellr_ops.adapters.platform_types import ServicePlatform
     from travellr_ops.adapters.redis import RedisAdapter
+    from travellr_ops.runtime import Runtime
     from travellr_ops.safety import Guard
     from travellr_ops.settings import LoadedSettings, Settings
 
@@ -86,6 +87,7 @@ class AppContext:
     preset: Settings | None = None
     _loaded: LoadedSettings | None = None
     _output: Output | None = None
+    _runtime: Runtime | None = None
 
     @property
     def loaded(self) -> LoadedSettings:
@@ -97,6 +99,8 @@ class AppContext:
             else:
                 self._loaded = load_settings(self.config_file, self.overrides)
             log.info("settings: config file %s", self._loaded.config_file or "(none found)")
+            for deprecation in self._loaded.deprecations:
+                self.output().warn(deprecation)
         return self._loaded
 
     @property
@@ -114,25 +118,44 @@ class AppContext:
             self._output = Output(mode)
         return self._output
 
+    @property
+    def runtime(self) -> Runtime:
+        """The run context of this invocation (built on first use): its servers, store and
+        health check; progress and messages go to this command's output."""
+        if self._runtime is None:
+            from travellr_ops.runtime import Runtime
+
+            self._runtime = Runtime(
+                self.settings,
+                progress=self._progress,
+                notify=lambda message: self.output().info(message),
+                warn=lambda message: self.output().warn(message),
+                config_file=self.loaded.config_file,
+            )
+        return self._runtime
+
+    def _progress(
+        self, description: str, total: float | None = None
+    ) -> AbstractContextManager[ProgressTask]:
+        return self.output().progress(description, total)
+
+    def guarded(self, yes: bool = False, dry_run: bool = False) -> Runtime:
+        """The run context holding the Guard of a command that changes things."""
+        return self.runtime.with_guard(self.guard(yes, dry_run))
+
     def redis(self) -> AbstractContextManager[RedisAdapter]:
         """The Redis of the settings (redis.url), closed when the block ends."""
-        from travellr_ops.adapters import connect
-
-        return connect.redis(self.settings)
+        return self.runtime.redis()
 
     def mongo(self) -> AbstractContextManager[MongoAdapter]:
         """The MongoDB of the settings, closed when the block ends (a new connection each
         call: ``db restart`` pings with a fresh one each time)."""
-        from travellr_ops.adapters import connect
-
-        return connect.mongo(self.settings)
+        return self.runtime.mongo()
 
     def platform(self) -> AbstractContextManager[ServicePlatform]:
         """The service platform the settings name, closed at the end; platform = "none" is
         the configuration error (exit 2) before the command asks or changes anything."""
-        from travellr_ops.adapters import connect
-
-        return connect.platform(self.settings)
+        return self.runtime.platform()
 
     def guard(self, yes: bool = False, dry_run: bool = False) -> Guard:
         from travellr_ops.redact import mask_argv

@@ -81,7 +81,7 @@ def record(app_ctx: AppContext, sample: Sample, out: Output) -> None:
     from travellr_ops.store import Store, StoreError, store_path
 
     s = app_ctx.settings
-    store = Store(store_path(s.state_dir), s.monitor.store_timeout_s)
+    store = Store(store_path(s.state_dir), s.store.timeout_s)
     try:
         append(open_history(store), sample, s.monitor.retention_days)
     except StoreError as exc:
@@ -135,7 +135,7 @@ def live(app_ctx: AppContext, out: Output, interval_s: float, duration_s: float 
 
     s = app_ctx.settings
     tracker = Tracker()
-    store: Store | None = Store(store_path(s.state_dir), s.monitor.store_timeout_s)
+    store: Store | None = Store(store_path(s.state_dir), s.store.timeout_s)
     dashboard = out.stdout.is_terminal and not out.json and not out.quiet
     deadline = None if duration_s is None else time.monotonic() + duration_s
     interrupted = False

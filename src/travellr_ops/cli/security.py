@@ -294,7 +294,7 @@ def report(
     out = app_ctx.output(json_, quiet)
     s = app_ctx.settings
     result = build(s, app_ctx.loaded.config_file, since, path=path, live=False if offline else None)
-    store = open_store(Store(store_path(s.state_dir), s.monitor.store_timeout_s))
+    store = open_store(Store(store_path(s.state_dir), s.store.timeout_s))
     try:
         compare_and_keep(store, result)
     finally:

@@ -8,7 +8,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,11 +16,10 @@ from travellr_ops import __version__
 from travellr_ops.adapters.mongo_dump import CollectionInfo, MongoDump, OplogTime, ServerInfo
 from travellr_ops.errors import OperationFailed, TravellrError, UsageError
 from travellr_ops.ops.backup import store
-from travellr_ops.output import ProgressTask
+from travellr_ops.output import ProgressFactory, ProgressTask
 from travellr_ops.safety import Change, Guard
 from travellr_ops.settings import Settings
 
-ProgressFactory = Callable[[str, float | None], AbstractContextManager[ProgressTask]]
 Notify = Callable[[str], None]
 
 _DONE = object()

@@ -12,7 +12,7 @@ from pathlib import Path
 from travellr_ops.adapters.mongo_dump import MongoDump
 from travellr_ops.errors import TravellrError
 from travellr_ops.ops.backup import archive, store
-from travellr_ops.ops.backup.create import ProgressFactory
+from travellr_ops.output import ProgressFactory
 from travellr_ops.safety import Change, Guard
 from travellr_ops.settings import Settings
 

@@ -17,9 +17,9 @@ from typing import Any
 from travellr_ops.adapters.mongo_dump import MongoDump, decode, oplog_time
 from travellr_ops.errors import CheckFailed, OperationFailed, Refused, TravellrError, UsageError
 from travellr_ops.ops.backup import archive, store
-from travellr_ops.ops.backup.create import Notify, ProgressFactory, choose_parallelism
+from travellr_ops.ops.backup.create import Notify, choose_parallelism
 from travellr_ops.ops.backup.oplog import UnsupportedEntry, Write, writes_for
-from travellr_ops.output import ProgressTask
+from travellr_ops.output import ProgressFactory, ProgressTask
 from travellr_ops.safety import Change, Guard
 from travellr_ops.settings import Settings
 

@@ -8,9 +8,9 @@ from datetime import datetime
 from pathlib import Path
 
 from travellr_ops.errors import ServiceError
-from travellr_ops.ops.checklist.servers import Servers
 from travellr_ops.ops.service import log_filter
 from travellr_ops.ops.service import logs as service_logs
+from travellr_ops.runtime import Runtime
 
 BLOCK = 64 * 1024
 
@@ -23,7 +23,7 @@ class ErrorLines:
     errors: list[str]
 
 
-def backend_errors(servers: Servers, tail: int, since: datetime | None = None) -> ErrorLines:
+def backend_errors(servers: Runtime, tail: int, since: datetime | None = None) -> ErrorLines:
     """ERROR (and worse) lines among the backend's last ``tail`` lines (since ``since``)."""
     if servers.has_platform:
         with servers.platform() as platform:

@@ -12,12 +12,12 @@ from travellr_ops.ops.checklist.logs import backend_errors
 from travellr_ops.ops.checklist.morning import judge
 from travellr_ops.ops.checklist.routine import previous
 from travellr_ops.ops.checklist.runner import Outcome, Step, failed, passed, unknown
-from travellr_ops.ops.checklist.servers import Servers
+from travellr_ops.runtime import Runtime
 from travellr_ops.safety import Change
 
 
 def before(
-    servers: Servers,
+    servers: Runtime,
     message: str,
     until: datetime | None,
     reason: str | None,
@@ -56,7 +56,7 @@ def before(
     ]
 
 
-def during(servers: Servers) -> list[Step]:
+def during(servers: Runtime) -> list[Step]:
     return [
         Step(
             "maintenance-state",
@@ -71,7 +71,7 @@ def during(servers: Servers) -> list[Step]:
     ]
 
 
-def after(servers: Servers) -> list[Step]:
+def after(servers: Runtime) -> list[Step]:
     ended: dict[str, float] = {}
     return [
         Step(
@@ -100,7 +100,7 @@ def after(servers: Servers) -> list[Step]:
 # ------------------------------------------------------------------------------------ before
 
 
-def fresh_backup(servers: Servers) -> Outcome:
+def fresh_backup(servers: Runtime) -> Outcome:
     """`backup create`, then `backup verify` of what it wrote (checksums)."""
     from travellr_ops.ops.backup.create import create
     from travellr_ops.ops.backup.manage import verify
@@ -124,7 +124,7 @@ def fresh_backup(servers: Servers) -> Outcome:
     )
 
 
-def _error_rate(servers: Servers, window_s: float) -> dict[str, Any]:
+def _error_rate(servers: Runtime, window_s: float) -> dict[str, Any]:
     """The 5xx share of the access log's requests in the last ``window_s`` seconds (the
     monitor's own reader)."""
     from travellr_ops.ops.monitor.sources import AccessLog
@@ -152,13 +152,13 @@ def _describe(rate: dict[str, Any]) -> str:
     )
 
 
-def baseline(servers: Servers) -> Outcome:
+def baseline(servers: Runtime) -> Outcome:
     rate = _error_rate(servers, servers.settings.monitor.error_window_s)
     return passed(f"error rate {_describe(rate)}", **rate)
 
 
 def maintenance_on(
-    servers: Servers, message: str, until: datetime | None, reason: str | None
+    servers: Runtime, message: str, until: datetime | None, reason: str | None
 ) -> Outcome:
     key = servers.settings.maintenance.key
     flag = flag_ops.flag_value(message, reason, flag_ops.who(), datetime.now(UTC), until)
@@ -179,7 +179,7 @@ def maintenance_on(
     return passed(f"on{ends}: {message}", flag=flag)
 
 
-def answers_maintenance(servers: Servers) -> Outcome:
+def answers_maintenance(servers: Runtime) -> Outcome:
     s = servers.settings
     url = s.api.url.rstrip("/") + s.api.health_path
     with servers.http() as http:
@@ -193,7 +193,7 @@ def answers_maintenance(servers: Servers) -> Outcome:
 # ------------------------------------------------------------------------------------ during
 
 
-def state(servers: Servers) -> Outcome:
+def state(servers: Runtime) -> Outcome:
     with servers.redis() as redis:
         current = flag_ops.status(redis, servers.settings.maintenance.key)
     if not current.on:
@@ -215,7 +215,7 @@ def state(servers: Servers) -> Outcome:
 # ------------------------------------------------------------------------------------- after
 
 
-def maintenance_off(servers: Servers, ended: dict[str, float]) -> Outcome:
+def maintenance_off(servers: Runtime, ended: dict[str, float]) -> Outcome:
     key = servers.settings.maintenance.key
     with servers.redis() as redis:
         current = flag_ops.status(redis, key)
@@ -238,7 +238,7 @@ def maintenance_off(servers: Servers, ended: dict[str, float]) -> Outcome:
     return passed("off" if was_on else "off (it was off already)", was_on=was_on)
 
 
-def error_rate_after(servers: Servers, ended: dict[str, float]) -> Outcome:
+def error_rate_after(servers: Runtime, ended: dict[str, float]) -> Outcome:
     """The 5xx share since maintenance ended (the 503s of the window itself do not count),
     against the threshold and the rate `maintenance before` measured."""
     window = time.time() - ended.get("at", time.time())
@@ -259,7 +259,7 @@ def error_rate_after(servers: Servers, ended: dict[str, float]) -> Outcome:
     return passed(f"error rate {_describe(now)}{compared}", **data)
 
 
-def logs_since(servers: Servers) -> Outcome:
+def logs_since(servers: Runtime) -> Outcome:
     run = previous(servers, "maintenance-before")
     since = datetime.fromisoformat(run.started_at) if run else None
     tail = max(servers.settings.checklist.log_tail_lines, 1000)

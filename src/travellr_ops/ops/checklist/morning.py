@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from travellr_ops.ops.checklist.logs import backend_errors
 from travellr_ops.ops.checklist.runner import Outcome, Step, failed, passed, unknown
-from travellr_ops.ops.checklist.servers import Servers
 from travellr_ops.ops.health import DOWN, FAIL, MAINTENANCE, WARN, Check
+from travellr_ops.runtime import Runtime
 
 
-def steps(servers: Servers) -> list[Step]:
+def steps(servers: Runtime) -> list[Step]:
     return [
         Step("services", "every service running and healthy", check=lambda: services(servers)),
         Step(
@@ -38,17 +38,17 @@ def judge(checks: list[Check], what: str) -> Outcome:
     return passed(f"{len(checks)} {what} ok" + (f" ({', '.join(notes)})" if notes else ""), **data)
 
 
-def services(servers: Servers) -> Outcome:
+def services(servers: Runtime) -> Outcome:
     report = servers.health()
     return judge([c for c in report.checks if c.name != "disk"], "checks")
 
 
-def disk(servers: Servers) -> Outcome:
+def disk(servers: Runtime) -> Outcome:
     report = servers.health()
     return judge([c for c in report.checks if c.name == "disk"], "file systems")
 
 
-def errors_in_logs(servers: Servers) -> Outcome:
+def errors_in_logs(servers: Runtime) -> Outcome:
     s = servers.settings.checklist
     found = backend_errors(servers, s.log_tail_lines)
     newest = found.errors[-s.show_error_lines :] if s.show_error_lines else []
@@ -61,7 +61,7 @@ def errors_in_logs(servers: Servers) -> Outcome:
     return passed(f"{len(found.errors)} ERROR lines in {where}", count=len(found.errors))
 
 
-def metrics(servers: Servers) -> Outcome:
+def metrics(servers: Runtime) -> Outcome:
     """`monitor once`: every key metric sampled, judged, and added to the monitor history."""
     from travellr_ops.ops.monitor.history import append, open_history
     from travellr_ops.ops.monitor.sampler import Sampler
@@ -101,7 +101,7 @@ def metrics(servers: Servers) -> Outcome:
     return passed(f"{len(sample.metrics)} metrics within their thresholds{note}", values=values)
 
 
-def cache(servers: Servers) -> Outcome:
+def cache(servers: Runtime) -> Outcome:
     """`cache stats`: the hit rate over a short window, else the cumulative one."""
     from travellr_ops.ops.cache import stats
 
@@ -129,7 +129,7 @@ def cache(servers: Servers) -> Outcome:
     return failed(text, **data)
 
 
-def backup(servers: Servers) -> Outcome:
+def backup(servers: Runtime) -> Outcome:
     """The newest whole backup: not older than backup.max_age_hours, and verified."""
     from travellr_ops.ops.backup.manage import list_backups
 

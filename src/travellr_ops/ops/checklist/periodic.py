@@ -18,14 +18,14 @@ from travellr_ops.ops.checklist.runner import (
     passed,
     unknown,
 )
-from travellr_ops.ops.checklist.servers import Servers
 from travellr_ops.ops.health import human_bytes
+from travellr_ops.runtime import Runtime
 
 #: how many of the backend log's newest lines the weekly review reads at most
 WEEK_OF_LINES = 200_000
 
 
-def weekly(servers: Servers) -> list[Step]:
+def weekly(servers: Runtime) -> list[Step]:
     return [
         Step(
             "error-logs", "the week's ERROR lines reviewed", check=lambda: week_of_errors(servers)
@@ -48,7 +48,7 @@ def weekly(servers: Servers) -> list[Step]:
     ]
 
 
-def monthly(servers: Servers) -> list[Step]:
+def monthly(servers: Runtime) -> list[Step]:
     return [
         Step(
             "performance",
@@ -83,7 +83,7 @@ def monthly(servers: Servers) -> list[Step]:
 # ------------------------------------------------------------------------------------ weekly
 
 
-def incidents(servers: Servers, days: int) -> Outcome:
+def incidents(servers: Runtime, days: int) -> Outcome:
     """The period's incidents (and any still open), from `incident`'s records. One closed
     without its Document step has no post-incident record worth the name: that fails."""
     from travellr_ops.ops.incident import procedure, record
@@ -113,7 +113,7 @@ def incidents(servers: Servers, days: int) -> Outcome:
     return passed(detail, incidents=rows)
 
 
-def week_of_errors(servers: Servers) -> Outcome:
+def week_of_errors(servers: Runtime) -> Outcome:
     since = datetime.now(UTC) - timedelta(days=7)
     found = backend_errors(servers, WEEK_OF_LINES, since)
     messages = Counter(_message(line) for line in found.errors)
@@ -134,7 +134,7 @@ def _message(line: str) -> str:
     return " ".join(w for w in words if "=" not in w)[:120]
 
 
-def db_size(servers: Servers) -> Outcome:
+def db_size(servers: Runtime) -> Outcome:
     from travellr_ops.ops.db.server import stats
 
     with servers.mongo() as mongo:
@@ -166,7 +166,7 @@ def db_size(servers: Servers) -> Outcome:
     return passed(text, **now)
 
 
-def indexes(servers: Servers) -> Outcome:
+def indexes(servers: Runtime) -> Outcome:
     from travellr_ops.ops.db.indexes import AnalyzeLimits, analyze, load_index_file
 
     s = servers.settings
@@ -186,7 +186,7 @@ def indexes(servers: Servers) -> Outcome:
     return passed(f"{len(report.queries)} queries explained, no finding ({report.source})")
 
 
-def audit(servers: Servers) -> Outcome:
+def audit(servers: Runtime) -> Outcome:
     from travellr_ops.ops.security.audit import audit as run_audit
 
     sec = servers.settings.security
@@ -204,7 +204,7 @@ def audit(servers: Servers) -> Outcome:
     return passed(text)
 
 
-def security_logs(servers: Servers) -> Outcome:
+def security_logs(servers: Runtime) -> Outcome:
     from travellr_ops.ops.security.review import review
 
     report = review(servers.settings, [], "7d")
@@ -226,7 +226,7 @@ def security_logs(servers: Servers) -> Outcome:
 # ----------------------------------------------------------------------------------- monthly
 
 
-def _history(servers: Servers, days: float) -> list[Any]:
+def _history(servers: Runtime, days: float) -> list[Any]:
     from travellr_ops.ops.monitor.history import load, open_history
 
     now = time.time()
@@ -234,7 +234,7 @@ def _history(servers: Servers, days: float) -> list[Any]:
         return load(open_history(store), now - days * 86400, now + 1)
 
 
-def performance(servers: Servers) -> Outcome:
+def performance(servers: Runtime) -> Outcome:
     rows = _history(servers, 30)
     judged = [r for r in rows if r.threshold is not None and r.verdict in ("ok", "breach")]
     if not judged:
@@ -257,7 +257,7 @@ def performance(servers: Servers) -> Outcome:
     return passed(f"{samples} samples, no metric breached in over {limit:g} % of them", **data)
 
 
-def disk_trend(servers: Servers) -> Outcome:
+def disk_trend(servers: Runtime) -> Outcome:
     rows = [r for r in _history(servers, 30) if r.metric == "disk_pct" and r.value is not None]
     if not rows:
         return unknown("no disk samples in the monitor history of the last 30 days")
@@ -285,7 +285,7 @@ def disk_trend(servers: Servers) -> Outcome:
     return passed("; ".join(lines))
 
 
-def backup_retention(servers: Servers) -> Outcome:
+def backup_retention(servers: Runtime) -> Outcome:
     """Whole backups reach back over the retention, with no gap over backup.max_age_hours."""
     from travellr_ops.ops.backup.manage import list_backups
 
@@ -314,7 +314,7 @@ def backup_retention(servers: Servers) -> Outcome:
     return passed(text)
 
 
-def pitr_chain(servers: Servers) -> Outcome:
+def pitr_chain(servers: Runtime) -> Outcome:
     from travellr_ops.ops.backup.manage import list_backups
 
     archive = list_backups(servers.settings).oplog_archive
@@ -326,7 +326,7 @@ def pitr_chain(servers: Servers) -> Outcome:
     return passed(text)
 
 
-def restore_test(servers: Servers) -> Outcome:
+def restore_test(servers: Runtime) -> Outcome:
     """`backup verify latest --restore-test`: restored into a scratch database, counts and
     indexes compared with the manifest, the scratch database dropped."""
     from travellr_ops.ops.backup.manage import verify
@@ -350,7 +350,7 @@ def restore_test(servers: Servers) -> Outcome:
     )
 
 
-def posture(servers: Servers) -> Outcome:
+def posture(servers: Runtime) -> Outcome:
     from travellr_ops.ops.security.posture import check
 
     checks = check(servers.settings, servers.config_file)

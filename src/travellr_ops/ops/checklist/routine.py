@@ -6,14 +6,14 @@ from collections.abc import Callable, Sequence
 
 from travellr_ops.ops.checklist import record
 from travellr_ops.ops.checklist.runner import Person, RunReport, Step, StepResult, run_steps
-from travellr_ops.ops.checklist.servers import Servers
+from travellr_ops.runtime import Runtime
 from travellr_ops.store import StoreError
 
 
 def execute(
     routine: str,
     steps: Sequence[Step],
-    servers: Servers,
+    servers: Runtime,
     person: Person,
     *,
     warnings: Sequence[str] = (),
@@ -29,7 +29,7 @@ def execute(
     return report
 
 
-def previous(servers: Servers, routine: str) -> record.PastRun | None:
+def previous(servers: Runtime, routine: str) -> record.PastRun | None:
     """The last recorded run of ``routine`` (None when none, or the store cannot be read)."""
     try:
         with servers.store() as store:
@@ -38,7 +38,7 @@ def previous(servers: Servers, routine: str) -> record.PastRun | None:
         return None
 
 
-def overdue(servers: Servers) -> list[str]:
+def overdue(servers: Runtime) -> list[str]:
     """Warnings for the weekly and monthly routines when they are due."""
     s = servers.settings.checklist
     warnings = []

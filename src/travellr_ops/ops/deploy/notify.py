@@ -1,4 +1,4 @@
-"""Slack-compatible webhooks (deploy.webhook_url / webhook_urls): told of start, success,
+"""Slack-compatible webhooks (deploy.webhook_urls): told of start, success,
 failure and rollback. A short timeout each; a failing webhook is logged, never fatal."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 class Notifier:
     def __init__(self, settings: Settings, warn: Callable[[str], None]) -> None:
         s = settings.deploy
-        self.urls = [u for u in [s.webhook_url, *s.webhook_urls] if u]
+        self.urls = [u for u in s.webhook_urls if u]
         self.timeout_s = s.webhook_timeout_s
         self.warn = warn
 

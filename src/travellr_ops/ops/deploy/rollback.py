@@ -61,7 +61,7 @@ def rollback(
         if not go:
             report.outcome = "dry_run"
             return report
-        history = History(s.state_dir, s.monitor.store_timeout_s)
+        history = History(s.state_dir, s.store.timeout_s)
         started = time.monotonic()
         report.started_at = utc_now()
         report.id = history.start(
@@ -110,7 +110,7 @@ def rollback(
 def _rollback_target(
     s: Settings, platform: ServicePlatform, service: str, now: Release, to: str | None
 ) -> Release:
-    history = History(s.state_dir, s.monitor.store_timeout_s)
+    history = History(s.state_dir, s.store.timeout_s)
     try:
         entries = history.entries(service)
     finally:

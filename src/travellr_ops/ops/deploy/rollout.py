@@ -90,7 +90,7 @@ def _run(
     on_sample: Callable[[Sample], None],
 ) -> DeployReport:
     s, platform, service = tools.settings, tools.platform, report.service
-    history = History(s.state_dir, s.monitor.store_timeout_s)
+    history = History(s.state_dir, s.store.timeout_s)
     notifier = Notifier(s, progress)
     started = time.monotonic()
     report.started_at = utc_now()

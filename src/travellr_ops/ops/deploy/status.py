@@ -30,7 +30,7 @@ def status(tools: Tools, service: str) -> StatusReport:
     s, platform = tools.settings, tools.platform
     (current,) = platform.status(service)
     now = platform.release(current.name)
-    history = History(s.state_dir, s.monitor.store_timeout_s)
+    history = History(s.state_dir, s.store.timeout_s)
     try:
         last = history.last(current.name)
     finally:
@@ -103,7 +103,7 @@ def status(tools: Tools, service: str) -> StatusReport:
 def history(settings: Settings, service: str | None, limit: int | None) -> list[Entry]:
     if limit is not None and limit < 1:
         raise UsageError(f"--limit must be 1 or more, not {limit}")
-    h = History(settings.state_dir, settings.monitor.store_timeout_s)
+    h = History(settings.state_dir, settings.store.timeout_s)
     try:
         return h.entries(service, limit)
     finally:

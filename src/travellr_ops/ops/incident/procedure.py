@@ -34,9 +34,7 @@ def records_dir(settings: Settings) -> Path:
 
 
 def store_for(settings: Settings) -> Store:
-    return record.open_store(
-        Store(store_path(settings.state_dir), settings.monitor.store_timeout_s)
-    )
+    return record.open_store(Store(store_path(settings.state_dir), settings.store.timeout_s))
 
 
 def audit_log(settings: Settings) -> Path:

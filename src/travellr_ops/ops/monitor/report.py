@@ -102,7 +102,7 @@ def monitor_report(
     current: dict[str, MetricHistory] = {}
     previous: dict[str, MetricHistory] = {}
     if path.exists():  # no store yet: an empty history, not a new empty file
-        store = Store(path, settings.monitor.store_timeout_s)
+        store = Store(path, settings.store.timeout_s)
         try:
             open_history(store)
             current = load_histories(store, since, until)

@@ -1,0 +1,24 @@
+"""Report files the user names (``--html FILE``, ``--sarif FILE``...): written whole or not at
+all, and a path that cannot be written is the user's to fix (exit 2) in every group."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from travellr_ops.errors import UsageError
+
+
+def write_output(path: Path, data: str | bytes, what: str = "the report") -> None:
+    """Write ``data`` to ``path`` through a temporary file renamed over it."""
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(payload)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UsageError(
+            f"cannot write {what} to {path}: {exc.strerror or exc}",
+            hint="name a file in a directory that exists and that you can write",
+        ) from None
