@@ -7,40 +7,50 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from travellr_ops.adapters.platform_types import Progress
+from travellr_ops.adapters.platform_types import Progress, ServicePlatform
 from travellr_ops.errors import ExitCode, LockHeld, TravellrError
 from travellr_ops.ops.deploy.report import LOCK
-from travellr_ops.ops.deploy.tools import Tools
-from travellr_ops.ops.health import DOWN, FAIL, WARN, HealthReport, human_bytes
+from travellr_ops.ops.health import HealthReport
+from travellr_ops.runtime import Runtime
 from travellr_ops.safety import Guard
 from travellr_ops.settings import Settings
+from travellr_ops.vocab.units import format_bytes
+from travellr_ops.vocab.verdict import Verdict, exit_code_of
+
+Outcome = tuple[Verdict, str]
 
 
 @dataclass
 class Step:
     name: str
-    verdict: str  # ok, fail, down, skip
+    verdict: Verdict  # ok, warn, fail, down, skipped
     duration_ms: float
     detail: str = ""
 
 
 @dataclass
 class PreflightReport:
-    ok: bool
     steps: list[Step]
+    ok: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.ok = self.exit_code == ExitCode.OK
 
     @property
     def exit_code(self) -> ExitCode:
-        if any(s.verdict == DOWN for s in self.steps):
-            return ExitCode.UNAVAILABLE
-        return ExitCode.OK if self.ok else ExitCode.CHECK_FAILED
+        # a warning says what could not be checked beforehand; it does not stop a deploy
+        return exit_code_of(s.verdict for s in self.steps if s.verdict != Verdict.WARN)
+
+    @property
+    def failed(self) -> list[Step]:
+        return [s for s in self.steps if s.verdict in (Verdict.FAIL, Verdict.DOWN)]
 
 
 class PreflightFailed(TravellrError):
     def __init__(self, report: PreflightReport) -> None:
-        failed = [f"{s.name}: {s.detail}" for s in report.steps if s.verdict in (FAIL, DOWN)]
+        failed = [f"{s.name}: {s.detail}" for s in report.failed]
         super().__init__(
             "preflight failed, nothing was changed: " + "; ".join(failed),
             hint="fix what failed, then deploy again (`deploy preflight` checks alone)",
@@ -51,75 +61,94 @@ class PreflightFailed(TravellrError):
 
 
 def preflight(
-    tools: Tools,
+    rt: Runtime, service: str, tag: str | None, *, backup: bool = True
+) -> PreflightReport:
+    """`deploy preflight`: the checks of a deploy of ``tag`` (or of any release, without one)
+    to ``service``, while no deploy runs."""
+    with rt.platform() as platform:
+        (current,) = platform.status(service)  # an unknown service: exit 2 with the known ones
+        image = platform.image_for(current.name, tag) if tag else None  # a bad tag: exit 2
+        return checks(rt, platform, current.name, image, backup=backup, lock_held=False)
+
+
+def checks(
+    rt: Runtime,
+    platform: ServicePlatform,
     service: str,
     image: str | None,
     *,
-    backup: bool = True,
-    guard: Guard | None = None,
-    lock_held: bool = False,
+    backup: bool,
+    lock_held: bool,
     progress: Progress = lambda message: None,
 ) -> PreflightReport:
-    """Every pre-deployment check, one step each, with its verdict and how long it took."""
-    s = tools.settings
+    """Every pre-deployment check, one step each, with its verdict and how long it took;
+    ``lock_held``: the caller holds the deploy lock (a deploy), so it is not checked."""
+    s = rt.settings
     steps: list[Step] = []
 
-    def step(name: str, check: Callable[[], tuple[str, str]]) -> None:
+    def step(name: str, check: Callable[[], Outcome]) -> None:
         started = time.perf_counter()
         try:
             verdict, detail = check()
         except TravellrError as exc:
-            verdict = DOWN if exc.exit_code == ExitCode.UNAVAILABLE else FAIL
+            verdict = Verdict.DOWN if exc.exit_code == ExitCode.UNAVAILABLE else Verdict.FAIL
             detail = exc.message
         ms = round((time.perf_counter() - started) * 1000, 1)
         steps.append(Step(name, verdict, ms, detail))
         progress(f"preflight {name}: {verdict}{' - ' + detail if detail else ''}")
 
-    step("settings valid", lambda: ("ok", f"platform {s.platform}"))
+    step("settings valid", lambda: (Verdict.OK, f"platform {s.platform}"))
     health: list[HealthReport] = []
 
-    def servers() -> tuple[str, str]:
-        health.append(tools.health())
-        down = [f"{c.name} {c.target}: {c.detail}" for c in health[0].checks if c.verdict == DOWN]
-        return (DOWN, "; ".join(down)) if down else ("ok", f"{len(health[0].checks)} checks")
+    def servers() -> Outcome:
+        health.append(rt.health(fresh=True))
+        down = [
+            f"{c.name} {c.target}: {c.detail}"
+            for c in health[0].checks
+            if c.verdict == Verdict.DOWN
+        ]
+        if down:
+            return Verdict.DOWN, "; ".join(down)
+        return Verdict.OK, f"{len(health[0].checks)} checks"
 
     step("servers reachable", servers)
 
-    def platform() -> tuple[str, str]:
+    def platform_healthy() -> Outcome:
         if not health:
-            return "skip", "no health report"
+            return Verdict.SKIPPED, "no health report"
         bad = [
             f"{c.name} {c.target}: {c.detail}"
             for c in health[0].checks
-            if c.name in ("service", "api") and c.verdict == FAIL
+            if c.name in ("service", "api") and c.verdict == Verdict.FAIL
         ]
-        return (FAIL, "; ".join(bad)) if bad else ("ok", "services and API healthy")
+        return (Verdict.FAIL, "; ".join(bad)) if bad else (Verdict.OK, "services and API healthy")
 
-    step("platform healthy", platform)
+    step("platform healthy", platform_healthy)
     if image is not None:
 
-        def exists() -> tuple[str, str]:
-            found = tools.platform.image_exists(image)
+        def exists() -> Outcome:
+            found = platform.image_exists(image)
             if found is None:
                 if s.deploy.image_check:
-                    return _in_registry(tools, s.deploy.image_check, image)
-                return WARN, (
-                    f"cannot check before the rollout: {tools.platform.name}'s nodes pull"
+                    return _in_registry(rt, s.deploy.image_check, image)
+                return Verdict.WARN, (
+                    f"cannot check before the rollout: {platform.name}'s nodes pull"
                     f" {image} themselves (set deploy.image_check to the registry's URL);"
                     " an image that never pulls is rolled back at the rollout's deadline"
                 )
-            return ("ok", f"{image} is there") if found else (FAIL, f"no image {image}")
+            if found:
+                return Verdict.OK, f"{image} is there"
+            return Verdict.FAIL, f"no image {image}"
 
         step("image exists", exists)
     if backup:
-        step("disk for a backup", lambda: _disk_for_backup(tools))
-    if not lock_held and guard is not None:
-        step("no other deploy", lambda: _lock_free(guard))
+        step("disk for a backup", lambda: _disk_for_backup(rt))
+    if not lock_held:
+        step("no other deploy", lambda: _lock_free(rt.guard))
     step("maintenance mode", lambda: _maintenance(health[0] if health else None))
     if s.deploy.test_command:
         step("tests", lambda: _tests(s))
-    ok = all(x.verdict in ("ok", "skip", WARN) for x in steps)
-    return PreflightReport(ok, steps)
+    return PreflightReport(steps)
 
 
 #: the manifest types a registry may hold for an image (Docker v2, OCI, and their lists)
@@ -133,7 +162,7 @@ MANIFEST_TYPES = ", ".join(
 )
 
 
-def _in_registry(tools: Tools, registry: str, image: str) -> tuple[str, str]:
+def _in_registry(rt: Runtime, registry: str, image: str) -> Outcome:
     """Ask the registry for the image's manifest (Docker Registry HTTP API v2)."""
     last = image.rsplit("/", 1)[-1]
     if "@" in last:
@@ -144,48 +173,70 @@ def _in_registry(tools: Tools, registry: str, image: str) -> tuple[str, str]:
     if repository.startswith(host + "/"):  # the reference names the registry itself
         repository = repository[len(host) + 1 :]
     url = f"{registry.rstrip('/')}/v2/{repository}/manifests/{reference}"
-    answer = tools.http.get(url, headers={"Accept": MANIFEST_TYPES})
+    with rt.http() as http:
+        answer = http.get(url, headers={"Accept": MANIFEST_TYPES})
     if answer.status == 200:
-        return "ok", f"{image} is in {registry}"
+        return Verdict.OK, f"{image} is in {registry}"
     if answer.status == 404:
-        return FAIL, f"no image {image} in {registry}"
+        return Verdict.FAIL, f"no image {image} in {registry}"
     if answer.status in (401, 403):
-        return DOWN, f"{registry} refused to say whether it holds {image} (HTTP {answer.status})"
-    return DOWN, f"{registry} answered HTTP {answer.status} for {image}"
+        return (
+            Verdict.DOWN,
+            f"{registry} refused to say whether it holds {image} (HTTP {answer.status})",
+        )
+    return Verdict.DOWN, f"{registry} answered HTTP {answer.status} for {image}"
 
 
-def _disk_for_backup(tools: Tools) -> tuple[str, str]:
-    size = tools.database_size()
-    where = tools.settings.backup.dir.absolute()
+def _disk_for_backup(rt: Runtime) -> Outcome:
+    size = _database_size(rt)
+    where = rt.settings.backup.dir.absolute()
     while not where.exists() and where != where.parent:
         where = where.parent
     free = shutil.disk_usage(where).free
     if size is None:
-        return "ok", f"{human_bytes(free)} free (database size unknown)"
+        return Verdict.OK, f"{format_bytes(free)} free (database size unknown)"
     # a gzipped dump is smaller than the data; the whole size is a safe estimate
     if size > free:
-        return FAIL, f"the database ({human_bytes(size)}) > {human_bytes(free)} free in {where}"
-    return "ok", f"{human_bytes(free)} free for about {human_bytes(size)}"
+        return (
+            Verdict.FAIL,
+            f"the database ({format_bytes(size)}) > {format_bytes(free)} free in {where}",
+        )
+    return Verdict.OK, f"{format_bytes(free)} free for about {format_bytes(size)}"
 
 
-def _lock_free(guard: Guard) -> tuple[str, str]:
+def _database_size(rt: Runtime) -> int | None:
+    """Data and indexes, in bytes (None when the server does not say)."""
+    from travellr_ops.ops.db.server import stats
+
+    try:
+        with rt.mongo() as mongo:
+            totals = stats(mongo, per_collection=False)
+    except TravellrError:
+        return None
+    return (totals.data_bytes or 0) + (totals.index_bytes or 0)
+
+
+def _lock_free(guard: Guard) -> Outcome:
     lock = guard.lock(LOCK)
     try:
         lock.acquire()
     except LockHeld as exc:
-        return FAIL, exc.message
+        return Verdict.FAIL, exc.message
     lock.release()
-    return "ok", "no deploy running"
+    return Verdict.OK, "no deploy running"
 
 
-def _maintenance(report: HealthReport | None) -> tuple[str, str]:
+def _maintenance(report: HealthReport | None) -> Outcome:
     if report is None or not report.maintenance:
-        return "ok", "off"
+        return Verdict.OK, "off"
     message = report.maintenance.get("message", "")
-    return FAIL, f"on ({message}): the gate's probes would get 503s; `maintenance off` first"
+    return (
+        Verdict.FAIL,
+        f"on ({message}): the gate's probes would get 503s; `maintenance off` first",
+    )
 
 
-def _tests(s: Settings) -> tuple[str, str]:
+def _tests(s: Settings) -> Outcome:
     command = s.deploy.test_command or ""
     try:
         done = subprocess.run(
@@ -198,8 +249,8 @@ def _tests(s: Settings) -> tuple[str, str]:
             check=False,
         )
     except subprocess.TimeoutExpired:
-        return FAIL, f"`{command}` did not finish within {s.deploy.test_timeout_s:g} s"
+        return Verdict.FAIL, f"`{command}` did not finish within {s.deploy.test_timeout_s:g} s"
     if done.returncode != 0:
         tail = " | ".join((done.stdout + done.stderr).strip().splitlines()[-5:])
-        return FAIL, f"`{command}` exited {done.returncode}: {tail}"
-    return "ok", f"`{command}` exited 0"
+        return Verdict.FAIL, f"`{command}` exited {done.returncode}: {tail}"
+    return Verdict.OK, f"`{command}` exited 0"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import socket
 import time
 
-from travellr_ops.adapters.platform_types import Progress, Release, ServicePlatform
+from travellr_ops.adapters.platform_types import Release, ServicePlatform
 from travellr_ops.errors import CheckFailed, ExitCode, UsageError
 from travellr_ops.ops.deploy.audit import StepAudit
 from travellr_ops.ops.deploy.history import History
@@ -21,20 +21,20 @@ from travellr_ops.ops.deploy.report import (
     utc_now,
 )
 from travellr_ops.ops.deploy.signals import shielded
-from travellr_ops.ops.deploy.tools import Tools
-from travellr_ops.safety import Change, Guard, _user
+from travellr_ops.runtime import Runtime
+from travellr_ops.safety import Change, _user
 from travellr_ops.settings import Settings
 
 
-def rollback(
-    tools: Tools,
-    guard: Guard,
-    service: str,
-    to: str | None = None,
-    progress: Progress = lambda message: None,
-) -> DeployReport:
-    """Back to the previous release (or revision/tag ``to``), then wait until healthy."""
-    s, platform = tools.settings, tools.platform
+def rollback(rt: Runtime, service: str, to: str | None = None) -> DeployReport:
+    """Back to the previous release (or revision/tag ``to``), then wait until healthy; through
+    ``rt.guard``, progress to ``rt.notify``."""
+    with rt.platform() as platform:
+        return _rollback(rt, platform, service, to)
+
+
+def _rollback(rt: Runtime, platform: ServicePlatform, service: str, to: str | None) -> DeployReport:
+    s, guard, progress = rt.settings, rt.guard, rt.notify
     (current,) = platform.status(service)
     now = platform.release(service)
     target = _rollback_target(s, platform, current.name, now, to)

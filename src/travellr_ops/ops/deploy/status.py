@@ -11,7 +11,7 @@ from travellr_ops.adapters.platform_types import Release
 from travellr_ops.errors import UsageError
 from travellr_ops.ops.deploy.history import UNSETTLED, Entry, History
 from travellr_ops.ops.deploy.report import short_id
-from travellr_ops.ops.deploy.tools import Tools
+from travellr_ops.runtime import Runtime
 from travellr_ops.settings import Settings
 
 
@@ -26,10 +26,12 @@ class StatusReport:
     message: str
 
 
-def status(tools: Tools, service: str) -> StatusReport:
-    s, platform = tools.settings, tools.platform
-    (current,) = platform.status(service)
-    now = platform.release(current.name)
+def status(rt: Runtime, service: str) -> StatusReport:
+    """What runs now, and whether it is what the last recorded deploy or rollback left."""
+    s = rt.settings
+    with rt.platform() as platform:
+        (current,) = platform.status(service)
+        now = platform.release(current.name)
     history = History(s.state_dir, s.store.timeout_s)
     try:
         last = history.last(current.name)
