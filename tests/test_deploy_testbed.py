@@ -6,6 +6,8 @@ from __future__ import annotations
 import urllib.error
 import urllib.request
 
+import pytest
+
 from fixtures_docker import ComposeStack
 from fixtures_k8s import k8s_node_sim
 
@@ -18,6 +20,7 @@ def _status(url: str) -> int:
         return exc.code
 
 
+@pytest.mark.docker
 def test_v2_errors_image_is_healthy_but_fails_a_fifth_of_api_requests_and_logs_them(
     stack: ComposeStack,
 ) -> None:
