@@ -286,6 +286,21 @@ def test_maintenance_before_during_after_round_trip(platform: Platform) -> None:
     assert 0 < steps["maintenance-state"]["data"]["expires_in_s"] <= 1800
     assert http_status(health) == 503
 
+    # `before` again, unconfirmed, asks what `maintenance on` asks: whose flag it replaces
+    again = invoke(
+        "checklist", "maintenance", "before", "--json", "-m", "second", "--plan", "p",
+        settings=settings,
+    )  # fmt: skip
+    steps = {s["name"]: s for s in again.json()["steps"]}
+    assert steps["maintenance-on"]["verdict"] == "pending", steps["maintenance-on"]
+    plain = invoke("maintenance", "on", "-m", "second", settings=settings)
+    assert plain.exit_code == 4
+    replaces = [line for line in plain.stderr.splitlines() if "replaces the flag set by" in line]
+    assert replaces and "upgrading the database" in replaces[0]
+    assert replaces[0] in again.stderr.splitlines()
+    status = invoke("maintenance", "status", settings=settings).stdout
+    assert "upgrading the database" in status  # unchanged
+
     after = invoke("checklist", "maintenance", "after", "--json", "--yes", settings=settings)
     steps = {s["name"]: s for s in after.json()["steps"]}
     assert after.exit_code == 0, {n: s["detail"] for n, s in steps.items()}

@@ -10,12 +10,12 @@ from travellr_ops.ops.checklist.runner import (
     Outcome,
     Person,
     Step,
-    exit_code_of,
     failed,
     not_available,
     passed,
     run_steps,
 )
+from travellr_ops.vocab.verdict import exit_code_of
 
 
 def person(interactive: bool = False, acknowledge: bool = False, answer: bool = True) -> Person:

@@ -3,28 +3,20 @@ the mongodb Deployment is rolled out, then the command waits until a real MongoD
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 import yaml
 
 from cli import invoke
 from fixtures_k8s import ROOT, K8sNamespace
-from test_db import MongoServer
+from fixtures_servers import MongoServer, ServerSet
 from travellr_ops.settings import MongoSettings
 
 pytestmark = [pytest.mark.k8s, pytest.mark.mongo]
 
 
 @pytest.fixture
-def mongo(tmp_path: Path) -> Iterator[MongoServer]:
-    (tmp_path / "mongo").mkdir()
-    server = MongoServer(tmp_path / "mongo").start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def mongo(servers: ServerSet) -> MongoServer:
+    return servers.mongo(memory=True)
 
 
 def test_db_restart_rolls_out_the_mongodb_deployment_and_waits_for_ping(

@@ -248,6 +248,13 @@ def test_default_sources_missing_is_exit_3(tmp_path: Path) -> None:
     res = invoke("security", "logs", settings=s)
     assert res.exit_code == 3 and "no log could be read" in res.stderr
     assert invoke("security", "logs", "--since", "soon", settings=s).exit_code == 2
+    # the tool's one time grammar: what kubectl takes, a bare number of seconds, a week, 'all'
+    for since in ("1h30m", "90", "1w", "16:30", "2026-11-28T04:00:00Z", "all"):
+        accepted = invoke("security", "logs", "--since", since, settings=s)
+        assert accepted.exit_code == 3, (since, accepted.stderr)
+    refused = invoke("security", "logs", "--since", "1x", settings=s)
+    assert refused.exit_code == 2
+    assert "--since '1x' is not a duration or a time" in refused.stderr
 
 
 def test_big_access_log_scanned_in_ranges_counts_the_same(
@@ -325,3 +332,28 @@ def test_big_access_log_scanned_in_ranges_counts_the_same(
     one_stream = review(1 << 40)
     assert cut_into == [3, 0]
     assert one_stream == in_ranges
+
+
+def test_a_request_with_escaped_quotes_is_read_as_the_shared_format_reads_it(
+    tmp_path: Path,
+) -> None:
+    """A combined line whose request holds \\" (Apache escapes quotes so) is one request, as
+    vocab.logformat.parse_access reads it, not a malformed line."""
+    from travellr_ops.vocab.logformat import parse_access
+
+    when = datetime.now(UTC) - timedelta(minutes=5)
+    stamp = when.strftime("%d/%b/%Y:%H:%M:%S +0000")
+    quoted = f'10.4.0.1 - - [{stamp}] "GET /search?q=\\"x\\" HTTP/1.1" 401 12 "-" "curl/8.0"\n'
+    record = parse_access(quoted)
+    assert record is not None and record.status == 401
+    log = tmp_path / "access.log"
+    log.write_text(quoted * 3 + _access("10.4.0.2", when, "/api/trips", 200))
+    res = invoke(
+        "security", "logs", "--json", "--since", "1h", "--source", str(log),
+        settings=settings(tmp_path),
+    )  # fmt: skip
+    assert res.exit_code == 0, res.stderr
+    doc = res.json()
+    assert doc["requests"] == 4 and doc["malformed_lines"] == 0
+    assert doc["denied"] == {"401": 3, "403": 0, "429": 0}
+    assert {r["key"]: r["total"] for r in doc["denied_by_path"]} == {"/search": 3}

@@ -155,3 +155,8 @@ def test_nothing_assessable_is_unknown_exit_3_and_bad_since_exit_2(tmp_path: Pat
     assert "Unknown: audit, logs could not be assessed." in res.stdout
     assert "no advisory source answered" in res.stdout
     assert invoke("security", "report", "--since", "last week", settings=s).exit_code == 2
+    # an --html file that cannot be written is the user's to fix (exit 2), as in `monitor report`
+    nowhere = tmp_path / "no-such-dir" / "report.html"
+    unwritable = invoke("security", "report", "--html", str(nowhere), settings=s)
+    assert unwritable.exit_code == 2, unwritable.stderr
+    assert str(nowhere) in unwritable.stderr and not nowhere.parent.exists()

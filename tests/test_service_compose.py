@@ -38,6 +38,7 @@ def _env(stack: ComposeStack) -> dict[str, str]:
 
 
 # -- status -----------------------------------------------------------------------------------
+@pytest.mark.docker
 def test_status_of_a_healthy_stack(stack: ComposeStack) -> None:
     result = invoke("--json", "service", "status", settings=stack.settings())
 
@@ -56,6 +57,7 @@ def test_status_of_a_healthy_stack(stack: ComposeStack) -> None:
     assert inst["started_at"]
 
 
+@pytest.mark.docker
 def test_backend_stopped_behind_our_back_is_reported_down_then_restart_brings_it_back(
     stack: ComposeStack,
 ) -> None:
@@ -81,6 +83,7 @@ def test_backend_stopped_behind_our_back_is_reported_down_then_restart_brings_it
     assert after.exit_code == 0, after.stderr
 
 
+@pytest.mark.docker
 def test_restart_without_yes_and_without_a_terminal_is_refused(stack: ComposeStack) -> None:
     started = stack.container("backend").attrs["State"]["StartedAt"]
 
@@ -93,6 +96,7 @@ def test_restart_without_yes_and_without_a_terminal_is_refused(stack: ComposeSta
     assert stack.container("backend").attrs["State"]["StartedAt"] == started
 
 
+@pytest.mark.docker
 def test_unknown_service_exits_2_naming_the_known_ones(stack: ComposeStack) -> None:
     result = invoke("service", "status", "frontend", settings=stack.settings())
 
@@ -102,6 +106,7 @@ def test_unknown_service_exits_2_naming_the_known_ones(stack: ComposeStack) -> N
 
 
 # -- logs -------------------------------------------------------------------------------------
+@pytest.mark.docker
 def test_logs_grep_finds_an_error_the_backend_logged(stack: ComposeStack) -> None:
     before = invoke("service", "logs", "backend", "--grep", "ERROR", settings=stack.settings())
     _hit(stack.backend_url + "/api/debug/error")
@@ -118,6 +123,7 @@ def test_logs_grep_finds_an_error_the_backend_logged(stack: ComposeStack) -> Non
     assert source == stack.container("backend").name
 
 
+@pytest.mark.docker
 def test_logs_level_error_keeps_only_errors(stack: ComposeStack) -> None:
     _hit(stack.backend_url + "/api/debug/error")
     _hit(stack.backend_url + "/api/health")
@@ -133,6 +139,7 @@ def test_logs_level_error_keeps_only_errors(stack: ComposeStack) -> None:
     assert all("ERROR" in t.upper() or "CRITICAL" in t.upper() for t in texts)
 
 
+@pytest.mark.docker
 def test_logs_of_several_services_are_interleaved_by_time(stack: ComposeStack) -> None:
     result = invoke(
         "--json", "service", "logs", "backend", "mongodb", "redis", "--tail", "20",
@@ -147,6 +154,7 @@ def test_logs_of_several_services_are_interleaved_by_time(stack: ComposeStack) -
     assert times == sorted(times)
 
 
+@pytest.mark.docker
 def test_logs_bad_since_and_bad_regex_are_usage_errors(stack: ComposeStack) -> None:
     since = invoke("service", "logs", "backend", "--since", "yesterday", settings=stack.settings())
     regex = invoke("service", "logs", "backend", "--grep", "(", settings=stack.settings())
@@ -155,6 +163,7 @@ def test_logs_bad_since_and_bad_regex_are_usage_errors(stack: ComposeStack) -> N
     assert regex.exit_code == 2
 
 
+@pytest.mark.docker
 def test_logs_follow_streams_and_ctrl_c_exits_130(stack: ComposeStack) -> None:
     env = _env(stack)
     proc = subprocess.Popen(
@@ -185,6 +194,7 @@ def test_logs_follow_streams_and_ctrl_c_exits_130(stack: ComposeStack) -> None:
 
 
 # -- stats and top ----------------------------------------------------------------------------
+@pytest.mark.docker
 def test_stats_show_real_figures(stack: ComposeStack) -> None:
     result = invoke("--json", "service", "stats", settings=stack.settings())
 
@@ -201,6 +211,7 @@ def test_stats_show_real_figures(stack: ComposeStack) -> None:
         assert u["block_read_bytes"] is not None
 
 
+@pytest.mark.docker
 def test_stats_over_the_memory_threshold_exits_1(stack: ComposeStack) -> None:
     settings = stack.settings()
     settings.thresholds.memory_pct = 0.0001
@@ -211,6 +222,7 @@ def test_stats_over_the_memory_threshold_exits_1(stack: ComposeStack) -> None:
     assert "over threshold" in result.stderr and "memory" in result.stderr
 
 
+@pytest.mark.docker
 def test_stats_watch_refreshes_until_ctrl_c(stack: ComposeStack) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "travellr_ops", "--json", "service", "stats", "backend",
@@ -232,6 +244,7 @@ def test_stats_watch_refreshes_until_ctrl_c(stack: ComposeStack) -> None:
         assert usage["memory_bytes"] > 0
 
 
+@pytest.mark.docker
 def test_top_lists_the_processes_in_the_container(stack: ComposeStack) -> None:
     result = invoke("--json", "service", "top", "backend", settings=stack.settings())
 
@@ -242,6 +255,7 @@ def test_top_lists_the_processes_in_the_container(stack: ComposeStack) -> None:
 
 
 # -- up / down ----------------------------------------------------------------------------------
+@pytest.mark.docker
 def test_down_then_up_of_the_backend(stack: ComposeStack) -> None:
     down = invoke("service", "down", "backend", "--yes", settings=stack.settings())
 
@@ -262,6 +276,7 @@ def test_down_then_up_of_the_backend(stack: ComposeStack) -> None:
 
 
 # -- persistence -------------------------------------------------------------------------------
+@pytest.mark.docker
 def test_restarts_of_mongodb_and_redis_keep_their_data(stack: ComposeStack) -> None:
     from pymongo import MongoClient
     from redis import Redis
@@ -314,6 +329,7 @@ def test_restarts_of_mongodb_and_redis_keep_their_data(stack: ComposeStack) -> N
 
 
 # -- faults ------------------------------------------------------------------------------------
+@pytest.mark.docker
 def test_restart_of_a_container_that_dies_reports_its_last_logs(
     docker_engine: str, tmp_path: Path
 ) -> None:
@@ -354,6 +370,7 @@ services:
         stack.remove_everything()
 
 
+@pytest.mark.docker
 def test_restart_of_a_backend_whose_health_check_fails_exits_1(stack: ComposeStack) -> None:
     stack.compose("up", "-d", "backend", env={"TRAVELLR_BACKEND_TAG": "v2-broken"})
 
@@ -395,6 +412,7 @@ def test_an_engine_that_is_down_exits_3(tmp_path: Path) -> None:
     assert "down (connection refused)" in result.stderr
 
 
+@pytest.mark.docker
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make a socket only root may use")
 def test_no_permission_on_the_socket_exits_3(docker_engine: str) -> None:
     script = (

@@ -290,7 +290,8 @@ def test_stats_over_threshold_exits_1(k8s_ns: K8sNamespace) -> None:
 
 
 def test_top_shows_each_pods_containers(k8s_ns: K8sNamespace) -> None:
-    k8s_ns.apply(backend_deployment(replicas=2, annotations={"sim.travellr.io/cpu": "120m"}))
+    annotations = {"sim.travellr.io/cpu": "120m", "sim.travellr.io/memory": "200Mi"}
+    k8s_ns.apply(backend_deployment(replicas=2, annotations=annotations))
     k8s_ns.wait_available("travellr-backend")
     _wait_for(lambda: _has_metrics(k8s_ns))
 
@@ -302,6 +303,8 @@ def test_top_shows_each_pods_containers(k8s_ns: K8sNamespace) -> None:
         p.metadata.name for p in _running_pods(k8s_ns)
     )
     assert all(x["processes"][0][:2] == ["backend", "120m"] for x in listings)
+    # memory in the binary units every other byte count of the tool uses
+    assert all(x["processes"][0][2] == "200.0 MiB" for x in listings)
 
 
 @pytest.mark.usefixtures("without_metrics_api")
@@ -445,7 +448,7 @@ def test_missing_namespace(backend: K8sNamespace) -> None:
 
 def test_missing_deployment(backend: K8sNamespace) -> None:
     result = invoke(
-        "service", "status", "backend", settings=backend.settings(deployment="travellr-api")
+        "service", "status", "backend", settings=backend.settings(backend_deployment="travellr-api")
     )
 
     assert result.exit_code == 2

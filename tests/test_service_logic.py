@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from travellr_ops.adapters.docker import _log_line, _usage
+from travellr_ops.adapters.docker import stats_usage
+from travellr_ops.adapters.log_streams import stamped_line
 from travellr_ops.errors import UsageError
 from travellr_ops.ops.service import log_filter, parse_since
 
@@ -56,10 +57,10 @@ def test_bad_regex_and_level_are_usage_errors() -> None:
 
 
 def test_engine_log_lines_keep_their_timestamp() -> None:
-    line = _log_line("c1", b"2026-05-01T12:00:00.123456789Z hello world\r")
+    line = stamped_line("c1", b"2026-05-01T12:00:00.123456789Z hello world\r")
     assert line.time == datetime(2026, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
     assert (line.source, line.text) == ("c1", "hello world")
-    bare = _log_line("c1", b"no stamp here")
+    bare = stamped_line("c1", b"no stamp here")
     assert bare.time is None and bare.text == "no stamp here"
 
 
@@ -73,7 +74,7 @@ def test_stats_figures_follow_the_docker_cli() -> None:
         "blkio_stats": {"io_service_bytes_recursive": [
             {"op": "Read", "value": 10}, {"op": "Write", "value": 20}, {"op": "Read", "value": 1}]},
     }  # fmt: skip
-    usage = _usage("backend", "c1", raw)
+    usage = stats_usage("backend", "c1", raw)
     assert usage.cpu_pct == 40.0  # 2000/10000 of the machine, times 2 CPUs
     assert (usage.memory_bytes, usage.memory_limit_bytes, usage.memory_pct) == (200, 1000, 20.0)
     assert (usage.net_rx_bytes, usage.net_tx_bytes) == (6, 8)
@@ -81,7 +82,7 @@ def test_stats_figures_follow_the_docker_cli() -> None:
 
 
 def test_stats_of_a_first_reading_have_no_cpu_figure() -> None:
-    usage = _usage("backend", "c1", {"cpu_stats": {}, "precpu_stats": {}, "memory_stats": {}})
+    usage = stats_usage("backend", "c1", {"cpu_stats": {}, "precpu_stats": {}, "memory_stats": {}})
     assert usage.cpu_pct is None and usage.memory_bytes is None and usage.net_rx_bytes is None
 
 
@@ -93,18 +94,21 @@ def _adapter_imports() -> dict[str, set[str]]:
     import travellr_ops.adapters as package
 
     folder = Path(package.__file__).parent
-    names = {p.stem for p in folder.glob("*.py") if p.stem != "__init__"}
+    # a module, or a package (every module in it) taken as one
+    files = {p.stem: [p] for p in folder.glob("*.py") if p.stem != "__init__"}
+    files |= {p.parent.name: sorted(p.parent.glob("*.py")) for p in folder.glob("*/__init__.py")}
+    names = set(files)
     graph: dict[str, set[str]] = {}
     for name in names:
-        tree = ast.parse((folder / f"{name}.py").read_text())
         found = set()
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module:
-                parts = node.module.split(".")
-                if parts[:2] == ["travellr_ops", "adapters"] and len(parts) == 3:
-                    found.add(parts[2])
-                if node.module == "travellr_ops.adapters":
-                    found |= {a.name for a in node.names if a.name in names}
+        for file in files[name]:
+            for node in ast.walk(ast.parse(file.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.module:
+                    parts = node.module.split(".")
+                    if parts[:2] == ["travellr_ops", "adapters"] and len(parts) >= 3:
+                        found.add(parts[2])
+                    if node.module == "travellr_ops.adapters":
+                        found |= {a.name for a in node.names if a.name in names}
         graph[name] = found - {name}
     return graph
 

@@ -16,11 +16,19 @@ import tomllib
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -279,6 +287,20 @@ class StoreSettings(_Section):
 
 
 Severity = Literal["low", "moderate", "high", "critical"]
+_Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+
+class AuditIgnore(_Section):
+    """One accepted finding of `security audit`: why, and until when. Both are required, so
+    that no ignore becomes permanent by forgetting it."""
+
+    #: the advisory's ID or any alias of it (GHSA-..., CVE-..., PYSEC-...)
+    id: _Text
+    reason: _Text
+    #: from then on the finding counts again (a date: 00:00 UTC of that day)
+    expires: datetime | date
+    #: only this package's finding (unset: the advisory in any package)
+    package: _Text | None = None
 
 
 class SecuritySettings(_Section):
@@ -301,6 +323,20 @@ class SecuritySettings(_Section):
     bruteforce_window_s: float = Field(default=300.0, gt=0)
     #: how many rows the log review's "top" tables show
     top: int = Field(default=10, ge=1)
+    #: `security db update` without --from: OSV's export of each ecosystem the backend uses
+    db_urls: list[str] = Field(
+        default_factory=lambda: [
+            "https://osv-vulnerabilities.storage.googleapis.com/npm/all.zip",
+            "https://osv-vulnerabilities.storage.googleapis.com/PyPI/all.zip",
+        ]
+    )
+    #: an imported database older than this is stale: a warning, and exit 3 when it was the
+    #: only source that answered (`security audit --allow-stale` accepts it)
+    db_max_age_days: float = Field(default=7.0, gt=0)
+    #: findings accepted for now: [{id, reason, expires, package?}]
+    ignore: list[AuditIgnore] = Field(default_factory=list)
+    #: audit devDependencies and requirements-dev files too (`security audit --include-dev`)
+    include_dev: bool = False
 
 
 class IncidentContact(_Section):

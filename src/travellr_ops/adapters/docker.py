@@ -14,11 +14,8 @@ import contextlib
 import functools
 import heapq
 import os
-import queue
-import re
 import shutil
 import subprocess
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from travellr_ops.adapters.log_streams import follow_all, split_lines, stamp_time, stamped_line
 from travellr_ops.adapters.platform_types import (
     Instance,
     LogLine,
@@ -36,6 +34,7 @@ from travellr_ops.adapters.platform_types import (
     ResourceUsage,
     RestartResult,
     ServiceStatus,
+    check_image_tag,
 )
 from travellr_ops.errors import (
     CheckFailed,
@@ -46,6 +45,7 @@ from travellr_ops.errors import (
     Unreachable,
     UsageError,
 )
+from travellr_ops.vocab.logformat import access_time
 
 if TYPE_CHECKING:
     from travellr_ops.settings import Settings
@@ -66,8 +66,6 @@ STABLE_WITHOUT_CHECK = timedelta(seconds=2)
 LAST_LOG_LINES = 20
 #: the most read from the end of a container's access log per look (deploy's error rate)
 ACCESS_LOG_TAIL_BYTES = 2 * 1024 * 1024
-#: a Docker image tag (the reference grammar's tag part)
-TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 
 def connect(docker_host: str | None, timeout_s: float) -> Any:
@@ -271,6 +269,20 @@ class ComposePlatform:
             progress(f"restarting {container.name}")
             with self._errors(f"restarting container {container.name}"):
                 container.restart(timeout=stop_timeout)
+        return self._settle(shown, compose_name, containers, started, deadline, progress)
+
+    def _settle(
+        self,
+        shown: str,
+        compose_name: str,
+        containers: list[Any],
+        started: float,
+        deadline: float,
+        progress: Progress,
+        running: str = "",
+    ) -> RestartResult:
+        """Wait until each container is healthy (or the first that fails), then the result;
+        ``running`` says what it runs now (" on IMAGE") in the reason of a success."""
         healthy, reason, failed = True, "", None
         for container in containers:
             ok, why = self._wait_healthy(container, deadline, progress)
@@ -280,7 +292,7 @@ class ComposePlatform:
         status = self._status(shown, self._containers(compose_name))
         seconds = time.monotonic() - started
         if healthy:
-            reason = f"{shown}: {status.message} after {seconds:.1f} s"
+            reason = f"{shown}{running}: {status.message} after {seconds:.1f} s"
         result = RestartResult(
             service=shown, healthy=healthy, seconds=seconds, status=status, reason=reason
         )
@@ -316,7 +328,7 @@ class ComposePlatform:
                 return True, ""
             if status == "running" and health is None:
                 # No health check: it counts once it has stayed up a moment, not at exec.
-                up_since = _parse_time(state.get("StartedAt"))
+                up_since = stamp_time(state.get("StartedAt"))
                 if up_since is None or datetime.now(UTC) - up_since >= STABLE_WITHOUT_CHECK:
                     return True, ""
             if health == "unhealthy":
@@ -361,7 +373,7 @@ class ComposePlatform:
             return iter(())
         streams = [self._open_log(c, tail, since, follow) for c in containers]
         if follow:
-            return _follow(streams)
+            return follow_all(streams)
         # Each container's lines come in time order: a k-way merge keeps memory flat.
         epoch = datetime.min.replace(tzinfo=UTC)
         return heapq.merge(*(s.lines() for s in streams), key=lambda x: x.time or epoch)
@@ -396,7 +408,7 @@ class ComposePlatform:
             shown, container = pair
             with self._errors(f"reading the stats of {container.name}"):
                 raw = container.stats(stream=False)
-            return _usage(shown, container.name, raw)
+            return stats_usage(shown, container.name, raw)
 
         # Each sample takes the engine about a second (two readings): take them side by side.
         with ThreadPoolExecutor(max_workers=min(8, len(running))) as pool:
@@ -538,11 +550,7 @@ class ComposePlatform:
                 f"the compose file sets only the tag of {repository}; {tag!r} names another image",
                 hint=f"pass a tag (e.g. v2) or {repository}:TAG",
             )
-        if not TAG.match(wanted_tag):
-            raise UsageError(
-                f"{wanted_tag!r} is not a valid image tag",
-                hint="letters, digits, _ . - (at most 128, not starting with . or -)",
-            )
+        check_image_tag(wanted_tag)
         return f"{repository}:{wanted_tag}"
 
     def image_exists(self, image: str) -> bool:
@@ -567,21 +575,11 @@ class ComposePlatform:
         progress(f"recreating {shown} on {image}")
         self._compose("up", "-d", "--no-deps", compose_name, extra_env={variable: tag})
         self._keep_tag(variable, tag)
+        containers = self._containers(compose_name)
         deadline = started + timeout_s
-        healthy, reason, failed = True, "", None
-        for container in self._containers(compose_name):
-            ok, why = self._wait_healthy(container, deadline, progress)
-            if not ok:
-                healthy, reason, failed = False, why, container
-                break
-        status = self._status(shown, self._containers(compose_name))
-        seconds = time.monotonic() - started
-        if healthy:
-            reason = f"{shown} on {image}: {status.message} after {seconds:.1f} s"
-        result = RestartResult(shown, healthy, seconds, status, reason)
-        if failed is not None:
-            result.last_logs = self._last_logs(failed)
-        return result
+        return self._settle(
+            shown, compose_name, containers, started, deadline, progress, f" on {image}"
+        )
 
     def restore(
         self, service: str, release: Release, timeout_s: float, progress: Progress
@@ -629,7 +627,7 @@ class ComposePlatform:
                     hint="set deploy.container_access_log to the backend's access log",
                 )
             for text in raw.decode("utf-8", "replace").splitlines():
-                when = _combined_time(text)
+                when = access_time(text)
                 if when is not None and when >= since.replace(microsecond=0):
                     lines.append(LogLine(when, container.name, text))
         return lines
@@ -733,9 +731,6 @@ def compose_command(configured: tuple[str, ...] = ()) -> list[str]:
 
 
 # -- logs ------------------------------------------------------------------------------------
-_STAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)? ?")
-
-
 class _LogStream:
     """One container's log as LogLines, split from the engine's chunks as they arrive."""
 
@@ -745,67 +740,15 @@ class _LogStream:
         self._errors = errors
 
     def lines(self) -> Iterator[LogLine]:
-        pending = b""
         with self._errors(f"reading the log of {self.source}"):
-            for chunk in self.raw:
-                pending += chunk
-                *whole, pending = pending.split(b"\n")
-                for line in whole:
-                    yield _log_line(self.source, line)
-        if pending:
-            yield _log_line(self.source, pending)
+            for line in split_lines(self.raw):
+                yield stamped_line(self.source, line)
 
     def close(self) -> None:
         close = getattr(self.raw, "close", None)
         if close is not None:
             with contextlib.suppress(Exception):  # a stream that already ended
                 close()
-
-
-def _follow(streams: list[_LogStream]) -> Iterator[LogLine]:
-    """Lines of several followed streams as they come; closing the iterator ends them all."""
-    lines: queue.Queue[LogLine | None] = queue.Queue(maxsize=10000)
-
-    def pump(stream: _LogStream) -> None:
-        try:
-            for line in stream.lines():
-                lines.put(line)
-        except TravellrError as exc:
-            lines.put(LogLine(None, stream.source, f"[log stream ended: {exc.message}]"))
-        except Exception:  # a stream closed under us while following
-            pass
-        finally:
-            lines.put(None)
-
-    for stream in streams:
-        threading.Thread(target=pump, args=(stream,), daemon=True).start()
-    open_streams = len(streams)
-    try:
-        while open_streams:
-            try:
-                item = lines.get(timeout=0.5)  # a timeout keeps Ctrl-C deliverable
-            except queue.Empty:
-                continue
-            if item is None:
-                open_streams -= 1
-            else:
-                yield item
-    finally:
-        for stream in streams:
-            stream.close()
-
-
-def _log_line(source: str, raw: bytes) -> LogLine:
-    text = raw.decode("utf-8", "replace").rstrip("\r")
-    match = _STAMP.match(text)
-    if not match:
-        return LogLine(None, source, text)
-    base, frac, zone = match.group(1), match.group(2) or "", match.group(3) or "Z"
-    try:
-        when = datetime.fromisoformat(base + frac[:7] + ("+00:00" if zone == "Z" else zone))
-    except ValueError:
-        return LogLine(None, source, text)
-    return LogLine(when, source, text[match.end() :])
 
 
 # -- container details -----------------------------------------------------------------------
@@ -815,27 +758,6 @@ def _split_image(image: str) -> tuple[str, str]:
     if not sep or "/" in tag:
         return image, "latest"
     return name, tag
-
-
-def _combined_time(line: str) -> datetime | None:
-    """The time of a combined-format log line (``[28/Nov/2026:04:12:00 +0000]``)."""
-    start = line.find("[")
-    end = line.find("]", start)
-    if start < 0 or end < 0:
-        return None
-    try:
-        return datetime.strptime(line[start + 1 : end], "%d/%b/%Y:%H:%M:%S %z")
-    except ValueError:
-        return None
-
-
-def _parse_time(value: str | None) -> datetime | None:
-    if not value or value.startswith("0001-"):
-        return None
-    match = _STAMP.match(value)
-    if not match:
-        return None
-    return _log_line("", value.encode()).time
 
 
 def _instance(container: Any) -> Instance:
@@ -860,7 +782,7 @@ def _instance(container: Any) -> Instance:
         ready=status == "running" and health in (None, "healthy"),
         health=health,
         restarts=int(attrs.get("RestartCount", 0)),
-        started_at=_parse_time(state.get("StartedAt")) if status == "running" else None,
+        started_at=stamp_time(state.get("StartedAt")) if status == "running" else None,
         image=attrs.get("Config", {}).get("Image", ""),
         image_digest=attrs.get("Image"),
         ports=ports,
@@ -874,7 +796,7 @@ def _exit_reason(state: dict[str, Any]) -> str:
         parts.insert(0, "OOMKilled")
     if state.get("Error"):
         parts.append(str(state["Error"]))
-    finished = _parse_time(state.get("FinishedAt"))
+    finished = stamp_time(state.get("FinishedAt"))
     if finished is not None:
         parts.append(f"at {finished.strftime('%Y-%m-%d %H:%M:%S')} UTC")
     return ", ".join(parts)
@@ -898,7 +820,7 @@ def _last_health_output(state: dict[str, Any]) -> str:
 
 
 # -- stats -----------------------------------------------------------------------------------
-def _usage(service: str, instance: str, raw: dict[str, Any]) -> ResourceUsage:
+def stats_usage(service: str, instance: str, raw: dict[str, Any]) -> ResourceUsage:
     """The figures `docker stats` shows, from one stats reading (the CLI's own formulas)."""
     cpu = raw.get("cpu_stats") or {}
     pre = raw.get("precpu_stats") or {}

@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from travellr_ops.errors import Unreachable
+from travellr_ops.errors import OperationFailed, Unreachable
 from travellr_ops.redact import mask
 
 if TYPE_CHECKING:
@@ -78,6 +78,28 @@ class HttpAdapter:
         else:
             body = response.text
         return HttpResponse(url, response.status_code, latency_ms, body, dict(response.headers))
+
+    def download(self, url: str, file: BinaryIO) -> dict[str, str]:
+        """Stream the body of ``url`` into ``file``; the response headers (lower-case names).
+        Any status but 200 is OperationFailed; no answer, or one that stops, Unreachable."""
+        import httpx
+
+        try:
+            with self.client_for(url).stream("GET", url) as response:
+                if response.status_code != 200:
+                    raise OperationFailed(
+                        f"{mask(url)} answered HTTP {response.status_code}",
+                        hint="check the URL; a redirect is not followed",
+                    )
+                for chunk in response.iter_bytes(1 << 20):
+                    file.write(chunk)
+                return {k.lower(): v for k, v in response.headers.items()}
+        except httpx.TimeoutException:
+            raise Unreachable(
+                f"{mask(url)} sent nothing for {self.timeout_s:g} s", hint="try again later"
+            ) from None
+        except httpx.HTTPError as exc:
+            raise Unreachable(f"cannot download {mask(url)}: {_reason(exc)}") from None
 
     def close(self) -> None:
         with self._lock:

@@ -11,10 +11,16 @@ This module sits below both adapters and imports neither; the factory that picks
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
+
+from travellr_ops.errors import UsageError
+
+#: a Docker image tag (the reference grammar's tag part); Kubernetes takes the same
+_IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 
 @dataclass
@@ -117,6 +123,15 @@ class Release:
     def __post_init__(self) -> None:
         ids = set(self.image_ids.values())
         self.image_id = ids.pop() if len(ids) == 1 else None
+
+
+def check_image_tag(tag: str) -> None:
+    """UsageError, with the grammar, unless ``tag`` is a valid image tag."""
+    if not _IMAGE_TAG.match(tag):
+        raise UsageError(
+            f"{tag!r} is not a valid image tag",
+            hint="letters, digits, _ . - (at most 128, not starting with . or -)",
+        )
 
 
 Progress = Callable[[str], None]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from travellr_ops.cli.common import AppContext, JsonOpt, QuietOpt, new_group, use
+from travellr_ops.cli.common import JsonOpt, QuietOpt, new_group, use
 from travellr_ops.cli.maintenance import MessageOpt, ReasonOpt, UntilOpt
 
 if TYPE_CHECKING:
@@ -43,25 +43,10 @@ AckOpt = Annotated[
     ),
 ]
 
-VERDICT_STYLE = {
-    "pass": "green",
-    "acknowledged": "green",
-    "fail": "bold red",
-    "unknown": "magenta",
-    "not-available": "magenta",
-    "skipped": "dim",
-    "pending": "yellow",
-}
-
-
-def _servers(app_ctx: AppContext, out: Output, yes: bool) -> Runtime:
-    return app_ctx.guarded(yes)
-
 
 def _run(
-    app_ctx: AppContext,
     out: Output,
-    servers: Runtime,
+    rt: Runtime,
     routine: str,
     steps: Sequence[Step],
     yes: bool,
@@ -70,18 +55,19 @@ def _run(
     from travellr_ops.ops.checklist.routine import execute
     from travellr_ops.ops.checklist.runner import Person
     from travellr_ops.ops.maintenance import who
+    from travellr_ops.vocab.verdict import styled
 
-    guard = servers.guard
+    guard = rt.guard
     person = Person(who(), guard.interactive, yes, guard.confirm)
     live = not out.json and not out.quiet and out.stderr.is_terminal
 
     def heard(result: StepResult) -> None:
         if live:
             out.stderr.print(
-                f"  {_verdict(result.verdict)} {result.name} ({result.duration_s:.1f} s)"
+                f"  {styled(result.verdict)} {result.name} ({result.duration_s:.1f} s)"
             )
 
-    report = execute(routine, steps, servers, person, warnings=warnings(), on_step=heard)
+    report = execute(routine, steps, rt, person, warnings=warnings(), on_step=heard)
     out.result(report, lambda console: _render(console, report))
     for warning in report.warnings:
         out.warn(warning)
@@ -94,21 +80,17 @@ def _run(
         raise typer.Exit(report.exit_code)
 
 
-def _verdict(word: str) -> str:
-    style = VERDICT_STYLE.get(word, "")
-    return f"[{style}]{word}[/]" if style else word
-
-
 def _render(console: Console, report: RunReport) -> None:
     from rich.markup import escape
 
     from travellr_ops.output import table
+    from travellr_ops.vocab.verdict import styled
 
     rows = [
         [
             s.name,
             s.kind,
-            _verdict(s.verdict),
+            styled(s.verdict),
             f"{s.duration_s:.1f} s",
             escape(s.detail),
         ]
@@ -128,7 +110,7 @@ def _render(console: Console, report: RunReport) -> None:
     for s in report.steps:
         counts[s.verdict] = counts.get(s.verdict, 0) + 1
     tally = ", ".join(f"{n} {word}" for word, n in counts.items())
-    console.print(f"overall: {_verdict(report.verdict)} ({tally}; exit {report.exit_code})")
+    console.print(f"overall: {styled(report.verdict)} ({tally}; exit {report.exit_code})")
 
 
 @app.command()
@@ -146,8 +128,8 @@ def morning(
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    servers = _servers(app_ctx, out, yes)
-    _run(app_ctx, out, servers, "morning", routine.steps(servers), yes, lambda: overdue(servers))
+    rt = app_ctx.guarded(yes)
+    _run(out, rt, "morning", routine.steps(rt), yes, lambda: overdue(rt))
 
 
 @app.command()
@@ -164,8 +146,8 @@ def weekly(
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    servers = _servers(app_ctx, out, yes)
-    _run(app_ctx, out, servers, "weekly", periodic.weekly(servers), yes)
+    rt = app_ctx.guarded(yes)
+    _run(out, rt, "weekly", periodic.weekly(rt), yes)
 
 
 @app.command()
@@ -182,8 +164,8 @@ def monthly(
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    servers = _servers(app_ctx, out, yes)
-    _run(app_ctx, out, servers, "monthly", periodic.monthly(servers), yes)
+    rt = app_ctx.guarded(yes)
+    _run(out, rt, "monthly", periodic.monthly(rt), yes)
 
 
 @app.command()
@@ -200,20 +182,13 @@ def last(
 ) -> None:
     """When each routine last ran, by whom, how it ended and which steps did not pass."""
     from travellr_ops.errors import UsageError
-    from travellr_ops.ops.checklist import record
-    from travellr_ops.store import Store, store_path
+    from travellr_ops.ops.checklist.routine import last_runs
 
     if routine is not None and routine not in ROUTINES:
         raise UsageError(f"no routine {routine!r}", hint=f"one of {', '.join(ROUTINES)}")
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    s = app_ctx.settings
-    store = Store(store_path(s.state_dir), s.store.timeout_s)
-    try:
-        record.open_store(store)
-        runs = {name: record.last(store, name) for name in ([routine] if routine else ROUTINES)}
-    finally:
-        store.close()
+    runs = last_runs(app_ctx.runtime, [routine] if routine else ROUTINES)
     document = {"routines": [{"routine": name, "last": run} for name, run in runs.items()]}
     out.result(document, lambda console: _render_last(console, runs, detailed=bool(routine)))
 
@@ -222,6 +197,7 @@ def _render_last(console: Console, runs: dict[str, PastRun | None], detailed: bo
     from rich.markup import escape
 
     from travellr_ops.output import table
+    from travellr_ops.vocab.verdict import styled
 
     rows = []
     for name, run in runs.items():
@@ -234,7 +210,7 @@ def _render_last(console: Console, runs: dict[str, PastRun | None], detailed: bo
                 name,
                 f"{run.started_at} ({_age(run.age_days)} ago)",
                 run.by,
-                f"{_verdict(run.verdict)} (exit {run.exit_code})",
+                f"{styled(run.verdict)} (exit {run.exit_code})",
                 escape(problems),
             ]
         )
@@ -242,7 +218,7 @@ def _render_last(console: Console, runs: dict[str, PastRun | None], detailed: bo
     if detailed:
         for run in runs.values():
             for s in run.steps if run else []:
-                console.print(f"  {s.name}: {_verdict(s.verdict)} {escape(s.detail)}")
+                console.print(f"  {s.name}: {styled(s.verdict)} {escape(s.detail)}")
 
 
 def _age(days: float) -> str:
@@ -281,15 +257,15 @@ def before(
     """Before maintenance: a fresh verified backup, the plan, users told, the error rate
     now, then maintenance mode on (asks, or --yes) and the backend checked to answer 503."""
     from travellr_ops.ops.checklist import maintenance as routine
-    from travellr_ops.ops.maintenance import DEFAULT_MESSAGE, parse_until
+    from travellr_ops.ops.maintenance import parse_until
     from travellr_ops.safety import utcnow
 
     end = parse_until(until, utcnow()) if until is not None else None
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    servers = _servers(app_ctx, out, yes)
-    steps = routine.before(servers, message or DEFAULT_MESSAGE, end, reason, plan)
-    _run(app_ctx, out, servers, "maintenance-before", steps, yes)
+    rt = app_ctx.guarded(yes)
+    steps = routine.before(rt, message, end, reason, plan)
+    _run(out, rt, "maintenance-before", steps, yes)
 
 
 @maintenance_app.command()
@@ -304,8 +280,8 @@ def during(
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    servers = _servers(app_ctx, out, False)
-    _run(app_ctx, out, servers, "maintenance-during", routine.during(servers), False)
+    rt = app_ctx.guarded(False)
+    _run(out, rt, "maintenance-during", routine.during(rt), False)
 
 
 @maintenance_app.command()
@@ -322,5 +298,5 @@ def after(
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    servers = _servers(app_ctx, out, yes)
-    _run(app_ctx, out, servers, "maintenance-after", routine.after(servers), yes)
+    rt = app_ctx.guarded(yes)
+    _run(out, rt, "maintenance-after", routine.after(rt), yes)

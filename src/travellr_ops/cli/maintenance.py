@@ -48,54 +48,20 @@ def on(
 ) -> None:
     """Turn maintenance mode on: the backend answers 503 to every request until `off` or
     --until; records who (user@host) and why."""
-    from travellr_ops.ops.maintenance import (
-        DEFAULT_MESSAGE,
-        flag_value,
-        parse_until,
-        turn_on,
-        who,
-    )
-    from travellr_ops.ops.maintenance import status as read_status
-    from travellr_ops.safety import Change, utcnow
+    from travellr_ops.ops.maintenance import parse_until, switch_on
+    from travellr_ops.safety import utcnow
 
     now = utcnow()
     end = parse_until(until, now) if until is not None else None
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    key = app_ctx.settings.maintenance.key
-    text = message or DEFAULT_MESSAGE
-    flag = flag_value(text, reason, who(), now, end)
-    guard = app_ctx.guard(yes, dry_run)
-    with app_ctx.redis() as redis:
-        before = read_status(redis, key)
-        ends = f" until {flag['until']}" if end else " until `maintenance off`"
-        replaces = (
-            [f"(replaces the flag set by {before.by} since {before.since}: {before.message})"]
-            if before.on
-            else []
-        )
-        change = Change(
-            action="maintenance on",
-            summary=(
-                f"turn maintenance mode on in {redis.display_url} ({key}){ends}:"
-                " the backend answers 503 to every request meanwhile"
-            ),
-            details=[
-                f"message: {text}",
-                f"by: {flag['by']}",
-                *([f"reason: {reason}"] if reason else []),
-                *replaces,
-            ],
-            target=redis.display_url,
-        )
-        with guard.mutation(change) as proceed:
-            if not proceed:
-                out.result({"dry_run": True, "key": key, "flag": flag})
-                return
-            turn_on(redis, key, flag, end)
-        current = read_status(redis, key)
-    out.result(current, lambda console: _render(console, current))
-    out.success(f"maintenance mode is on{ends}")
+    rt = app_ctx.guarded(yes, dry_run)
+    done = switch_on(rt, message=message, until=end, reason=reason, now=now)
+    if not done.applied:
+        out.result({"dry_run": True, "key": done.before.key, "flag": done.flag})
+        return
+    out.result(done.after, lambda console: _render(console, done.after))
+    out.success(f"maintenance mode is on{done.ends}")
 
 
 @app.command()
@@ -107,32 +73,16 @@ def off(
     quiet: QuietOpt = False,
 ) -> None:
     """Turn maintenance mode off: the backend serves requests again."""
-    from travellr_ops.ops.maintenance import status as read_status
-    from travellr_ops.ops.maintenance import turn_off
-    from travellr_ops.safety import Change
+    from travellr_ops.ops.maintenance import switch_off
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    key = app_ctx.settings.maintenance.key
-    guard = app_ctx.guard(yes, dry_run)
-    with app_ctx.redis() as redis:
-        before = read_status(redis, key)
-        change = Change(
-            action="maintenance off",
-            summary=f"turn maintenance mode off in {redis.display_url} ({key})",
-            details=[f"on since {before.since} by {before.by}: {before.message}"]
-            if before.on
-            else ["(it is off already)"],
-            target=redis.display_url,
-        )
-        with guard.mutation(change) as proceed:
-            if not proceed:
-                out.result({"dry_run": True, "key": key, "was": before})
-                return
-            was_on = turn_off(redis, key)
-        current = read_status(redis, key)
-    out.result(current, lambda console: _render(console, current))
-    out.success("maintenance mode is off" + ("" if was_on else " (it was off already)"))
+    done = switch_off(app_ctx.guarded(yes, dry_run))
+    if not done.applied:
+        out.result({"dry_run": True, "key": done.before.key, "was": done.before})
+        return
+    out.result(done.after, lambda console: _render(console, done.after))
+    out.success("maintenance mode is off" + ("" if done.was_on else " (it was off already)"))
 
 
 @app.command()

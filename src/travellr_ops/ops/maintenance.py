@@ -11,57 +11,25 @@ from __future__ import annotations
 import getpass
 import json
 import os
-import re
 import socket
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from travellr_ops.adapters.redis import RedisAdapter
-from travellr_ops.errors import UsageError
+from travellr_ops.runtime import Runtime
+from travellr_ops.safety import Change
 
 DEFAULT_MESSAGE = "down for maintenance"
 
-_DURATION = re.compile(r"\+?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
-_CLOCK = re.compile(r"(\d{1,2}):(\d{2})")
-
 
 def parse_until(text: str, now: datetime) -> datetime:
-    """When maintenance ends: a duration (``90m``, ``2h``, ``1h30m``), a UTC time of day
-    (``16:30``, the next one to come) or an ISO date-time (``2026-11-28T16:30Z``)."""
-    value = text.strip()
-    duration = _DURATION.fullmatch(value)
-    if value and duration and any(duration.groups()):
-        days, hours, minutes, seconds = (int(g or 0) for g in duration.groups())
-        until = now + timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
-    elif clock := _CLOCK.fullmatch(value):
-        hour, minute = int(clock.group(1)), int(clock.group(2))
-        if hour > 23 or minute > 59:
-            raise _bad_until(text)
-        until = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
-        if until <= now:
-            until += timedelta(days=1)
-    else:
-        try:
-            until = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise _bad_until(text) from None
-        if until.tzinfo is None:
-            until = until.replace(tzinfo=UTC)
-    if until <= now:
-        raise UsageError(
-            f"--until {text!r} is in the past ({until.isoformat(timespec='seconds')})",
-            hint="give a later time, or a duration such as 30m",
-        )
-    # whole seconds: the flag's "until" and the key's expiry then say the same
-    return until.astimezone(UTC).replace(microsecond=0)
+    """When maintenance ends: ``--until`` in the tool's time grammar (a duration such as
+    ``90m`` or ``1h30m``, the next ``16:30`` UTC, or ``2026-11-28T16:30Z``), in whole seconds,
+    so that the flag's "until" and the key's expiry say the same."""
+    from travellr_ops.vocab.timespec import parse_until as until
 
-
-def _bad_until(text: str) -> UsageError:
-    return UsageError(
-        f"cannot read --until {text!r}",
-        hint="use a duration (30m, 2h, 1h30m), a UTC time (16:30) or 2026-11-28T16:30Z",
-    )
+    return until(text, "--until", now).astimezone(UTC).replace(microsecond=0)
 
 
 def who() -> str:
@@ -138,3 +106,86 @@ def status(redis: RedisAdapter, key: str) -> MaintenanceStatus:
         until=text("until"),
         expires_in_s=round(ttl_ms / 1000, 1) if ttl_ms >= 0 else None,
     )
+
+
+@dataclass
+class Switched:
+    """What `maintenance on|off` did (or, on --dry-run, would do)."""
+
+    #: False: a dry run, nothing changed
+    applied: bool
+    before: MaintenanceStatus
+    #: the flag as it is now (as before on a dry run)
+    after: MaintenanceStatus
+    #: the flag turned on (None: turned off)
+    flag: dict[str, Any] | None = None
+    #: " until <time>" or " until `maintenance off`" (on only)
+    ends: str = ""
+
+    @property
+    def was_on(self) -> bool:
+        return self.before.on
+
+
+def switch_on(
+    rt: Runtime,
+    *,
+    message: str | None,
+    until: datetime | None,
+    reason: str | None,
+    now: datetime | None = None,
+) -> Switched:
+    """Turn maintenance mode on through the run's guard (asked, --yes, --dry-run, audited):
+    the one implementation behind `maintenance on` and `checklist maintenance before`."""
+    key = rt.settings.maintenance.key
+    text = message or DEFAULT_MESSAGE
+    flag = flag_value(text, reason, who(), now or datetime.now(UTC), until)
+    ends = f" until {flag['until']}" if until else " until `maintenance off`"
+    with rt.redis() as redis:
+        before = status(redis, key)
+        replaces = (
+            [f"(replaces the flag set by {before.by} since {before.since}: {before.message})"]
+            if before.on
+            else []
+        )
+        change = Change(
+            action="maintenance on",
+            summary=(
+                f"turn maintenance mode on in {redis.display_url} ({key}){ends}:"
+                " the backend answers 503 to every request meanwhile"
+            ),
+            details=[
+                f"message: {text}",
+                f"by: {flag['by']}",
+                *([f"reason: {reason}"] if reason else []),
+                *replaces,
+            ],
+            target=redis.display_url,
+        )
+        with rt.guard.mutation(change) as proceed:
+            if not proceed:
+                return Switched(False, before, before, flag, ends)
+            turn_on(redis, key, flag, until)
+        return Switched(True, before, status(redis, key), flag, ends)
+
+
+def switch_off(rt: Runtime) -> Switched:
+    """Turn maintenance mode off through the run's guard: behind `maintenance off` and
+    `checklist maintenance after`."""
+    key = rt.settings.maintenance.key
+    with rt.redis() as redis:
+        before = status(redis, key)
+        change = Change(
+            action="maintenance off",
+            summary=f"turn maintenance mode off in {redis.display_url} ({key})",
+            details=[f"on since {before.since} by {before.by}: {before.message}"]
+            if before.on
+            else ["(it is off already)"],
+            target=redis.display_url,
+        )
+        with rt.guard.mutation(change) as proceed:
+            if not proceed:
+                return Switched(False, before, before)
+            if not turn_off(redis, key):  # it expired (or was cleared) since it was read
+                before = MaintenanceStatus(False, key, redis.display_url)
+        return Switched(True, before, status(redis, key))

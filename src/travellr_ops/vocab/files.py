@@ -9,12 +9,17 @@ from pathlib import Path
 from travellr_ops.errors import UsageError
 
 
-def write_output(path: Path, data: str | bytes, what: str = "the report") -> None:
-    """Write ``data`` to ``path`` through a temporary file renamed over it."""
+def write_output(
+    path: Path, data: str | bytes, what: str = "the report", *, private: bool = False
+) -> None:
+    """Write ``data`` to ``path`` through a temporary file renamed over it; ``private``: for
+    its owner's eyes only (mode 600), as a report naming weaknesses is."""
     payload = data.encode("utf-8") if isinstance(data, str) else data
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_bytes(payload)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o666)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from travellr_ops.ops import maintenance as flag_ops
@@ -13,12 +13,11 @@ from travellr_ops.ops.checklist.morning import judge
 from travellr_ops.ops.checklist.routine import previous
 from travellr_ops.ops.checklist.runner import Outcome, Step, failed, passed, unknown
 from travellr_ops.runtime import Runtime
-from travellr_ops.safety import Change
 
 
 def before(
-    servers: Runtime,
-    message: str,
+    rt: Runtime,
+    message: str | None,
     until: datetime | None,
     reason: str | None,
     plan: str | None,
@@ -33,65 +32,61 @@ def before(
         )
     )
     return [
-        Step("backup", "a fresh backup, verified", check=lambda: fresh_backup(servers)),
+        Step("backup", "a fresh backup, verified", check=lambda: fresh_backup(rt)),
         plan_step,
         Step(
             "users-notified",
             "users told of the maintenance window (status page, email)",
             kind="manual",
         ),
-        Step("baseline", "the error rate before", check=lambda: baseline(servers)),
+        Step("baseline", "the error rate before", check=lambda: baseline(rt)),
         Step(
             "maintenance-on",
             "maintenance mode on, with its message and end",
-            check=lambda: maintenance_on(servers, message, until, reason),
+            check=lambda: maintenance_on(rt, message, until, reason),
             depends_on=("backup", "plan"),
         ),
         Step(
             "backend-503",
             "the backend answers 503 (maintenance)",
-            check=lambda: answers_maintenance(servers),
+            check=lambda: answers_maintenance(rt),
             depends_on=("maintenance-on",),
         ),
     ]
 
 
-def during(servers: Runtime) -> list[Step]:
+def during(rt: Runtime) -> list[Step]:
     return [
         Step(
             "maintenance-state",
             "maintenance mode on: by whom, time left",
-            check=lambda: state(servers),
+            check=lambda: state(rt),
         ),
         Step(
             "backend-503",
             "the backend answers 503 (maintenance)",
-            check=lambda: answers_maintenance(servers),
+            check=lambda: answers_maintenance(rt),
         ),
     ]
 
 
-def after(servers: Runtime) -> list[Step]:
+def after(rt: Runtime) -> list[Step]:
     ended: dict[str, float] = {}
     return [
-        Step(
-            "maintenance-off", "maintenance mode off", check=lambda: maintenance_off(servers, ended)
-        ),
+        Step("maintenance-off", "maintenance mode off", check=lambda: maintenance_off(rt, ended)),
         Step(
             "health",
             "every service healthy",
-            check=lambda: judge(servers.health(fresh=True).checks, "checks"),
+            check=lambda: judge(rt.health(fresh=True).checks, "checks"),
             depends_on=("maintenance-off",),
         ),
         Step(
             "error-rate",
             "the error rate compared with before",
-            check=lambda: error_rate_after(servers, ended),
+            check=lambda: error_rate_after(rt, ended),
             depends_on=("maintenance-off",),
         ),
-        Step(
-            "logs", "no ERROR in the backend's logs since before", check=lambda: logs_since(servers)
-        ),
+        Step("logs", "no ERROR in the backend's logs since before", check=lambda: logs_since(rt)),
         Step("smoke-test", "what changed works for users (smoke test done)", kind="manual"),
         Step("users-notified", "users told the maintenance is over", kind="manual"),
     ]
@@ -100,19 +95,17 @@ def after(servers: Runtime) -> list[Step]:
 # ------------------------------------------------------------------------------------ before
 
 
-def fresh_backup(servers: Runtime) -> Outcome:
+def fresh_backup(rt: Runtime) -> Outcome:
     """`backup create`, then `backup verify` of what it wrote (checksums)."""
     from travellr_ops.ops.backup.create import create
     from travellr_ops.ops.backup.manage import verify
 
-    s = servers.settings
-    with servers.dump() as dump:
-        made = create(s, dump, servers.guard, servers.progress, servers.notify)
+    s = rt.settings
+    with rt.dump() as dump:
+        made = create(s, dump, rt.guard, rt.progress, rt.notify)
         if made.dry_run:
             return unknown(f"dry run: {made.name} not written")
-        checked = verify(
-            s, made.name, restore_test=False, dump=lambda: dump, progress=servers.progress
-        )
+        checked = verify(s, made.name, restore_test=False, dump=lambda: dump, progress=rt.progress)
     if not checked.ok:
         return failed(
             f"{made.name} failed verification: {'; '.join(checked.problems)}", name=made.name
@@ -124,12 +117,12 @@ def fresh_backup(servers: Runtime) -> Outcome:
     )
 
 
-def _error_rate(servers: Runtime, window_s: float) -> dict[str, Any]:
+def _error_rate(rt: Runtime, window_s: float) -> dict[str, Any]:
     """The 5xx share of the access log's requests in the last ``window_s`` seconds (the
     monitor's own reader)."""
     from travellr_ops.ops.monitor.sources import AccessLog
 
-    log = AccessLog(servers.settings.logs.access_log, window_s)
+    log = AccessLog(rt.settings.logs.access_log, window_s)
     try:
         counts = log.read()
     finally:
@@ -152,37 +145,25 @@ def _describe(rate: dict[str, Any]) -> str:
     )
 
 
-def baseline(servers: Runtime) -> Outcome:
-    rate = _error_rate(servers, servers.settings.monitor.error_window_s)
+def baseline(rt: Runtime) -> Outcome:
+    rate = _error_rate(rt, rt.settings.monitor.error_window_s)
     return passed(f"error rate {_describe(rate)}", **rate)
 
 
 def maintenance_on(
-    servers: Runtime, message: str, until: datetime | None, reason: str | None
+    rt: Runtime, message: str | None, until: datetime | None, reason: str | None
 ) -> Outcome:
-    key = servers.settings.maintenance.key
-    flag = flag_ops.flag_value(message, reason, flag_ops.who(), datetime.now(UTC), until)
-    ends = f" until {flag['until']}" if until else " until `maintenance off`"
-    with servers.redis() as redis:
-        change = Change(
-            action="maintenance on",
-            summary=f"turn maintenance mode on in {redis.display_url} ({key}){ends}:"
-            " the backend answers 503 to every request meanwhile",
-            details=[f"message: {message}", f"by: {flag['by']}"]
-            + ([f"reason: {reason}"] if reason else []),
-            target=redis.display_url,
-        )
-        with servers.guard.mutation(change) as proceed:
-            if not proceed:
-                return unknown("dry run: maintenance mode not turned on")
-            flag_ops.turn_on(redis, key, flag, until)
-    return passed(f"on{ends}: {message}", flag=flag)
+    done = flag_ops.switch_on(rt, message=message, until=until, reason=reason)
+    if not done.applied:
+        return unknown("dry run: maintenance mode not turned on")
+    assert done.flag is not None
+    return passed(f"on{done.ends}: {done.flag['message']}", flag=done.flag)
 
 
-def answers_maintenance(servers: Runtime) -> Outcome:
-    s = servers.settings
+def answers_maintenance(rt: Runtime) -> Outcome:
+    s = rt.settings
     url = s.api.url.rstrip("/") + s.api.health_path
-    with servers.http() as http:
+    with rt.http() as http:
         response = http.get(url)
     body = response.body if isinstance(response.body, dict) else {}
     if response.status == 503 and body.get("status") == "maintenance":
@@ -193,9 +174,9 @@ def answers_maintenance(servers: Runtime) -> Outcome:
 # ------------------------------------------------------------------------------------ during
 
 
-def state(servers: Runtime) -> Outcome:
-    with servers.redis() as redis:
-        current = flag_ops.status(redis, servers.settings.maintenance.key)
+def state(rt: Runtime) -> Outcome:
+    with rt.redis() as redis:
+        current = flag_ops.status(redis, rt.settings.maintenance.key)
     if not current.on:
         return failed("maintenance mode is off: the backend is serving requests")
     left = (
@@ -215,41 +196,29 @@ def state(servers: Runtime) -> Outcome:
 # ------------------------------------------------------------------------------------- after
 
 
-def maintenance_off(servers: Runtime, ended: dict[str, float]) -> Outcome:
-    key = servers.settings.maintenance.key
-    with servers.redis() as redis:
-        current = flag_ops.status(redis, key)
-        change = Change(
-            action="maintenance off",
-            summary=f"turn maintenance mode off in {redis.display_url} ({key})",
-            details=[f"on since {current.since} by {current.by}: {current.message}"]
-            if current.on
-            else ["(it is off already)"],
-            target=redis.display_url,
-        )
-        with servers.guard.mutation(change) as proceed:
-            if not proceed:
-                return unknown("dry run: maintenance mode not turned off")
-            was_on = flag_ops.turn_off(redis, key)
+def maintenance_off(rt: Runtime, ended: dict[str, float]) -> Outcome:
+    done = flag_ops.switch_off(rt)
+    if not done.applied:
+        return unknown("dry run: maintenance mode not turned off")
     # The access log counts by whole seconds: the rate after is read from the next second on,
     # so that no 503 of the window itself is counted; start it now.
     ended["at"] = time.time()
     time.sleep(math.ceil(ended["at"]) - ended["at"])
-    return passed("off" if was_on else "off (it was off already)", was_on=was_on)
+    return passed("off" if done.was_on else "off (it was off already)", was_on=done.was_on)
 
 
-def error_rate_after(servers: Runtime, ended: dict[str, float]) -> Outcome:
+def error_rate_after(rt: Runtime, ended: dict[str, float]) -> Outcome:
     """The 5xx share since maintenance ended (the 503s of the window itself do not count),
     against the threshold and the rate `maintenance before` measured."""
     window = time.time() - ended.get("at", time.time())
-    now = _error_rate(servers, window)
-    run = previous(servers, "maintenance-before")
+    now = _error_rate(rt, window)
+    run = previous(rt, "maintenance-before")
     was = run.data("baseline") if run else {}
     before_rate = was.get("error_rate_pct")
     compared = (
         f"; before: {_describe(was)}" if was else "; no `maintenance before` run to compare with"
     )
-    limit = servers.settings.thresholds.error_rate_pct
+    limit = rt.settings.thresholds.error_rate_pct
     rate = now["error_rate_pct"]
     data = {"after": now, "before": was or None}
     if rate is None:
@@ -259,13 +228,13 @@ def error_rate_after(servers: Runtime, ended: dict[str, float]) -> Outcome:
     return passed(f"error rate {_describe(now)}{compared}", **data)
 
 
-def logs_since(servers: Runtime) -> Outcome:
-    run = previous(servers, "maintenance-before")
+def logs_since(rt: Runtime) -> Outcome:
+    run = previous(rt, "maintenance-before")
     since = datetime.fromisoformat(run.started_at) if run else None
-    tail = max(servers.settings.checklist.log_tail_lines, 1000)
-    found = backend_errors(servers, tail, since)
+    tail = max(rt.settings.checklist.log_tail_lines, 1000)
+    found = backend_errors(rt, tail, since)
     scope = f"since {run.started_at}" if run else f"in the last {tail} lines"
     if found.errors:
-        newest = found.errors[-servers.settings.checklist.show_error_lines :]
+        newest = found.errors[-rt.settings.checklist.show_error_lines :]
         return failed(f"{len(found.errors)} ERROR lines {scope} in {found.source}", newest=newest)
     return passed(f"no ERROR lines {scope} in {found.source}")

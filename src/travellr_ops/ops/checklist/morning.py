@@ -4,53 +4,53 @@ from __future__ import annotations
 
 from travellr_ops.ops.checklist.logs import backend_errors
 from travellr_ops.ops.checklist.runner import Outcome, Step, failed, passed, unknown
-from travellr_ops.ops.health import DOWN, FAIL, MAINTENANCE, WARN, Check
+from travellr_ops.ops.health import Check
 from travellr_ops.runtime import Runtime
+from travellr_ops.vocab.verdict import Verdict
 
 
-def steps(servers: Runtime) -> list[Step]:
+def steps(rt: Runtime) -> list[Step]:
     return [
-        Step("services", "every service running and healthy", check=lambda: services(servers)),
+        Step("services", "every service running and healthy", check=lambda: services(rt)),
         Step(
             "backend-errors",
-            f"ERROR lines in the backend's last {servers.settings.checklist.log_tail_lines}"
-            " log lines",
-            check=lambda: errors_in_logs(servers),
+            f"ERROR lines in the backend's last {rt.settings.checklist.log_tail_lines} log lines",
+            check=lambda: errors_in_logs(rt),
         ),
-        Step("metrics", "the key metrics against their thresholds", check=lambda: metrics(servers)),
-        Step("cache", "cache hit rate", check=lambda: cache(servers)),
-        Step("backup", "the newest backup: its age, and verified", check=lambda: backup(servers)),
-        Step("disk", "disk space", check=lambda: disk(servers)),
+        Step("metrics", "the key metrics against their thresholds", check=lambda: metrics(rt)),
+        Step("cache", "cache hit rate", check=lambda: cache(rt)),
+        Step("backup", "the newest backup: its age, and verified", check=lambda: backup(rt)),
+        Step("disk", "disk space", check=lambda: disk(rt)),
     ]
 
 
 def judge(checks: list[Check], what: str) -> Outcome:
     """Health checks as one verdict: a check that did not answer makes it unknown, as in
     `health` (a degraded backend is what a down server causes)."""
-    bad = [c for c in checks if c.verdict in (FAIL, WARN, DOWN)]
+    bad = [c for c in checks if c.verdict in (Verdict.FAIL, Verdict.WARN, Verdict.DOWN)]
     lines = [f"{c.name} {c.target}: {c.verdict} {c.detail}".strip() for c in bad]
     data = {"checks": [f"{c.name} {c.target}: {c.verdict} {c.detail}".strip() for c in checks]}
-    if any(c.verdict == DOWN for c in bad):
+    if any(c.verdict == Verdict.DOWN for c in bad):
         return unknown("; ".join(lines), **data)
     if bad:
         return failed("; ".join(lines), **data)
-    notes = [f"{c.name}: maintenance" for c in checks if c.verdict == MAINTENANCE]
+    notes = [f"{c.name}: maintenance" for c in checks if c.verdict == Verdict.MAINTENANCE]
     return passed(f"{len(checks)} {what} ok" + (f" ({', '.join(notes)})" if notes else ""), **data)
 
 
-def services(servers: Runtime) -> Outcome:
-    report = servers.health()
+def services(rt: Runtime) -> Outcome:
+    report = rt.health()
     return judge([c for c in report.checks if c.name != "disk"], "checks")
 
 
-def disk(servers: Runtime) -> Outcome:
-    report = servers.health()
+def disk(rt: Runtime) -> Outcome:
+    report = rt.health()
     return judge([c for c in report.checks if c.name == "disk"], "file systems")
 
 
-def errors_in_logs(servers: Runtime) -> Outcome:
-    s = servers.settings.checklist
-    found = backend_errors(servers, s.log_tail_lines)
+def errors_in_logs(rt: Runtime) -> Outcome:
+    s = rt.settings.checklist
+    found = backend_errors(rt, s.log_tail_lines)
     newest = found.errors[-s.show_error_lines :] if s.show_error_lines else []
     scope = f"the last {found.read if found.read is not None else s.log_tail_lines} lines"
     where = f"{scope} of {found.source}"
@@ -61,28 +61,28 @@ def errors_in_logs(servers: Runtime) -> Outcome:
     return passed(f"{len(found.errors)} ERROR lines in {where}", count=len(found.errors))
 
 
-def metrics(servers: Runtime) -> Outcome:
+def metrics(rt: Runtime) -> Outcome:
     """`monitor once`: every key metric sampled, judged, and added to the monitor history."""
     from travellr_ops.ops.monitor.history import append, open_history
     from travellr_ops.ops.monitor.sampler import Sampler
     from travellr_ops.store import StoreError
 
-    s = servers.settings
+    s = rt.settings
     with (
-        servers.http(1 + len(s.monitor.api_paths)) as http,
-        servers.mongo() as mongo,
-        servers.redis() as redis,
+        rt.http(1 + len(s.monitor.api_paths)) as http,
+        rt.mongo() as mongo,
+        rt.redis() as redis,
     ):
-        sampler = Sampler(s, http, mongo, redis, servers.platform_factory())
+        sampler = Sampler(s, http, mongo, redis, rt.platform_factory())
         try:
             sample = sampler.sample()
         finally:
             sampler.close()
     try:
-        with servers.store() as store:
+        with rt.store() as store:
             append(open_history(store), sample, s.monitor.retention_days)
     except StoreError as exc:
-        servers.notify(f"metrics not added to the monitor history: {exc.message}")
+        rt.notify(f"metrics not added to the monitor history: {exc.message}")
     values = {m.key: m.value for m in sample.metrics}
 
     def line(m: object) -> str:
@@ -91,7 +91,7 @@ def metrics(servers: Runtime) -> Outcome:
         assert isinstance(m, Metric)
         limit = f" (threshold {m.threshold:g} {m.unit})" if m.threshold is not None else ""
         value = "unknown" if m.value is None else f"{m.value:g} {m.unit}"
-        return f"{m.key} {value}{limit}{': ' + m.detail if m.verdict == 'unknown' else ''}"
+        return f"{m.key} {value}{limit}{': ' + m.detail if m.verdict == Verdict.UNKNOWN else ''}"
 
     if sample.alarms:
         return failed("breached: " + "; ".join(line(m) for m in sample.alarms), values=values)
@@ -101,12 +101,12 @@ def metrics(servers: Runtime) -> Outcome:
     return passed(f"{len(sample.metrics)} metrics within their thresholds{note}", values=values)
 
 
-def cache(servers: Runtime) -> Outcome:
+def cache(rt: Runtime) -> Outcome:
     """`cache stats`: the hit rate over a short window, else the cumulative one."""
     from travellr_ops.ops.cache import stats
 
-    s = servers.settings
-    with servers.redis() as redis:
+    s = rt.settings
+    with rt.redis() as redis:
         # one key sampled: the breakdown is not wanted, and each sampled key is a lookup
         report = stats(redis, s.checklist.cache_window_s, 1, s.thresholds.cache_hit_rate_pct)
     recent = report.window_hit_rate_pct
@@ -129,11 +129,11 @@ def cache(servers: Runtime) -> Outcome:
     return failed(text, **data)
 
 
-def backup(servers: Runtime) -> Outcome:
+def backup(rt: Runtime) -> Outcome:
     """The newest whole backup: not older than backup.max_age_hours, and verified."""
     from travellr_ops.ops.backup.manage import list_backups
 
-    s = servers.settings
+    s = rt.settings
     listing = list_backups(s)
     good = [b for b in listing.backups if b.status == "complete"]
     notes = [w for w in listing.warnings if "unfinished" in w]

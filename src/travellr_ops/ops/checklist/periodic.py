@@ -18,28 +18,27 @@ from travellr_ops.ops.checklist.runner import (
     passed,
     unknown,
 )
-from travellr_ops.ops.health import human_bytes
 from travellr_ops.runtime import Runtime
+from travellr_ops.vocab.units import format_bytes
+from travellr_ops.vocab.verdict import Verdict
 
 #: how many of the backend log's newest lines the weekly review reads at most
 WEEK_OF_LINES = 200_000
 
 
-def weekly(servers: Runtime) -> list[Step]:
+def weekly(rt: Runtime) -> list[Step]:
     return [
-        Step(
-            "error-logs", "the week's ERROR lines reviewed", check=lambda: week_of_errors(servers)
-        ),
-        Step("db-size", "database size and growth since last week", check=lambda: db_size(servers)),
-        Step("indexes", "index analysis (`db indexes analyze`)", check=lambda: indexes(servers)),
-        Step("security-audit", "dependency audit (`security audit`)", check=lambda: audit(servers)),
+        Step("error-logs", "the week's ERROR lines reviewed", check=lambda: week_of_errors(rt)),
+        Step("db-size", "database size and growth since last week", check=lambda: db_size(rt)),
+        Step("indexes", "index analysis (`db indexes analyze`)", check=lambda: indexes(rt)),
+        Step("security-audit", "dependency audit (`security audit`)", check=lambda: audit(rt)),
         Step(
             "security-logs",
             "the week's security logs (`security logs --since 7d`)",
-            check=lambda: security_logs(servers),
+            check=lambda: security_logs(rt),
         ),
-        Step("cache", "cache performance", check=lambda: morning.cache(servers)),
-        Step("incidents", "the week's incidents read", check=lambda: incidents(servers, 7)),
+        Step("cache", "cache performance", check=lambda: morning.cache(rt)),
+        Step("incidents", "the week's incidents read", check=lambda: incidents(rt, 7)),
         Step(
             "dependency-updates",
             "dependency updates reviewed (security patches applied)",
@@ -48,29 +47,27 @@ def weekly(servers: Runtime) -> list[Step]:
     ]
 
 
-def monthly(servers: Runtime) -> list[Step]:
+def monthly(rt: Runtime) -> list[Step]:
     return [
         Step(
             "performance",
             "performance review (the month's monitor history)",
-            check=lambda: performance(servers),
+            check=lambda: performance(rt),
         ),
-        Step("disk-trend", "disk space trend", check=lambda: disk_trend(servers)),
+        Step("disk-trend", "disk space trend", check=lambda: disk_trend(rt)),
         Step(
             "backup-retention",
             "backups cover the retention, without gaps",
-            check=lambda: backup_retention(servers),
+            check=lambda: backup_retention(rt),
         ),
-        Step("pitr-chain", "the point-in-time chain has no gap", check=lambda: pitr_chain(servers)),
+        Step("pitr-chain", "the point-in-time chain has no gap", check=lambda: pitr_chain(rt)),
         Step(
             "restore-test",
             "the newest backup restored into a scratch database and compared",
-            check=lambda: restore_test(servers),
+            check=lambda: restore_test(rt),
         ),
-        Step(
-            "security-review", "security posture (`security check`)", check=lambda: posture(servers)
-        ),
-        Step("incidents", "the month's incidents reviewed", check=lambda: incidents(servers, 30)),
+        Step("security-review", "security posture (`security check`)", check=lambda: posture(rt)),
+        Step("incidents", "the month's incidents reviewed", check=lambda: incidents(rt, 30)),
         Step(
             "access-review",
             "access rights reviewed (who can reach production; stale accounts removed)",
@@ -83,13 +80,13 @@ def monthly(servers: Runtime) -> list[Step]:
 # ------------------------------------------------------------------------------------ weekly
 
 
-def incidents(servers: Runtime, days: int) -> Outcome:
+def incidents(rt: Runtime, days: int) -> Outcome:
     """The period's incidents (and any still open), from `incident`'s records. One closed
     without its Document step has no post-incident record worth the name: that fails."""
     from travellr_ops.ops.incident import procedure, record
 
     since = time.time() - days * 86400
-    store = procedure.store_for(servers.settings)
+    store = procedure.store_for(rt.settings)
     try:
         found = [
             record.get(store, i.id)
@@ -113,13 +110,13 @@ def incidents(servers: Runtime, days: int) -> Outcome:
     return passed(detail, incidents=rows)
 
 
-def week_of_errors(servers: Runtime) -> Outcome:
+def week_of_errors(rt: Runtime) -> Outcome:
     since = datetime.now(UTC) - timedelta(days=7)
-    found = backend_errors(servers, WEEK_OF_LINES, since)
+    found = backend_errors(rt, WEEK_OF_LINES, since)
     messages = Counter(_message(line) for line in found.errors)
     top = [f"{n} x {text}" for text, n in messages.most_common(5)]
     where = f"in the last 7 days of {found.source}"
-    if len(found.errors) > servers.settings.checklist.max_error_lines:
+    if len(found.errors) > rt.settings.checklist.max_error_lines:
         return failed(
             f"{len(found.errors)} ERROR lines {where}", count=len(found.errors), newest=top
         )
@@ -134,10 +131,10 @@ def _message(line: str) -> str:
     return " ".join(w for w in words if "=" not in w)[:120]
 
 
-def db_size(servers: Runtime) -> Outcome:
+def db_size(rt: Runtime) -> Outcome:
     from travellr_ops.ops.db.server import stats
 
-    with servers.mongo() as mongo:
+    with rt.mongo() as mongo:
         report = stats(mongo)
     now = {
         "database": report.database,
@@ -147,17 +144,17 @@ def db_size(servers: Runtime) -> Outcome:
         "documents": report.documents,
     }
     text = (
-        f"{report.database}: {human_bytes(report.data_bytes or 0)} data,"
-        f" {human_bytes(report.index_bytes or 0)} indexes, {report.documents or 0:,} documents"
+        f"{report.database}: {format_bytes(report.data_bytes or 0)} data,"
+        f" {format_bytes(report.index_bytes or 0)} indexes, {report.documents or 0:,} documents"
     )
-    last = previous(servers, "weekly")
+    last = previous(rt, "weekly")
     was = last.data("db-size") if last else {}
     if was.get("data_bytes") is not None and report.data_bytes is not None:
         grown = report.data_bytes - int(was["data_bytes"])
         docs = (report.documents or 0) - int(was.get("documents") or 0)
         sign = "+" if grown >= 0 else "-"
         text += (
-            f"; {sign}{human_bytes(abs(grown))}, {docs:+,} documents since {last.started_at}"
+            f"; {sign}{format_bytes(abs(grown))}, {docs:+,} documents since {last.started_at}"
             if last
             else ""
         )
@@ -166,10 +163,10 @@ def db_size(servers: Runtime) -> Outcome:
     return passed(text, **now)
 
 
-def indexes(servers: Runtime) -> Outcome:
+def indexes(rt: Runtime) -> Outcome:
     from travellr_ops.ops.db.indexes import AnalyzeLimits, analyze, load_index_file
 
-    s = servers.settings
+    s = rt.settings
     spec = load_index_file(s.mongo.indexes_file)
     limits = AnalyzeLimits(
         query_ms=s.thresholds.db_query_ms,
@@ -177,7 +174,7 @@ def indexes(servers: Runtime) -> Outcome:
         max_ratio=s.mongo.analyze_max_ratio,
         profile_sample=s.mongo.profile_sample,
     )
-    with servers.mongo() as mongo:
+    with rt.mongo() as mongo:
         report = analyze(mongo, spec, limits)
     if report.findings:
         lines = [f"{f.kind} {f.collection}: {f.subject}" for f in report.findings]
@@ -186,11 +183,12 @@ def indexes(servers: Runtime) -> Outcome:
     return passed(f"{len(report.queries)} queries explained, no finding ({report.source})")
 
 
-def audit(servers: Runtime) -> Outcome:
+def audit(rt: Runtime) -> Outcome:
+    from travellr_ops.ops.security import osvdb
     from travellr_ops.ops.security.audit import audit as run_audit
 
-    sec = servers.settings.security
-    result = run_audit(sec.backend_dir, sec)
+    sec = rt.settings.security
+    result = run_audit(sec.backend_dir, sec, database=osvdb.location(rt.settings.state_dir))
     sources = ", ".join(f"{s.name} {s.state}" for s in result.sources)
     text = (
         f"{len(result.findings)} finding(s), {len(result.at_level)} at or above {result.level},"
@@ -204,10 +202,10 @@ def audit(servers: Runtime) -> Outcome:
     return passed(text)
 
 
-def security_logs(servers: Runtime) -> Outcome:
-    from travellr_ops.ops.security.review import review
+def security_logs(rt: Runtime) -> Outcome:
+    from travellr_ops.ops.security.review import parse_window, review
 
-    report = review(servers.settings, [], "7d")
+    report = review(rt, [], parse_window("7d"))
     if not report.read_any:
         errors = "; ".join(f.error for f in report.files if f.error)
         return unknown(f"no log could be read: {errors}")
@@ -226,17 +224,19 @@ def security_logs(servers: Runtime) -> Outcome:
 # ----------------------------------------------------------------------------------- monthly
 
 
-def _history(servers: Runtime, days: float) -> list[Any]:
+def _history(rt: Runtime, days: float) -> list[Any]:
     from travellr_ops.ops.monitor.history import load, open_history
 
     now = time.time()
-    with servers.store() as store:
+    with rt.store() as store:
         return load(open_history(store), now - days * 86400, now + 1)
 
 
-def performance(servers: Runtime) -> Outcome:
-    rows = _history(servers, 30)
-    judged = [r for r in rows if r.threshold is not None and r.verdict in ("ok", "breach")]
+def performance(rt: Runtime) -> Outcome:
+    rows = _history(rt, 30)
+    judged = [
+        r for r in rows if r.threshold is not None and r.verdict in (Verdict.OK, Verdict.BREACH)
+    ]
     if not judged:
         return unknown(
             "no monitor samples in the last 30 days (run `monitor once` from cron, or"
@@ -245,8 +245,8 @@ def performance(servers: Runtime) -> Outcome:
     per_metric: dict[str, list[bool]] = {}
     for r in judged:
         if not r.maintenance:
-            per_metric.setdefault(r.key, []).append(r.verdict == "breach")
-    limit = servers.settings.checklist.monthly_breach_pct
+            per_metric.setdefault(r.key, []).append(r.verdict == Verdict.BREACH)
+    limit = rt.settings.checklist.monthly_breach_pct
     shares = {key: sum(flags) * 100 / len(flags) for key, flags in per_metric.items() if flags}
     bad = {k: v for k, v in shares.items() if v > limit}
     samples = len({r.time for r in rows})
@@ -257,11 +257,11 @@ def performance(servers: Runtime) -> Outcome:
     return passed(f"{samples} samples, no metric breached in over {limit:g} % of them", **data)
 
 
-def disk_trend(servers: Runtime) -> Outcome:
-    rows = [r for r in _history(servers, 30) if r.metric == "disk_pct" and r.value is not None]
+def disk_trend(rt: Runtime) -> Outcome:
+    rows = [r for r in _history(rt, 30) if r.metric == "disk_pct" and r.value is not None]
     if not rows:
         return unknown("no disk samples in the monitor history of the last 30 days")
-    limit = servers.settings.thresholds.disk_pct
+    limit = rt.settings.thresholds.disk_pct
     lines, bad = [], []
     for subject in sorted({r.subject for r in rows}):
         series = [r for r in rows if r.subject == subject]
@@ -285,11 +285,11 @@ def disk_trend(servers: Runtime) -> Outcome:
     return passed("; ".join(lines))
 
 
-def backup_retention(servers: Runtime) -> Outcome:
+def backup_retention(rt: Runtime) -> Outcome:
     """Whole backups reach back over the retention, with no gap over backup.max_age_hours."""
     from travellr_ops.ops.backup.manage import list_backups
 
-    s = servers.settings
+    s = rt.settings
     listing = list_backups(s)
     good = [b for b in listing.backups if b.status == "complete"]
     if not good:
@@ -314,10 +314,10 @@ def backup_retention(servers: Runtime) -> Outcome:
     return passed(text)
 
 
-def pitr_chain(servers: Runtime) -> Outcome:
+def pitr_chain(rt: Runtime) -> Outcome:
     from travellr_ops.ops.backup.manage import list_backups
 
-    archive = list_backups(servers.settings).oplog_archive
+    archive = list_backups(rt.settings).oplog_archive
     if archive is None:
         return failed("no oplog archive: no point-in-time recovery (`backup oplog-archive`)")
     text = f"{archive['files']} archive files, covered to {archive['covered_to']} ({archive['lag_s']} s ago)"
@@ -326,18 +326,18 @@ def pitr_chain(servers: Runtime) -> Outcome:
     return passed(text)
 
 
-def restore_test(servers: Runtime) -> Outcome:
+def restore_test(rt: Runtime) -> Outcome:
     """`backup verify latest --restore-test`: restored into a scratch database, counts and
     indexes compared with the manifest, the scratch database dropped."""
     from travellr_ops.ops.backup.manage import verify
 
-    with servers.dump() as dump:
+    with rt.dump() as dump:
         result = verify(
-            servers.settings,
+            rt.settings,
             "latest",
             restore_test=True,
             dump=lambda: dump,
-            progress=servers.progress,
+            progress=rt.progress,
         )
     data = {"name": result.name, "restore_test": result.restore_test}
     if not result.ok:
@@ -350,12 +350,12 @@ def restore_test(servers: Runtime) -> Outcome:
     )
 
 
-def posture(servers: Runtime) -> Outcome:
+def posture(rt: Runtime) -> Outcome:
     from travellr_ops.ops.security.posture import check
 
-    checks = check(servers.settings, servers.config_file)
-    bad = [c for c in checks if c.verdict == "fail"]
-    unknowns = [c for c in checks if c.verdict == "unknown"]
+    checks = check(rt)
+    bad = [c for c in checks if c.verdict == Verdict.FAIL]
+    unknowns = [c for c in checks if c.verdict == Verdict.UNKNOWN]
     if bad:
         return failed(
             "; ".join(f"{c.name}: {c.detail}" for c in bad), newest=[c.fix for c in bad if c.fix]

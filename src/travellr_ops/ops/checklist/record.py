@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from travellr_ops.ops.checklist.runner import RunReport, StepResult
+from travellr_ops.ops.checklist.runner import DONE, RunReport, StepResult
 from travellr_ops.store import Store
+from travellr_ops.vocab.verdict import Verdict
 
 COMPONENT = "checklist"
 SCHEMA = [
@@ -99,14 +100,14 @@ class PastRun:
     finished_at: str
     by: str
     command: str
-    verdict: str
+    verdict: Verdict
     exit_code: int
     age_days: float
     steps: list[StepResult] = field(default_factory=list)
 
     @property
     def problems(self) -> list[StepResult]:
-        return [s for s in self.steps if s.verdict not in ("pass", "acknowledged")]
+        return [s for s in self.steps if s.verdict not in DONE]
 
     def data(self, step: str) -> dict[str, Any]:
         return next((s.data for s in self.steps if s.name == step), {})
@@ -130,7 +131,7 @@ def last(store: Store, routine: str, now: datetime | None = None) -> PastRun | N
             name=step,
             title=title,
             kind=kind,
-            verdict=step_verdict,
+            verdict=Verdict(step_verdict),
             detail=detail,
             duration_s=duration,
             depends_on=json.loads(depends),
@@ -144,5 +145,14 @@ def last(store: Store, routine: str, now: datetime | None = None) -> PastRun | N
         )
     ]
     return PastRun(
-        run_id, name, started, finished, by, command, verdict, int(code), round(age, 2), steps
+        run_id,
+        name,
+        started,
+        finished,
+        by,
+        command,
+        Verdict(verdict),
+        int(code),
+        round(age, 2),
+        steps,
     )

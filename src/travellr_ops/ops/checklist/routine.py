@@ -13,7 +13,7 @@ from travellr_ops.store import StoreError
 def execute(
     routine: str,
     steps: Sequence[Step],
-    servers: Runtime,
+    rt: Runtime,
     person: Person,
     *,
     warnings: Sequence[str] = (),
@@ -22,29 +22,36 @@ def execute(
     report = run_steps(routine, steps, person, on_step=on_step)
     report.warnings = list(warnings)
     try:
-        with servers.store() as store:
-            report.run_id = record.record(record.open_store(store), report, servers.guard.command)
+        with rt.store() as store:
+            report.run_id = record.record(record.open_store(store), report, rt.guard.command)
     except StoreError as exc:
         report.warnings.append(f"this run was not recorded: {exc.message}")
     return report
 
 
-def previous(servers: Runtime, routine: str) -> record.PastRun | None:
+def previous(rt: Runtime, routine: str) -> record.PastRun | None:
     """The last recorded run of ``routine`` (None when none, or the store cannot be read)."""
     try:
-        with servers.store() as store:
+        with rt.store() as store:
             return record.last(record.open_store(store), routine)
     except StoreError:
         return None
 
 
-def overdue(servers: Runtime) -> list[str]:
+def last_runs(rt: Runtime, routines: Sequence[str]) -> dict[str, record.PastRun | None]:
+    """`checklist last`: the newest run of each routine (None: it never ran here)."""
+    with rt.store() as store:
+        record.open_store(store)
+        return {name: record.last(store, name) for name in routines}
+
+
+def overdue(rt: Runtime) -> list[str]:
     """Warnings for the weekly and monthly routines when they are due."""
-    s = servers.settings.checklist
+    s = rt.settings.checklist
     warnings = []
     for routine, days in (("weekly", s.weekly_overdue_days), ("monthly", s.monthly_overdue_days)):
         try:
-            with servers.store() as store:
+            with rt.store() as store:
                 run = record.last(record.open_store(store), routine)
         except StoreError as exc:
             return [f"cannot tell whether the weekly/monthly checklists are due: {exc.message}"]

@@ -6,11 +6,12 @@ marked acknowledged by ``--yes`` (and recorded so), and without either is left p
 A step that fails never stops the others; a step that names it in ``depends_on`` is
 skipped instead, and says which step it waited for.
 
-Verdicts: pass, fail, unknown (a server did not answer, so nothing is known), not-available
-(the operation it needs has not landed in travellr-ops: not done, never passed), skipped,
-pending (a person must confirm), acknowledged (``--yes``). One exit code for the run:
-1 when a step failed, else 3 when one is unknown or not available, else 4 when one is
-pending, else 0.
+Verdicts (``vocab.verdict``): pass, fail, unknown (a server did not answer, so nothing is
+known), not-available (the operation it needs has not landed in travellr-ops: not done, never
+passed), skipped, pending (a person must confirm), acknowledged (``--yes``). The run's exit
+code is the tool's one rule (``vocab.verdict.exit_code_of``): 1 when a step failed, else 3
+when one is unknown or not available, else 4 when one is pending, else 0; the run's own word
+is pass, fail, unknown or pending, the one of those with that exit code.
 """
 
 from __future__ import annotations
@@ -21,18 +22,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from travellr_ops.errors import CheckFailed, ExitCode, Refused, ServiceError, TravellrError
-
-PASS = "pass"
-FAIL = "fail"
-UNKNOWN = "unknown"
-NOT_AVAILABLE = "not-available"
-SKIPPED = "skipped"
-PENDING = "pending"
-ACKNOWLEDGED = "acknowledged"
+from travellr_ops.errors import CheckFailed, Refused, ServiceError, TravellrError
+from travellr_ops.vocab.verdict import Verdict, exit_code_of
 
 #: verdicts that let the steps depending on this one run
-DONE = (PASS, ACKNOWLEDGED)
+DONE = (Verdict.PASS, Verdict.ACKNOWLEDGED)
+#: the words a run ends with, one per exit code
+RUN_VERDICTS = (Verdict.PASS, Verdict.FAIL, Verdict.UNKNOWN, Verdict.PENDING)
 
 Kind = Literal["auto", "manual"]
 
@@ -41,26 +37,26 @@ Kind = Literal["auto", "manual"]
 class Outcome:
     """What an automatic step found."""
 
-    verdict: str
+    verdict: Verdict
     detail: str = ""
     #: figures a later step or run compares against (stored with the run), and lines to show
     data: dict[str, Any] = field(default_factory=dict)
 
 
 def passed(detail: str = "", **data: Any) -> Outcome:
-    return Outcome(PASS, detail, data)
+    return Outcome(Verdict.PASS, detail, data)
 
 
 def failed(detail: str, **data: Any) -> Outcome:
-    return Outcome(FAIL, detail, data)
+    return Outcome(Verdict.FAIL, detail, data)
 
 
 def unknown(detail: str, **data: Any) -> Outcome:
-    return Outcome(UNKNOWN, detail, data)
+    return Outcome(Verdict.UNKNOWN, detail, data)
 
 
 def not_available(what: str) -> Outcome:
-    return Outcome(NOT_AVAILABLE, f"not available: {what}")
+    return Outcome(Verdict.NOT_AVAILABLE, f"not available: {what}")
 
 
 @dataclass(frozen=True)
@@ -78,7 +74,7 @@ class StepResult:
     name: str
     title: str
     kind: str
-    verdict: str
+    verdict: Verdict
     detail: str
     duration_s: float
     depends_on: list[str] = field(default_factory=list)
@@ -101,7 +97,7 @@ class RunReport:
     started_at: str
     finished_at: str
     by: str
-    verdict: str  # pass, fail, unknown, pending
+    verdict: Verdict  # one of RUN_VERDICTS
     exit_code: int
     steps: list[StepResult]
     warnings: list[str] = field(default_factory=list)
@@ -113,26 +109,7 @@ class RunReport:
 
     @property
     def problems(self) -> list[StepResult]:
-        return [s for s in self.steps if s.verdict not in (PASS, ACKNOWLEDGED)]
-
-
-def exit_code_of(verdicts: Sequence[str]) -> ExitCode:
-    found = set(verdicts)
-    if FAIL in found:
-        return ExitCode.CHECK_FAILED
-    if found & {UNKNOWN, NOT_AVAILABLE}:
-        return ExitCode.UNAVAILABLE
-    if PENDING in found:
-        return ExitCode.REFUSED
-    return ExitCode.OK
-
-
-_OVERALL = {
-    ExitCode.OK: PASS,
-    ExitCode.CHECK_FAILED: FAIL,
-    ExitCode.UNAVAILABLE: UNKNOWN,
-    ExitCode.REFUSED: PENDING,
-}
+        return [s for s in self.steps if s.verdict not in DONE]
 
 
 def run_steps(
@@ -155,7 +132,7 @@ def run_steps(
         blockers = [d for d in step.depends_on if results[d].verdict not in DONE]
         if blockers:
             why = ", ".join(f"{d} ({results[d].verdict})" for d in blockers)
-            outcome = Outcome(SKIPPED, f"not run: depends on {why}")
+            outcome = Outcome(Verdict.SKIPPED, f"not run: depends on {why}")
         elif step.kind == "manual":
             outcome = _ask(step, person)
         else:
@@ -178,7 +155,7 @@ def run_steps(
         started_at=started.isoformat(timespec="seconds"),
         finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
         by=person.who,
-        verdict=_OVERALL[code],
+        verdict=next(v for v in RUN_VERDICTS if v.exit_code is code),
         exit_code=int(code),
         steps=list(results.values()),
     )
@@ -186,9 +163,13 @@ def run_steps(
 
 def _ask(step: Step, person: Person) -> Outcome:
     if person.acknowledge:
-        return Outcome(ACKNOWLEDGED, f"acknowledged with --yes by {person.who}, not confirmed")
+        return Outcome(
+            Verdict.ACKNOWLEDGED, f"acknowledged with --yes by {person.who}, not confirmed"
+        )
     if not person.interactive:
-        return Outcome(PENDING, "needs a person: run on a terminal, or acknowledge with --yes")
+        return Outcome(
+            Verdict.PENDING, "needs a person: run on a terminal, or acknowledge with --yes"
+        )
     if person.ask(f"{step.title}: done?"):
         return passed(f"confirmed by {person.who}")
     return failed(f"not done (answered no by {person.who})")
@@ -199,7 +180,7 @@ def _run(step: Step) -> Outcome:
     try:
         return step.check()
     except Refused as exc:  # a change that needs a confirmation it did not get
-        return Outcome(PENDING, exc.message + (f" ({exc.hint})" if exc.hint else ""))
+        return Outcome(Verdict.PENDING, exc.message + (f" ({exc.hint})" if exc.hint else ""))
     except CheckFailed as exc:
         return failed(exc.message)
     except ServiceError as exc:

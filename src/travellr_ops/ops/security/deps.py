@@ -2,11 +2,18 @@
 
 Only exact versions can be audited: a requirement without ``==`` is reported as unpinned
 rather than guessed at.
+
+Development dependencies are marked (``Dependency.dev``) so that the audit can leave them out:
+a package-lock entry with ``"dev": true`` (npm's own rule for ``npm audit --omit=dev``: a
+``devOptional`` package may be needed in production and counts as production), and every pin
+of a requirements file named for development, ``requirements-dev.txt``, ``-test``,
+``-tests``, ``-testing``, ``-lint``, ``-docs``, ``-ci`` (``_`` or ``.`` work as the separator).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +23,13 @@ from travellr_ops.errors import UsageError
 
 NPM = "npm"
 PYPI = "PyPI"
+
+_DEV_REQUIREMENTS = re.compile(r"requirements[-_.](dev|tests?|testing|lint|docs|ci)\b.*\.txt")
+
+
+def is_dev_requirements(path: Path) -> bool:
+    """Whether a requirements file holds development tools only, by its name."""
+    return _DEV_REQUIREMENTS.fullmatch(path.name.lower()) is not None
 
 
 @dataclass(frozen=True)
@@ -41,6 +55,15 @@ class Inventory:
 
     def of(self, ecosystem: str) -> list[Dependency]:
         return [d for d in self.dependencies if d.ecosystem == ecosystem]
+
+    def production(self) -> Inventory:
+        """The same inventory without development dependencies and dev requirements files."""
+        return Inventory(
+            self.directory,
+            [d for d in self.dependencies if not d.dev],
+            [f for f in self.files if not is_dev_requirements(f)],
+            [u for u in self.unpinned if not is_dev_requirements(Path(u.split(":", 1)[0]))],
+        )
 
 
 def inventory(directory: Path) -> Inventory:
@@ -125,6 +148,7 @@ def requirements(path: Path) -> tuple[list[Dependency], list[str]]:
     from packaging.requirements import InvalidRequirement, Requirement
     from packaging.utils import canonicalize_name
 
+    dev = is_dev_requirements(path)
     deps: list[Dependency] = []
     unpinned: list[str] = []
     try:
@@ -145,7 +169,7 @@ def requirements(path: Path) -> tuple[list[Dependency], list[str]]:
         if len(pins) != 1 or pins[0].version.endswith(".*"):
             unpinned.append(f"{where} {spec}")
             continue
-        deps.append(Dependency(canonicalize_name(req.name), pins[0].version, PYPI, where))
+        deps.append(Dependency(canonicalize_name(req.name), pins[0].version, PYPI, where, dev))
     return deps, unpinned
 
 

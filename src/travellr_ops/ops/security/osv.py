@@ -1,8 +1,10 @@
 """The offline advisory database: OSV records (https://ossf.github.io/osv-schema/) on disk.
 
 A directory of ``*.json`` records, or OSV's per-ecosystem ``all.zip`` exports, as
-``osv-scanner --offline`` reads them. Versions are compared by the ecosystem's own rules:
-PEP 440 (``packaging``) for PyPI, node-semver for npm. Withdrawn records never match.
+``osv-scanner --offline`` reads them (``security.advisories_dir``); the imported database of
+``security db update`` (:mod:`.osvdb`) matches with the same rules. Versions are compared by
+the ecosystem's own rules: PEP 440 (``packaging``) for PyPI, node-semver for npm. Withdrawn
+records never match. An advisory without a severity label gets one from its CVSS vector.
 """
 
 from __future__ import annotations
@@ -10,9 +12,9 @@ from __future__ import annotations
 import json
 import zipfile
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import cmp_to_key
+from functools import cmp_to_key, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +51,10 @@ class Finding:
     #: the services that reported it: "osv-offline", "npm audit", "pip-audit"
     sources: tuple[str, ...] = ()
     url: str = ""
+    #: the CVSS base score of the advisory's vector, when it has one
+    cvss_score: float | None = None
+    #: installed only as a development dependency (devDependencies, requirements-dev.txt)
+    dev: bool = False
 
 
 @dataclass
@@ -64,21 +70,30 @@ class AdvisoryDB:
     unreadable: list[str] = field(default_factory=list)
 
     def match(self, dep: Dependency) -> list[Finding]:
-        found = []
-        for record in self.records.get((dep.ecosystem, _key(dep.ecosystem, dep.name)), []):
-            for affected in record.get("affected") or []:
-                package = affected.get("package") or {}
-                if package.get("ecosystem") != dep.ecosystem:
-                    continue
-                if _key(dep.ecosystem, str(package.get("name", ""))) != _key(
-                    dep.ecosystem, dep.name
-                ):
-                    continue
-                hit, fixed = affects(affected, dep.ecosystem, dep.version)
-                if hit:
-                    found.append(_finding(record, dep, fixed))
-                    break
-        return found
+        return match(self.records.get((dep.ecosystem, key(dep.ecosystem, dep.name)), []), dep)
+
+    def newest(self) -> str:
+        """The latest ``modified`` time of the records ("" when none says)."""
+        return max(
+            (str(r.get("modified") or "") for rs in self.records.values() for r in rs), default=""
+        )
+
+
+def match(records: Iterable[dict[str, Any]], dep: Dependency) -> list[Finding]:
+    """The findings of ``dep`` among the records filed under its package name."""
+    found = []
+    for record in records:
+        for affected in record.get("affected") or []:
+            package = affected.get("package") or {}
+            if package.get("ecosystem") != dep.ecosystem:
+                continue
+            if key(dep.ecosystem, str(package.get("name", ""))) != key(dep.ecosystem, dep.name):
+                continue
+            hit, fixed = affects(affected, dep.ecosystem, dep.version)
+            if hit:
+                found.append(_finding(record, dep, fixed))
+                break
+    return found
 
 
 def load(path: Path) -> AdvisoryDB:
@@ -97,14 +112,14 @@ def load(path: Path) -> AdvisoryDB:
             continue
         db.count += 1
         keys = {
-            (str(a["package"].get("ecosystem")), _key(str(a["package"].get("ecosystem")), n))
+            (str(a["package"].get("ecosystem")), key(str(a["package"].get("ecosystem")), n))
             for a in record.get("affected") or []
             if isinstance(a, dict)
             and isinstance(a.get("package"), dict)
             and isinstance(n := a["package"].get("name"), str)
         }
-        for key in keys:
-            db.records[key].append(record)
+        for filed_under in keys:
+            db.records[filed_under].append(record)
     return db
 
 
@@ -122,7 +137,8 @@ def _documents(path: Path, unreadable: list[str]) -> Iterator[tuple[str, bytes]]
             unreadable.append(f"{file.relative_to(path)}: {exc}")
 
 
-def _key(ecosystem: str, name: str) -> str:
+def key(ecosystem: str, name: str) -> str:
+    """The name a package is filed under: PyPI names canonicalised (PEP 503), npm's as is."""
     if ecosystem == PYPI:
         from packaging.utils import canonicalize_name
 
@@ -134,7 +150,7 @@ def affects(affected: dict[str, Any], ecosystem: str, version: str) -> tuple[boo
     """Whether ``version`` is affected by one OSV ``affected`` entry, and its fixed version."""
     if version in (affected.get("versions") or []):
         return True, _any_fixed(affected)
-    compare = _comparator(ecosystem)
+    compare = comparator(ecosystem)
     if compare is None:
         return False, ""
     for rng in affected.get("ranges") or []:
@@ -198,31 +214,50 @@ def _cmp_zero(a: str, b: str, compare: Callable[[str, str], int]) -> int:
     return compare(a, b)
 
 
-def _comparator(ecosystem: str) -> Callable[[str, str], int] | None:
+def comparator(ecosystem: str) -> Callable[[str, str], int] | None:
+    """How ``ecosystem`` orders versions (ValueError for one it cannot parse); None when the
+    audit does not know its rules."""
     if ecosystem == NPM:
-        import nodesemver
-
-        def npm(a: str, b: str) -> int:
-            return int(nodesemver.compare(a, b, True))
-
-        return npm
+        return _npm_compare
     if ecosystem == PYPI:
-        from packaging.version import InvalidVersion, Version
-
-        def pep440(a: str, b: str) -> int:
-            try:
-                va, vb = Version(a), Version(b)
-            except InvalidVersion as exc:
-                raise ValueError(str(exc)) from None
-            return (va > vb) - (va < vb)
-
-        return pep440
+        return _pep440_compare
     return None
+
+
+# An audit compares the same few versions thousands of times (each installed version against
+# every event of every advisory of its package): each is parsed once.
+@lru_cache(maxsize=1 << 16)
+def _npm_version(text: str) -> Any:
+    import nodesemver
+
+    return nodesemver.make_semver(text, True)
+
+
+def _npm_compare(a: str, b: str) -> int:
+    return int(_npm_version(a).compare(_npm_version(b)))
+
+
+@lru_cache(maxsize=1 << 16)
+def _pep440_version(text: str) -> Any:
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return Version(text)
+    except InvalidVersion as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _pep440_compare(a: str, b: str) -> int:
+    va, vb = _pep440_version(a), _pep440_version(b)
+    return int((va > vb) - (va < vb))
 
 
 def _finding(record: dict[str, Any], dep: Dependency, fixed: str) -> Finding:
     specific = record.get("database_specific") or {}
     severity = normalise_severity(specific.get("severity") if isinstance(specific, dict) else "")
+    score = cvss_score(record.get("severity"))
+    if severity == "unknown" and score is not None:
+        severity = severity_of_score(score)
     url = next(
         (
             str(r.get("url"))
@@ -243,4 +278,46 @@ def _finding(record: dict[str, Any], dep: Dependency, fixed: str) -> Finding:
         location=dep.location,
         sources=("osv-offline",),
         url=url,
+        cvss_score=score,
+        dev=dep.dev,
     )
+
+
+#: OSV severity types, the most expressive first: when a record has several, that one counts
+_CVSS_TYPES = ("CVSS_V4", "CVSS_V3", "CVSS_V2")
+
+
+def cvss_score(severities: object) -> float | None:
+    """The base score of a record's CVSS vector (its ``severity`` list), computed by the
+    ``cvss`` library; None without a vector it can read."""
+    if not isinstance(severities, list):
+        return None
+    vectors = {
+        str(s.get("type")): str(s.get("score") or "")
+        for s in severities
+        if isinstance(s, dict) and s.get("type") in _CVSS_TYPES
+    }
+    for kind in _CVSS_TYPES:
+        if kind not in vectors:
+            continue
+        from cvss import CVSS2, CVSS3, CVSS4
+        from cvss.exceptions import CVSSError
+
+        cls = {"CVSS_V4": CVSS4, "CVSS_V3": CVSS3, "CVSS_V2": CVSS2}[kind]
+        try:
+            return float(cls(vectors[kind]).base_score)
+        except (CVSSError, ValueError, KeyError, IndexError):
+            continue
+    return None
+
+
+def severity_of_score(score: float) -> str:
+    """CVSS's qualitative rating (v3/v4: 0.1-3.9 low, 4.0-6.9 medium, 7.0-8.9 high, 9.0+
+    critical), in the audit's words (medium is npm's "moderate"); 0.0 "none" counts as low."""
+    if score >= 9.0:
+        return "critical"
+    if score >= 7.0:
+        return "high"
+    if score >= 4.0:
+        return "moderate"
+    return "low"

@@ -1,7 +1,7 @@
 """`security check`: the platform's security posture, each check a verdict with its fix.
 
-Verdicts: ``pass``, ``fail`` (with the fix), ``unknown`` (could not tell: a server is down,
-a command is disabled) and ``skipped`` (does not apply here). Servers are probed the way an
+Verdicts (``vocab.verdict``): pass, fail (with the fix), unknown (could not tell: a server is
+down, a command is disabled) and skipped (does not apply here). Servers are probed the way an
 attacker on the network would first try: without credentials.
 """
 
@@ -16,13 +16,15 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from travellr_ops.errors import AuthError, TravellrError
+from travellr_ops.runtime import Runtime
 from travellr_ops.settings import Settings
+from travellr_ops.vocab.verdict import Verdict
 
 
 @dataclass
 class Check:
     name: str
-    verdict: str
+    verdict: Verdict
     detail: str
     fix: str = ""
 
@@ -57,29 +59,24 @@ def _uses_tls(url: str) -> bool:
     )
 
 
-def redis_checks(settings: Settings) -> list[Check]:
-    from travellr_ops.adapters.redis import RedisAdapter
-
-    url = settings.redis.url
-    anonymous = RedisAdapter(_without_credentials(url), settings.redis.timeout_s)
+def redis_checks(rt: Runtime) -> list[Check]:
     try:
-        anonymous.ping()
-        auth = Check(
-            "redis.auth",
-            "fail",
-            f"{anonymous.display_url} answers commands without a password",
-            "set `requirepass` (or ACL users with `user ... on >password`) in redis.conf and "
-            "put the password in redis.url",
-        )
-    except AuthError:
-        auth = Check("redis.auth", "pass", "a password (or ACL user) is required")
+        with rt.redis(url=_without_credentials(rt.settings.redis.url)) as anonymous:
+            try:
+                anonymous.ping()
+                auth = Check(
+                    "redis.auth",
+                    Verdict.FAIL,
+                    f"{anonymous.display_url} answers commands without a password",
+                    "set `requirepass` (or ACL users with `user ... on >password`) in redis.conf"
+                    " and put the password in redis.url",
+                )
+            except AuthError:
+                auth = Check("redis.auth", Verdict.PASS, "a password (or ACL user) is required")
     except TravellrError as exc:
-        return [Check("redis.auth", "unknown", exc.message)]
-    finally:
-        anonymous.close()
-    redis = RedisAdapter(url, settings.redis.timeout_s)
+        return [Check("redis.auth", Verdict.UNKNOWN, exc.message)]
     try:
-        with redis.errors("reading bind and protected-mode"):
+        with rt.redis() as redis, redis.errors("reading bind and protected-mode"):
             config = redis.client.config_get("bind")
             config |= redis.client.config_get("protected-mode")
     except TravellrError as exc:
@@ -87,19 +84,17 @@ def redis_checks(settings: Settings) -> list[Check]:
             auth,
             Check(
                 "redis.exposure",
-                "unknown",
+                Verdict.UNKNOWN,
                 f"CONFIG GET refused ({exc.message}); check bind and protected-mode in redis.conf",
             ),
         ]
-    finally:
-        redis.close()
     bind = str(config.get("bind", "")).split()
     protected = str(config.get("protected-mode", "yes"))
     everywhere = not bind or any(b.lstrip("-") in ("*", "0.0.0.0", "::", "::*") for b in bind)
-    if everywhere and protected == "no" and auth.verdict == "fail":
+    if everywhere and protected == "no" and auth.verdict == Verdict.FAIL:
         exposure = Check(
             "redis.exposure",
-            "fail",
+            Verdict.FAIL,
             f"bound to all interfaces ({' '.join(bind) or 'no bind'}) with protected-mode off "
             "and no password: anyone who reaches the port owns the data",
             "bind 127.0.0.1 (or the private interface) and set protected-mode yes, and a password",
@@ -107,39 +102,35 @@ def redis_checks(settings: Settings) -> list[Check]:
     elif everywhere and protected == "no":
         exposure = Check(
             "redis.exposure",
-            "fail",
+            Verdict.FAIL,
             f"bound to all interfaces ({' '.join(bind) or 'no bind'}) with protected-mode off",
             "bind only the interfaces clients use; keep protected-mode yes",
         )
     else:
         exposure = Check(
-            "redis.exposure", "pass", f"bind {' '.join(bind) or '-'}, protected-mode {protected}"
+            "redis.exposure",
+            Verdict.PASS,
+            f"bind {' '.join(bind) or '-'}, protected-mode {protected}",
         )
     return [auth, exposure]
 
 
-def mongo_checks(settings: Settings) -> list[Check]:
-    from travellr_ops.adapters.mongo import MongoAdapter
-
-    uri = settings.mongo.uri
-    anonymous = MongoAdapter(
-        _without_credentials(uri), settings.mongo.database, settings.mongo.timeout_s
-    )
+def mongo_checks(rt: Runtime) -> list[Check]:
     try:
-        anonymous.command("listDatabases", admin=True, nameOnly=True)
-        auth = Check(
-            "mongo.auth",
-            "fail",
-            f"{anonymous.display_uri} lists its databases to a client without credentials",
-            "start mongod with --auth (security.authorization: enabled), create users, and put "
-            "the user in mongo.uri",
-        )
-    except AuthError:
-        auth = Check("mongo.auth", "pass", "authentication is required")
+        with rt.mongo(uri=_without_credentials(rt.settings.mongo.uri)) as anonymous:
+            try:
+                anonymous.command("listDatabases", admin=True, nameOnly=True)
+                auth = Check(
+                    "mongo.auth",
+                    Verdict.FAIL,
+                    f"{anonymous.display_uri} lists its databases to a client without credentials",
+                    "start mongod with --auth (security.authorization: enabled), create users,"
+                    " and put the user in mongo.uri",
+                )
+            except AuthError:
+                auth = Check("mongo.auth", Verdict.PASS, "authentication is required")
     except TravellrError as exc:
-        auth = Check("mongo.auth", "unknown", exc.message)
-    finally:
-        anonymous.close()
+        auth = Check("mongo.auth", Verdict.UNKNOWN, exc.message)
     return [auth]
 
 
@@ -152,9 +143,9 @@ def tls_checks(settings: Settings) -> list[Check]:
     ):
         shown = _without_credentials(url)
         if is_local(url):
-            checks.append(Check(f"tls.{name}", "pass", f"{shown} is on this host"))
+            checks.append(Check(f"tls.{name}", Verdict.PASS, f"{shown} is on this host"))
         elif _uses_tls(url):
-            checks.append(Check(f"tls.{name}", "pass", f"{shown} uses TLS"))
+            checks.append(Check(f"tls.{name}", Verdict.PASS, f"{shown} uses TLS"))
         else:
             fix = {
                 "mongo.uri": "add tls=true to mongo.uri (and serve TLS: net.tls.mode requireTLS)",
@@ -162,7 +153,7 @@ def tls_checks(settings: Settings) -> list[Check]:
                 "api.url": "use https://",
             }[name]
             checks.append(
-                Check(f"tls.{name}", "fail", f"{shown} crosses the network in clear", fix)
+                Check(f"tls.{name}", Verdict.FAIL, f"{shown} crosses the network in clear", fix)
             )
     return checks
 
@@ -173,17 +164,17 @@ def mode_checks(settings: Settings, config_file: Path | None) -> list[Check]:
         _mode("files.state_dir", settings.state_dir, directory=True),
     ]
     if config_file is None:
-        checks.append(Check("files.config", "skipped", "no config file is in use"))
+        checks.append(Check("files.config", Verdict.SKIPPED, "no config file is in use"))
     else:
         check = _mode("files.config", config_file, directory=False)
-        if check.verdict == "pass" or check.verdict == "fail":
+        if check.verdict in (Verdict.PASS, Verdict.FAIL):
             text = config_file.read_text(errors="replace") if config_file.is_file() else ""
             secret = _holds_secret(text)
             mode = config_file.stat().st_mode
             if secret and mode & (stat.S_IRGRP | stat.S_IROTH):
                 check = Check(
                     "files.config",
-                    "fail",
+                    Verdict.FAIL,
                     f"{config_file} holds a password ({secret}) and is readable by "
                     f"{'others' if mode & stat.S_IROTH else 'its group'} "
                     f"(mode {stat.S_IMODE(mode):o})",
@@ -213,62 +204,54 @@ def _mode(name: str, path: Path, *, directory: bool) -> Check:
     try:
         info = path.stat()
     except FileNotFoundError:
-        return Check(name, "skipped", f"{path} does not exist")
+        return Check(name, Verdict.SKIPPED, f"{path} does not exist")
     except OSError as exc:
-        return Check(name, "unknown", f"{path}: {exc.strerror or exc}")
+        return Check(name, Verdict.UNKNOWN, f"{path}: {exc.strerror or exc}")
     mode = stat.S_IMODE(info.st_mode)
     if mode & (stat.S_IROTH | stat.S_IWOTH):
         what = "readable" if mode & stat.S_IROTH else "writable"
         return Check(
             name,
-            "fail",
+            Verdict.FAIL,
             f"{path} is world-{what} (mode {mode:o})",
             f"chmod {'700' if directory else '600'} {path}",
         )
-    return Check(name, "pass", f"{path} mode {mode:o}")
+    return Check(name, Verdict.PASS, f"{path} mode {mode:o}")
 
 
-def image_check(settings: Settings) -> Check:
-    if settings.platform == "none":
-        return Check("image.tag", "skipped", 'no service platform (platform = "none")')
-    from travellr_ops.adapters.platform import get_platform
-
+def image_check(rt: Runtime) -> Check:
+    if not rt.has_platform:
+        return Check("image.tag", Verdict.SKIPPED, 'no service platform (platform = "none")')
     try:
-        platform = get_platform(settings)
-        try:
+        with rt.platform() as platform:
             statuses = platform.status("backend")
-        finally:
-            platform.close()
     except TravellrError as exc:
-        return Check("image.tag", "unknown", exc.message)
+        return Check("image.tag", Verdict.UNKNOWN, exc.message)
     image = next((s.image for s in statuses if s.image), None)
     if not image:
-        return Check("image.tag", "unknown", "the platform reports no image for the backend")
+        return Check("image.tag", Verdict.UNKNOWN, "the platform reports no image for the backend")
     name = image.rsplit("/", 1)[-1]
     tag = name.split("@", 1)[0].rsplit(":", 1)[1] if ":" in name.split("@", 1)[0] else "latest"
     if "@sha256:" in image or tag != "latest":
-        return Check("image.tag", "pass", f"backend image {image} is pinned")
+        return Check("image.tag", Verdict.PASS, f"backend image {image} is pinned")
     return Check(
         "image.tag",
-        "fail",
+        Verdict.FAIL,
         f"backend image {image} is `latest`: a restart can silently change the release",
         "deploy a versioned tag (or a digest) and record it",
     )
 
 
-def maintenance_check(settings: Settings, now: Callable[[], datetime]) -> Check:
-    from travellr_ops.adapters.redis import RedisAdapter
+def maintenance_check(rt: Runtime, now: Callable[[], datetime]) -> Check:
     from travellr_ops.ops.maintenance import status
 
-    redis = RedisAdapter(settings.redis.url, settings.redis.timeout_s)
     try:
-        flag = status(redis, settings.maintenance.key)
+        with rt.redis() as redis:
+            flag = status(redis, rt.settings.maintenance.key)
     except TravellrError as exc:
-        return Check("maintenance.flag", "unknown", exc.message)
-    finally:
-        redis.close()
+        return Check("maintenance.flag", Verdict.UNKNOWN, exc.message)
     if not flag.on:
-        return Check("maintenance.flag", "pass", "maintenance mode is off")
+        return Check("maintenance.flag", Verdict.PASS, "maintenance mode is off")
     if flag.until:
         try:
             until = datetime.fromisoformat(flag.until.replace("Z", "+00:00"))
@@ -277,21 +260,21 @@ def maintenance_check(settings: Settings, now: Callable[[], datetime]) -> Check:
         if until is not None and until.astimezone(UTC) < now():
             return Check(
                 "maintenance.flag",
-                "fail",
+                Verdict.FAIL,
                 f"maintenance mode is on past its until ({flag.until}; set by {flag.by})",
                 "travellr-ops maintenance off (the backend answers 503 to everyone meanwhile)",
             )
     return Check(
-        "maintenance.flag", "pass", f"maintenance mode is on until {flag.until or '`off`'}"
+        "maintenance.flag", Verdict.PASS, f"maintenance mode is on until {flag.until or '`off`'}"
     )
 
 
-def check(settings: Settings, config_file: Path | None) -> list[Check]:
+def check(rt: Runtime) -> list[Check]:
     return [
-        *redis_checks(settings),
-        *mongo_checks(settings),
-        *tls_checks(settings),
-        *mode_checks(settings, config_file),
-        image_check(settings),
-        maintenance_check(settings, lambda: datetime.now(UTC)),
+        *redis_checks(rt),
+        *mongo_checks(rt),
+        *tls_checks(rt.settings),
+        *mode_checks(rt.settings, rt.config_file),
+        image_check(rt),
+        maintenance_check(rt, lambda: datetime.now(UTC)),
     ]

@@ -24,8 +24,10 @@ from travellr_ops.errors import TravellrError
 from travellr_ops.ops.security.audit import AuditResult
 from travellr_ops.ops.security.logs import DENIED, LogReport
 from travellr_ops.ops.security.posture import Check
-from travellr_ops.settings import Settings
+from travellr_ops.runtime import Runtime
 from travellr_ops.store import Store
+from travellr_ops.vocab.files import write_output
+from travellr_ops.vocab.verdict import Verdict
 
 COMPONENT = "security"
 SCHEMA = [
@@ -61,7 +63,7 @@ class WeeklyReport:
             found.append(f"{len(self.audit.at_level)} advisory finding(s) at {self.audit.level}+")
         if self.logs is not None and self.logs.suspects:
             found.append(f"{len(self.logs.suspects)} brute-force suspect(s)")
-        failed = [c.name for c in self.posture if c.verdict == "fail"]
+        failed = [c.name for c in self.posture if c.verdict == Verdict.FAIL]
         if failed:
             found.append(f"{len(failed)} failed posture check(s)")
         return found
@@ -77,6 +79,34 @@ class WeeklyReport:
             parts.append("posture")
         return parts
 
+    @property
+    def verdict(self) -> Verdict:
+        """fail when something needs action, else unknown when a part could not be assessed."""
+        if self.problems:
+            return Verdict.FAIL
+        return Verdict.UNKNOWN if self.unknown else Verdict.OK
+
+
+def run(
+    rt: Runtime,
+    since: str,
+    start: datetime | None,
+    *,
+    top: int,
+    path: Path | None = None,
+    live: bool | None = None,
+    html_file: Path | None = None,
+) -> WeeklyReport:
+    """`security report`: the three parts (the logs from ``start`` on, ``since`` as the user
+    wrote it), compared with the previous report (this one's summary is kept in the store for
+    the next), and the page written to ``html_file`` when given."""
+    report = build(rt, since, start, path=path, live=live)
+    with rt.store() as store:
+        compare_and_keep(open_store(store), report)
+    if html_file is not None:
+        write_output(html_file, html_page(blocks(report, top)), "the security report", private=True)
+    return report
+
 
 def _try(fn: Callable[[], Any]) -> tuple[Any, str]:
     try:
@@ -86,24 +116,27 @@ def _try(fn: Callable[[], Any]) -> tuple[Any, str]:
 
 
 def build(
-    settings: Settings,
-    config_file: Path | None,
+    rt: Runtime,
     since: str,
+    start: datetime | None,
     *,
     path: Path | None = None,
     live: bool | None = None,
     now: datetime | None = None,
 ) -> WeeklyReport:
+    from travellr_ops.ops.security import osvdb
     from travellr_ops.ops.security.audit import audit
     from travellr_ops.ops.security.posture import check
-    from travellr_ops.ops.security.review import parse_window, review
+    from travellr_ops.ops.security.review import review
 
-    parse_window(since)  # a bad --since is a usage error before anything runs
-    sec = settings.security
+    sec = rt.settings.security
+    database = osvdb.location(rt.settings.state_dir)
     with ThreadPoolExecutor(3, thread_name_prefix="security-report") as pool:
-        audited = pool.submit(_try, lambda: audit(path or sec.backend_dir, sec, live=live))
-        reviewed = pool.submit(_try, lambda: review(settings, [], since))
-        posture = pool.submit(_try, lambda: check(settings, config_file))
+        audited = pool.submit(
+            _try, lambda: audit(path or sec.backend_dir, sec, live=live, database=database)
+        )
+        reviewed = pool.submit(_try, lambda: review(rt, [], start))
+        posture = pool.submit(_try, lambda: check(rt))
         (a, a_err), (logs, l_err), (checks, p_err) = (
             audited.result(),
             reviewed.result(),
@@ -357,7 +390,7 @@ def _posture_blocks(report: WeeklyReport) -> list[Block]:
     if report.posture_error:
         out.append(("p", f"Unknown: {report.posture_error}"))
         return out
-    failed = sum(c.verdict == "fail" for c in report.posture)
+    failed = sum(c.verdict == Verdict.FAIL for c in report.posture)
     out.append(("p", f"{len(report.posture)} checks, {failed} failed."))
     rows = [[c.name, c.verdict, c.detail, c.fix] for c in report.posture]
     out.append(("table", (["check", "verdict", "detail", "fix"], rows)))
@@ -388,18 +421,34 @@ def markdown(page: list[Block]) -> str:
     return "\n".join(out)
 
 
-STYLE = """
+#: Rich's colour names (``Verdict.style``) as CSS colours that read well on white
+_CSS_COLOURS = {"green": "#070", "red": "#b00", "magenta": "#a0a", "yellow": "#a60", "cyan": "#088"}
+
+
+def _verdict_css(verdict: Verdict) -> str:
+    """A verdict's cell in the colour the terminal gives it."""
+    words = verdict.style.split()
+    rules = [f"color:{_CSS_COLOURS[w]}" for w in words if w in _CSS_COLOURS]
+    rules += ["font-weight:600"] if "bold" in words else []
+    rules += ["color:#777"] if "dim" in words else []
+    return f"td.{verdict.value}{{{';'.join(rules)}}}"
+
+
+STYLE = (
+    """
 body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:72rem;color:#222;padding:0 1rem}
 h1{font-size:1.5rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;margin:.5rem 0 1rem;font-size:.9rem}
 th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:left;vertical-align:top}
-th{background:#f3f3f3}td.fail,td.critical,td.high{color:#b00;font-weight:600}
-td.pass,td.ok{color:#070}td.unknown{color:#a60}
+th{background:#f3f3f3}td.critical,td.high{color:#b00;font-weight:600}
 """
+    + "".join(_verdict_css(v) for v in Verdict)
+    + "\n"
+)
 
 
 #: cells coloured by their word (a verdict or a severity)
-MARKED = ("fail", "pass", "ok", "unknown", "critical", "high")
+MARKED = {*Verdict, "critical", "high"}
 
 
 def _td(value: Any) -> str:

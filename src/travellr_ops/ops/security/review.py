@@ -6,30 +6,31 @@ from datetime import datetime
 from pathlib import Path
 
 from travellr_ops.ops.security.logs import LogReport, analyze_files, analyze_lines, rotated
-from travellr_ops.settings import Settings
+from travellr_ops.runtime import Runtime
 
 SERVICE = "service"
 
 
-def parse_window(since: str) -> datetime | None:
+def parse_window(since: str, option: str = "--since") -> datetime | None:
+    """The start of the review's window: ``all`` (None: everything), else a duration ago or a
+    time, in the tool's one grammar."""
     if since.strip().lower() == "all":
         return None
-    from travellr_ops.ops.service import parse_since
+    from travellr_ops.vocab.timespec import parse_since
 
-    return parse_since(since)
+    return parse_since(since, option)
 
 
-def review(settings: Settings, sources: list[str], since: str) -> LogReport:
-    start = parse_window(since)
-    sec = settings.security
+def review(rt: Runtime, sources: list[str], start: datetime | None) -> LogReport:
+    """The log review of ``sources`` (files, or ``service``; none: the settings' access and
+    app logs) from ``start`` on (None: all of them)."""
+    sec = rt.settings.security
     if SERVICE in sources:
-        from travellr_ops.adapters.platform import get_platform
         from travellr_ops.ops.service import logs as service_logs
 
-        platform = get_platform(settings)
-        try:
+        with rt.platform() as platform:
             service = "backend"  # the logical name; each platform maps it to its own
-            lines = service_logs(platform, [service], since=since if start else None)
+            lines = service_logs(platform, [service], since=start.isoformat() if start else None)
             return analyze_lines(
                 (line.text for line in lines),
                 f"{platform.name}:{service}",
@@ -37,9 +38,7 @@ def review(settings: Settings, sources: list[str], since: str) -> LogReport:
                 bruteforce_failures=sec.bruteforce_failures,
                 bruteforce_window_s=sec.bruteforce_window_s,
             )
-        finally:
-            platform.close()
-    paths = [Path(s) for s in sources] or [settings.logs.access_log, settings.logs.app_log]
+    paths = [Path(s) for s in sources] or [rt.settings.logs.access_log, rt.settings.logs.app_log]
     files: list[tuple[Path, str | None]] = []
     for path in paths:
         copies = rotated(path)
