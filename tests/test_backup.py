@@ -10,83 +10,32 @@ import gzip
 import os
 import signal
 import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cli import invoke
-from servers import free_port, need
-from travellr_ops.settings import Settings
+from fixtures_servers import MongoServer
+from helpers_backup import (
+    backup_names,
+    create,
+    fail_command,
+    fail_off,
+    raw_state,
+    seed,
+    settings_for,
+    spawn_create,
+    wait_until,
+)
+from servers import need
 
 pytestmark = pytest.mark.mongo
 
-SERVER = Path(sys.executable).parent / "secantusd-py"
 REPO = Path(__file__).resolve().parents[1]
-
-
-class MongoServer:
-    def __init__(self, workdir: Path, *, standalone: bool = False, extra: tuple[str, ...] = ()):
-        if not SERVER.exists():
-            need(f"{SERVER} missing (pip install 'SecantusDB==0.7.0b3')")
-        self.workdir = workdir
-        self.port = free_port()
-        self.standalone = standalone
-        self.extra = list(extra)
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def uri(self, db: str) -> str:
-        return f"mongodb://127.0.0.1:{self.port}/{db}"
-
-    def start(self) -> MongoServer:
-        from pymongo import MongoClient
-
-        args = [str(SERVER), "--host", "127.0.0.1", "--port", str(self.port)]
-        args += ["--storage-path", ":memory:", "--cache-size", "128M", "--enable-test-commands"]
-        args += self.extra
-        if self.standalone:
-            args.append("--standalone")
-        log = open(self.workdir / "mongo.log", "ab")  # noqa: SIM115 - the process owns it
-        self.proc = subprocess.Popen(args, cwd=self.workdir, stdout=log, stderr=log)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                need(f"secantusd-py exited at start; see {self.workdir / 'mongo.log'}")
-            client: Any = MongoClient(
-                "127.0.0.1", self.port, directConnection=True, serverSelectionTimeoutMS=200
-            )
-            try:
-                client.admin.command("ping")
-                return self
-            except Exception:
-                time.sleep(0.05)
-            finally:
-                client.close()
-        self.stop()
-        need("secantusd-py did not answer within 30 s")
-
-    def stop(self, sig: int = signal.SIGKILL) -> None:
-        """In memory there is nothing to keep: killed at once, not waited on for the clean
-        shutdown (2-4 s)."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(sig)
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-
-    def client(self) -> Any:
-        from pymongo import MongoClient
-
-        return MongoClient(self.uri("admin"), serverSelectionTimeoutMS=5000)
 
 
 @pytest.fixture(scope="module")
@@ -115,73 +64,6 @@ def dbname() -> str:
     return f"travellr{next(_counter)}"
 
 
-def settings_for(uri: str, tmp_path: Path, **backup: Any) -> Settings:
-    return Settings(
-        mongo={"uri": uri, "timeout_s": 3.0},
-        backup={"dir": tmp_path / "backups", **backup},
-        state_dir=tmp_path / "state",
-        api={"url": "http://127.0.0.1:9"},
-    )
-
-
-def seed(server: MongoServer, db: str, users: int = 500) -> None:
-    """Documents of many BSON types, and indexes of several kinds."""
-    from bson import Binary, Decimal128, Int64, ObjectId, Regex
-
-    client = server.client()
-    d = client[db]
-    now = datetime(2026, 1, 1, tzinfo=UTC)
-    d.users.insert_many(
-        [
-            {
-                "_id": ObjectId(),
-                "email": f"user{i}@example.com",
-                "age": Int64(20 + i % 50),
-                "balance": Decimal128(Decimal(f"{i}.25")),
-                "createdAt": now + timedelta(minutes=i),
-                "tags": ["a", "b", {"nested": [1, 2.5, None]}],
-                "avatar": Binary(bytes([i % 256]) * 16),
-                "pattern": Regex("^x", "i"),
-                "active": i % 2 == 0,
-            }
-            for i in range(users)
-        ]
-    )
-    d.users.create_index("email", unique=True)
-    d.trips.insert_many([{"_id": i, "dest": f"city{i % 7}", "price": 10.5 * i} for i in range(300)])
-    d.trips.create_index([("dest", 1), ("price", -1)], name="dest_price")
-    # far in the future: the TTL monitor must not delete them while a test compares states
-    expires = datetime(2099, 1, 1, tzinfo=UTC)
-    d.searches.insert_many([{"q": "beach", "at": expires, "n": i} for i in range(200)])
-    d.searches.create_index("at", expireAfterSeconds=3600)
-    d.searches.create_index("q", sparse=True)
-    client.close()
-
-
-def raw_state(server: MongoServer, db: str) -> dict[str, list[bytes]]:
-    """Every collection's documents as raw BSON, sorted (a byte-for-byte comparison)."""
-    from bson import decode_iter
-    from bson.raw_bson import RawBSONDocument
-
-    client = server.client()
-    state = {}
-    for name in sorted(client[db].list_collection_names()):
-        docs: list[bytes] = []
-        for batch in client[db][name].find_raw_batches({}):
-            docs.extend(
-                d.raw for d in decode_iter(batch, codec_options=_raw_options(RawBSONDocument))
-            )
-        state[name] = sorted(docs)
-    client.close()
-    return state
-
-
-def _raw_options(cls: Any) -> Any:
-    from bson.codec_options import CodecOptions
-
-    return CodecOptions(document_class=cls)
-
-
 def index_specs(server: MongoServer, db: str) -> dict[str, list[Any]]:
     client = server.client()
     specs = {
@@ -195,34 +77,6 @@ def index_specs(server: MongoServer, db: str) -> dict[str, list[Any]]:
     return specs
 
 
-def backup_names(s: Settings) -> list[str]:
-    result = invoke("backup", "list", "--json", settings=s)
-    return [b["name"] for b in result.json()["backups"]]
-
-
-def create(s: Settings, *args: str) -> str:
-    result = invoke("backup", "create", "--json", *args, settings=s)
-    assert result.exit_code == 0, result.stderr
-    return str(result.json()["name"])
-
-
-def fail_command(server: MongoServer, commands: list[str], mode: Any = "alwaysOn", **data: Any):
-    client = server.client()
-    client.admin.command(
-        "configureFailPoint",
-        "failCommand",
-        mode=mode,
-        data={"failCommands": commands, "appName": "travellr-ops", **data},
-    )
-    client.close()
-
-
-def fail_off(server: MongoServer) -> None:
-    client = server.client()
-    client.admin.command("configureFailPoint", "failCommand", mode="off")
-    client.close()
-
-
 # ----------------------------------------------------------------------------- format
 
 
@@ -230,7 +84,7 @@ def test_create_writes_a_mongodump_layout_with_a_manifest(
     rs: MongoServer, dbname: str, tmp_path: Path
 ) -> None:
     seed(rs, dbname)
-    s = settings_for(rs.uri(dbname), tmp_path)
+    s = settings_for(rs.uri_for(dbname), tmp_path)
     name = create(s)
     path = tmp_path / "backups" / name
     assert name.startswith("backup-") and len(name) == len("backup-2024-01-01T10-00-00")
@@ -265,7 +119,7 @@ def test_round_trip_gives_back_every_byte_and_index(
     rs: MongoServer, dbname: str, tmp_path: Path
 ) -> None:
     seed(rs, dbname, users=3000)
-    s = settings_for(rs.uri(dbname), tmp_path, parallelism=2)
+    s = settings_for(rs.uri_for(dbname), tmp_path, parallelism=2)
     before, indexes = raw_state(rs, dbname), index_specs(rs, dbname)
     name = create(s)
     client = rs.client()
@@ -283,7 +137,7 @@ def test_standalone_backup_restores_but_cannot_roll_forward(
     standalone: MongoServer, dbname: str, tmp_path: Path
 ) -> None:
     seed(standalone, dbname)
-    s = settings_for(standalone.uri(dbname), tmp_path)
+    s = settings_for(standalone.uri_for(dbname), tmp_path)
     before = raw_state(standalone, dbname)
     name = create(s)
     assert not (tmp_path / "backups" / name / "oplog.bson.gz").exists()
@@ -297,7 +151,7 @@ def test_standalone_backup_restores_but_cannot_roll_forward(
 
 def test_only_chosen_collections(rs: MongoServer, dbname: str, tmp_path: Path) -> None:
     seed(rs, dbname)
-    s = settings_for(rs.uri(dbname), tmp_path)
+    s = settings_for(rs.uri_for(dbname), tmp_path)
     name = create(s, "--collections", "trips")
     manifest = invoke("backup", "list", "--json", settings=s).json()["backups"][0]
     assert manifest["collections"] == 1
@@ -310,7 +164,7 @@ def test_parallelism_is_chosen_from_the_cores_when_unset_and_reported(
     rs: MongoServer, dbname: str, tmp_path: Path
 ) -> None:
     seed(rs, dbname, users=50)
-    s = settings_for(rs.uri(dbname), tmp_path)
+    s = settings_for(rs.uri_for(dbname), tmp_path)
     assert s.backup.parallelism is None
     cores = os.cpu_count() or 1  # the server runs on this machine too
     auto = {
@@ -342,7 +196,7 @@ def test_parallelism_is_chosen_from_the_cores_when_unset_and_reported(
 def test_names_that_are_not_our_backups_are_refused(
     rs: MongoServer, dbname: str, tmp_path: Path, name: str
 ) -> None:
-    s = settings_for(rs.uri(dbname), tmp_path)
+    s = settings_for(rs.uri_for(dbname), tmp_path)
     for command in (["verify", name], ["restore", name, "--yes"]):
         result = invoke("backup", *command, settings=s)
         assert result.exit_code == 2, result.stderr
@@ -353,7 +207,7 @@ def test_restore_without_a_terminal_asks_for_yes_and_names_what_it_overwrites(
     rs: MongoServer, dbname: str, tmp_path: Path
 ) -> None:
     seed(rs, dbname)
-    s = settings_for(rs.uri(dbname), tmp_path)
+    s = settings_for(rs.uri_for(dbname), tmp_path)
     name = create(s)
     refused = invoke("backup", "restore", name, settings=s)
     assert refused.exit_code == 4 and "--drop" in refused.stderr
@@ -375,7 +229,7 @@ def test_a_flipped_byte_fails_verify_and_restore_refuses_before_writing(
     rs: MongoServer, dbname: str, tmp_path: Path
 ) -> None:
     seed(rs, dbname)
-    s = settings_for(rs.uri(dbname), tmp_path)
+    s = settings_for(rs.uri_for(dbname), tmp_path)
     name = create(s)
     assert invoke("backup", "verify", name, settings=s).exit_code == 0
     target = tmp_path / "backups" / name / dbname / "users.bson.gz"
@@ -405,7 +259,7 @@ def test_verify_restore_test_compares_counts_and_indexes_and_drops_the_scratch_d
     rs: MongoServer, dbname: str, tmp_path: Path
 ) -> None:
     seed(rs, dbname)
-    s = settings_for(rs.uri(dbname), tmp_path)
+    s = settings_for(rs.uri_for(dbname), tmp_path)
     name = create(s)
     result = invoke("backup", "verify", name, "--restore-test", "--json", settings=s)
     assert result.exit_code == 0, result.stderr
@@ -422,7 +276,7 @@ def test_connection_lost_mid_create_exits_3_and_leaves_nothing(
     rs: MongoServer, dbname: str, tmp_path: Path
 ) -> None:
     seed(rs, dbname, users=3000)
-    s = settings_for(rs.uri(dbname), tmp_path)
+    s = settings_for(rs.uri_for(dbname), tmp_path)
     fail_command(rs, ["getMore"], closeConnection=True)
     try:
         result = invoke("backup", "create", settings=s)
@@ -439,11 +293,11 @@ def test_server_killed_mid_create(tmp_path: Path, dbname: str) -> None:
     server = MongoServer(tmp_path).start()
     try:
         seed(server, dbname, users=3000)
-        s = settings_for(server.uri(dbname), tmp_path)
+        s = settings_for(server.uri_for(dbname), tmp_path)
         # a create that waits inside the dump, then is killed itself
         fail_command(server, ["getMore"], blockConnection=True, blockTimeMS=20_000)
-        proc = _spawn_create(s, tmp_path)
-        _wait_for(lambda: any((tmp_path / "backups").glob(".tmp-backup-*")))
+        proc = spawn_create(s, tmp_path)
+        wait_until(lambda: any((tmp_path / "backups").glob(".tmp-backup-*")))
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         fail_off(server)
@@ -453,7 +307,7 @@ def test_server_killed_mid_create(tmp_path: Path, dbname: str) -> None:
 
         # the server dies while a create reads from it
         fail_command(server, ["getMore"], blockConnection=True, blockTimeMS=3000)
-        killer = threading.Timer(1.0, server.stop, args=(signal.SIGKILL,))
+        killer = threading.Timer(1.0, server.kill)
         killer.start()
         result = invoke("backup", "create", settings=s)
         killer.join()
@@ -467,36 +321,13 @@ def test_server_killed_mid_create(tmp_path: Path, dbname: str) -> None:
         server.stop()
 
 
-def _spawn_create(s: Settings, tmp_path: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "TRAVELLR_MONGO__URI": s.mongo.uri,
-        "TRAVELLR_BACKUP__DIR": str(s.backup.dir),
-        "TRAVELLR_STATE_DIR": str(s.state_dir),
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "travellr_ops", "backup", "create"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=tmp_path,
-    )
-
-
-def _wait_for(condition: Any, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
 def test_two_creates_at_once_one_exits_4(rs: MongoServer, dbname: str, tmp_path: Path) -> None:
     seed(rs, dbname, users=3000)
-    s = settings_for(rs.uri(dbname), tmp_path)
+    s = settings_for(rs.uri_for(dbname), tmp_path)
     fail_command(rs, ["getMore"], mode={"times": 1}, blockConnection=True, blockTimeMS=3000)
     try:
-        first = _spawn_create(s, tmp_path)
-        _wait_for(lambda: any((tmp_path / "backups").glob(".tmp-backup-*")))
+        first = spawn_create(s, tmp_path)
+        wait_until(lambda: any((tmp_path / "backups").glob(".tmp-backup-*")))
         second = invoke("backup", "create", settings=s)
         assert second.exit_code == 4
         assert "backup lock is held" in second.stderr
@@ -511,7 +342,7 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(
     rs: MongoServer, dbname: str, tmp_path: Path
 ) -> None:
     seed(rs, dbname)
-    s = settings_for(rs.uri(dbname), tmp_path)
+    s = settings_for(rs.uri_for(dbname), tmp_path)
     locks = tmp_path / "state" / "locks"
     locks.mkdir(parents=True)
     (locks / "backup.lock").write_text(
@@ -538,7 +369,7 @@ def test_disk_full_during_create_fails_cleanly(
     if done.returncode != 0:
         need(f"cannot mount a tmpfs: {done.stderr.decode().strip()}")
     try:
-        s = settings_for(rs.uri(dbname), tmp_path)
+        s = settings_for(rs.uri_for(dbname), tmp_path)
         s.backup.dir = mount
         result = invoke("backup", "create", settings=s)
         assert result.exit_code == 3, result.stderr
@@ -553,7 +384,7 @@ def test_an_interrupted_restore_leaves_the_target_as_it_was(
     rs: MongoServer, dbname: str, tmp_path: Path
 ) -> None:
     seed(rs, dbname, users=3000)
-    s = settings_for(rs.uri(dbname), tmp_path, parallelism=1)
+    s = settings_for(rs.uri_for(dbname), tmp_path, parallelism=1)
     name = create(s)
     client = rs.client()
     client[dbname].users.insert_one({"_id": "written after the backup"})
@@ -578,7 +409,7 @@ def test_a_swap_that_fails_midway_names_what_was_replaced(
 ) -> None:
     """The swap (a rename per collection) is the one step that is not all or nothing."""
     seed(rs, dbname)
-    s = settings_for(rs.uri(dbname), tmp_path)
+    s = settings_for(rs.uri_for(dbname), tmp_path)
     name = create(s)
     backed_up = raw_state(rs, dbname)
     client = rs.client()
@@ -617,7 +448,7 @@ def test_a_corrupt_file_with_consistent_checksums_leaves_the_target_as_it_was(
     rs: MongoServer, dbname: str, tmp_path: Path
 ) -> None:
     seed(rs, dbname, users=3000)
-    s = settings_for(rs.uri(dbname), tmp_path, parallelism=1)
+    s = settings_for(rs.uri_for(dbname), tmp_path, parallelism=1)
     name = create(s)
     client = rs.client()
     client[dbname].users.insert_one({"_id": "written after the backup"})
@@ -645,7 +476,7 @@ def test_clean_keeps_the_newest_verified_and_removes_the_rest_past_retention(
     rs: MongoServer, dbname: str, tmp_path: Path
 ) -> None:
     seed(rs, dbname, users=50)
-    s = settings_for(rs.uri(dbname), tmp_path, parallelism=1)
+    s = settings_for(rs.uri_for(dbname), tmp_path, parallelism=1)
     names = [create(s) for _ in range(3)]
     assert invoke("backup", "verify", names[0], settings=s).exit_code == 0
     backups = tmp_path / "backups"
@@ -678,7 +509,7 @@ def test_list_flags_a_gap_when_the_newest_backup_is_old(
     rs: MongoServer, dbname: str, tmp_path: Path
 ) -> None:
     seed(rs, dbname, users=10)
-    s = settings_for(rs.uri(dbname), tmp_path)
+    s = settings_for(rs.uri_for(dbname), tmp_path)
     empty = invoke("backup", "list", settings=s)
     assert empty.exit_code == 1 and "no backup" in empty.stderr
     name = create(s)
@@ -692,7 +523,7 @@ def test_metrics_file_is_written_for_node_exporter(
     rs: MongoServer, dbname: str, tmp_path: Path
 ) -> None:
     seed(rs, dbname, users=10)
-    s = settings_for(rs.uri(dbname), tmp_path)
+    s = settings_for(rs.uri_for(dbname), tmp_path)
     metrics = tmp_path / "textfile" / "travellr_backup.prom"
     result = invoke("backup", "create", "--metrics-file", str(metrics), settings=s)
     assert result.exit_code == 0

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from cli import invoke
-from test_backup import MongoServer, _wait_for, backup_names, fail_command, fail_off, settings_for
+from fixtures_servers import MongoServer
+from helpers_backup import backup_names, fail_command, fail_off, settings_for, wait_until
 
 pytestmark = pytest.mark.mongo
 
@@ -48,7 +49,7 @@ def test_a_slow_server_is_not_cut_off_by_the_connection_timeout(
     env = {
         **os.environ,
         # heartbeats every 0.5 s, each allowed mongo.timeout_s
-        "TRAVELLR_MONGO__URI": server.uri("app") + "?heartbeatFrequencyMS=500",
+        "TRAVELLR_MONGO__URI": server.uri_for("app") + "?heartbeatFrequencyMS=500",
         "TRAVELLR_MONGO__TIMEOUT_S": "0.5",
         "TRAVELLR_BACKUP__DIR": str(backups),
         "TRAVELLR_STATE_DIR": str(tmp_path / "state"),
@@ -64,7 +65,7 @@ def test_a_slow_server_is_not_cut_off_by_the_connection_timeout(
             stderr=subprocess.PIPE,
             cwd=tmp_path,
         )
-        _wait_for(lambda: any(backups.glob(".tmp-backup-*")))
+        wait_until(lambda: any(backups.glob(".tmp-backup-*")))
         fail_command(server, ["hello", "isMaster", "find"], blockConnection=True, blockTimeMS=1500)
         _, err = proc.communicate(timeout=180)
     finally:
@@ -80,7 +81,7 @@ def test_a_read_past_backup_read_timeout_s_is_reported_as_a_timeout(
     server: MongoServer, tmp_path: Path
 ) -> None:
     _large_oplog(server, 2_000)
-    s = settings_for(server.uri("app"), tmp_path, read_timeout_s=1.0)
+    s = settings_for(server.uri_for("app"), tmp_path, read_timeout_s=1.0)
     # the first find dumps app.users; the next one reads the oplog (and a retry, if any)
     fail_command(server, ["find"], mode={"skip": 1, "times": 2}, blockConnection=True,
                  blockTimeMS=4000)  # fmt: skip

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from cli import invoke
-from test_backup import MongoServer, create, raw_state, seed, settings_for
+from fixtures_servers import MongoServer
+from helpers_backup import create, raw_state, seed, settings_for
 
 pytestmark = pytest.mark.mongo
 
@@ -76,7 +77,7 @@ def test_restore_until_gives_exactly_the_state_at_that_moment(
     rs: MongoServer, dbname: str, tmp_path: Path
 ) -> None:
     seed(rs, dbname)
-    s = settings_for(rs.uri(dbname), tmp_path)
+    s = settings_for(rs.uri_for(dbname), tmp_path)
     name = create(s)
     next_second()
     writes_phase_one(rs, dbname)
@@ -107,16 +108,16 @@ def test_restore_until_gives_exactly_the_state_at_that_moment(
 def test_writes_during_the_dump_are_captured_so_the_backup_is_consistent_at_its_end(
     rs: MongoServer, dbname: str, tmp_path: Path
 ) -> None:
-    from test_backup import _spawn_create, _wait_for, fail_command, fail_off
+    from helpers_backup import fail_command, fail_off, spawn_create, wait_until
 
     seed(rs, dbname, users=3000)
-    s = settings_for(rs.uri(dbname), tmp_path, parallelism=1)
+    s = settings_for(rs.uri_for(dbname), tmp_path, parallelism=1)
     # hold the dump in its first getMore while the app keeps writing (long enough for the
     # writes to end first on a busy machine: later ones would not be in the backup)
     fail_command(rs, ["getMore"], mode={"times": 1}, blockConnection=True, blockTimeMS=5000)
     try:
-        proc = _spawn_create(s, tmp_path)
-        _wait_for(lambda: any((tmp_path / "backups").glob(".tmp-backup-*")))
+        proc = spawn_create(s, tmp_path)
+        wait_until(lambda: any((tmp_path / "backups").glob(".tmp-backup-*")))
         writes_phase_one(rs, dbname)
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err.decode()
@@ -137,7 +138,7 @@ def test_until_before_the_backup_or_past_the_archive_is_refused(
     rs: MongoServer, dbname: str, tmp_path: Path
 ) -> None:
     seed(rs, dbname, users=10)
-    s = settings_for(rs.uri(dbname), tmp_path)
+    s = settings_for(rs.uri_for(dbname), tmp_path)
     name = create(s)
     before = invoke("backup", "restore", name, "--db", "x" + dbname, "--yes",
                     "--until", "2020-01-01T00:00:00Z", settings=s)  # fmt: skip
@@ -186,7 +187,7 @@ def test_archive_resumes_after_a_crash_without_gaps_or_duplicates(
 
     seed(rs, dbname, users=10)
     # two entries per file: file boundaries fall inside transactions (entries sharing a ts)
-    s = settings_for(rs.uri(dbname), tmp_path, oplog_file_entries=2)
+    s = settings_for(rs.uri_for(dbname), tmp_path, oplog_file_entries=2)
     name = create(s)
     manifest = json.loads((tmp_path / "backups" / name / "manifest.json").read_text())
     base = Timestamp(*manifest["oplog"]["end"])
@@ -235,7 +236,7 @@ def test_archive_reports_an_oplog_that_rolled_past_its_position(tmp_path: Path) 
         seed_small = server.client()
         seed_small.rolled.t.insert_one({"_id": 0})
         seed_small.close()
-        s = settings_for(server.uri("rolled"), tmp_path)
+        s = settings_for(server.uri_for("rolled"), tmp_path)
         assert invoke("backup", "oplog-archive", settings=s).exit_code == 0
         client = server.client()
         client.rolled.t.insert_one({"_id": 1})
@@ -262,7 +263,7 @@ def test_replay_understands_mongods_update_format_and_applyops_transactions(
 
     from travellr_ops.adapters.mongo import MongoAdapter
     from travellr_ops.adapters.mongo_dump import MongoDump
-    from travellr_ops.ops.backup.restore import parse_until, replay
+    from travellr_ops.ops.backup.restore import Until, replay
 
     client = rs.client()
     d = client[dbname]
@@ -286,9 +287,9 @@ def test_replay_understands_mongods_update_format_and_applyops_transactions(
         {"op": "u", "ns": ns, "o2": {"_id": 2}, "ts": ts, "o": {"_id": 2, "replaced": True}},
     ]  # fmt: skip
     raw = iter([bson.encode(e) for e in entries[:2]])
-    mongo = MongoAdapter(rs.uri(dbname), dbname)
+    mongo = MongoAdapter(rs.uri_for(dbname), dbname)
     dump = MongoDump(mongo)
-    until = parse_until("2999-01-01T00:00:00Z")
+    until = Until.parse("2999-01-01T00:00:00Z")
     applied, skipped = replay(dump, raw, dbname, dbname, {"t"}, until)
     assert applied == 2 and not skipped
     assert d.t.find_one({"_id": 1}) == {
@@ -334,7 +335,7 @@ def test_restore_until_gives_the_collections_of_that_moment_too(
     oplog alone (nothing written after the moment survives), those that did not exist at
     that moment are dropped, and the confirmation names them."""
     seed(rs, dbname, users=50)
-    s = settings_for(rs.uri(dbname), tmp_path)
+    s = settings_for(rs.uri_for(dbname), tmp_path)
     name = create(s)
     client = rs.client()
     d = client[dbname]

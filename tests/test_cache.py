@@ -207,6 +207,13 @@ def test_bad_url_window_and_rate_are_usage_errors(server: RedisServer, tmp_path:
     assert invoke("cache", "clear", "x*", "--rate", "0", "--yes", settings=s).exit_code == 2
 
 
+def test_window_takes_the_tools_durations(server: RedisServer, tmp_path: Path) -> None:
+    s = settings(server.url, tmp_path)
+    result = invoke("cache", "stats", "--window", "300ms", "--json", settings=s)
+    assert result.exit_code == 0, result.stderr
+    assert result.json()["window_s"] == 0.3
+
+
 def test_unreachable_redis_and_refused_password_exit_3_without_the_password(
     server: RedisServer, tmp_path: Path
 ) -> None:
@@ -415,6 +422,7 @@ WARM_PATHS = [
 ]
 
 
+@pytest.mark.mongo
 def test_warm_fills_the_cache_through_the_backend(
     server: RedisServer,
     seeded_mongo_uri: str,

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -104,3 +105,25 @@ def test_the_flag_has_the_backends_format() -> None:
         "until": "2026-11-28T15:00:30+00:00",
     }
     assert flag_value("m", "r", "b", NOW, None)["until"] is None
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["stats", "--window", "soon"], "--window 'soon' is not a duration"),
+        (["stats", "--window", "2h"], "at most 3600 seconds"),
+        (["clear", "x*", "--rate", "0", "--yes"], "--rate must be more than 0"),
+        (["clear", "x[", "--yes"], "never closes"),
+    ],
+)
+def test_bad_input_is_refused_before_redis_is_reached(
+    args: list[str], said: str, tmp_path: Path
+) -> None:
+    from cli import invoke
+    from servers import free_port
+    from travellr_ops.settings import Settings
+
+    s = Settings(redis={"url": f"redis://127.0.0.1:{free_port()}/0"}, state_dir=tmp_path)
+    result = invoke("cache", *args, settings=s)
+    assert result.exit_code == 2, result.stderr
+    assert said in result.stderr

@@ -135,6 +135,25 @@ def test_config_validate_reports_each_unreachable_server(tmp_path: Path) -> None
     assert "rpass" not in result.stdout
 
 
+@pytest.mark.mongo
+@pytest.mark.redis
+def test_config_validate_passes_when_every_server_answers(
+    redis_url: str, seeded_mongo_uri: str, backend_url: str, tmp_path: Path
+) -> None:
+    s = Settings(
+        state_dir=tmp_path / "state",
+        mongo={"uri": seeded_mongo_uri},
+        redis={"url": redis_url},
+        api={"url": backend_url},
+        backup={"dir": tmp_path / "backups"},
+    )
+    result = invoke("config", "validate", "--json", settings=s)
+    assert result.exit_code == 0, result.stdout
+    findings = {f["item"]: f for f in result.json()["findings"]}
+    assert all(findings[i]["ok"] for i in ("mongo.uri", "redis.url", "api.url"))
+    assert "answers" in findings["api.url"]["detail"]
+
+
 def test_quiet_prints_nothing_on_stdout(tmp_path: Path) -> None:
     result = invoke("health", "--quiet", settings=_nowhere(tmp_path))
     assert result.exit_code == 3

@@ -1,14 +1,13 @@
 """`db`: against real SecantusDB servers (replica set and standalone) on 127.0.0.1.
 
 The servers are this module's own (a small seed of the Travellr collections, with every index
-of config/indexes.toml except bookings {tripId, status}, like the sandbox's seed).
+of the shipped indexes.toml except bookings {tripId, status}, like the sandbox's seed).
 """
 
 from __future__ import annotations
 
 import random
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -23,80 +22,13 @@ from typing import Any
 import pytest
 
 from cli import invoke
+from fixtures_servers import MongoServer
 from servers import free_port, need
 from travellr_ops.settings import Settings
 
 pytestmark = pytest.mark.mongo
 
-SERVER = Path(sys.executable).parent / "secantusd-py"
 BOOKINGS = 3000  # over mongo.analyze_min_docs (1000): a scan of them is a finding
-
-
-class MongoServer:
-    """One secantusd-py process; stop() and start() again keep its data (unless in memory)."""
-
-    def __init__(self, workdir: Path, *, standalone: bool = False, memory: bool = True) -> None:
-        if not SERVER.exists():
-            need(f"{SERVER} missing (pip install 'SecantusDB==0.7.0b3')")
-        self.workdir = workdir
-        self.port = free_port()
-        self.standalone = standalone
-        self.storage = ":memory:" if memory else str(workdir / "data")
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.extra: list[str] = []
-
-    @property
-    def uri(self) -> str:
-        return f"mongodb://127.0.0.1:{self.port}/travellr"
-
-    @property
-    def tls(self) -> bool:
-        return "--tls-cert-file" in self.extra
-
-    def start(self, *extra: str) -> MongoServer:
-        from pymongo import MongoClient
-
-        self.extra = list(extra) or self.extra
-        args = [str(SERVER), "--host", "127.0.0.1", "--port", str(self.port)]
-        args += ["--storage-path", self.storage, "--cache-size", "128M", *self.extra]
-        if self.standalone:
-            args.append("--standalone")
-        log = open(self.workdir / "mongo.log", "ab")  # noqa: SIM115 - the process owns it
-        self.proc = subprocess.Popen(args, cwd=self.workdir, stdout=log, stderr=log)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                need(f"secantusd-py exited at start; see {self.workdir / 'mongo.log'}")
-            tls = {"tls": True, "tlsAllowInvalidCertificates": True} if self.tls else {}
-            client: MongoClient[dict[str, Any]] = MongoClient(
-                "127.0.0.1", self.port, directConnection=True, serverSelectionTimeoutMS=200, **tls
-            )
-            try:
-                client.admin.command("ping")
-                return self
-            except Exception:
-                time.sleep(0.05)
-            finally:
-                client.close()
-        self.stop()
-        need("secantusd-py did not answer within 30 s")
-
-    def stop(self) -> None:
-        """SIGTERM and wait for the clean shutdown (2-4 s) when there is data on disk to keep;
-        a server in memory has none, so it is killed at once."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGKILL if self.storage == ":memory:" else signal.SIGTERM)
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-
-    def client(self, uri: str | None = None) -> Any:
-        from pymongo import MongoClient
-
-        return MongoClient(uri or self.uri, serverSelectionTimeoutMS=5000)
 
 
 def seed(uri: str, bookings: int = BOOKINGS) -> None:
@@ -700,6 +632,35 @@ def test_restart_of_a_server_that_stays_down_fails_with_the_diagnosis(
         assert '"outcome": "failed"' in audit
     finally:
         server.stop()
+
+
+class UnhealthyRestartPlatform:
+    """A platform whose restart ran and whose own check after it found the service unhealthy
+    (what the compose and Kubernetes adapters report for a container that dies)."""
+
+    name = "test"
+
+    def restart(self, service: str, timeout_s: float, progress: Any) -> Any:
+        from travellr_ops.adapters.platform_types import RestartResult
+
+        return RestartResult(service, healthy=False, seconds=0.1, reason="died (exit code 3)")
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_restart_the_platform_finds_unhealthy_exits_1_as_service_restart_does(
+    rs: MongoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    platform = UnhealthyRestartPlatform()
+    monkeypatch.setattr("travellr_ops.adapters.platform.get_platform", lambda settings: platform)
+    s = settings(rs.uri, tmp_path, timeout_s=0.5)
+    result = invoke("db", "restart", "--yes", "--timeout", "30s", "--json", settings=s)
+    assert result.exit_code == 1, result.stderr
+    assert result.json()["healthy"] is False
+    assert "not healthy after the restart: died (exit code 3)" in result.stderr
+    audit = (tmp_path / "state" / "audit.log").read_text()
+    assert '"outcome": "failed"' in audit
 
 
 def test_waiting_gives_up_on_a_server_that_stays_down(tmp_path: Path) -> None:

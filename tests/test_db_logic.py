@@ -13,7 +13,8 @@ from pymongo.errors import OperationFailure, ServerSelectionTimeoutError
 from travellr_ops.adapters.mongo import classify
 from travellr_ops.errors import UsageError
 from travellr_ops.ops.db.indexes import AnalyzeReport, IndexFile, IndexInfo, IndexSpec, _unused
-from travellr_ops.ops.db.queries import describe, index_for, parse_since, shape, summarise
+from travellr_ops.ops.db.queries import describe, index_for, shape, summarise
+from travellr_ops.vocab.timespec import parse_since
 
 
 def test_the_index_for_a_query_puts_equality_then_sort_then_range() -> None:
@@ -35,11 +36,11 @@ def test_shapes_hide_values_but_keep_operators() -> None:
 
 def test_since_takes_durations_and_times() -> None:
     now = datetime(2026, 1, 2, tzinfo=UTC)
-    assert parse_since("30m", now) == now - timedelta(minutes=30)
-    assert parse_since("1d", now) == now - timedelta(days=1)
-    assert parse_since("2026-01-01T09:00", now) == datetime(2026, 1, 1, 9, tzinfo=UTC)
+    assert parse_since("30m", now=now) == now - timedelta(minutes=30)
+    assert parse_since("1d", now=now) == now - timedelta(days=1)
+    assert parse_since("2026-01-01T09:00", now=now) == datetime(2026, 1, 1, 9, tzinfo=UTC)
     with pytest.raises(UsageError):
-        parse_since("soon", now)
+        parse_since("soon", now=now)
 
 
 def test_a_mongodb_7_slot_based_plan_is_summarised_like_a_classic_one() -> None:
@@ -160,8 +161,9 @@ def test_config_show_names_the_index_file_in_use(tmp_path: Path) -> None:
     rows = invoke("config", "show", "--json", settings=Settings(state_dir=tmp_path)).json()
     [row] = [r for r in rows["settings"] if r["key"] == "mongo.indexes_file"]
     assert row["value"] == str(SHIPPED_INDEXES_FILE) and row["source"] == "default"
-    assert SHIPPED_INDEXES_FILE.is_file() and SHIPPED_INDEXES_FILE.parts[-2:] == (
-        "config",
+    assert SHIPPED_INDEXES_FILE.is_file() and SHIPPED_INDEXES_FILE.parts[-3:] == (
+        "travellr_ops",
+        "data",
         "indexes.toml",
     )
     mine = tmp_path / "mine.toml"
@@ -173,3 +175,30 @@ def test_config_show_names_the_index_file_in_use(tmp_path: Path) -> None:
     ).json()
     [row] = [r for r in rows["settings"] if r["key"] == "mongo.indexes_file"]
     assert row["value"] == str(mine)
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["slow", "--since", "soon"], "--since 'soon' is not a duration or a time"),
+        (["status", "--interval", "2h"], "--interval must be between 0 and 60 seconds"),
+        (["status", "--interval", "0"], "--interval '0' is not a duration of more"),
+        (["restart", "--timeout", "1x", "--yes"], "--timeout '1x' is not a duration"),
+    ],
+)
+def test_bad_times_are_refused_before_mongodb_or_the_platform_is_reached(
+    args: list[str], said: str, tmp_path: Path
+) -> None:
+    from cli import invoke
+    from servers import free_port
+    from travellr_ops.settings import Settings
+
+    s = Settings(
+        platform="compose",
+        compose={"docker_host": f"unix://{tmp_path}/nothing-here.sock"},
+        mongo={"uri": f"mongodb://127.0.0.1:{free_port()}/travellr", "timeout_s": 0.5},
+        state_dir=tmp_path,
+    )
+    result = invoke("db", *args, settings=s)
+    assert result.exit_code == 2, result.stderr
+    assert said in result.stderr

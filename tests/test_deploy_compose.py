@@ -15,6 +15,7 @@ import pytest
 
 from cli import invoke
 from fixtures_docker import COMPOSE_FILE, ComposeStack
+from helpers_signals import spawn_interruptible
 from travellr_ops.safety import FileLock
 from travellr_ops.settings import DeploySettings, Settings, Thresholds
 
@@ -219,7 +220,7 @@ def _start(settings: Settings, tmp_path: Path, *args: str) -> tuple[Any, Path]:
     import sys
 
     log = tmp_path / "deploy.err"
-    proc = subprocess.Popen(
+    proc = spawn_interruptible(
         [sys.executable, "-m", "travellr_ops", *args],
         stdout=subprocess.DEVNULL,
         stderr=log.open("w"),

@@ -11,7 +11,7 @@ from cli import invoke
 from fixtures_k8s import K8sNamespace, backend_deployment
 from travellr_ops.settings import DeploySettings, Settings, Thresholds
 
-pytestmark = [pytest.mark.k8s, pytest.mark.mongo, pytest.mark.redis]
+pytestmark = [pytest.mark.k8s, pytest.mark.redis, pytest.mark.mongo]
 
 
 def _settings(

@@ -47,6 +47,7 @@ def server(redis_factory: Callable[[], RedisServer]) -> RedisServer:
     return redis_factory()
 
 
+@pytest.mark.mongo
 def test_on_makes_the_backend_answer_503_and_off_brings_it_back(
     server: RedisServer,
     seeded_mongo_uri: str,
@@ -93,6 +94,7 @@ def test_on_makes_the_backend_answer_503_and_off_brings_it_back(
     ]
 
 
+@pytest.mark.mongo
 def test_health_reports_maintenance_instead_of_alarming(
     server: RedisServer,
     seeded_mongo_uri: str,

@@ -20,6 +20,7 @@ import pytest
 
 from cli import invoke
 from fixtures_servers import Backend, MongoServer, RedisServer, seed
+from helpers_signals import sigint_at_default
 from travellr_ops.settings import Settings
 
 pytestmark = [pytest.mark.redis, pytest.mark.mongo]
@@ -511,6 +512,49 @@ def test_report_bad_since_is_exit_2(since: str, tmp_path: Path) -> None:
     assert "--since" in result.stderr
 
 
+@pytest.mark.parametrize("since", ["90", "1h30m", "1w", "2026-01-01T00:00:00Z"])
+def test_report_since_takes_the_shared_time_grammar(since: str, tmp_path: Path) -> None:
+    result = invoke(
+        "monitor",
+        "report",
+        "--since",
+        since,
+        "--json",
+        settings=Settings(state_dir=tmp_path, monitor={"retention_days": 3650}),
+    )
+    assert result.exit_code == 0, result.stderr
+    doc = result.json()
+    if since == "2026-01-01T00:00:00Z":
+        assert doc["since"] == datetime(2026, 1, 1, tzinfo=UTC).timestamp()
+    else:
+        expected = {"90": 90, "1h30m": 5400, "1w": 604800}[since]
+        assert doc["until"] - doc["since"] == pytest.approx(expected, abs=1)
+
+
+def test_report_since_further_back_than_the_history_keeps_is_exit_2(tmp_path: Path) -> None:
+    settings = Settings(state_dir=tmp_path, monitor={"retention_days": 7})
+    result = invoke("monitor", "report", "--since", "8d", settings=settings)
+    assert result.exit_code == 2
+    assert "--since '8d' reaches further back than the history keeps (7 days)" in result.stderr
+
+
+def test_report_html_that_cannot_be_written_is_exit_2(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    page = blocker / "report.html"
+    result = invoke("monitor", "report", "--html", str(page), settings=Settings(state_dir=tmp_path))
+    assert result.exit_code == 2
+    assert f"cannot write the report to {page}" in result.stderr
+
+
+@pytest.mark.parametrize("args", [("once", "--window", "2h"), ("once", "--window", "soon")])
+def test_once_bad_window_is_exit_2_without_a_server(args: tuple[str, ...], tmp_path: Path) -> None:
+    settings = Settings(state_dir=tmp_path, redis={"url": "redis://127.0.0.1:9"})
+    result = invoke("monitor", *args, settings=settings)
+    assert result.exit_code == 2
+    assert "--window" in result.stderr
+
+
 def test_report_of_an_empty_history_says_so_and_exits_0(tmp_path: Path) -> None:
     settings = Settings(state_dir=tmp_path / "state")
     page = tmp_path / "report.html"
@@ -627,6 +671,7 @@ def run_on_a_terminal(
         try:
             fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
             os.chdir(cwd)
+            sigint_at_default()
             os.execve(sys.executable, [sys.executable, *argv], env)
         finally:
             os._exit(127)

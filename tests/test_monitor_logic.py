@@ -9,10 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from travellr_ops.errors import ExitCode
 from travellr_ops.ops.monitor.history import append, load, open_history
-from travellr_ops.ops.monitor.metrics import Metric, Sample, percentile
+from travellr_ops.ops.monitor.metrics import Metric, Sample
 from travellr_ops.ops.monitor.sources import AccessLog, LogUnavailable
 from travellr_ops.store import Store, StoreError
+from travellr_ops.vocab.stats import percentile
+from travellr_ops.vocab.verdict import Verdict
 
 
 def sample(at: float, value: float = 1.0) -> Sample:
@@ -134,3 +137,27 @@ def test_tracker_keeps_bounded_recent_values_and_exact_extremes() -> None:
     row = tracker.summary().rows[0]
     assert (row.min, row.p95, row.max, row.breaches) == (1.0, 95.0, 100.0, 2)
     assert [b.time for b in tracker.summary().breaches] == [99.0, 100.0]
+
+
+def metric(name: str, verdict: Verdict) -> Metric:
+    return Metric(name, None if verdict == Verdict.UNKNOWN else 1.0, "ms", verdict, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("verdicts", "maintenance", "word", "code"),
+    [
+        ([Verdict.OK, Verdict.IDLE, Verdict.INFO], None, "ok", ExitCode.OK),
+        ([Verdict.OK, Verdict.UNKNOWN], None, "unknown", ExitCode.UNAVAILABLE),
+        # a breach beside a metric whose source did not answer is a failure: exit 1
+        ([Verdict.UNKNOWN, Verdict.BREACH], None, "breach", ExitCode.CHECK_FAILED),
+        # in maintenance mode a breach is no alarm; the unknown metric still is
+        ([Verdict.UNKNOWN, Verdict.BREACH], {"message": "m"}, "unknown", ExitCode.UNAVAILABLE),
+        ([Verdict.OK, Verdict.BREACH], {"message": "m"}, "maintenance", ExitCode.OK),
+    ],
+)
+def test_a_samples_verdict_and_exit_code_are_the_shared_ones(
+    verdicts: list[Verdict], maintenance: dict[str, object] | None, word: str, code: ExitCode
+) -> None:
+    metrics = [metric(f"m{i}", v) for i, v in enumerate(verdicts)]
+    sample = Sample(1.0, 1.0, 1.0, maintenance, metrics)
+    assert (sample.verdict, sample.exit_code) == (word, code)

@@ -66,6 +66,7 @@ def _run(stack: ComposeStack, image: str, *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+@pytest.mark.docker
 def test_the_image_runs_help_config_and_health_against_the_stack(
     stack: ComposeStack, ops_image: str
 ) -> None:

@@ -182,23 +182,6 @@ def test_broken_release_health_answers_500(
     assert get(api.url + "/api/health")[0] == 500
 
 
-def test_backend_runs_on_debians_python_packages(
-    tmp_path: Path, redis_url: str, seeded_mongo_uri: str
-) -> None:
-    """The compose stack runs the backend on Debian's python3-pymongo/python3-redis."""
-    python = shutil.which("python3", path="/usr/bin")
-    probe = python and subprocess.run([python, "-c", "import pymongo, redis"], check=False)
-    if not python or probe is None or probe.returncode != 0:
-        need("Debian's python3-pymongo and python3-redis (apt-get install them)")
-    api = Backend(tmp_path, redis_url=redis_url, mongo_uri=seeded_mongo_uri, python=python)
-    api.start()
-    try:
-        assert get(api.url + "/api/health")[0] == 200
-        assert get(api.url + "/api/search?destination=Petra")[0] == 200
-    finally:
-        api.stop()
-
-
 # --------------------------------------------------------------------------- fixtures
 def test_cluster_fixture_spreads_keys_over_three_primaries(redis_cluster_url: str) -> None:
     from redis.cluster import RedisCluster

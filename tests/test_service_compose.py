@@ -18,7 +18,10 @@ import pytest
 
 from cli import invoke
 from fixtures_docker import SESSION_LABEL, ComposeStack
+from helpers_signals import spawn_interruptible
 from travellr_ops.settings import ComposeSettings, Settings
+
+pytestmark = pytest.mark.docker
 
 
 def _hit(url: str) -> None:
@@ -166,7 +169,7 @@ def test_logs_bad_since_and_bad_regex_are_usage_errors(stack: ComposeStack) -> N
 @pytest.mark.docker
 def test_logs_follow_streams_and_ctrl_c_exits_130(stack: ComposeStack) -> None:
     env = _env(stack)
-    proc = subprocess.Popen(
+    proc = spawn_interruptible(
         [sys.executable, "-m", "travellr_ops", "service", "logs", "backend", "-f", "--tail", "1"],
         env=env,
         stdout=subprocess.PIPE,
@@ -224,7 +227,7 @@ def test_stats_over_the_memory_threshold_exits_1(stack: ComposeStack) -> None:
 
 @pytest.mark.docker
 def test_stats_watch_refreshes_until_ctrl_c(stack: ComposeStack) -> None:
-    proc = subprocess.Popen(
+    proc = spawn_interruptible(
         [sys.executable, "-m", "travellr_ops", "--json", "service", "stats", "backend",
          "--watch", "--interval", "0.5"],
         env=_env(stack), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -251,7 +254,7 @@ def test_top_lists_the_processes_in_the_container(stack: ComposeStack) -> None:
     assert result.exit_code == 0, result.stderr
     (listing,) = result.json()["instances"]
     assert "PID" in listing["titles"]
-    assert any("backend.py" in " ".join(p) for p in listing["processes"])
+    assert any("server.js" in " ".join(p) for p in listing["processes"])
 
 
 # -- up / down ----------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ import pytest
 from travellr_ops.adapters.docker import stats_usage
 from travellr_ops.adapters.log_streams import stamped_line
 from travellr_ops.errors import UsageError
-from travellr_ops.ops.service import log_filter, parse_since
+from travellr_ops.ops.service import log_filter
+from travellr_ops.vocab.timespec import parse_since
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -21,16 +22,16 @@ NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
      ("1d", timedelta(days=1)), ("1.5h", timedelta(minutes=90))],
 )  # fmt: skip
 def test_since_durations(text: str, ago: timedelta) -> None:
-    assert parse_since(text, NOW) == NOW - ago
+    assert parse_since(text, now=NOW) == NOW - ago
 
 
 def test_since_times_without_a_zone_are_utc() -> None:
-    assert parse_since("2026-05-01T10:00:00", NOW) == datetime(2026, 5, 1, 10, tzinfo=UTC)
+    assert parse_since("2026-05-01T10:00:00", now=NOW) == datetime(2026, 5, 1, 10, tzinfo=UTC)
 
 
 def test_since_nonsense_is_a_usage_error() -> None:
     with pytest.raises(UsageError):
-        parse_since("last tuesday", NOW)
+        parse_since("last tuesday", now=NOW)
 
 
 def test_grep_is_a_case_insensitive_regex() -> None:
@@ -145,3 +146,35 @@ def test_scale_takes_n_as_the_readme_writes_it(tmp_path: Path) -> None:
         assert "env var" not in result.stderr and "None" not in result.stderr
     negative = invoke("service", "scale", "backend", "--", "-1", settings=s)
     assert negative.exit_code == 2 and "env var" not in negative.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["logs", "--since", "1x"], "--since '1x' is not a duration or a time"),
+        (["logs", "backend", "--since", "last tuesday"], "--since 'last tuesday'"),
+        (
+            ["restart", "backend", "--timeout", "soon", "--yes"],
+            "--timeout 'soon' is not a duration",
+        ),
+        (["restart", "backend", "--timeout", "0"], "--timeout '0' is not a duration of more"),
+        (["stats", "--watch", "--interval", "1x"], "--interval '1x' is not a duration"),
+        (["stats", "--watch", "--interval", "100ms"], "--interval must be at least 500ms"),
+    ],
+)
+def test_bad_times_are_refused_before_the_platform_is_reached(
+    args: list[str], said: str, tmp_path: Path
+) -> None:
+    from cli import invoke
+    from travellr_ops.settings import Settings
+
+    # an engine that is not there: reaching it would be exit 3, "no Docker Engine at"
+    s = Settings(
+        platform="compose",
+        compose={"docker_host": f"unix://{tmp_path}/nothing-here.sock"},
+        state_dir=tmp_path,
+    )
+    result = invoke("service", *args, settings=s)
+    assert result.exit_code == 2, result.stderr
+    assert said in result.stderr
+    assert "Docker Engine" not in result.stderr

@@ -106,13 +106,11 @@ def main() -> None:
         settings = Settings(
             mongo={"uri": server.uri, "timeout_s": 30}, backup=backup, state_dir=work / "state"
         )
-        from travellr_ops.adapters.mongo import MongoAdapter
-        from travellr_ops.adapters.mongo_dump import MongoDump
         from travellr_ops.ops.backup.create import choose_parallelism
+        from travellr_ops.runtime import Runtime
 
-        probe = MongoAdapter(server.uri, DB, 30)
-        chosen = choose_parallelism(settings, MongoDump(probe))
-        probe.close()
+        with Runtime(settings).dump() as probe:
+            chosen = choose_parallelism(settings, probe)
         print(f"backup.parallelism = {chosen.workers} ({chosen.source}); gzip by {gzip_engine()}")
 
         def read_one(name: str) -> None:

@@ -32,7 +32,6 @@ import shutil
 import signal
 import socket
 import sqlite3
-import statistics
 import struct
 import subprocess
 import sys
@@ -49,15 +48,23 @@ sys.path.insert(0, str(REPO / "src"))
 import psutil  # noqa: E402
 
 from travellr_ops.cli.app import run  # noqa: E402
-from travellr_ops.cli.common import AppContext  # noqa: E402
-from travellr_ops.cli.monitor import sampler_for  # noqa: E402
-from travellr_ops.ops.monitor.sampler import Sampler  # noqa: E402
+from travellr_ops.ops.monitor.sampler import Sampler, open_sampler  # noqa: E402
+from travellr_ops.runtime import Runtime  # noqa: E402
 from travellr_ops.settings import Settings, load_settings  # noqa: E402
+from travellr_ops.vocab.stats import percentile  # noqa: E402
+from travellr_ops.vocab.verdict import Verdict  # noqa: E402
 
 SANDBOX_SH = REPO / "scripts" / "sandbox.sh"
 MB = 1024 * 1024
 #: the sources whose time is spent in the MongoDB server (dbStats is the disks' part)
 MONGO_BOUND = ("timed queries", "disks", "business queries")
+
+
+def med(values: list[float]) -> float:
+    """The median as the tool reports one (nearest-rank p50)."""
+    found = percentile(values, 50)
+    assert found is not None, "no rounds"
+    return found
 
 
 def free_port() -> int:
@@ -126,7 +133,7 @@ def bench_once(settings: Settings, rounds: int, window: float) -> bool:
     per_source: dict[str, list[float]] = {}
     sampled: list[float] = []
     command: list[float] = []
-    with sampler_for(AppContext(preset=settings)) as sampler:
+    with open_sampler(Runtime(settings)) as sampler:
         sampler.sample(window)  # connections made, deltas primed: every round starts alike
         for _ in range(rounds):
             for name, fn in alone(sampler).items():
@@ -136,7 +143,7 @@ def bench_once(settings: Settings, rounds: int, window: float) -> bool:
             started = time.perf_counter()
             sample = sampler.sample(window)
             sampled.append(time.perf_counter() - started)
-            unknown = [m.key for m in sample.metrics if m.verdict == "unknown"]
+            unknown = [m.key for m in sample.metrics if m.verdict == Verdict.UNKNOWN]
             assert not unknown, f"a source is down: {unknown}"
             started = time.perf_counter()
             with contextlib.redirect_stdout(io.StringIO()):
@@ -144,7 +151,6 @@ def bench_once(settings: Settings, rounds: int, window: float) -> bool:
             command.append(time.perf_counter() - started)
             assert code in (0, 1), f"monitor once exited {code}"
 
-    med = statistics.median
     print(f"\nmonitor once: window {window:g} s, median of {rounds} rounds")
     for name, times in sorted(per_source.items(), key=lambda kv: med(kv[1])):
         print(f"  {name:<22} alone {med(times) * 1000:8.1f} ms")

@@ -7,7 +7,7 @@ The database named in the URI is dropped and refilled. --scale 1.0 gives 5,000 u
 10,000 trips, 40,000 bookings and 20,000 searches (75,000 documents); tests use 0.02.
 Every user's password is SEED_PASSWORD ("travellr-demo"): the backend's login accepts it.
 
-Indexes created (the app's index set, as config/indexes.toml declares it):
+Indexes created (the app's index set, as the shipped indexes.toml declares it):
     users     {email: 1}                 unique
     users     {referralCode: 1}          sparse, unique (only some users have a code)
     trips     {destination: 1, startDate: 1}

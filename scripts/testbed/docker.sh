@@ -98,7 +98,8 @@ stop() {
 MIRROR=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -1)
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
 SECANTUS_PIN='SecantusDB==0.7.0b3' # GPL-2.0: test/demo images only
-BASE_PACKAGES=python3,python3-pymongo,python3-redis,redis-server,ca-certificates
+# nodejs: Debian's Node.js (18) runs the stand-in backend (scripts/sandbox/server.js)
+BASE_PACKAGES=python3,python3-pymongo,python3-redis,redis-server,nodejs,ca-certificates
 
 base_recipe() { echo "bookworm minbase $BASE_PACKAGES $SECANTUS_PIN v1"; }
 
@@ -145,9 +146,34 @@ build() {
   rm -rf "$ctx"
 }
 
+# The backend's app folder as a tarball for ADD: server.js, package*.json and node_modules,
+# installed on this machine by `npm ci` from the lock (scripts/sandbox.sh deps, npm's cache):
+# the build and the containers need no network. Its dependencies are pure JavaScript.
+backend_app() { # OUT-TAR
+  bash "$REPO/scripts/sandbox.sh" deps >&2
+  tar -C "$REPO/scripts/sandbox" -cf "$1" --exclude=node_modules/.travellr-lock-sha256 \
+    server.js package.json package-lock.json node_modules
+}
+
+# build_backend TAG DOCKERFILE-TEXT: like build, for the backend's app tarball; the recipe
+# hash covers the lock file rather than the installed tree (which npm ci derives from it).
+build_backend() {
+  local tag=$1 dockerfile=$2 hash ctx app=$REPO/scripts/sandbox
+  hash=$( { echo "$dockerfile"; cat "$app/server.js" "$app/package.json" "$app/package-lock.json"; } \
+    | sha256sum | cut -c1-16)
+  if [ "$(dk image inspect -f "{{index .Config.Labels \"$LABEL.recipe\"}}" "$tag" 2>/dev/null)" = "$hash" ]; then
+    return 0
+  fi
+  ctx=$(mktemp -d)
+  printf '%s\nLABEL %s=true %s.recipe=%s\n' "$dockerfile" "$LABEL" "$LABEL" "$hash" >"$ctx/Dockerfile"
+  backend_app "$ctx/app.tar" || { rm -rf "$ctx"; die "the backend's node_modules could not be installed"; }
+  log "building $tag"
+  dk build -q --network none -t "$tag" "$ctx" >/dev/null || { rm -rf "$ctx"; die "build of $tag failed"; }
+  rm -rf "$ctx"
+}
+
 images() {
-  # TRAVELLR_BACKEND_PY: another stand-in backend to build from (development of the sandbox)
-  local base backend=${TRAVELLR_BACKEND_PY:-$REPO/scripts/sandbox/backend.py}
+  local base
   base=$(base_image)
   build travellr-redis:testbed "FROM $base
 CMD [\"redis-server\", \"--bind\", \"127.0.0.1\", \"--port\", \"6379\", \"--save\", \"\", \"--appendonly\", \"no\"]"
@@ -156,16 +182,16 @@ ENV PYTHONPATH=/opt/secantus
 ENTRYPOINT [\"python3\", \"-c\", \"import sys; from secantus.cli import main; sys.argv[0] = 'secantusd'; sys.exit(main())\"]
 CMD [\"--host\", \"127.0.0.1\", \"--port\", \"27017\", \"--storage-path\", \":memory:\"]"
   local version health
-  [ -f "$backend" ] || die "$backend is missing (the sandbox's stand-in backend)"
   for version in v1 v2 v2-broken v2-errors; do
     # only the broken tag sets the variable at all: any value may read as "fail"
     health=; [ "$version" = v2-broken ] && health=" BACKEND_HEALTH_FAIL=1"
     [ "$version" = v2-errors ] && health=" BACKEND_ERROR_PCT=20"
-    build "travellr-backend:$version" "FROM $base
-COPY backend.py /app/backend.py
-ENV BACKEND_VERSION=$version HOST=127.0.0.1 PORT=5000 PYTHONUNBUFFERED=1$health
+    # node is PID 1: SIGTERM (stop) and SIGUSR1 (its inspector: service profile) reach it
+    build_backend "travellr-backend:$version" "FROM $base
+ADD app.tar /app/
+ENV BACKEND_VERSION=$version HOST=127.0.0.1 PORT=5000 NODE_ENV=production$health
 WORKDIR /app
-CMD [\"python3\", \"/app/backend.py\"]" "$backend"
+CMD [\"node\", \"/app/server.js\"]"
   done
   # images of older recipes, untagged by the builds above
   dk image prune -f --filter "label=$LABEL=true" >/dev/null

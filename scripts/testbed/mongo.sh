@@ -33,11 +33,13 @@ port_busy() { # port: true when something accepts connections on 127.0.0.1:port
   (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
-wait_ready() { # port pid log: one process polls ping, so start-up is not paid per attempt
+wait_ready() { # port pid log extra: one process polls ping, so start-up is not paid per attempt
   "$python" - "$@" <<'PY'
 import os, sys, time
 from pymongo import MongoClient
 port, pid, log = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+# a server with a certificate (any, even self-signed) only speaks TLS
+tls = {"tls": True, "tlsAllowInvalidCertificates": True} if "--tls-cert-file" in sys.argv[4] else {}
 deadline = time.monotonic() + 30
 while time.monotonic() < deadline:
     try:
@@ -45,7 +47,7 @@ while time.monotonic() < deadline:
     except ProcessLookupError:
         sys.exit(f"mongo.sh: server exited at start; log: {log}")
     c = MongoClient("127.0.0.1", port, directConnection=True,
-                    serverSelectionTimeoutMS=200, connectTimeoutMS=200)
+                    serverSelectionTimeoutMS=200, connectTimeoutMS=200, **tls)
     try:
         c.admin.command("ping")
         sys.exit(0)
@@ -115,7 +117,7 @@ case $cmd in
     (cd "$dir" && exec setsid "$server" "${args[@]}" </dev/null >>"$log" 2>&1) &
     pid=$!
     echo "$pid" >"$pidfile"
-    wait_ready "$port" "$pid" "$log" || { stop_dir "$dir"; exit 1; } ;;
+    wait_ready "$port" "$pid" "$log" "$extra" || { stop_dir "$dir"; exit 1; } ;;
   stop)
     [ -n "$dir" ] || die "usage: mongo.sh stop --dir D [--kill]"
     stop_dir "$dir" "$sig" ;;

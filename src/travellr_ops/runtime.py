@@ -84,9 +84,12 @@ class Runtime:
 
     @contextmanager
     def dump(self) -> Iterator[MongoDump]:
+        """MongoDB for backups and restores: one read may take backup.read_timeout_s."""
+        from travellr_ops.adapters import connect
         from travellr_ops.adapters.mongo_dump import MongoDump
 
-        with self.mongo() as mongo:
+        read_timeout_s = self.settings.backup.read_timeout_s
+        with connect.mongo(self.settings, read_timeout_s=read_timeout_s) as mongo:
             yield MongoDump(mongo)
 
     def http(

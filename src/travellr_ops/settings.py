@@ -86,7 +86,7 @@ class MongoSettings(_Section):
     #: how long to wait for a server before giving up (pymongo's own default is 30 s)
     timeout_s: float = 5.0
     #: the app's required indexes and important query shapes (db indexes ensure/analyze);
-    #: unset: config/indexes.toml shipped with travellr-ops (in its source checkout)
+    #: unset: the indexes.toml shipped inside the package (travellr_ops/data)
     indexes_file: Path | None = None
     # db helper's fields (db indexes analyze/ensure):
     #: scans of fewer documents than this are not findings (an index would not pay off)
@@ -198,6 +198,9 @@ class BackupSettings(_Section):
     #: how long one server-side read of a backup may take (the oplog scan of a busy server
     #: can take many seconds); mongo.timeout_s stays the limit for reaching the server
     read_timeout_s: float = Field(default=600.0, gt=0)
+    #: `backup restore --with-downtime`: how long the health check may take to pass after
+    #: the backend is started again
+    restore_health_timeout_s: float = Field(default=60.0, gt=0)
 
 
 class LogSettings(_Section):
@@ -215,6 +218,8 @@ class Thresholds(_Section):
     memory_pct: float = 80.0
     disk_pct: float = 80.0
     error_rate_pct: float = 1.0
+    #: `service profile --leak`: memory growing faster than this is a leak (exit 1)
+    leak_mb_per_h: float = 50.0
 
 
 class MonitorQuery(_Section):

@@ -43,13 +43,22 @@ def redis(
 
 @contextmanager
 def mongo(
-    settings: Settings, uri: str | None = None, timeout_s: float | None = None
+    settings: Settings,
+    uri: str | None = None,
+    timeout_s: float | None = None,
+    read_timeout_s: float | None = None,
 ) -> Iterator[MongoAdapter]:
-    """The MongoDB of ``mongo.uri`` (or ``uri``) / ``mongo.database``; a new connection."""
+    """The MongoDB of ``mongo.uri`` (or ``uri``) / ``mongo.database``; a new connection.
+    ``read_timeout_s``: how long one operation may take (backups), when not the default."""
     from travellr_ops.adapters.mongo import MongoAdapter
 
     s = settings.mongo
-    adapter = MongoAdapter(uri or s.uri, s.database, _timeout(s.timeout_s, timeout_s))
+    adapter = MongoAdapter(
+        uri or s.uri,
+        s.database,
+        _timeout(s.timeout_s, timeout_s),
+        read_timeout_s=read_timeout_s,
+    )
     try:
         yield adapter
     finally:

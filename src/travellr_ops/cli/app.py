@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import sys
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -11,20 +13,6 @@ import click
 import typer
 
 from travellr_ops import __version__
-from travellr_ops.cli import (
-    backup,
-    cache,
-    checklist,
-    config,
-    db,
-    deploy,
-    health,
-    incident,
-    maintenance,
-    monitor,
-    security,
-    service,
-)
 from travellr_ops.cli.common import AppContext
 from travellr_ops.errors import ExitCode, TravellrError
 from travellr_ops.output import Output
@@ -32,29 +20,51 @@ from travellr_ops.output import Output
 if TYPE_CHECKING:
     from travellr_ops.settings import Settings
 
-app = typer.Typer(
-    name="travellr-ops",
-    help="The Travellr operations runbook as one command.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
-    context_settings={"help_option_names": ["-h", "--help"]},
+# The command groups (each a module of this package) in the order help lists them, and the
+# one command of the root, health. A command line imports only the groups it names, so that
+# `cache stats` does not pay for importing the deploy or security CLI; help, completion and a
+# mistyped name import them all.
+COMMANDS = (
+    "service",
+    "db",
+    "cache",
+    "backup",
+    "monitor",
+    "deploy",
+    "security",
+    "incident",
+    "maintenance",
+    "checklist",
+    "config",
+    "health",
 )
-for group in (
-    service,
-    db,
-    cache,
-    backup,
-    monitor,
-    deploy,
-    security,
-    incident,
-    maintenance,
-    checklist,
-    config,
-):
-    app.add_typer(group.app)
-app.command("health")(health.health)
+
+
+def build_app(names: Collection[str] = COMMANDS) -> typer.Typer:
+    """The root command with the groups of `names` (all by default)."""
+    root_app = typer.Typer(
+        name="travellr-ops",
+        help="The Travellr operations runbook as one command.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        rich_markup_mode="rich",
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    root_app.callback()(root)
+    for name in COMMANDS:
+        if name in names:
+            module = importlib.import_module(f"travellr_ops.cli.{name}")
+            if name == "health":
+                root_app.command("health")(module.health)
+            else:
+                root_app.add_typer(module.app)
+    return root_app
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":  # the whole command tree, for whoever walks it (the help tests)
+        return build_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _version(value: bool) -> None:
@@ -63,7 +73,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def root(
     ctx: typer.Context,
     config_file: Annotated[
@@ -191,7 +200,8 @@ def run(
         return int(code)
 
     try:
-        command = typer.main.get_command(app)
+        named = [name for name in COMMANDS if name in args]
+        command = typer.main.get_command(build_app(named or COMMANDS))
         _unwrap_help(command)
         rv = command.main(args=args, prog_name="travellr-ops", standalone_mode=False, obj=obj)
         return int(rv) if isinstance(rv, int) else ExitCode.OK

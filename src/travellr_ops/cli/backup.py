@@ -3,17 +3,13 @@ backup", "test restore procedure", and oplog point-in-time recovery."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from travellr_ops.cli.common import (
-    AppContext,
     DryRunOpt,
     JsonOpt,
     QuietOpt,
@@ -25,7 +21,6 @@ from travellr_ops.cli.common import (
 from travellr_ops.output import Mode
 
 if TYPE_CHECKING:
-    from travellr_ops.adapters.mongo_dump import MongoDump
     from travellr_ops.ops.backup.archive import ArchiveResult
     from travellr_ops.ops.backup.create import CreateResult
     from travellr_ops.ops.backup.manage import BackupList, CleanPlan, VerifyResult
@@ -35,8 +30,6 @@ app = new_group(
     "backup",
     "MongoDB backups: create, list, verify, clean, restore (point in time), oplog archive.",
 )
-
-T = TypeVar("T")
 
 MetricsOpt = Annotated[
     Path | None,
@@ -54,40 +47,10 @@ NameArg = Annotated[
 ]
 
 
-@contextmanager
-def _dump(app_ctx: AppContext) -> Iterator[MongoDump]:
-    from travellr_ops.adapters.mongo import MongoAdapter
-    from travellr_ops.adapters.mongo_dump import MongoDump
-
-    s = app_ctx.settings.mongo
-    mongo = MongoAdapter(
-        s.uri, s.database, s.timeout_s, read_timeout_s=app_ctx.settings.backup.read_timeout_s
-    )
-    try:
-        yield MongoDump(mongo)
-    finally:
-        mongo.close()
-
-
-def _metered(app_ctx: AppContext, metrics: Path | None, command: str, run: Callable[[], T]) -> T:
-    """Run ``run``; write the metrics file afterwards, whether it succeeded or not."""
-    started = time.monotonic()
-    ok = False
-    try:
-        result = run()
-        ok = getattr(result, "ok", True) is not False
-        return result
-    finally:
-        if metrics is not None:
-            from travellr_ops.ops.backup.manage import write_metrics
-
-            write_metrics(app_ctx.settings, metrics, command, ok, time.monotonic() - started)
-
-
 def _size(n: float) -> str:
-    from travellr_ops.ops.health import human_bytes
+    from travellr_ops.vocab.units import format_bytes
 
-    return human_bytes(n)
+    return format_bytes(n)
 
 
 # --------------------------------------------------------------------------------- create
@@ -108,12 +71,13 @@ def create(
     meanwhile. Asks nothing (cron runs it); exits 4 at once if another backup is running.
     """
     from travellr_ops.ops.backup.create import create as run_create
+    from travellr_ops.ops.backup.manage import metered
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    with _dump(app_ctx) as dump:
-        result = _metered(
-            app_ctx,
+    with app_ctx.runtime.dump() as dump:
+        result = metered(
+            app_ctx.settings,
             metrics_file,
             "create",
             lambda: run_create(
@@ -223,13 +187,14 @@ def verify(
 
     Records the verification in the manifest.
     """
+    from travellr_ops.ops.backup.manage import metered
     from travellr_ops.ops.backup.manage import verify as run_verify
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    with _dump(app_ctx) as dump:
-        result = _metered(
-            app_ctx,
+    with app_ctx.runtime.dump() as dump:
+        result = metered(
+            app_ctx.settings,
             metrics_file,
             "verify",
             lambda: run_verify(
@@ -324,8 +289,9 @@ def restore(
         str | None,
         typer.Option(
             "--until",
-            help="Point in time: replay the oplog up to this UTC time (2024-01-01T10:30:00Z), "
-            "or before an oplog timestamp SECONDS:INC (like --oplogLimit).",
+            help="Point in time: replay the oplog up to this time (2024-01-01T10:30:00Z;"
+            " HH:MM UTC, the last one past; or a duration ago: 2h), or to just before an oplog"
+            " timestamp SECONDS:INC (like --oplogLimit).",
         ),
     ] = None,
     with_downtime: Annotated[
@@ -347,25 +313,21 @@ def restore(
     With --until the database ends as it was then (collections created later are dropped).
     Asks first, naming every collection it drops or overwrites.
     """
+    from travellr_ops.ops.backup.restore import Until
     from travellr_ops.ops.backup.restore import restore as run_restore
 
+    limit = Until.parse(until) if until is not None else None
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    downtime = _downtime(app_ctx) if with_downtime else None
-    with _dump(app_ctx) as dump:
-        result = run_restore(
-            app_ctx.settings,
-            dump,
-            app_ctx.guard(yes, dry_run),
-            out.progress,
-            out.info,
-            name,
-            target_db=db,
-            collections=collections or None,
-            drop=drop,
-            until=until,
-            downtime=downtime,
-        )
+    result = run_restore(
+        app_ctx.guarded(yes, dry_run),
+        name,
+        target_db=db,
+        collections=collections or None,
+        drop=drop,
+        until=limit,
+        with_downtime=with_downtime,
+    )
     out.result(result, lambda console: _render_restore(console, result))
     for skipped in result.skipped_entries:
         out.warn(f"oplog entry not replayed: {skipped}")
@@ -374,42 +336,6 @@ def restore(
     if result.healthy is False:
         out.error(f"the backend is not healthy after the restore: {result.health}")
         exit_with(False)
-
-
-def _downtime(app_ctx: AppContext) -> Callable[[], tuple[Callable[[], None], Callable[[], Any]]]:
-    def stop() -> tuple[Callable[[], None], Callable[[], tuple[bool, str]]]:
-        from travellr_ops.adapters.platform import get_platform
-
-        platform = get_platform(app_ctx.settings)
-        platform.down("backend")
-        return (lambda: platform.up("backend")), (lambda: _health(app_ctx))
-
-    return stop
-
-
-def _health(app_ctx: AppContext) -> tuple[bool, str]:
-    """The runbook's step 5 (`./scripts/health-check.sh`), waiting a little for the start."""
-    from travellr_ops.adapters.http import HttpAdapter
-    from travellr_ops.adapters.mongo import MongoAdapter
-    from travellr_ops.adapters.redis import RedisAdapter
-    from travellr_ops.ops.health import check_all
-
-    s = app_ctx.settings
-    deadline = time.monotonic() + 60
-    while True:
-        http = HttpAdapter(s.api.timeout_s)
-        mongo = MongoAdapter(s.mongo.uri, s.mongo.database, s.mongo.timeout_s)
-        redis = RedisAdapter(s.redis.url, s.redis.timeout_s)
-        try:
-            report = check_all(s, http, mongo, redis)
-        finally:
-            http.close()
-            mongo.close()
-            redis.close()
-        bad = [f"{c.name}: {c.verdict}" for c in report.checks if c.verdict not in ("ok",)]
-        if not report.exit_code or time.monotonic() > deadline:
-            return not report.exit_code, ", ".join(bad) or "all checks ok"
-        time.sleep(2)
 
 
 def _render_restore(console: Console, r: RestoreResult) -> None:
@@ -467,12 +393,13 @@ def oplog_archive(
     stopped; reports (exit 1) an oplog that rolled past its position.
     """
     from travellr_ops.ops.backup.archive import oplog_archive as run_archive
+    from travellr_ops.ops.backup.manage import metered
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    with _dump(app_ctx) as dump:
-        result = _metered(
-            app_ctx,
+    with app_ctx.runtime.dump() as dump:
+        result = metered(
+            app_ctx.settings,
             metrics_file,
             "oplog-archive",
             lambda: run_archive(

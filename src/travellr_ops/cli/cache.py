@@ -21,12 +21,11 @@ from travellr_ops.cli.common import (
 if TYPE_CHECKING:
     from travellr_ops.ops.cache import (
         BigKeysReport,
-        ClearPlan,
+        CacheStatsReport,
         ClearReport,
         KeyEntry,
         KeysReport,
         NodeStats,
-        StatsReport,
         WarmReport,
     )
 
@@ -37,9 +36,9 @@ app = new_group(
 
 
 def _size(n: float | None) -> str:
-    from travellr_ops.ops.health import human_bytes
+    from travellr_ops.vocab.units import format_bytes
 
-    return "" if n is None else human_bytes(n)
+    return "" if n is None else format_bytes(n)
 
 
 def _pct(value: float | None) -> str:
@@ -53,9 +52,12 @@ def _pct(value: float | None) -> str:
 def stats(
     ctx: typer.Context,
     window: Annotated[
-        float,
-        typer.Option(help="Seconds between the two samples the recent hit rate comes from."),
-    ] = 2.0,
+        str,
+        typer.Option(
+            help="Time between the two samples the recent hit rate comes from (2s, 500ms, 1m;"
+            " a bare number is seconds)."
+        ),
+    ] = "2s",
     sample: Annotated[
         int | None,
         typer.Option(
@@ -70,25 +72,27 @@ def stats(
     thresholds.cache_hit_rate_pct."""
     from travellr_ops.ops.cache import stats as do_stats
     from travellr_ops.ops.cache import validate_window
+    from travellr_ops.vocab.timespec import parse_duration
 
-    validate_window(window)
+    window_s = parse_duration(window, "--window")
+    validate_window(window_s)
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
     s = app_ctx.settings
-    with app_ctx.redis() as redis:
+    with app_ctx.runtime.redis() as redis:
         report = do_stats(
-            redis, window, sample or s.cache.sample_size, s.thresholds.cache_hit_rate_pct
+            redis, window_s, sample or s.cache.sample_size, s.thresholds.cache_hit_rate_pct
         )
     out.result(report, lambda console: _render_stats(console, report))
-    if report.verdict == "warn":
+    if report.verdict.exit_code:
         out.warn(
             f"hit rate {_pct(report.window_hit_rate_pct or report.hit_rate_pct)}"
             f" is under the {report.threshold_pct:g}% threshold"
         )
-    exit_with(report.verdict != "warn")
+        raise typer.Exit(report.verdict.exit_code)
 
 
-def _render_stats(console: Console, r: StatsReport) -> None:
+def _render_stats(console: Console, r: CacheStatsReport) -> None:
     from travellr_ops.output import table, verdict
 
     kind = f"Redis Cluster, {len(r.nodes)} primaries" if r.cluster else "Redis"
@@ -177,84 +181,29 @@ def clear(
     """Delete the keys matching PATTERN with SCAN + pipelined UNLINK (never KEYS, never a
     blocking DEL); a count and a sample first, then confirmation. The maintenance flag is
     never deleted."""
-    from travellr_ops.errors import UsageError
-    from travellr_ops.ops.cache import ClearReport, glob_regex, plan_clear
-    from travellr_ops.ops.cache import clear as do_clear
-    from travellr_ops.safety import Change
+    from travellr_ops.ops.cache import clear_keys
 
-    glob_regex(pattern)
-    if rate is not None and rate <= 0:
-        raise UsageError("--rate must be more than 0 keys per second")
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    s = app_ctx.settings
-    guard = app_ctx.guard(yes, dry_run)
-    with app_ctx.redis() as redis:
-        plan = plan_clear(
-            redis,
-            pattern,
-            keep=[s.maintenance.key],
-            count_exactly=dry_run,
-            exact_limit=s.cache.clear_exact_limit,
-            scan_count=s.cache.scan_count,
-        )
-        if plan.exact and plan.matching == 0:
-            report = ClearReport(pattern, plan.target, "none", 0, {}, 0.0, dry_run=dry_run)
-            out.result({"plan": plan, "report": report})
-            if plan.kept:
-                out.info(
-                    f"only {', '.join(plan.kept)} matches {pattern!r} in {plan.target}, and a"
-                    " clear never deletes the maintenance flag (maintenance off does):"
-                    " nothing to delete"
-                )
-            else:
-                out.info(f"no key matches {pattern!r} in {plan.target}: nothing to delete")
-            return
-        change = Change(
-            action="cache clear",
-            summary=_clear_summary(plan),
-            details=[*plan.sample, *(["..."] if plan.matching > len(plan.sample) else [])],
-            target=plan.target,
-        )
-        with guard.mutation(change) as proceed:
-            if not proceed:
-                report = ClearReport(
-                    pattern,
-                    plan.target,
-                    "flushdb async" if plan.flush and not rate else "scan+unlink",
-                    0,
-                    {},
-                    0.0,
-                    dry_run=True,
-                    kept=plan.kept,
-                )
-                out.result({"plan": plan, "report": report})
-                return
-            with out.progress(f"deleting {pattern}", total=plan.matching or None) as task:
-                deleted = 0
-
-                def advance(n: int) -> None:
-                    nonlocal deleted
-                    deleted += n
-                    if deleted > plan.matching:  # the estimate was low, or keys were added
-                        task.update(total=deleted)
-                    task.advance(n)
-
-                report = do_clear(
-                    redis, plan, scan_count=s.cache.scan_count, rate=rate, progress=advance
-                )
-    out.result({"plan": plan, "report": report}, lambda c: _render_clear(c, report))
+    outcome = clear_keys(app_ctx.guarded(yes, dry_run), pattern, rate=rate)
+    plan, report = outcome.plan, outcome.report
+    document = {"plan": plan, "report": report}
+    if outcome.nothing_matched:
+        out.result(document)
+        if plan.kept:
+            out.info(
+                f"only {', '.join(plan.kept)} matches {pattern!r} in {plan.target}, and a"
+                " clear never deletes the maintenance flag (maintenance off does):"
+                " nothing to delete"
+            )
+        else:
+            out.info(f"no key matches {pattern!r} in {plan.target}: nothing to delete")
+        return
+    if report.dry_run:
+        out.result(document)
+        return
+    out.result(document, lambda c: _render_clear(c, report))
     out.success(f"deleted {report.deleted:,} keys matching {pattern!r} in {report.seconds:.2f} s")
-
-
-def _clear_summary(plan: ClearPlan) -> str:
-    nodes = f" ({len(plan.nodes)} primaries)" if len(plan.nodes) > 1 else ""
-    how = " with FLUSHDB ASYNC" if plan.flush else ""
-    kept = f"; keeping {', '.join(plan.kept)}" if plan.kept else ""
-    return (
-        f"delete {plan.about} of {plan.total_keys:,} keys matching {plan.pattern!r}"
-        f" in {plan.target}{nodes}{how}{kept}"
-    )
 
 
 def _render_clear(console: Console, r: ClearReport) -> None:
@@ -280,7 +229,7 @@ def keys(
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    with app_ctx.redis() as redis:
+    with app_ctx.runtime.redis() as redis:
         report = list_keys(redis, pattern, limit, app_ctx.settings.cache.scan_count)
     out.result(report, lambda console: _render_keys(console, report))
     if report.truncated:
@@ -332,7 +281,7 @@ def bigkeys(
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    with app_ctx.redis() as redis:
+    with app_ctx.runtime.redis() as redis:
         report = do_bigkeys(redis, sample, top, app_ctx.settings.cache.scan_count, rate=rate)
     out.result(report, lambda console: _render_bigkeys(console, report))
 
@@ -373,20 +322,11 @@ def warm(
 ) -> None:
     """Fill the cache by requesting the backend endpoints of cache.warm_paths concurrently;
     per-endpoint status and latency, hit rate before/after. Exit 1 when an endpoint fails."""
-    from travellr_ops.adapters.http import HttpAdapter
-    from travellr_ops.ops.cache import warm as do_warm
+    from travellr_ops.ops.cache import warm_cache
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    s = app_ctx.settings
-    paths = list(path or s.cache.warm_paths)
-    limit = concurrency or s.cache.warm_concurrency
-    http = HttpAdapter(s.api.timeout_s, max_connections=max(1, limit))
-    try:
-        with app_ctx.redis() as redis, out.progress("warming", total=len(paths) or None) as task:
-            report = do_warm(http, redis, s.api.url, paths, limit, progress=task.advance)
-    finally:
-        http.close()
+    report = warm_cache(app_ctx.runtime, path, concurrency)
     out.result(report, lambda console: _render_warm(console, report))
     failed = [r for r in report.results if not r.ok]
     if failed:

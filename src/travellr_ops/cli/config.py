@@ -37,17 +37,11 @@ def _render_show(console: Console, view: ops.ConfigView) -> None:
 @app.command()
 def validate(ctx: typer.Context, json_: JsonOpt = False, quiet: QuietOpt = False) -> None:
     """Check the settings and that every server they name answers (npm run validate:env)."""
-    from travellr_ops.adapters.http import HttpAdapter
     from travellr_ops.ops import config as ops
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    http = HttpAdapter(app_ctx.settings.api.timeout_s)
-    try:
-        with app_ctx.mongo() as mongo, app_ctx.redis() as redis:
-            result = ops.validate(app_ctx.loaded, http, mongo, redis)
-    finally:
-        http.close()
+    result = ops.validate(app_ctx.runtime)
     out.result(result, lambda console: _render_validation(console, result))
     if result.exit_code:
         raise typer.Exit(result.exit_code)

@@ -9,7 +9,6 @@ import typer
 from rich.console import Console
 
 from travellr_ops.cli.common import (
-    AppContext,
     DryRunOpt,
     JsonOpt,
     QuietOpt,
@@ -22,7 +21,12 @@ from travellr_ops.cli.common import (
 if TYPE_CHECKING:
     from travellr_ops.ops.db.indexes import AnalyzeReport, EnsureReport, IndexInfo
     from travellr_ops.ops.db.queries import ExplainReport, ProfileStatus, SlowReport
-    from travellr_ops.ops.db.server import PingReport, RestartReport, StatsReport, StatusReport
+    from travellr_ops.ops.db.server import (
+        DbStatsReport,
+        MongoRestartReport,
+        PingReport,
+        ServerStatusReport,
+    )
 
 app = new_group("db", "MongoDB diagnosis: ping, status, stats, indexes, explain, profiling.")
 indexes_app = new_group("indexes", "The app's indexes: list, analyze, ensure.")
@@ -32,9 +36,9 @@ CollectionArg = Annotated[str | None, typer.Argument(help="One collection (defau
 
 
 def _size(n: float | None) -> str:
-    from travellr_ops.ops.health import human_bytes
+    from travellr_ops.vocab.units import format_bytes
 
-    return "" if n is None else human_bytes(n)
+    return "" if n is None else format_bytes(n)
 
 
 # ----------------------------------------------------------------------------------- ping
@@ -43,12 +47,11 @@ def _size(n: float | None) -> str:
 @app.command()
 def ping(ctx: typer.Context, json_: JsonOpt = False, quiet: QuietOpt = False) -> None:
     """Connection test: latency, version, topology, member states; why, when it fails."""
-    from travellr_ops.errors import ExitCode
     from travellr_ops.ops.db.server import ping as do_ping
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    with app_ctx.mongo() as mongo:
+    with app_ctx.runtime.mongo() as mongo:
         report = do_ping(
             mongo,
             history=app_ctx.settings.state_dir / "db-seen.json",
@@ -57,11 +60,7 @@ def ping(ctx: typer.Context, json_: JsonOpt = False, quiet: QuietOpt = False) ->
     out.result(report, lambda console: _render_ping(console, report))
     if report.problem is not None:
         out.error(report.problem.message, hint=report.problem.hint)
-        # answered, but not primary/secondary: a finding (1); no answer or shut out: 3
-        code = (
-            ExitCode.CHECK_FAILED if report.problem.kind == "no_primary" else ExitCode.UNAVAILABLE
-        )
-        raise typer.Exit(code)
+        raise typer.Exit(report.problem.verdict.exit_code)
 
 
 def _render_ping(console: Console, r: PingReport) -> None:
@@ -103,21 +102,24 @@ def _lag(seconds: float | None) -> str:
 def status(
     ctx: typer.Context,
     interval: Annotated[
-        float, typer.Option(help="Seconds between the two samples the rates come from.")
-    ] = 1.0,
+        str,
+        typer.Option(help="Time between the two samples the rates come from (500ms, 1s, 1m)."),
+    ] = "1s",
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Vital signs from serverStatus: uptime, connections, operation rates, memory, replication."""
     from travellr_ops.errors import UsageError
     from travellr_ops.ops.db.server import status as do_status
+    from travellr_ops.vocab.timespec import parse_duration
 
-    if not 0 < interval <= 60:
-        raise UsageError("--interval must be between 0 and 60 seconds")
+    interval_s = parse_duration(interval, "--interval")
+    if interval_s > 60:
+        raise UsageError("--interval must be between 0 and 60 seconds", hint="e.g. --interval 5s")
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    with app_ctx.mongo() as mongo:
-        report = do_status(mongo, interval)
+    with app_ctx.runtime.mongo() as mongo:
+        report = do_status(mongo, interval_s)
     out.result(report, lambda console: _render_status(console, report))
 
 
@@ -130,10 +132,11 @@ def _figure(value: Any, unit: str = "") -> str:
     return f"{value:g}{unit}" if isinstance(value, float) else f"{value}{unit}"
 
 
-def _render_status(console: Console, r: StatusReport) -> None:
+def _render_status(console: Console, r: ServerStatusReport) -> None:
     from travellr_ops.output import table
+    from travellr_ops.vocab.timespec import format_duration
 
-    uptime = "" if r.uptime_s is None else f"  up {_duration(r.uptime_s)}"
+    uptime = "" if r.uptime_s is None else f"  up {format_duration(r.uptime_s)}"
     # named as db ping names it: the address in mongo.uri, then what answers there
     console.print(f"{r.uri}: MongoDB {r.version or '?'}{uptime}")
     rows: list[list[Any]] = [
@@ -156,17 +159,6 @@ def _render_status(console: Console, r: StatusReport) -> None:
     console.print(table(None, ["", "value"], rows))
 
 
-def _duration(seconds: float) -> str:
-    days, rest = divmod(int(seconds), 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes}m"
-    return f"{minutes}m {secs}s"
-
-
 # ---------------------------------------------------------------------------------- stats
 
 
@@ -184,12 +176,12 @@ def stats(
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    with app_ctx.mongo() as mongo:
+    with app_ctx.runtime.mongo() as mongo:
         report = do_stats(mongo, collection)
     out.result(report, lambda console: _render_stats(console, report))
 
 
-def _render_stats(console: Console, r: StatsReport) -> None:
+def _render_stats(console: Console, r: DbStatsReport) -> None:
     from travellr_ops.output import table
 
     line = (
@@ -239,7 +231,7 @@ def indexes_list(
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    with app_ctx.mongo() as mongo:
+    with app_ctx.runtime.mongo() as mongo:
         result = list_indexes(mongo, collection)
     data = [{**_index_dict(i)} for i in result]
     out.result(
@@ -267,30 +259,15 @@ def _render_indexes(console: Console, infos: list[IndexInfo]) -> None:
     console.print(table(None, ["collection", "index", "keys", "options", "size"], rows))
 
 
-def _index_file(app_ctx: AppContext) -> Any:
-    from travellr_ops.ops.db.indexes import load_index_file
-
-    return load_index_file(app_ctx.settings.mongo.indexes_file)
-
-
 @indexes_app.command("analyze")
 def indexes_analyze(ctx: typer.Context, json_: JsonOpt = False, quiet: QuietOpt = False) -> None:
     """Explain the app's queries; report collection scans, poor plans, redundant and unused
     indexes, each with the index that fixes it. Exit 1 when there are findings."""
-    from travellr_ops.ops.db.indexes import AnalyzeLimits, analyze
+    from travellr_ops.ops.db.indexes import analyze_app
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    spec = _index_file(app_ctx)
-    m = app_ctx.settings.mongo
-    limits = AnalyzeLimits(
-        app_ctx.settings.thresholds.db_query_ms,
-        m.analyze_min_docs,
-        m.analyze_max_ratio,
-        m.profile_sample,
-    )
-    with app_ctx.mongo() as mongo:
-        report = analyze(mongo, spec, limits)
+    report = analyze_app(app_ctx.runtime)
     out.result(report, lambda console: _render_analyze(console, report))
     exit_with(report.clean)
 
@@ -346,15 +323,12 @@ def indexes_ensure(
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Create the app's declared indexes that are missing (config/indexes.toml)."""
-    from travellr_ops.ops.db.indexes import ensure
+    """Create the app's declared indexes that are missing (mongo.indexes_file, else the shipped set)."""
+    from travellr_ops.ops.db.indexes import ensure_app
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    spec = _index_file(app_ctx)
-    guard = app_ctx.guard(yes, dry_run)
-    with app_ctx.mongo() as mongo:
-        report = ensure(mongo, spec, guard, app_ctx.settings.mongo.ensure_confirm_docs)
+    report = ensure_app(app_ctx.guarded(yes, dry_run))
     out.result(report, lambda console: _render_ensure(console, report))
     for item in report.problems:
         out.warn(f"{item.collection} {item.keys}: {item.detail}")
@@ -409,7 +383,7 @@ def explain(
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    with app_ctx.mongo() as mongo:
+    with app_ctx.runtime.mongo() as mongo:
         report = do_explain(
             mongo, collection, filter_, sort, limit, app_ctx.settings.mongo.analyze_max_ratio
         )
@@ -463,7 +437,7 @@ def profile(
         raise UsageError("--slowms goes with `profile on` and must not be negative")
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    with app_ctx.mongo() as mongo:
+    with app_ctx.runtime.mongo() as mongo:
         if action == "status":
             result = profile_status(mongo)
         else:
@@ -485,7 +459,10 @@ def _render_profile(console: Console, p: ProfileStatus) -> None:
 def slow(
     ctx: typer.Context,
     since: Annotated[
-        str | None, typer.Option(help="Only since: 30m, 2h, 1d or an ISO time.")
+        str | None,
+        typer.Option(
+            help="Only since: a duration ago (30m, 1h30m, 1d) or a time (ISO, HH:MM UTC)."
+        ),
     ] = None,
     min_ms: Annotated[
         float | None, typer.Option(help="Slower than this (default: thresholds.db_query_ms).")
@@ -495,14 +472,14 @@ def slow(
     quiet: QuietOpt = False,
 ) -> None:
     """The slowest recent operations the profiler recorded (values hidden)."""
-    from travellr_ops.ops.db.queries import parse_since
     from travellr_ops.ops.db.queries import slow as do_slow
+    from travellr_ops.vocab.timespec import parse_since
 
+    when = parse_since(since) if since is not None else None
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    when = parse_since(since)
     threshold = app_ctx.settings.thresholds.db_query_ms if min_ms is None else min_ms
-    with app_ctx.mongo() as mongo:
+    with app_ctx.runtime.mongo() as mongo:
         report = do_slow(mongo, when, threshold, max(limit, 1))
     out.result(report, lambda console: _render_slow(console, report))
 
@@ -545,8 +522,9 @@ def _render_slow(console: Console, r: SlowReport) -> None:
 def restart(
     ctx: typer.Context,
     timeout: Annotated[
-        float, typer.Option(help="Seconds to wait for MongoDB to answer again.")
-    ] = 120.0,
+        str,
+        typer.Option(help="How long to wait for MongoDB to answer again: 90s, 5m (bare: seconds)."),
+    ] = "2m",
     yes: YesOpt = False,
     dry_run: DryRunOpt = False,
     json_: JsonOpt = False,
@@ -555,22 +533,21 @@ def restart(
     """Restart the MongoDB service (compose or Kubernetes), then wait until `db ping` is healthy."""
     from travellr_ops.ops.db.server import MongoRestartFailed
     from travellr_ops.ops.db.server import restart as do_restart
+    from travellr_ops.vocab.timespec import parse_duration
 
+    timeout_s = parse_duration(timeout, "--timeout")
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    with app_ctx.platform() as platform:
-        try:
-            report = do_restart(
-                platform, app_ctx.mongo, app_ctx.guard(yes, dry_run), timeout, out.info
-            )
-        except MongoRestartFailed as exc:
-            failed = exc.report
-            out.result(failed, lambda console: _render_restart(console, failed))
-            raise
+    try:
+        report = do_restart(app_ctx.guarded(yes, dry_run), timeout_s)
+    except MongoRestartFailed as exc:
+        failed = exc.report
+        out.result(failed, lambda console: _render_restart(console, failed))
+        raise
     out.result(report, None if report.dry_run else lambda console: _render_restart(console, report))
 
 
-def _render_restart(console: Console, r: RestartReport) -> None:
+def _render_restart(console: Console, r: MongoRestartReport) -> None:
     from travellr_ops.output import verdict
 
     waited = f", answering after {r.wait.seconds:g} s more" if r.wait else ""

@@ -16,22 +16,15 @@ if TYPE_CHECKING:
 def health(ctx: typer.Context, json_: JsonOpt = False, quiet: QuietOpt = False) -> None:
     """Check the API, MongoDB, Redis, disks and the platform's services at once; exit 0 healthy,
     1 unhealthy, 3 down."""
-    from travellr_ops.adapters import connect
-    from travellr_ops.ops.health import check_all
+    from travellr_ops.vocab.verdict import Verdict
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    s = app_ctx.settings
-    with (
-        connect.http(s, len(s.api.extra_health_urls) + 1) as http,
-        connect.mongo(s) as mongo,
-        connect.redis(s) as redis,
-    ):
-        report = check_all(s, http, mongo, redis, connect.platform_factory(s))
+    report = app_ctx.runtime.health()
     out.result(report, lambda console: _render(console, report))
     if report.maintenance and not out.json:
         out.info(f"maintenance mode is on: {report.maintenance.get('message', '')}")
-    down = [c.name for c in report.checks if c.verdict == "down"]
+    down = [c.name for c in report.checks if c.verdict == Verdict.DOWN]
     if down:
         out.error(
             f"{len(down)} of {len(report.checks)} checks got no answer: {', '.join(down)}",
@@ -42,17 +35,18 @@ def health(ctx: typer.Context, json_: JsonOpt = False, quiet: QuietOpt = False) 
 
 
 def _render(console: Console, report: HealthReport) -> None:
-    from travellr_ops.output import table, verdict
+    from travellr_ops.output import table
+    from travellr_ops.vocab.verdict import styled
 
     rows = [
         [
             c.name,
             c.target,
-            verdict(c.verdict),
+            styled(c.verdict),
             "" if c.latency_ms is None else f"{c.latency_ms:.1f} ms",
             c.detail,
         ]
         for c in report.checks
     ]
     console.print(table(None, ["check", "target", "verdict", "latency", "detail"], rows))
-    console.print(f"overall: {verdict(report.verdict)} ({report.duration_ms:.0f} ms)")
+    console.print(f"overall: {styled(report.verdict)} ({report.duration_ms:.0f} ms)")

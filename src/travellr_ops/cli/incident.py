@@ -69,7 +69,7 @@ def open_(
     out = app_ctx.output(json_, quiet)
     with _store(app_ctx) as store:
         written = open_incident(
-            app_ctx.settings, store, title, severity, _author(), announce=out.info
+            app_ctx.runtime, store, title, severity, _author(), announce=out.info
         )
     _result(out, written)
     down = [e["source"] for e in written.doc["evidence"] if e["state"] in ("down", "timeout")]
@@ -228,7 +228,8 @@ def _result(out: Output, written: Written) -> None:
 def _render(doc: dict[str, Any]) -> Callable[[Console], None]:
     def render(console: Console) -> None:
         from travellr_ops.ops.incident.report import duration
-        from travellr_ops.output import escape, table, verdict
+        from travellr_ops.output import escape, table
+        from travellr_ops.vocab.verdict import styled
 
         console.print(doc["id"], markup=False, highlight=False)
         esc = doc["escalation"]
@@ -255,7 +256,7 @@ def _render(doc: dict[str, Any]) -> Callable[[Console], None]:
             rows = [
                 [
                     e["source"],
-                    verdict(e["state"]),
+                    styled(e["state"]),
                     "-" if e["duration_ms"] is None else f"{e['duration_ms']:.0f} ms",
                     escape(e["detail"]),
                 ]
@@ -264,7 +265,7 @@ def _render(doc: dict[str, Any]) -> Callable[[Console], None]:
             console.print(table("Identify evidence", ["source", "state", "took", "detail"], rows))
         if doc["commands"]:
             rows = [
-                [c["time"], escape(c["user"]), c["action"], verdict(c["outcome"]), c["command"]]
+                [c["time"], escape(c["user"]), c["action"], styled(c["outcome"]), c["command"]]
                 for c in doc["commands"]
             ]
             console.print(

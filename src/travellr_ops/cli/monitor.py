@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -12,15 +10,16 @@ import typer
 from rich.console import Console
 
 from travellr_ops.cli.common import AppContext, JsonOpt, QuietOpt, use
+from travellr_ops.vocab.verdict import Verdict, styled
 
 if TYPE_CHECKING:
     from rich.table import Table
 
     from travellr_ops.ops.monitor.live import Summary, Tracker
     from travellr_ops.ops.monitor.metrics import Metric, Sample
-    from travellr_ops.ops.monitor.report import Report as MonitorReport
-    from travellr_ops.ops.monitor.sampler import Sampler
+    from travellr_ops.ops.monitor.report_model import Report as MonitorReport
     from travellr_ops.output import Output
+    from travellr_ops.store import StoreError
 
 app = typer.Typer(
     name="monitor",
@@ -34,8 +33,10 @@ app = typer.Typer(
 )
 
 WindowOpt = Annotated[
-    float | None,
-    typer.Option("--window", help="Seconds the sample spans (default: monitor.window_s)."),
+    str | None,
+    typer.Option(
+        "--window", help="How long the sample spans: 2s, 30s, 1m (default: monitor.window_s)."
+    ),
 ]
 MetricsFileOpt = Annotated[
     Path | None,
@@ -45,49 +46,6 @@ MetricsFileOpt = Annotated[
         dir_okay=False,
     ),
 ]
-
-VERDICT_STYLE = {
-    "ok": "green",
-    "breach": "bold red",
-    "unknown": "magenta",
-    "idle": "dim",
-    "info": "cyan",
-    "maintenance": "cyan",
-}
-
-
-@contextmanager
-def sampler_for(app_ctx: AppContext) -> Iterator[Sampler]:
-    """A sampler over the settings' servers; every client closed when the block ends."""
-    from travellr_ops.adapters import connect
-    from travellr_ops.ops.monitor.sampler import Sampler
-
-    s = app_ctx.settings
-    with (
-        connect.http(s, 1 + len(s.monitor.api_paths)) as http,
-        connect.mongo(s) as mongo,
-        connect.redis(s) as redis,
-    ):
-        sampler = Sampler(s, http, mongo, redis, connect.platform_factory(s))
-        try:
-            yield sampler
-        finally:
-            sampler.close()
-
-
-def record(app_ctx: AppContext, sample: Sample, out: Output) -> None:
-    """Append the sample to the history; a store that fails is reported, never fatal."""
-    from travellr_ops.ops.monitor.history import append, open_history
-    from travellr_ops.store import Store, StoreError, store_path
-
-    s = app_ctx.settings
-    store = Store(store_path(s.state_dir), s.store.timeout_s)
-    try:
-        append(open_history(store), sample, s.monitor.retention_days)
-    except StoreError as exc:
-        out.error(f"sample not recorded: {exc.message}", exc.hint)
-    finally:
-        store.close()
 
 
 @app.callback()
@@ -101,7 +59,7 @@ def monitor(
         typer.Option(
             "--duration",
             "-d",
-            help="Stop after this long (10m, 2h) with a summary; exit 1 if "
+            help="Stop after this long (10m, 2h, 1h30m) with a summary; exit 1 if "
             "a threshold was breached.",
         ),
     ] = None,
@@ -112,77 +70,58 @@ def monitor(
     exit 130). Without a terminal: one line per sample (--json: one JSON object per line)."""
     if ctx.invoked_subcommand is not None:
         return
-    from travellr_ops.ops.monitor.live import parse_duration
+    from travellr_ops.vocab.timespec import parse_duration
 
-    interval_s = parse_duration(interval, "--interval")
-    _check_seconds("--interval", interval_s)
-    duration_s = parse_duration(duration, "--duration") if duration else None
+    interval_s = _seconds("--interval", interval)
+    duration_s = parse_duration(duration, "--duration") if duration is not None else None
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
     raise typer.Exit(live(app_ctx, out, interval_s, duration_s))
 
 
 def live(app_ctx: AppContext, out: Output, interval_s: float, duration_s: float | None) -> int:
-    import time
+    """The run on the screen: a Rich Live table on a terminal, else a line per sample; Ctrl-C
+    ends it with the summary so far (exit 130)."""
     from contextlib import nullcontext
 
     from rich.live import Live
 
     from travellr_ops.errors import ExitCode
-    from travellr_ops.ops.monitor.history import append, open_history
-    from travellr_ops.ops.monitor.live import Tracker
-    from travellr_ops.store import Store, StoreError, store_path
+    from travellr_ops.ops.monitor.live import LiveRun
+    from travellr_ops.output import to_jsonable
 
-    s = app_ctx.settings
-    tracker = Tracker()
-    store: Store | None = Store(store_path(s.state_dir), s.store.timeout_s)
+    def store_failed(exc: StoreError) -> None:
+        out.error(f"samples not recorded: {exc.message}", exc.hint)
+
+    run = LiveRun(app_ctx.runtime, interval_s, duration_s, on_store_error=store_failed)
     dashboard = out.stdout.is_terminal and not out.json and not out.quiet
-    deadline = None if duration_s is None else time.monotonic() + duration_s
-    interrupted = False
     screen = (
         Live(console=out.stdout, auto_refresh=False, transient=False)
         if dashboard
         else nullcontext()
     )
+    interrupted = False
     try:
-        with sampler_for(app_ctx) as sampler, screen as view:
-            while deadline is None or time.monotonic() < deadline - 0.05:
-                window = interval_s
-                if deadline is not None:
-                    window = max(min(interval_s, deadline - time.monotonic()), 0.1)
-                sample = sampler.sample(window)
-                tracker.add(sample)
-                if store is not None:
-                    try:
-                        append(open_history(store), sample, s.monitor.retention_days)
-                    except StoreError as exc:
-                        out.error(f"samples not recorded: {exc.message}", exc.hint)
-                        store.close()
-                        store = None
-                if view is not None:
-                    view.update(render_dashboard(tracker, interval_s), refresh=True)
-                elif out.json:
-                    from travellr_ops.output import to_jsonable
+        with screen as view:
 
+            def show(sample: Sample) -> None:
+                if view is not None:
+                    view.update(render_dashboard(run.tracker, interval_s), refresh=True)
+                elif out.json:
                     print(json.dumps(to_jsonable(sample)), flush=True)
                 elif not out.quiet:
                     print(sample_line(sample), flush=True)
+
+            run.run(show)
     except KeyboardInterrupt:
         interrupted = True
-    finally:
-        if store is not None:
-            store.close()
-    summary = tracker.summary()
+    summary = run.tracker.summary()
     if duration_s is not None or interrupted:
         if out.json:
-            from travellr_ops.output import to_jsonable
-
             print(json.dumps({"summary": to_jsonable(summary)}), flush=True)
         else:
             render_summary(out.stdout, summary)
-    if interrupted:
-        return int(ExitCode.INTERRUPTED)
-    return int(ExitCode.CHECK_FAILED if summary.alarm_count else ExitCode.OK)
+    return int(ExitCode.INTERRUPTED if interrupted else summary.exit_code)
 
 
 @app.command()
@@ -194,18 +133,18 @@ def once(
     quiet: QuietOpt = False,
 ) -> None:
     """Sample every metric once; exit 0 ok, 1 a threshold breached, 3 a source unreachable."""
-    from travellr_ops.ops.monitor.metrics import gauges
-    from travellr_ops.prometheus import write_textfile
+    from travellr_ops.ops.monitor.once import sample_once
 
+    window_s = _seconds("--window", window) if window is not None else None
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    _check_seconds("--window", window)
-    with sampler_for(app_ctx) as sampler:
-        sample = sampler.sample(window)
+    taken = sample_once(app_ctx.runtime, window_s, metrics_file)
+    sample = taken.sample
     out.result(sample, lambda console: render_sample(console, sample))
-    record(app_ctx, sample, out)
-    if metrics_file is not None:
-        write_textfile(metrics_file, gauges(sample))
+    if taken.not_recorded is not None:
+        out.error(f"sample not recorded: {taken.not_recorded.message}", taken.not_recorded.hint)
+    if taken.metrics_file_error is not None:
+        raise taken.metrics_file_error
     if sample.maintenance and sample.breaches:
         out.info(f"maintenance mode is on: {len(sample.breaches)} breach(es) reported, not alarms")
     if sample.unknown:
@@ -220,7 +159,10 @@ def once(
 def report(
     ctx: typer.Context,
     since: Annotated[
-        str, typer.Option("--since", "-s", help="The period: the last 24h, 7d, 90m...")
+        str,
+        typer.Option(
+            "--since", "-s", help="The period: the last 24h, 7d, 1h30m..., or since a time."
+        ),
     ] = "24h",
     html: Annotated[
         Path | None,
@@ -236,13 +178,12 @@ def report(
 ) -> None:
     """Per metric min/p50/p95/max, the breaches with their times and the trend against the
     previous period, from the history. Exit 0 (also for an empty history: it says so)."""
-    from travellr_ops.ops.monitor.live import parse_duration
-    from travellr_ops.ops.monitor.report import monitor_report
+    from travellr_ops.ops.monitor.report import monitor_report, report_period
 
-    span = parse_duration(since, "--since")
     app_ctx = use(ctx)
+    start, until = report_period(since, app_ctx.settings.monitor.retention_days)
     out = app_ctx.output(json_, quiet)
-    result = monitor_report(app_ctx.settings, span, html)
+    result = monitor_report(app_ctx.runtime, start, until, html)
     out.result(result, lambda console: render_report(console, result))
     if not result.rows:
         out.info(
@@ -254,19 +195,18 @@ def report(
         out.success(f"report written to {result.html}")
 
 
-def _check_seconds(option: str, value: float | None) -> None:
+def _seconds(option: str, text: str) -> float:
+    """A sampling time: a duration of at most an hour."""
     from travellr_ops.errors import UsageError
+    from travellr_ops.vocab.timespec import parse_duration
 
-    if value is not None and not 0 < value <= 3600:
-        raise UsageError(f"{option} must be more than 0 and at most 3600 seconds, not {value:g}")
+    value = parse_duration(text, option)
+    if value > 3600:
+        raise UsageError(f"{option} must be at most 3600 seconds (1h), not {text!r}")
+    return value
 
 
 # -------------------------------------------------------------------------------- render
-
-
-def styled(verdict: str) -> str:
-    style = VERDICT_STYLE.get(verdict, "")
-    return f"[{style}]{verdict}[/]" if style else verdict
 
 
 def value_text(m: Metric) -> str:
@@ -294,7 +234,7 @@ def render_sample(console: Console, sample: Sample) -> None:
             value_text(m),
             threshold_text(m),
             styled(m.verdict)
-            + (" (maintenance)" if sample.maintenance and m.verdict == "breach" else ""),
+            + (" (maintenance)" if sample.maintenance and m.verdict == Verdict.BREACH else ""),
             escape(m.detail),
         ]
         for m in sample.metrics
@@ -315,10 +255,10 @@ def sample_line(sample: Sample) -> str:
 
     parts = [time.strftime("%H:%M:%S", time.localtime(sample.time)), sample.verdict]
     for m in sample.metrics:
-        if m.verdict == "unknown":
+        if m.verdict == Verdict.UNKNOWN:
             parts.append(f"{m.key}=?")
         elif m.value is not None:
-            mark = "!" if m.verdict == "breach" else ""
+            mark = "!" if m.verdict == Verdict.BREACH else ""
             parts.append(f"{m.key}={m.value:g}{mark}")
     return " ".join(parts)
 
@@ -338,7 +278,7 @@ def render_dashboard(tracker: Tracker, interval_s: float) -> Table:
         m = series.last
         if m is None:
             continue
-        row_style = "on dark_red" if m.verdict == "breach" else None
+        row_style = "on dark_red" if m.verdict == Verdict.BREACH else None
         grid.add_row(
             escape(m.key),
             value_text(m),

@@ -19,7 +19,7 @@ from travellr_ops.cli.common import DryRunOpt, JsonOpt, QuietOpt, YesOpt, exit_w
 
 if TYPE_CHECKING:
     from travellr_ops.adapters.platform_types import LogLine, ProcessList, ServiceStatus
-    from travellr_ops.ops.service import LifecycleReport, StatsReport
+    from travellr_ops.ops.service import LifecycleReport, ServiceStatsReport
 
 app = new_group(
     "service",
@@ -47,7 +47,7 @@ def status_command(
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    with app_ctx.platform() as platform:
+    with app_ctx.runtime.platform() as platform:
         report = status(platform, service)
     out.result(report, lambda console: _render_status(console, report.services))
     for svc in report.services:
@@ -111,12 +111,13 @@ def restart_command(
     ctx: typer.Context,
     service: ServiceArg,
     timeout: Annotated[
-        float | None,
+        str | None,
         typer.Option(
             "--timeout",
             "-t",
-            help="Seconds to wait until it is running and healthy again"
-            " (default: compose.restart_timeout_s, or kubernetes.rollout_timeout_s).",
+            help="How long to wait until it is running and healthy again: 90s, 5m (a bare"
+            " number is seconds; default: compose.restart_timeout_s, or"
+            " kubernetes.rollout_timeout_s).",
         ),
     ] = None,
     yes: YesOpt = False,
@@ -126,27 +127,21 @@ def restart_command(
 ) -> None:
     """Restart a service and wait until it is running and healthy again; exit 1 if it is not
     (the runbook's `docker-compose restart backend` / `kubectl rollout restart`)."""
-    from travellr_ops.ops.service import RestartFailed, restart
+    from travellr_ops.ops.service import RestartFailed, restart_service
+    from travellr_ops.vocab.timespec import parse_duration
 
+    timeout_s = parse_duration(timeout, "--timeout") if timeout is not None else None
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    s = app_ctx.settings
-    default = (
-        s.kubernetes.rollout_timeout_s
-        if s.platform == "kubernetes"
-        else s.compose.restart_timeout_s
-    )
-    wait = timeout if timeout is not None else default
-    with app_ctx.platform() as platform:
-        try:
-            report = restart(platform, app_ctx.guard(yes, dry_run), service, wait, out.info)
-        except RestartFailed as exc:
-            failed = exc.result
-            out.result(
-                {"service": failed.service, "dry_run": False, "result": failed},
-                lambda console: _render_failed_restart(console, failed),
-            )
-            raise
+    try:
+        report = restart_service(app_ctx.guarded(yes, dry_run), service, timeout_s)
+    except RestartFailed as exc:
+        failed = exc.result
+        out.result(
+            {"service": failed.service, "dry_run": False, "result": failed},
+            lambda console: _render_failed_restart(console, failed),
+        )
+        raise
     out.result(report)
     if report.result is not None:
         out.success(report.result.reason)
@@ -175,7 +170,12 @@ def logs_command(
         int | None, typer.Option("--tail", "-n", help="Lines from the end of each log.")
     ] = 100,
     since: Annotated[
-        str | None, typer.Option("--since", help="Only lines newer than 10m, 2h, 1d or a time.")
+        str | None,
+        typer.Option(
+            "--since",
+            help="Only lines newer than this: a duration ago (10m, 1h30m, 2d) or a time"
+            " (2026-12-02T14:00Z, or HH:MM UTC).",
+        ),
     ] = None,
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing new lines until Ctrl-C.")
@@ -198,16 +198,18 @@ def logs_command(
     """Log lines with timestamps, several services interleaved by time, filtered as they stream
     (the runbook's `docker-compose logs --tail=100 backend`, `logs -f`, `kubectl logs`)."""
     from travellr_ops.ops.service import logs
+    from travellr_ops.vocab.timespec import parse_since
 
+    start = parse_since(since) if since is not None else None
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
     names = services or ["backend"]
-    with app_ctx.platform() as platform:
+    with app_ctx.runtime.platform() as platform:
         lines = logs(
             platform,
             names,
             tail=tail,
-            since=since,
+            since=start,
             follow=follow,
             grep=grep,
             level=level,
@@ -247,19 +249,30 @@ def stats_command(
         bool, typer.Option("--watch", "-w", help="Refresh until Ctrl-C (like `docker stats`).")
     ] = False,
     interval: Annotated[
-        float, typer.Option("--interval", min=0.5, help="Seconds between refreshes with --watch.")
-    ] = 2.0,
+        str,
+        typer.Option(
+            "--interval", help="Time between refreshes with --watch (at least 500ms): 2s, 1m."
+        ),
+    ] = "2s",
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """CPU %, memory used/limit %, network and block I/O per instance, against the CPU and
     memory thresholds; exit 1 when one is breached (the runbook's `docker stats`)."""
+    from travellr_ops.errors import UsageError
     from travellr_ops.ops.service import stats
+    from travellr_ops.vocab.timespec import format_duration, parse_duration
 
+    interval_s = parse_duration(interval, "--interval")
+    if interval_s < 0.5:
+        raise UsageError(
+            f"--interval must be at least 500ms, not {format_duration(interval_s)}",
+            hint="e.g. --interval 2s",
+        )
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
     thresholds = app_ctx.settings.thresholds
-    with app_ctx.platform() as platform:
+    with app_ctx.runtime.platform() as platform:
         if not watch:
             report = stats(platform, thresholds, service)
             out.result(report, lambda console: console.print(_stats_table(report)))
@@ -274,14 +287,14 @@ def stats_command(
                 report = stats(platform, thresholds, service)
                 sys.stdout.write(json.dumps(_jsonable(report)) + "\n")
                 sys.stdout.flush()
-                time.sleep(interval)
+                time.sleep(interval_s)
         from rich.live import Live
 
         with Live(console=out.stdout, auto_refresh=False) as live:
             while True:
                 report = stats(platform, thresholds, service)
                 live.update(_stats_table(report), refresh=True)
-                time.sleep(interval)
+                time.sleep(interval_s)
 
 
 def _jsonable(data: Any) -> Any:
@@ -290,7 +303,7 @@ def _jsonable(data: Any) -> Any:
     return to_jsonable(data)
 
 
-def _stats_table(report: StatsReport) -> Any:
+def _stats_table(report: ServiceStatsReport) -> Any:
     from travellr_ops.output import table
 
     def over(value: float | None, limit: float) -> str:
@@ -319,14 +332,9 @@ def _stats_table(report: StatsReport) -> Any:
 
 
 def _size(value: int | None) -> str:
-    if value is None:
-        return "-"
-    size = float(value)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return str(value)  # pragma: no cover
+    from travellr_ops.vocab.units import format_bytes
+
+    return "-" if value is None else format_bytes(value)
 
 
 # -- top --------------------------------------------------------------------------------------
@@ -342,7 +350,7 @@ def top_command(
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    with app_ctx.platform() as platform:
+    with app_ctx.runtime.platform() as platform:
         listings = top(platform, service)
     out.result({"instances": listings}, lambda console: _render_top(console, listings))
 
@@ -398,7 +406,7 @@ def _lifecycle(
 ) -> None:
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    with app_ctx.platform() as platform:
+    with app_ctx.runtime.platform() as platform:
         report: LifecycleReport = operation(platform, app_ctx.guard(yes, dry_run), service)
     if report.dry_run:
         out.result(report)
@@ -447,7 +455,7 @@ def scale_command(
     (count,) = given
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    with app_ctx.platform() as platform:
+    with app_ctx.runtime.platform() as platform:
         result = scale(platform, app_ctx.guard(yes, dry_run), service, count)
     out.result(result)
     if not result.dry_run:
@@ -469,7 +477,7 @@ def describe_command(
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    with app_ctx.platform() as platform:
+    with app_ctx.runtime.platform() as platform:
         details = describe(platform, instance)
     out.result(details, lambda console: _render_description(console, details))
 
@@ -500,3 +508,127 @@ def _cell(value: Any) -> str:
     if isinstance(value, dict):
         return ", ".join(f"{k}={v}" for k, v in value.items() if v is not None)
     return "" if value is None else str(value)
+
+
+# -- profile ----------------------------------------------------------------------------------
+@app.command("profile")
+def profile_command(
+    ctx: typer.Context,
+    service: ServiceArg,
+    cpu: Annotated[
+        str | None,
+        typer.Option("--cpu", metavar="DURATION", help="CPU profile for this long (30s, 2m)."),
+    ] = None,
+    heap: Annotated[
+        bool, typer.Option("--heap", help="Heap snapshot (pauses the process while taken).")
+    ] = False,
+    leak: Annotated[
+        str | None,
+        typer.Option(
+            "--leak", metavar="DURATION", help="Watch memory this long: growing MB/h or flat."
+        ),
+    ] = None,
+    interval: Annotated[
+        str, typer.Option("--interval", metavar="DURATION", help="Between samples with --leak.")
+    ] = "5s",
+    out_path: Annotated[
+        str | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="File to write (default ./SERVICE-TIME.cpuprofile or .heapsnapshot).",
+        ),
+    ] = None,
+    top: Annotated[int, typer.Option("--top", min=1, help="Rows in the summary.")] = 10,
+    yes: YesOpt = False,
+    dry_run: DryRunOpt = False,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Profile a running Node.js service without restarting it (the runbook's `node --prof` /
+    `node --inspect`): SIGUSR1 opens its V8 inspector, which is closed afterwards. --cpu writes
+    a .cpuprofile (Chrome DevTools loads it) and prints the functions by self time; --heap a
+    .heapsnapshot and the constructors holding the most memory; --leak exits 1 when memory
+    grows faster than thresholds.leak_mb_per_h."""
+    from pathlib import Path
+
+    from travellr_ops.errors import UsageError
+    from travellr_ops.vocab.timespec import parse_duration
+
+    chosen = [name for name, on in (("--cpu", cpu), ("--heap", heap), ("--leak", leak)) if on]
+    if len(chosen) != 1:
+        raise UsageError(
+            "choose one of --cpu DURATION, --heap, --leak DURATION",
+            hint="e.g. `service profile backend --cpu 30s`",
+        )
+    cpu_s = parse_duration(cpu, "--cpu") if cpu else 0.0
+    leak_s = parse_duration(leak, "--leak") if leak else 0.0
+    interval_s = parse_duration(interval, "--interval")
+    app_ctx = use(ctx)
+    out = app_ctx.output(json_, quiet)
+
+    def target(suffix: str) -> Path:
+        if out_path:
+            return Path(out_path)
+        return Path(f"{service}-{time.strftime('%Y%m%dT%H%M%S')}.{suffix}")
+
+    if cpu:
+        from travellr_ops.ops.profile import cpu_profile
+
+        report: Any = cpu_profile(app_ctx.runtime, service, cpu_s, target("cpuprofile"), top)
+        out.result(report, lambda console: _render_cpu(console, report))
+    elif heap:
+        from travellr_ops.ops.profile import heap_snapshot
+
+        report = heap_snapshot(app_ctx.guarded(yes, dry_run), service, target("heapsnapshot"), top)
+        if report.size_bytes:
+            out.result(report, lambda console: _render_heap(console, report))
+    else:
+        from travellr_ops.ops.profile import leak_watch
+
+        report = leak_watch(app_ctx.runtime, service, leak_s, interval_s)
+        out.result(report, lambda console: _render_leak(console, report))
+        exit_with(report.ok)
+
+
+def _render_cpu(console: Console, report: Any) -> None:
+    from travellr_ops.output import escape, table
+    from travellr_ops.vocab.units import format_bytes
+
+    console.print(
+        f"CPU profile of {report.service} (pid {report.pid}): {report.duration_s:.1f} s, "
+        f"{report.samples} samples, {escape(report.path)} ({format_bytes(report.size_bytes)})"
+    )
+    rows = [
+        [escape(f.function), escape(f.location), f"{f.self_ms:.1f}", f"{f.self_pct:.1f}"]
+        for f in report.top
+    ]
+    console.print(table("functions by self time", ["function", "where", "self ms", "%"], rows))
+
+
+def _render_heap(console: Console, report: Any) -> None:
+    from travellr_ops.output import escape, table
+    from travellr_ops.vocab.units import format_bytes
+
+    console.print(
+        f"heap snapshot of {report.service} (pid {report.pid}): {escape(report.path)} "
+        f"({format_bytes(report.size_bytes)}, {report.nodes:,} objects, heap "
+        f"{format_bytes(report.heap_bytes)} used, {report.seconds:.1f} s)"
+    )
+    rows = [[escape(c.constructor), f"{c.count:,}", format_bytes(c.held_bytes)] for c in report.top]
+    console.print(table("constructors holding the most", ["constructor", "objects", "held"], rows))
+
+
+def _render_leak(console: Console, report: Any) -> None:
+    from travellr_ops.output import verdict
+
+    if report.verdict == "insufficient":
+        console.print(f"{report.service} (pid {report.pid}): too few samples to tell")
+        return
+    word = "warn" if report.verdict == "growing" and not report.ok else "ok"
+    first, last = report.samples[0][1] / 2**20, report.samples[-1][1] / 2**20
+    console.print(
+        f"{verdict(word)} {report.service} (pid {report.pid}): {report.verdict} "
+        f"{report.mb_per_h:+.1f} MB/h over {report.minutes:.1f} min, R² {report.r_squared:.2f} "
+        f"({first:.1f} → {last:.1f} MiB resident; threshold {report.threshold_mb_per_h:g} MB/h)"
+    )

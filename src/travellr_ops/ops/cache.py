@@ -19,6 +19,9 @@ from typing import Any
 from travellr_ops.adapters.http import HttpAdapter
 from travellr_ops.adapters.redis import RedisAdapter, RedisNode
 from travellr_ops.errors import ServiceError, Unreachable, UsageError
+from travellr_ops.runtime import Runtime
+from travellr_ops.safety import Change
+from travellr_ops.vocab.verdict import Verdict
 
 #: keys shown as a sample of what a clear deletes
 SAMPLE_SHOWN = 10
@@ -147,7 +150,7 @@ class PrefixShare:
 
 
 @dataclass
-class StatsReport:
+class CacheStatsReport:
     target: str
     cluster: bool
     nodes: list[NodeStats]
@@ -160,7 +163,7 @@ class StatsReport:
     window_hit_rate_pct: float | None
     threshold_pct: float
     #: ok, warn (hit rate under the threshold), or idle (no lookups to judge by)
-    verdict: str
+    verdict: Verdict
     sample_size: int
     prefixes: list[PrefixShare]
 
@@ -233,7 +236,7 @@ def stats(
     sample_size: int,
     threshold_pct: float,
     sleep: Callable[[float], None] = time.sleep,
-) -> StatsReport:
+) -> CacheStatsReport:
     validate_window(window_s)
     nodes = redis.primaries()
     # The window comes first: the breakdown's MEMORY USAGE calls count as lookups themselves.
@@ -253,8 +256,12 @@ def stats(
     )
     recent = hit_rate(window_hits, window_misses)
     judged = recent if recent is not None else total.hit_rate_pct
-    verdict = "idle" if judged is None else ("ok" if judged >= threshold_pct else "warn")
-    return StatsReport(
+    verdict = (
+        Verdict.IDLE
+        if judged is None
+        else (Verdict.OK if judged >= threshold_pct else Verdict.WARN)
+    )
+    return CacheStatsReport(
         target=redis.display_url,
         cluster=redis.is_cluster,
         nodes=per_node,
@@ -406,6 +413,78 @@ def plan_clear(
         sample=sample,
         flush=everything and not kept,
         kept=kept,
+    )
+
+
+@dataclass
+class ClearOutcome:
+    """`cache clear`: the plan shown first, and what was done (nothing, on --dry-run)."""
+
+    plan: ClearPlan
+    report: ClearReport
+
+    @property
+    def nothing_matched(self) -> bool:
+        """No key to delete (or only the kept ones): nothing was asked, nothing audited."""
+        return self.plan.exact and self.plan.matching == 0
+
+
+def clear_keys(rt: Runtime, pattern: str, *, rate: float | None = None) -> ClearOutcome:
+    """`cache clear PATTERN`: the plan (a count and a sample), confirmation through the run
+    context's Guard, then SCAN + pipelined UNLINK (or FLUSHDB ASYNC when that is the same).
+    The maintenance flag is never deleted. Input is checked before Redis is opened."""
+    glob_regex(pattern)
+    if rate is not None and rate <= 0:
+        raise UsageError("--rate must be more than 0 keys per second")
+    s, guard = rt.settings, rt.guard
+    with rt.redis() as redis:
+        plan = plan_clear(
+            redis,
+            pattern,
+            keep=[s.maintenance.key],
+            count_exactly=guard.dry_run,
+            exact_limit=s.cache.clear_exact_limit,
+            scan_count=s.cache.scan_count,
+        )
+        if plan.exact and plan.matching == 0:
+            report = ClearReport(pattern, plan.target, "none", 0, {}, 0.0, dry_run=guard.dry_run)
+            return ClearOutcome(plan, report)
+        change = Change(
+            action="cache clear",
+            summary=_clear_summary(plan),
+            details=[*plan.sample, *(["..."] if plan.matching > len(plan.sample) else [])],
+            target=plan.target,
+        )
+        with guard.mutation(change) as proceed:
+            if not proceed:
+                method = "flushdb async" if plan.flush and not rate else "scan+unlink"
+                report = ClearReport(
+                    pattern, plan.target, method, 0, {}, 0.0, dry_run=True, kept=plan.kept
+                )
+                return ClearOutcome(plan, report)
+            with rt.progress(f"deleting {pattern}", plan.matching or None) as task:
+                deleted = 0
+
+                def advance(n: int) -> None:
+                    nonlocal deleted
+                    deleted += n
+                    if deleted > plan.matching:  # the estimate was low, or keys were added
+                        task.update(total=deleted)
+                    task.advance(n)
+
+                report = clear(
+                    redis, plan, scan_count=s.cache.scan_count, rate=rate, progress=advance
+                )
+    return ClearOutcome(plan, report)
+
+
+def _clear_summary(plan: ClearPlan) -> str:
+    nodes = f" ({len(plan.nodes)} primaries)" if len(plan.nodes) > 1 else ""
+    how = " with FLUSHDB ASYNC" if plan.flush else ""
+    kept = f"; keeping {', '.join(plan.kept)}" if plan.kept else ""
+    return (
+        f"delete {plan.about} of {plan.total_keys:,} keys matching {plan.pattern!r}"
+        f" in {plan.target}{nodes}{how}{kept}"
     )
 
 
@@ -662,15 +741,22 @@ def _cumulative_hit_rate(redis: RedisAdapter) -> float | None:
     )
 
 
-def warm(
-    http: HttpAdapter,
-    redis: RedisAdapter,
-    api_url: str,
-    paths: list[str],
-    concurrency: int,
-    progress: Callable[[int], None] = lambda n: None,
-) -> WarmReport:
-    """Request each backend path (at most ``concurrency`` at a time) so that it gets cached."""
+def warm_cache(rt: Runtime, paths: list[str] | None, concurrency: int | None) -> WarmReport:
+    """`cache warm`: the given paths (default cache.warm_paths), ``concurrency`` at a time
+    (default cache.warm_concurrency), on one HTTP pool of that size."""
+    s = rt.settings
+    chosen = list(paths or s.cache.warm_paths)
+    limit = concurrency or s.cache.warm_concurrency
+    _check_warm(chosen, limit)
+    with (
+        rt.http(connections=limit) as http,
+        rt.redis() as redis,
+        rt.progress("warming", len(chosen)) as task,
+    ):
+        return warm(http, redis, s.api.url, chosen, limit, progress=task.advance)
+
+
+def _check_warm(paths: list[str], concurrency: int) -> None:
     if not paths:
         raise UsageError(
             "no endpoints to warm",
@@ -681,6 +767,18 @@ def warm(
         raise UsageError(f"warm paths must start with '/': {', '.join(bad)}")
     if concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
+
+
+def warm(
+    http: HttpAdapter,
+    redis: RedisAdapter,
+    api_url: str,
+    paths: list[str],
+    concurrency: int,
+    progress: Callable[[int], None] = lambda n: None,
+) -> WarmReport:
+    """Request each backend path (at most ``concurrency`` at a time) so that it gets cached."""
+    _check_warm(paths, concurrency)
     before = _cumulative_hit_rate(redis)
     base = api_url.rstrip("/")
 

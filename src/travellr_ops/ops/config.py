@@ -7,13 +7,17 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from travellr_ops.adapters.http import HttpAdapter
-from travellr_ops.adapters.mongo import MongoAdapter
-from travellr_ops.adapters.redis import RedisAdapter
 from travellr_ops.errors import ExitCode, TravellrError, Unreachable
 from travellr_ops.redact import mask
+from travellr_ops.runtime import Runtime
 from travellr_ops.settings import LoadedSettings, flatten
+
+if TYPE_CHECKING:
+    from travellr_ops.adapters.http import HttpAdapter
+    from travellr_ops.adapters.mongo import MongoAdapter
+    from travellr_ops.adapters.redis import RedisAdapter
 
 
 @dataclass
@@ -44,7 +48,7 @@ def show(loaded: LoadedSettings) -> ConfigView:
 
 
 @dataclass
-class Finding:
+class ValidationItem:
     item: str
     ok: bool
     detail: str
@@ -54,7 +58,7 @@ class Finding:
 @dataclass
 class Validation:
     ok: bool
-    findings: list[Finding]
+    findings: list[ValidationItem]
 
     @property
     def exit_code(self) -> ExitCode:
@@ -63,18 +67,32 @@ class Validation:
         return ExitCode.OK if self.ok else ExitCode.CHECK_FAILED
 
 
-def validate(
-    loaded: LoadedSettings, http: HttpAdapter, mongo: MongoAdapter, redis: RedisAdapter
-) -> Validation:
+def validate(rt: Runtime) -> Validation:
     """The settings are valid (they loaded); check that each place and server named works."""
-    s = loaded.settings
+    with rt.http() as http, rt.mongo() as mongo, rt.redis() as redis:
+        findings = _probe(rt, http, mongo, redis)
+    s = rt.settings
+    findings.append(_writable_dir("backup.dir", s.backup.dir))
+    findings.append(_writable_dir("state_dir", s.state_dir))
+    if s.mongo.indexes_file is not None and not s.mongo.indexes_file.is_file():
+        findings.append(
+            ValidationItem("mongo.indexes_file", False, f"{s.mongo.indexes_file} not found")
+        )
+    return Validation(all(f.ok for f in findings), findings)
 
-    def reach(name: str, fn: Callable[[], str]) -> Callable[[], Finding]:
-        def probe() -> Finding:
+
+def _probe(
+    rt: Runtime, http: HttpAdapter, mongo: MongoAdapter, redis: RedisAdapter
+) -> list[ValidationItem]:
+    """Each server the settings name, probed at once."""
+    s = rt.settings
+
+    def reach(name: str, fn: Callable[[], str]) -> Callable[[], ValidationItem]:
+        def probe() -> ValidationItem:
             try:
-                return Finding(name, True, fn())
+                return ValidationItem(name, True, fn())
             except TravellrError as exc:
-                return Finding(name, False, exc.message, isinstance(exc, Unreachable))
+                return ValidationItem(name, False, exc.message, isinstance(exc, Unreachable))
 
         return probe
 
@@ -85,21 +103,16 @@ def validate(
         reach("api.url", lambda: f"{health_url} answers HTTP {http.get(health_url).status}"),
     ]
     with ThreadPoolExecutor(max_workers=len(probes)) as pool:
-        findings = [f.result() for f in [pool.submit(p) for p in probes]]
-    findings.append(_writable_dir("backup.dir", s.backup.dir))
-    findings.append(_writable_dir("state_dir", s.state_dir))
-    if s.mongo.indexes_file is not None and not s.mongo.indexes_file.is_file():
-        findings.append(Finding("mongo.indexes_file", False, f"{s.mongo.indexes_file} not found"))
-    return Validation(all(f.ok for f in findings), findings)
+        return [f.result() for f in [pool.submit(p) for p in probes]]
 
 
-def _writable_dir(name: str, path: Path) -> Finding:
+def _writable_dir(name: str, path: Path) -> ValidationItem:
     existing = path.absolute()
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        return Finding(name, False, f"{path}: {existing} is not a directory")
+        return ValidationItem(name, False, f"{path}: {existing} is not a directory")
     if not os.access(existing, os.W_OK | os.X_OK):
-        return Finding(name, False, f"{path}: {existing} is not writable")
+        return ValidationItem(name, False, f"{path}: {existing} is not writable")
     note = "exists" if existing == path.absolute() else "will be created"
-    return Finding(name, True, f"{path} ({note}, writable)")
+    return ValidationItem(name, True, f"{path} ({note}, writable)")

@@ -1,8 +1,10 @@
 """`health`: the runbook's ./scripts/health-check.sh, every check at once.
 
 Checks run concurrently, so the total time is close to the slowest check, not the sum.
-Verdicts: ok; warn (answered, but a threshold is breached); fail (answered unhealthy);
-down (no answer); maintenance (the backend is deliberately closed).
+Verdicts (``vocab.verdict``): ok; warn (answered, but a threshold is breached); fail
+(answered unhealthy); down (no answer); maintenance (the backend is deliberately closed).
+The report's word is healthy, unhealthy (a warn or fail), unreachable (a check down) or
+maintenance, and its exit code the shared one of its checks: down 3, warn or fail 1.
 """
 
 from __future__ import annotations
@@ -23,34 +25,42 @@ from travellr_ops.adapters.redis import RedisAdapter
 from travellr_ops.errors import ExitCode, ServiceError, TravellrError
 from travellr_ops.redact import mask
 from travellr_ops.settings import Settings
-
-OK, WARN, FAIL, DOWN, MAINTENANCE = "ok", "warn", "fail", "down", "maintenance"
+from travellr_ops.vocab.units import format_bytes
+from travellr_ops.vocab.verdict import Verdict, exit_code_of, worst
 
 
 @dataclass
 class Check:
     name: str
     target: str
-    verdict: str
+    verdict: Verdict
     latency_ms: float | None = None
     detail: str = ""
 
 
 @dataclass
 class HealthReport:
-    verdict: str  # healthy, unhealthy, unreachable, maintenance
+    #: healthy, unhealthy, unreachable or maintenance
+    verdict: Verdict
     checks: list[Check]
     duration_ms: float
     maintenance: dict[str, Any] | None = None
 
     @property
     def exit_code(self) -> ExitCode:
-        verdicts = {c.verdict for c in self.checks}
-        if DOWN in verdicts:
-            return ExitCode.UNAVAILABLE
-        if verdicts & {FAIL, WARN}:
-            return ExitCode.CHECK_FAILED
-        return ExitCode.OK
+        return exit_code_of(c.verdict for c in self.checks)
+
+
+def _overall(checks: list[Check], maintenance: dict[str, Any] | None) -> Verdict:
+    """The report's word: a check down makes it unreachable, a warn or fail unhealthy."""
+    decisive = worst(c.verdict for c in checks)
+    if decisive == Verdict.DOWN:
+        return Verdict.UNREACHABLE
+    if decisive is not None and not decisive.fine:
+        return Verdict.UNHEALTHY
+    if decisive == Verdict.MAINTENANCE or maintenance:
+        return Verdict.MAINTENANCE
+    return Verdict.HEALTHY
 
 
 def check_all(
@@ -86,24 +96,15 @@ def check_all(
         try:
             found = fn()
         except TravellrError as exc:  # a server down, or e.g. no kubeconfig to ask with
-            return [Check(name, mask(target), DOWN, detail=exc.message)]
+            return [Check(name, mask(target), Verdict.DOWN, detail=exc.message)]
         return found if isinstance(found, list) else [found]
 
     with ThreadPoolExecutor(len(probes) + 1, thread_name_prefix="health") as pool:
         flag = pool.submit(_maintenance, settings, redis)
         checks = [check for found in pool.map(run, probes) for check in found]
         maintenance = flag.result()
-    verdicts = {c.verdict for c in checks}
-    if DOWN in verdicts:
-        overall = "unreachable"
-    elif verdicts & {FAIL, WARN}:
-        overall = "unhealthy"
-    elif MAINTENANCE in verdicts or maintenance:
-        overall = "maintenance"
-    else:
-        overall = "healthy"
     duration = (time.perf_counter() - started) * 1000
-    return HealthReport(overall, checks, round(duration, 1), maintenance)
+    return HealthReport(_overall(checks, maintenance), checks, round(duration, 1), maintenance)
 
 
 def _maintenance(settings: Settings, redis: RedisAdapter) -> dict[str, Any] | None:
@@ -132,17 +133,19 @@ def _api_probe(
         body = response.body if isinstance(response.body, dict) else {}
         status = str(body.get("status", ""))
         maintenance = flag() if response.status == 503 else None
-        if response.status == 503 and (status == MAINTENANCE or maintenance):
+        if response.status == 503 and (status == Verdict.MAINTENANCE or maintenance):
             detail = f"maintenance: {body.get('message') or (maintenance or {}).get('message', '')}"
-            return Check("api", url, MAINTENANCE, latency, detail.strip(": "))
+            return Check("api", url, Verdict.MAINTENANCE, latency, detail.strip(": "))
         if response.status >= 400:
             failing = [k for k, v in body.get("checks", {}).items() if not _truthy(v)]
             why = f" ({', '.join(failing)} failing)" if failing else ""
-            return Check("api", url, FAIL, latency, f"HTTP {response.status} {status}{why}".strip())
+            return Check(
+                "api", url, Verdict.FAIL, latency, f"HTTP {response.status} {status}{why}".strip()
+            )
         version = f" version {body['version']}" if "version" in body else ""
         if latency > limit_ms:
-            return Check("api", url, WARN, latency, f"slow: over {limit_ms:g} ms{version}")
-        return Check("api", url, OK, latency, f"HTTP {response.status}{version}")
+            return Check("api", url, Verdict.WARN, latency, f"slow: over {limit_ms:g} ms{version}")
+        return Check("api", url, Verdict.OK, latency, f"HTTP {response.status}{version}")
 
     return probe
 
@@ -154,7 +157,7 @@ def _truthy(check: Any) -> bool:
 def _mongo(mongo: MongoAdapter, limit_ms: float) -> Check:
     quick = mongo.preflight()  # a refused port is known now, not after the driver's timeout
     if quick is not None:
-        return Check("mongodb", mongo.display_uri, DOWN, None, quick.message)
+        return Check("mongodb", mongo.display_uri, Verdict.DOWN, None, quick.message)
     latency = round(mongo.ping(), 1)
     hello = mongo.hello()
     if hello.get("setName"):
@@ -168,10 +171,10 @@ def _mongo(mongo: MongoAdapter, limit_ms: float) -> Check:
         role = "standalone"
         topology = "standalone"
     if role == "no primary":
-        return Check("mongodb", mongo.display_uri, FAIL, latency, topology)
+        return Check("mongodb", mongo.display_uri, Verdict.FAIL, latency, topology)
     if latency > limit_ms:
-        return Check("mongodb", mongo.display_uri, WARN, latency, f"slow ping; {topology}")
-    return Check("mongodb", mongo.display_uri, OK, latency, topology)
+        return Check("mongodb", mongo.display_uri, Verdict.WARN, latency, f"slow ping; {topology}")
+    return Check("mongodb", mongo.display_uri, Verdict.OK, latency, topology)
 
 
 def _redis(redis: RedisAdapter, memory_limit_pct: float) -> Check:
@@ -179,13 +182,15 @@ def _redis(redis: RedisAdapter, memory_limit_pct: float) -> Check:
     memory = redis.info("memory")
     used = int(memory.get("used_memory", 0))
     maxmemory = int(memory.get("maxmemory", 0))
-    detail = f"memory {human_bytes(used)}"
+    detail = f"memory {format_bytes(used)}"
     if maxmemory:
         pct = used * 100 / maxmemory
-        detail += f" of {human_bytes(maxmemory)} ({pct:.0f}%)"
+        detail += f" of {format_bytes(maxmemory)} ({pct:.0f}%)"
         if pct > memory_limit_pct:
-            return Check("redis", redis.display_url, WARN, latency, detail + " over threshold")
-    return Check("redis", redis.display_url, OK, latency, detail)
+            return Check(
+                "redis", redis.display_url, Verdict.WARN, latency, detail + " over threshold"
+            )
+    return Check("redis", redis.display_url, Verdict.OK, latency, detail)
 
 
 def _services(platform: ServicePlatform) -> list[Check]:
@@ -197,14 +202,14 @@ def _services(platform: ServicePlatform) -> list[Check]:
         if svc.image:
             detail += f", {svc.image}"
         if svc.available and svc.desired > 0:
-            checks.append(Check("service", target, OK, None, detail))
+            checks.append(Check("service", target, Verdict.OK, None, detail))
         else:
             why = svc.message or "; ".join(svc.conditions)
             checks.append(
-                Check("service", target, FAIL, None, f"{detail}{': ' + why if why else ''}")
+                Check("service", target, Verdict.FAIL, None, f"{detail}{': ' + why if why else ''}")
             )
     if not checks:
-        return [Check("service", platform.name, FAIL, None, "no Travellr services found")]
+        return [Check("service", platform.name, Verdict.FAIL, None, "no Travellr services found")]
     return checks
 
 
@@ -222,14 +227,12 @@ def _disk_paths(settings: Settings) -> list[Path]:
 def _disk(path: Path, limit_pct: float) -> Check:
     usage = shutil.disk_usage(path)
     pct = usage.used * 100 / usage.total if usage.total else 0.0
-    detail = f"{pct:.0f}% used, {human_bytes(usage.free)} free"
-    verdict = WARN if pct > limit_pct else OK
+    detail = f"{pct:.0f}% used, {format_bytes(usage.free)} free"
+    verdict = Verdict.WARN if pct > limit_pct else Verdict.OK
     return Check("disk", str(path), verdict, None, detail)
 
 
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
+# what ops/deploy/run.py and the backup, cache and db commands import today; these go once
+# they use vocab.verdict and vocab.units.format_bytes
+WARN, FAIL, DOWN = Verdict.WARN, Verdict.FAIL, Verdict.DOWN
+human_bytes = format_bytes

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from travellr_ops.adapters.platform_types import (
@@ -22,13 +22,15 @@ from travellr_ops.adapters.platform_types import (
     ServiceStatus,
 )
 from travellr_ops.errors import CheckFailed, UsageError
+from travellr_ops.runtime import Runtime
 from travellr_ops.safety import Change, Guard
 from travellr_ops.settings import Thresholds
+from travellr_ops.vocab.timespec import parse_since
 
 
 # -- status -----------------------------------------------------------------------------------
 @dataclass
-class StatusReport:
+class ServiceStatusReport:
     """`service status`: every service (or one) and its instances; ``ok`` when all available."""
 
     platform: str
@@ -36,14 +38,14 @@ class StatusReport:
     services: list[ServiceStatus]
 
 
-def status(platform: ServicePlatform, service: str | None = None) -> StatusReport:
+def status(platform: ServicePlatform, service: str | None = None) -> ServiceStatusReport:
     services = platform.status(service)
-    return StatusReport(platform.name, all(s.available for s in services), services)
+    return ServiceStatusReport(platform.name, all(s.available for s in services), services)
 
 
 # -- restart ----------------------------------------------------------------------------------
 @dataclass
-class RestartReport:
+class ServiceRestartReport:
     service: str
     platform: str
     dry_run: bool
@@ -61,13 +63,26 @@ class RestartFailed(CheckFailed):
         self.result = result
 
 
+def restart_service(
+    rt: Runtime, service: str, timeout_s: float | None = None
+) -> ServiceRestartReport:
+    """`service restart`: ``restart`` on the platform of ``rt``, through its Guard, waiting
+    ``timeout_s`` (default: the platform's own setting) for the service to be healthy."""
+    if timeout_s is None:
+        s = rt.settings
+        kubernetes = s.platform == "kubernetes"
+        timeout_s = s.kubernetes.rollout_timeout_s if kubernetes else s.compose.restart_timeout_s
+    with rt.platform() as platform:
+        return restart(platform, rt.guard, service, timeout_s, rt.notify)
+
+
 def restart(
     platform: ServicePlatform,
     guard: Guard,
     service: str,
     timeout_s: float,
     progress: Progress,
-) -> RestartReport:
+) -> ServiceRestartReport:
     """Restart ``service`` and wait until it is running and healthy again (guarded).
 
     Raises RestartFailed (exit 1) when it dies or stays unhealthy; the audit log records that.
@@ -85,11 +100,11 @@ def restart(
     )
     with guard.mutation(change) as go:
         if not go:
-            return RestartReport(current.name, platform.name, dry_run=True)
+            return ServiceRestartReport(current.name, platform.name, dry_run=True)
         result = platform.restart(service, timeout_s, progress)
         if not result.healthy:
             raise RestartFailed(result)
-    return RestartReport(current.name, platform.name, dry_run=False, result=result)
+    return ServiceRestartReport(current.name, platform.name, dry_run=False, result=result)
 
 
 # -- up / down --------------------------------------------------------------------------------
@@ -141,25 +156,6 @@ LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _LEVEL_WORD = re.compile(r"\b(DEBUG|INFO|WARN(?:ING)?|ERROR|ERR|CRITICAL|FATAL|PANIC)\b")
 _LEVEL_RANK = {"DEBUG": 0, "INFO": 1, "WARN": 2, "WARNING": 2, "ERR": 3, "ERROR": 3}
 _LEVEL_RANK |= {"CRITICAL": 4, "FATAL": 4, "PANIC": 4}
-_SINCE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
-
-
-def parse_since(value: str, now: datetime | None = None) -> datetime:
-    """``10m``, ``2h``, ``30s``, ``1d`` ago, or an ISO time (UTC when it has no zone)."""
-    now = now or datetime.now(UTC)
-    match = _SINCE.match(value.strip())
-    if match:
-        amount, unit = float(match.group(1)), match.group(2)
-        seconds = amount * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
-        return now - timedelta(seconds=seconds)
-    try:
-        when = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise UsageError(
-            f"--since {value!r} is neither a duration nor a time",
-            hint="use e.g. 10m, 2h, 1d, or 2024-05-01T12:00:00",
-        ) from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def log_filter(grep: str | None, level: str | None) -> Any:
@@ -194,20 +190,21 @@ def logs(
     services: Sequence[str],
     *,
     tail: int | None = None,
-    since: str | None = None,
+    since: datetime | str | None = None,
     follow: bool = False,
     grep: str | None = None,
     level: str | None = None,
     previous: bool = False,
 ) -> Iterator[LogLine]:
-    """The services' log lines, interleaved by time, filtered as they stream past.
+    """The services' log lines, interleaved by time, filtered as they stream past. ``since``:
+    the window's start, or text of the tool's time grammar (``--since``: 10m, 1h30m, a time).
 
     Nothing is held whole: lines flow from the platform through the filter to the caller.
     """
     if tail is not None and tail < 0:
         raise UsageError(f"--tail must be 0 or more, not {tail}")
     keep = log_filter(grep, level)
-    start = parse_since(since) if since else None
+    start = parse_since(since) if isinstance(since, str) else since
     for name in services:
         platform.status(name)  # unknown names fail now, with the known ones listed
     lines = platform.logs(services, tail=tail, since=start, follow=follow, previous=previous)
@@ -216,7 +213,7 @@ def logs(
 
 # -- stats and top ----------------------------------------------------------------------------
 @dataclass
-class StatsReport:
+class ServiceStatsReport:
     """`service stats`: usage per instance, and which of them breach the thresholds."""
 
     platform: str
@@ -229,7 +226,7 @@ class StatsReport:
 
 def stats(
     platform: ServicePlatform, thresholds: Thresholds, service: str | None = None
-) -> StatsReport:
+) -> ServiceStatsReport:
     usage = platform.stats(service)
     breaches = []
     for u in usage:
@@ -239,7 +236,7 @@ def stats(
             breaches.append(
                 f"{u.instance}: memory {u.memory_pct:.1f} % > {thresholds.memory_pct:g} %"
             )
-    return StatsReport(
+    return ServiceStatsReport(
         platform=platform.name,
         ok=not breaches,
         cpu_threshold_pct=thresholds.cpu_pct,

@@ -3,6 +3,7 @@ all, and a path that cannot be written is the user's to fix (exit 2) in every gr
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -22,7 +23,8 @@ def write_output(
             handle.write(payload)
         os.replace(tmp, path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # e.g. the directory is a file: nothing was made
+            tmp.unlink()
         raise UsageError(
             f"cannot write {what} to {path}: {exc.strerror or exc}",
             hint="name a file in a directory that exists and that you can write",

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 from travellr_ops.adapters.mongo_dump import MongoDump
 from travellr_ops.errors import TravellrError
@@ -15,6 +16,8 @@ from travellr_ops.ops.backup import archive, store
 from travellr_ops.output import ProgressFactory
 from travellr_ops.safety import Change, Guard
 from travellr_ops.settings import Settings
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -253,6 +256,20 @@ def clean(
 
 
 # -- metrics --------------------------------------------------------------------------------
+
+
+def metered(settings: Settings, metrics: Path | None, command: str, run: Callable[[], T]) -> T:
+    """``run()``, then the metrics file (when asked) written whether it succeeded or not: a
+    failed cron run must show in the metrics as much as a good one."""
+    started = time.monotonic()
+    ok = False
+    try:
+        result = run()
+        ok = getattr(result, "ok", True) is not False
+        return result
+    finally:
+        if metrics is not None:
+            write_metrics(settings, metrics, command, ok, time.monotonic() - started)
 
 
 def write_metrics(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -12,7 +13,7 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from travellr_ops.adapters.mongo_dump import MongoDump, decode, oplog_time
 from travellr_ops.errors import CheckFailed, OperationFailed, Refused, TravellrError, UsageError
@@ -20,8 +21,13 @@ from travellr_ops.ops.backup import archive, store
 from travellr_ops.ops.backup.create import Notify, choose_parallelism
 from travellr_ops.ops.backup.oplog import UnsupportedEntry, Write, writes_for
 from travellr_ops.output import ProgressFactory, ProgressTask
-from travellr_ops.safety import Change, Guard
+from travellr_ops.safety import Change
 from travellr_ops.settings import Settings
+from travellr_ops.vocab.timespec import parse_since
+
+if TYPE_CHECKING:
+    from travellr_ops.adapters.platform_types import ServicePlatform
+    from travellr_ops.runtime import Runtime
 
 #: a batch of raw documents sent in one insert_many (pymongo splits it into wire messages)
 BATCH_BYTES = 8 * 1024 * 1024
@@ -56,21 +62,18 @@ class Until:
         assert self.moment is not None
         return self.moment.timestamp()
 
+    @classmethod
+    def parse(cls, text: str, now: datetime | None = None) -> Until:
+        """``--until``: an oplog timestamp ``SECONDS:INC``, or a past moment in the tool's
+        one time grammar (an ISO time, ``HH:MM`` UTC, or a duration ago: ``2h``)."""
+        if ts := _OPLOG_TS.fullmatch(text.strip()):
+            return cls(text, limit_ts=(int(ts.group(1)), int(ts.group(2))))
+        return cls(text, moment=parse_since(text, "--until", now).astimezone(UTC))
 
-def parse_until(text: str) -> Until:
-    if ":" in text and text.replace(":", "").isdigit():
-        seconds, inc = text.split(":", 1)
-        return Until(text, limit_ts=(int(seconds), int(inc)))
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError(
-            f"--until {text!r} is neither a time nor an oplog timestamp",
-            hint="e.g. --until 2024-01-01T10:30:00Z, or --until 1704067200:0 (exclusive)",
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return Until(text, moment=moment.astimezone(UTC))
+
+#: an oplog timestamp: epoch seconds (told from a time of day HH:MM by their length) and the
+#: increment
+_OPLOG_TS = re.compile(r"(\d{3,}):(\d+)")
 
 
 #: collections a restore writes before swapping them in under their own names; a killed
@@ -165,22 +168,23 @@ def _batches(file: Path) -> Iterator[list[bytes]]:
         yield batch
 
 
+#: the service `--with-downtime` stops during the restore
+DOWNTIME_SERVICE = "backend"
+
+
 def restore(
-    settings: Settings,
-    dump: MongoDump,
-    guard: Guard,
-    progress: ProgressFactory,
-    notify: Notify,
+    rt: Runtime,
     name: str,
     *,
     target_db: str | None = None,
     collections: Sequence[str] | None = None,
     drop: bool = False,
-    until: str | None = None,
-    downtime: Callable[[], tuple[Callable[[], None], Callable[[], tuple[bool, str]]]] | None = None,
+    until: Until | None = None,
+    with_downtime: bool = False,
 ) -> RestoreResult:
-    """Restore backup ``name``. ``downtime``, when given, stops the backend and returns
-    (start it again, health check).
+    """Restore backup ``name`` (through ``rt``'s Guard). ``with_downtime``: the runbook's
+    procedure: the backend is stopped for the restore, started again after it, and the
+    health check is polled until it passes or backup.restore_health_timeout_s is over.
 
     Everything is written into staging collections first (the backup's data, its indexes,
     the oplog replay); only when all of it succeeded are they renamed over the target's
@@ -188,11 +192,29 @@ def restore(
     target as it was. With ``until`` the target ends as the database was at that moment:
     collections that did not exist then are dropped, those created after the backup are
     rebuilt from the oplog alone."""
+    with contextlib.ExitStack() as opened:
+        # the platform is opened first: platform = "none" is refused before anything is asked
+        platform = opened.enter_context(rt.platform()) if with_downtime else None
+        dump = opened.enter_context(rt.dump())
+        return _restore(rt, dump, platform, name, target_db, collections, drop, until)
+
+
+def _restore(
+    rt: Runtime,
+    dump: MongoDump,
+    platform: ServicePlatform | None,
+    name: str,
+    target_db: str | None,
+    collections: Sequence[str] | None,
+    drop: bool,
+    limit: Until | None,
+) -> RestoreResult:
+    settings, notify, progress = rt.settings, rt.notify, rt.progress
+    until = limit.text if limit is not None else None
     path = store.resolve(settings.backup.dir, name)
     manifest = store.read_manifest(path)
     target = target_db or manifest.database
     selected = _select(manifest, collections)
-    limit = parse_until(until) if until else None
     archived: list[Path] = []
     if limit is not None:
         archived = _pitr_files(settings, manifest, limit)
@@ -254,8 +276,8 @@ def restore(
         summary += f", dropping {len(dropped)} collection(s) that did not exist then"
     if limit is not None:
         summary += f", then replay the oplog up to {limit.text}"
-    if downtime is not None:
-        summary += ", stopping the backend meanwhile"
+    if platform is not None:
+        summary += f", stopping the {DOWNTIME_SERVICE} meanwhile"
     change = Change(action="backup restore", summary=summary, details=details, target=target)
     result = RestoreResult(
         name,
@@ -267,7 +289,7 @@ def restore(
         dropped=dropped,
         from_oplog=from_oplog,
     )
-    with guard.mutation(change, lock="restore") as proceed:
+    with rt.guard.mutation(change, lock="restore") as proceed:
         if not proceed:
             return result
         result.dry_run = False
@@ -276,11 +298,9 @@ def restore(
         result.parallelism, result.parallelism_source = parallelism.workers, parallelism.source
         for leftover in leftovers:  # of a restore that was killed
             dump.drop_collection(target, leftover)
-        restart: Callable[[], None] | None = None
-        health: Callable[[], tuple[bool, str]] | None = None
-        if downtime is not None:
-            notify("stopping the backend")
-            restart, health = downtime()
+        if platform is not None:
+            notify(f"stopping the {DOWNTIME_SERVICE}")
+            platform.down(DOWNTIME_SERVICE)
             result.downtime = True
 
         # a collection the target has is written beside it and swapped in at the end; one it
@@ -313,15 +333,23 @@ def restore(
                 raise _untouched(exc, target) from None
             result.collections, result.dropped = _swap(dump, target, existing, scope, notify)
         except TravellrError:
-            if restart is not None:
-                notify("the backend stays stopped: the restore did not complete")
+            if platform is not None:
+                notify(f"the {DOWNTIME_SERVICE} stays stopped: the restore did not complete")
             raise
-        if restart is not None and health is not None:
-            notify("starting the backend")
-            restart()
-            result.healthy, result.health = health()
+        if platform is not None:
+            notify(f"starting the {DOWNTIME_SERVICE}")
+            platform.up(DOWNTIME_SERVICE)
+            result.healthy, result.health = _health_after(rt)
         result.duration_s = round(time.monotonic() - started, 3)
     return result
+
+
+def _health_after(rt: Runtime) -> tuple[bool, str]:
+    """The runbook's last step (`./scripts/health-check.sh`), given the backend time to
+    start: (healthy, what is not)."""
+    report = rt.wait_healthy(rt.settings.backup.restore_health_timeout_s)
+    bad = [f"{c.name}: {c.verdict}" for c in report.checks if c.verdict != "ok"]
+    return not report.exit_code, ", ".join(bad) or "all checks ok"
 
 
 def _untouched(exc: BaseException, target: str) -> BaseException:

@@ -1,7 +1,8 @@
 """`db indexes list|analyze|ensure`: the app's indexes, what is missing, what is wasted.
 
-The app's required indexes and its important query shapes are declared in a TOML file
-(``config/indexes.toml``; see the comments there for the format).
+The app's required indexes and its important query shapes are declared in a TOML file:
+``mongo.indexes_file``, else the one shipped inside the package (``travellr_ops/data/
+indexes.toml``; see the comments there for the format; `config show` names its path).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import time
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +26,13 @@ from travellr_ops.ops.db.queries import (
     shape,
     summarise,
 )
+from travellr_ops.runtime import Runtime
 from travellr_ops.safety import Change, Guard
+from travellr_ops.settings import Settings
 
-#: the file shipped with travellr-ops, used when mongo.indexes_file is not set
-SHIPPED_INDEXES_FILE = Path(__file__).resolve().parents[4] / "config" / "indexes.toml"
+#: the file shipped with travellr-ops, used when mongo.indexes_file is not set: package data,
+#: so that an installed wheel (the travellr-ops image) has it as a source checkout does
+SHIPPED_INDEXES_FILE = Path(str(files("travellr_ops") / "data" / "indexes.toml"))
 
 Keys = list[tuple[str, Any]]
 
@@ -89,7 +94,7 @@ def indexes_file_path(configured: Path | None) -> Path:
         raise ConfigError(
             f"index declarations not found: {path}",
             hint="set mongo.indexes_file (TRAVELLR_MONGO__INDEXES_FILE) to the app's"
-            " indexes.toml (format: config/indexes.toml in the travellr-ops source)",
+            f" indexes.toml (format: the comments of {SHIPPED_INDEXES_FILE})",
         )
     return path
 
@@ -105,7 +110,7 @@ def load_index_file(configured: Path | None) -> IndexFile:
         queries = [_query_shape(raw) for raw in data.get("query", [])]
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(
-            f"{path}: {exc}", hint="see the format in the comments of config/indexes.toml"
+            f"{path}: {exc}", hint=f"see the format in the comments of {SHIPPED_INDEXES_FILE}"
         ) from None
     return IndexFile(path, indexes, queries)
 
@@ -245,7 +250,7 @@ class Fix:
 
 
 @dataclass
-class Finding:
+class IndexFinding:
     kind: str  # collscan, poor_ratio, in_memory_sort, missing_required, redundant, unused
     collection: str
     subject: str  # the query shape, or the index name
@@ -269,7 +274,7 @@ class AnalyzeReport:
     index_file: str
     thresholds: dict[str, float]
     queries: list[QueryResult] = field(default_factory=list)
-    findings: list[Finding] = field(default_factory=list)
+    findings: list[IndexFinding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     #: whether the server reports index usage ($indexStats with real counters)
     usage_data: bool = False
@@ -285,6 +290,24 @@ class AnalyzeLimits:
     min_docs: int  # smaller scans are not worth an index
     max_ratio: float  # examined per returned
     profile_sample: int  # profiler records read
+
+    @classmethod
+    def of(cls, settings: Settings) -> AnalyzeLimits:
+        m = settings.mongo
+        return cls(
+            settings.thresholds.db_query_ms,
+            m.analyze_min_docs,
+            m.analyze_max_ratio,
+            m.profile_sample,
+        )
+
+
+def analyze_app(rt: Runtime) -> AnalyzeReport:
+    """`db indexes analyze` with the settings' index file and limits (the file is read before
+    MongoDB is opened: a bad file is a configuration error that needs no server)."""
+    spec = load_index_file(rt.settings.mongo.indexes_file)
+    with rt.mongo() as mongo:
+        return analyze(mongo, spec, AnalyzeLimits.of(rt.settings))
 
 
 def analyze(mongo: MongoAdapter, spec: IndexFile, limits: AnalyzeLimits) -> AnalyzeReport:
@@ -437,7 +460,7 @@ def _analyze_query(
         if keys and existing is None
         else None
     )
-    report.findings.append(Finding(kind, query.collection, text, "; ".join(reasons), fix))
+    report.findings.append(IndexFinding(kind, query.collection, text, "; ".join(reasons), fix))
     return result
 
 
@@ -473,7 +496,7 @@ def _missing_required(
         ):
             continue  # already reported with the query it would serve
         report.findings.append(
-            Finding(
+            IndexFinding(
                 "missing_required",
                 declared.collection,
                 mongosh_keys(declared.keys),
@@ -509,7 +532,7 @@ def _redundant(indexes: dict[str, list[IndexInfo]], report: AnalyzeReport) -> No
             if longer is None:
                 continue
             report.findings.append(
-                Finding(
+                IndexFinding(
                     "redundant",
                     collection,
                     short.name,
@@ -563,7 +586,7 @@ def _unused(
                 )
                 continue
             report.findings.append(
-                Finding(
+                IndexFinding(
                     "unused",
                     collection,
                     info.name,
@@ -611,6 +634,13 @@ class EnsureReport:
     @property
     def problems(self) -> list[EnsureItem]:
         return [i for i in self.items if i.state in ("differs", "name_conflict")]
+
+
+def ensure_app(rt: Runtime) -> EnsureReport:
+    """`db indexes ensure` with the settings' index file, through ``rt``'s Guard."""
+    spec = load_index_file(rt.settings.mongo.indexes_file)
+    with rt.mongo() as mongo:
+        return ensure(mongo, spec, rt.guard, rt.settings.mongo.ensure_confirm_docs)
 
 
 def ensure(mongo: MongoAdapter, spec: IndexFile, guard: Guard, confirm_docs: int) -> EnsureReport:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from travellr_ops.adapters.mongo import MongoAdapter
@@ -291,25 +291,6 @@ class SlowReport:
     since: str | None
     operations: list[SlowOperation] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-
-
-def parse_since(text: str | None, now: datetime | None = None) -> datetime | None:
-    """``30m``, ``2h``, ``1d``, ``45s`` ago, or an ISO 8601 time (UTC when no zone)."""
-    if not text:
-        return None
-    now = now or datetime.now(UTC)
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", text)
-    if match:
-        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
-        return now - timedelta(**{unit: float(match.group(1))})
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        raise UsageError(
-            f"--since {text!r} is neither a duration nor a time",
-            hint="use 30m, 2h, 1d or an ISO time like 2026-01-31T09:00",
-        ) from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def slow(mongo: MongoAdapter, since: datetime | None, min_millis: float, limit: int) -> SlowReport:

@@ -22,9 +22,11 @@ from travellr_ops.adapters.mongo import (
     classify,
     local_mongo_servers,
 )
-from travellr_ops.adapters.platform_types import RestartResult, ServicePlatform
-from travellr_ops.errors import OperationFailed, ServiceError, UsageError
-from travellr_ops.safety import Change, Guard
+from travellr_ops.adapters.platform_types import RestartResult
+from travellr_ops.errors import CheckFailed, ServiceError, UsageError
+from travellr_ops.runtime import Runtime
+from travellr_ops.safety import Change
+from travellr_ops.vocab.verdict import Verdict
 
 # ---------------------------------------------------------------------------------- ping
 
@@ -43,6 +45,12 @@ class Problem:
     kind: str  # stopped, refused, dns, timeout, tls, protocol, auth, closed, no_primary...
     message: str
     hint: str
+
+    @property
+    def verdict(self) -> Verdict:
+        """The member answered but is not primary or secondary: unhealthy (exit 1); anything
+        else means no usable answer reached the tool: unreachable (exit 3)."""
+        return Verdict.UNHEALTHY if self.kind == "no_primary" else Verdict.UNREACHABLE
 
 
 @dataclass
@@ -276,7 +284,7 @@ def _remember(history: Path | None, mongo: MongoAdapter, report: PingReport) -> 
 
 
 @dataclass
-class StatusReport:
+class ServerStatusReport:
     #: the server as `db ping` names it (mongo.uri, secrets masked)
     uri: str
     host: str | None  # as the server names itself
@@ -297,7 +305,7 @@ class StatusReport:
 
 def status(
     mongo: MongoAdapter, interval_s: float = 1.0, sleep: Callable[[float], None] = time.sleep
-) -> StatusReport:
+) -> ServerStatusReport:
     """Two serverStatus samples ``interval_s`` apart: vitals, and operation rates."""
     first = mongo.command("serverStatus", admin=True)
     started = time.monotonic()
@@ -312,7 +320,7 @@ def status(
     }
     conns = second.get("connections", {})
     mem = second.get("mem", {})
-    report = StatusReport(
+    report = ServerStatusReport(
         uri=mongo.display_uri,
         host=second.get("host"),
         version=second.get("version"),
@@ -439,7 +447,7 @@ class CollectionStats:
 
 
 @dataclass
-class StatsReport:
+class DbStatsReport:
     database: str
     collections: int | None
     documents: int | None
@@ -455,7 +463,7 @@ class StatsReport:
 
 def stats(
     mongo: MongoAdapter, collection: str | None = None, *, per_collection: bool = True
-) -> StatsReport:
+) -> DbStatsReport:
     """The database's totals (one dbStats) and the figures of each collection (or of
     ``collection``); the totals alone without ``per_collection``."""
     db = mongo.command("dbStats", scale=1)
@@ -463,7 +471,7 @@ def stats(
     total = db.get("totalSize")
     if total is None and isinstance(storage, int | float) and isinstance(index, int | float):
         total = storage + index
-    report = StatsReport(
+    report = DbStatsReport(
         database=mongo.database_name,
         collections=db.get("collections"),
         documents=db.get("objects"),
@@ -545,7 +553,7 @@ def wait_until_healthy(
 
 
 @dataclass
-class RestartReport:
+class MongoRestartReport:
     service: str
     platform: str
     restart: RestartResult | None  # None on --dry-run
@@ -553,11 +561,22 @@ class RestartReport:
     healthy: bool
     dry_run: bool = False
 
+    @property
+    def verdict(self) -> Verdict:
+        """As `service restart` judges a restart: the platform's own check after it failed,
+        or MongoDB answers but is not healthy: unhealthy (exit 1); nothing answers the
+        tool's ping: unreachable (exit 3), as `db ping` says."""
+        if self.healthy or self.dry_run:
+            return Verdict.HEALTHY
+        problem = self.wait.last_problem if self.wait else None
+        return problem.verdict if problem is not None else Verdict.UNHEALTHY
 
-class MongoRestartFailed(OperationFailed):
-    """MongoDB did not come back healthy; ``report`` says how far it got."""
 
-    def __init__(self, report: RestartReport) -> None:
+class MongoRestartFailed(CheckFailed):
+    """MongoDB did not come back healthy; ``report`` says how far it got. The exit code is
+    the report's verdict's: 1 unhealthy, 3 when nothing answers."""
+
+    def __init__(self, report: MongoRestartReport) -> None:
         wait = report.wait
         reason = (report.restart.reason if report.restart else "") or (
             wait.last_problem.message if wait and wait.last_problem else "no answer"
@@ -567,35 +586,37 @@ class MongoRestartFailed(OperationFailed):
             hint="db ping for the diagnosis; service logs mongodb for the server's side",
         )
         self.report = report
+        self.exit_code = report.verdict.exit_code
+        if report.verdict is Verdict.UNREACHABLE:
+            self.kind = "unreachable"
 
 
-def restart(
-    platform: ServicePlatform,
-    connect: Connect,
-    guard: Guard,
-    timeout_s: float,
-    progress: Callable[[str], None],
-    service: str = "mongodb",
-) -> RestartReport:
-    """Restart the MongoDB service on its platform (guarded), then wait until `db ping` is
-    healthy. Raises MongoRestartFailed (exit 3, audited as failed) when it is not."""
-    change = Change(
-        action="db restart",
-        summary=f"restart the {service} service on {platform.name};"
-        " connections drop until it is back",
-        target=platform.name,
-    )
-    with guard.mutation(change) as proceed:
-        if not proceed:
-            return RestartReport(service, platform.name, None, None, False, dry_run=True)
-        started = time.monotonic()
-        result = platform.restart(service, timeout_s, progress)
-        if not result.healthy:
-            raise MongoRestartFailed(RestartReport(service, platform.name, result, None, False))
-        left = max(timeout_s - (time.monotonic() - started), 1.0)
-        progress("service restarted; waiting for MongoDB to answer")
-        waited = wait_until_healthy(connect, left, progress=progress, platform=platform.name)
-        report = RestartReport(service, platform.name, result, waited, waited.healthy)
-        if not report.healthy:  # raised inside the guard: the audit log says "failed"
-            raise MongoRestartFailed(report)
+def restart(rt: Runtime, timeout_s: float, service: str = "mongodb") -> MongoRestartReport:
+    """Restart the MongoDB service on its platform (through ``rt``'s Guard), then wait until
+    `db ping` is healthy on fresh connections. Raises MongoRestartFailed (audited as failed)
+    when it is not."""
+    if timeout_s <= 0:
+        raise UsageError(f"--timeout must be more than 0 seconds, not {timeout_s:g}")
+    with rt.platform() as platform:
+        change = Change(
+            action="db restart",
+            summary=f"restart the {service} service on {platform.name};"
+            " connections drop until it is back",
+            target=platform.name,
+        )
+        with rt.guard.mutation(change) as proceed:
+            if not proceed:
+                return MongoRestartReport(service, platform.name, None, None, False, dry_run=True)
+            started = time.monotonic()
+            result = platform.restart(service, timeout_s, rt.notify)
+            if not result.healthy:
+                raise MongoRestartFailed(
+                    MongoRestartReport(service, platform.name, result, None, False)
+                )
+            left = max(timeout_s - (time.monotonic() - started), 1.0)
+            rt.notify("service restarted; waiting for MongoDB to answer")
+            waited = wait_until_healthy(rt.mongo, left, progress=rt.notify, platform=platform.name)
+            report = MongoRestartReport(service, platform.name, result, waited, waited.healthy)
+            if not report.healthy:  # raised inside the guard: the audit log says "failed"
+                raise MongoRestartFailed(report)
     return report

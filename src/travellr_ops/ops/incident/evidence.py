@@ -13,16 +13,20 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from travellr_ops.errors import TravellrError
 from travellr_ops.ops.incident.record import Evidence
 from travellr_ops.output import to_jsonable
 from travellr_ops.redact import mask
 from travellr_ops.settings import Settings
+from travellr_ops.vocab.tail import tail_lines
+from travellr_ops.vocab.verdict import Verdict
+
+if TYPE_CHECKING:
+    from travellr_ops.runtime import Runtime
 
 #: the most JSON one source may keep; larger data is cut (and says so)
 MAX_SOURCE_BYTES = 64 << 10
@@ -41,17 +45,6 @@ def _line(text: str) -> str:
     return text if len(text) <= MAX_LINE_CHARS else text[:MAX_LINE_CHARS] + " [cut]"
 
 
-def tail_file(path: Path, lines: int) -> list[str]:
-    """The last ``lines`` lines of a file, reading at most a bounded stretch from its end."""
-    budget = lines * (MAX_LINE_CHARS + 1) * 4
-    with open(path, "rb") as f:
-        size = f.seek(0, 2)
-        f.seek(max(0, size - budget))
-        chunk = f.read()
-    kept = deque(chunk.decode("utf-8", "replace").splitlines(), maxlen=lines)
-    return [_line(line) for line in kept]
-
-
 def _bounded(data: Any) -> tuple[Any, str]:
     plain = to_jsonable(data)
     text = mask(json.dumps(plain, default=str))
@@ -60,40 +53,23 @@ def _bounded(data: Any) -> tuple[Any, str]:
     return text[:MAX_SOURCE_BYTES], f"cut to {MAX_SOURCE_BYTES} of {len(text)} bytes"
 
 
-def probes(settings: Settings, timeout_s: float) -> list[tuple[str, Probe]]:
-    """The sources to capture, each a function returning (data, one-line detail)."""
-    from travellr_ops.adapters.http import HttpAdapter
-    from travellr_ops.adapters.mongo import MongoAdapter
-    from travellr_ops.adapters.redis import RedisAdapter
-
-    s = settings
+def probes(rt: Runtime, timeout_s: float) -> list[tuple[str, Probe]]:
+    """The sources to capture, each a function returning (data, one-line detail). Each opens
+    its own clients from the run context, none waiting longer than ``timeout_s``."""
+    s = rt.settings
     lines = s.incident.evidence_log_lines
     preload(s)
 
     def health() -> tuple[Any, str]:
-        from travellr_ops.ops.health import check_all
-
-        http = HttpAdapter(min(s.api.timeout_s, timeout_s))
-        mongo = MongoAdapter(s.mongo.uri, s.mongo.database, min(s.mongo.timeout_s, timeout_s))
-        redis = RedisAdapter(s.redis.url, min(s.redis.timeout_s, timeout_s))
-        platform = None if s.platform == "none" else _platform_factory(s)
-        try:
-            report = check_all(s, http, mongo, redis, platform)
-        finally:
-            http.close()
-            mongo.close()
-            redis.close()
-        bad = [f"{c.name} {c.verdict}" for c in report.checks if c.verdict not in ("ok",)]
+        report = rt.health(fresh=True, timeout_s=timeout_s)
+        bad = [f"{c.name} {c.verdict}" for c in report.checks if c.verdict != Verdict.OK]
         return report, report.verdict + (f" ({', '.join(bad)})" if bad else "")
 
     def db_status() -> tuple[Any, str]:
         from travellr_ops.ops.db.server import status
 
-        mongo = MongoAdapter(s.mongo.uri, s.mongo.database, min(s.mongo.timeout_s, timeout_s))
-        try:
+        with rt.mongo(timeout_s=timeout_s) as mongo:
             report = status(mongo, RATE_WINDOW_S)
-        finally:
-            mongo.close()
         conns = report.connections.get("current")
         return report, f"{report.process or 'MongoDB'} {report.version or ''}, up " + (
             f"{report.uptime_s:.0f} s" if report.uptime_s is not None else "?"
@@ -102,22 +78,16 @@ def probes(settings: Settings, timeout_s: float) -> list[tuple[str, Probe]]:
     def cache_stats() -> tuple[Any, str]:
         from travellr_ops.ops.cache import stats
 
-        redis = RedisAdapter(s.redis.url, min(s.redis.timeout_s, timeout_s))
-        try:
+        with rt.redis(timeout_s=timeout_s) as redis:
             report = stats(redis, RATE_WINDOW_S, CACHE_SAMPLE, s.thresholds.cache_hit_rate_pct)
-        finally:
-            redis.close()
         rate = report.window_hit_rate_pct or report.hit_rate_pct
         return report, f"{report.verdict}, hit rate " + ("-" if rate is None else f"{rate:.1f} %")
 
     def maintenance() -> tuple[Any, str]:
         from travellr_ops.ops.maintenance import status
 
-        redis = RedisAdapter(s.redis.url, min(s.redis.timeout_s, timeout_s))
-        try:
+        with rt.redis(timeout_s=timeout_s) as redis:
             flag = status(redis, s.maintenance.key)
-        finally:
-            redis.close()
         return flag, (f"on since {flag.since} by {flag.by}: {flag.message}" if flag.on else "off")
 
     found: list[tuple[str, Probe]] = [
@@ -126,20 +96,16 @@ def probes(settings: Settings, timeout_s: float) -> list[tuple[str, Probe]]:
         ("cache stats", cache_stats),
         ("maintenance", maintenance),
     ]
-    if s.platform != "none":
+    if rt.has_platform:
 
         def service_status() -> tuple[Any, str]:
-            platform = _platform_factory(s)()
-            try:
+            with rt.platform() as platform:
                 statuses = platform.status()
-            finally:
-                platform.close()
             return statuses, ", ".join(f"{st.name} {st.ready}/{st.desired}" for st in statuses)
 
         def service_logs() -> tuple[Any, str]:
-            platform = _platform_factory(s)()
-            try:
-                got: dict[str, list[str]] = {}
+            got: dict[str, list[str]] = {}
+            with rt.platform() as platform:
                 for service in platform.services():
                     try:
                         got[service] = [
@@ -148,8 +114,6 @@ def probes(settings: Settings, timeout_s: float) -> list[tuple[str, Probe]]:
                         ]
                     except TravellrError as exc:
                         got[service] = [f"(no logs: {exc.message})"]
-            finally:
-                platform.close()
             return got, ", ".join(f"{k}: {len(v)} lines" for k, v in got.items())
 
         found += [("service status", service_status), ("service logs", service_logs)]
@@ -157,7 +121,7 @@ def probes(settings: Settings, timeout_s: float) -> list[tuple[str, Probe]]:
 
         def log_file(p: Path = path) -> tuple[Any, str]:
             try:
-                kept = tail_file(p, lines)
+                kept = [_line(line) for line in tail_lines(p, lines)]
             except FileNotFoundError:
                 return None, f"skipped: {p} does not exist"
             except OSError as exc:
@@ -179,15 +143,6 @@ def preload(settings: Settings) -> None:
     for name in sdks:
         with contextlib.suppress(ImportError):  # its adapter reports that, as a failure
             importlib.import_module(name)
-
-
-def _platform_factory(settings: Settings) -> Callable[[], Any]:
-    from travellr_ops.adapters.connect import platform_factory
-
-    make = platform_factory(settings)
-    if make is None:
-        raise AssertionError("evidence asks for the platform only when there is one")
-    return make
 
 
 def capture(

@@ -11,13 +11,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from travellr_ops.ops.incident import record, report
 from travellr_ops.ops.incident.evidence import capture, probes
 from travellr_ops.ops.incident.timeline import commands
 from travellr_ops.settings import Settings
 from travellr_ops.store import Store, store_path
+
+if TYPE_CHECKING:
+    from travellr_ops.runtime import Runtime
 
 
 @dataclass
@@ -58,7 +61,7 @@ def write_record(settings: Settings, store: Store, incident_id: str) -> Written:
 
 
 def open_incident(
-    settings: Settings,
+    rt: Runtime,
     store: Store,
     title: str,
     severity: int,
@@ -71,10 +74,10 @@ def open_incident(
     record."""
     incident = record.create(store, title, severity, author, now())
     announce(f"opened {incident.id}; capturing the Identify evidence ...")
-    timeout = settings.incident.evidence_timeout_s
-    evidence = capture(probes(settings, timeout), timeout)
+    timeout = rt.settings.incident.evidence_timeout_s
+    evidence = capture(probes(rt, timeout), timeout)
     record.save_evidence(store, incident.id, evidence, now())
-    return write_record(settings, store, incident.id)
+    return write_record(rt.settings, store, incident.id)
 
 
 def note(

@@ -13,6 +13,7 @@ from travellr_ops.ops.incident.record import STEPS, Incident, iso
 from travellr_ops.ops.incident.timeline import Command
 from travellr_ops.output import to_jsonable
 from travellr_ops.redact import mask
+from travellr_ops.vocab.timespec import format_duration
 
 STEP_TITLES = {
     "identify": "Identify: what is happening, since when, how widespread",
@@ -24,12 +25,9 @@ STEP_TITLES = {
 
 
 def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    whole = round(seconds)
-    h, rest = divmod(whole, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}h {m:02d}m {s:02d}s" if h else f"{m}m {s:02d}s" if m else f"{s}s"
+    """An incident's duration or time to recovery as every option writes one (``1h30m``);
+    ``-`` when there is none yet."""
+    return "-" if seconds is None else format_duration(seconds)
 
 
 def document(

@@ -1,32 +1,30 @@
-"""What a live monitor keeps between samples, with memory bounded however long it runs."""
+"""The live monitor: a sample every interval, each recorded, and what it keeps between
+samples (sparklines, extremes, breaches), with memory bounded however long it runs."""
 
 from __future__ import annotations
 
-import re
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from travellr_ops.errors import UsageError
-from travellr_ops.ops.monitor.metrics import BREACH, Metric, Sample, percentile
+from travellr_ops.errors import ExitCode
+from travellr_ops.ops.monitor.history import append, open_history
+from travellr_ops.ops.monitor.metrics import Metric, Sample
+from travellr_ops.ops.monitor.sampler import open_sampler
+from travellr_ops.store import StoreError
+from travellr_ops.vocab.stats import percentile
+from travellr_ops.vocab.verdict import Verdict
+
+if TYPE_CHECKING:
+    from travellr_ops.runtime import Runtime
 
 #: values per metric behind the summary's p95 (beyond it, the p95 of the latest ones)
 SUMMARY_VALUES = 10_000
 #: breaches listed in the summary (all are counted)
 BREACHES_KEPT = 200
 SPARK = "▁▂▃▄▅▆▇█"
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: str, option: str) -> float:
-    """Seconds of "90", "90s", "10m", "24h" or "7d"; a UsageError (exit 2) otherwise."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
-    seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"] if match else 0.0
-    if seconds <= 0:
-        raise UsageError(
-            f"{option} must be a positive duration like 30s, 10m, 24h or 7d, not {text!r}"
-        )
-    return seconds
 
 
 @dataclass
@@ -94,6 +92,14 @@ class Summary:
     #: breaches outside maintenance mode (they make the run fail)
     alarm_count: int
 
+    @property
+    def verdict(self) -> Verdict:
+        return Verdict.BREACH if self.alarm_count else Verdict.OK
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return self.verdict.exit_code
+
 
 class Tracker:
     """Every metric's recent values (sparklines), min/max/p95 and breaches of a live run."""
@@ -122,7 +128,7 @@ class Tracker:
                 )
                 self.series[m.key] = series
             series.add(m)
-            if m.verdict == BREACH:
+            if m.verdict == Verdict.BREACH:
                 self.breach_count[m.key] = self.breach_count.get(m.key, 0) + 1
                 self.alarm_count += not sample.maintenance
                 self.breaches.append(
@@ -136,7 +142,7 @@ class Tracker:
                 s.unit,
                 len(s.values),
                 s.low,
-                percentile(list(s.values), 95) if s.values else None,
+                percentile(s.values, 95),
                 s.high,
                 s.threshold,
                 self.breach_count.get(s.key, 0),
@@ -152,3 +158,48 @@ class Tracker:
             sum(self.breach_count.values()),
             self.alarm_count,
         )
+
+
+class LiveRun:
+    """One sample every ``interval_s`` until ``duration_s`` is over (or forever), each one
+    added to the tracker and the history, and handed to ``on_sample`` to be shown.
+
+    The caller stops a run without a duration by interrupting it (Ctrl-C): the exception
+    passes through, every client and the store are closed, and ``tracker`` holds what the run
+    saw for its summary. A store that fails is reported once to ``on_store_error`` and the run
+    goes on without recording.
+    """
+
+    def __init__(
+        self,
+        rt: Runtime,
+        interval_s: float,
+        duration_s: float | None = None,
+        on_store_error: Callable[[StoreError], None] = lambda exc: None,
+    ) -> None:
+        self.rt = rt
+        self.interval_s = interval_s
+        self.duration_s = duration_s
+        self.on_store_error = on_store_error
+        self.tracker = Tracker()
+
+    def run(self, on_sample: Callable[[Sample], None]) -> Summary:
+        deadline = None if self.duration_s is None else time.monotonic() + self.duration_s
+        retention = self.rt.settings.monitor.retention_days
+        with self.rt.store() as store, open_sampler(self.rt) as sampler:
+            recording = True
+            while deadline is None or time.monotonic() < deadline - 0.05:
+                window = self.interval_s
+                if deadline is not None:
+                    window = max(min(self.interval_s, deadline - time.monotonic()), 0.1)
+                sample = sampler.sample(window)
+                self.tracker.add(sample)
+                if recording:
+                    try:
+                        append(open_history(store), sample, retention)
+                    except StoreError as exc:
+                        self.on_store_error(exc)
+                        store.close()
+                        recording = False
+                on_sample(sample)
+        return self.tracker.summary()

@@ -1,21 +1,20 @@
 """What one sample is: metrics with value, threshold and verdict; how a sample ends a command.
 
-Verdicts: ok (within its threshold); breach (over/under it); unknown (its source did not
-answer: the reason is the detail); idle (too little traffic to judge); info (no threshold,
-e.g. the business metrics). A breach while maintenance mode is on is still a breach, but not
-an alarm: it does not make the command fail.
+Verdicts (``vocab.verdict``): ok (within its threshold); breach (over/under it); unknown (its
+source did not answer: the reason is the detail); idle (too little traffic to judge); info (no
+threshold, e.g. the business metrics). A breach while maintenance mode is on is still a
+breach, but not an alarm: it does not make the command fail. A sample's exit code is the
+shared one of its verdicts, so a breach beside an unknown metric is exit 1.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Literal
 
 from travellr_ops.errors import ExitCode
 from travellr_ops.prometheus import Gauge
-
-OK, BREACH, UNKNOWN, IDLE, INFO = "ok", "breach", "unknown", "idle", "info"
+from travellr_ops.vocab.verdict import Verdict, exit_code_of, worst
 
 #: "max": the value must stay at or under the threshold; "min": at or over it
 Direction = Literal["max", "min"]
@@ -26,7 +25,7 @@ class Metric:
     name: str
     value: float | None
     unit: str
-    verdict: str
+    verdict: Verdict
     threshold: float | None = None
     direction: Direction = "max"
     #: what the metric is of, when there are several (a service, a file system)
@@ -51,7 +50,7 @@ class Sample:
 
     @property
     def breaches(self) -> list[Metric]:
-        return [m for m in self.metrics if m.verdict == BREACH]
+        return [m for m in self.metrics if m.verdict == Verdict.BREACH]
 
     @property
     def alarms(self) -> list[Metric]:
@@ -60,23 +59,27 @@ class Sample:
 
     @property
     def unknown(self) -> list[Metric]:
-        return [m for m in self.metrics if m.verdict == UNKNOWN]
+        return [m for m in self.metrics if m.verdict == Verdict.UNKNOWN]
+
+    @property
+    def _counted(self) -> list[Verdict]:
+        """The verdicts that judge the sample: a breach in maintenance mode is no alarm."""
+        return [
+            m.verdict
+            for m in self.metrics
+            if not (self.maintenance and m.verdict == Verdict.BREACH)
+        ]
 
     @property
     def exit_code(self) -> ExitCode:
-        if self.alarms:
-            return ExitCode.CHECK_FAILED
-        if self.unknown:
-            return ExitCode.UNAVAILABLE
-        return ExitCode.OK
+        return exit_code_of(self._counted)
 
     @property
-    def verdict(self) -> str:
-        if self.alarms:
-            return BREACH
-        if self.unknown:
-            return UNKNOWN
-        return "maintenance" if self.maintenance else OK
+    def verdict(self) -> Verdict:
+        decisive = worst(self._counted)
+        if decisive is not None and not decisive.fine:
+            return decisive
+        return Verdict.MAINTENANCE if self.maintenance else Verdict.OK
 
 
 def judged(
@@ -92,27 +95,18 @@ def judged(
 ) -> Metric:
     """A metric with a threshold; a missing value is idle (nothing to judge), not a pass."""
     if value is None:
-        verdict = IDLE
+        verdict = Verdict.IDLE
     elif direction == "max":
-        verdict = BREACH if value > threshold else OK
+        verdict = Verdict.BREACH if value > threshold else Verdict.OK
     else:
-        verdict = BREACH if value < threshold else OK
+        verdict = Verdict.BREACH if value < threshold else Verdict.OK
     return Metric(name, value, unit, verdict, threshold, direction, subject, source, detail)
 
 
 def unknown(
     name: str, unit: str, reason: str, threshold: float | None = None, subject: str = ""
 ) -> Metric:
-    return Metric(name, None, unit, UNKNOWN, threshold, subject=subject, detail=reason)
-
-
-def percentile(values: list[float], pct: float) -> float:
-    """The nearest-rank percentile (a value that occurred; p100 is the max)."""
-    if not values:
-        raise ValueError("percentile of no values")
-    ordered = sorted(values)
-    rank = max(1, math.ceil(pct / 100 * len(ordered)))
-    return ordered[rank - 1]
+    return Metric(name, None, unit, Verdict.UNKNOWN, threshold, subject=subject, detail=reason)
 
 
 def gauges(sample: Sample) -> list[Gauge]:
@@ -139,13 +133,15 @@ def gauges(sample: Sample) -> list[Gauge]:
         Gauge(
             "travellr_monitor_breach",
             "1 when the metric breached its threshold in the latest sample.",
-            series([(m, float(m.verdict == BREACH)) for m in ms if m.threshold is not None]),
+            series(
+                [(m, float(m.verdict == Verdict.BREACH)) for m in ms if m.threshold is not None]
+            ),
             labels,
         ),
         Gauge(
             "travellr_monitor_source_up",
             "0 when the metric's source did not answer (its value is unknown).",
-            series([(m, float(m.verdict != UNKNOWN)) for m in ms]),
+            series([(m, float(m.verdict != Verdict.UNKNOWN)) for m in ms]),
             labels,
         ),
         Gauge(

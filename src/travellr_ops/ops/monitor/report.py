@@ -10,14 +10,22 @@ self-contained page (see ``report_html``).
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
+import contextlib
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from travellr_ops.errors import UsageError
 from travellr_ops.ops.monitor.history import MetricHistory, load_histories, open_history
-from travellr_ops.ops.monitor.metrics import BREACH, UNKNOWN, percentile
-from travellr_ops.settings import Settings
-from travellr_ops.store import Store, store_path
+from travellr_ops.ops.monitor.report_model import Episode, Report, ReportRow, Trend
+from travellr_ops.store import store_path
+from travellr_ops.vocab.files import write_output
+from travellr_ops.vocab.stats import percentile
+from travellr_ops.vocab.timespec import HINT, parse_since
+from travellr_ops.vocab.verdict import Verdict
+
+if TYPE_CHECKING:
+    from travellr_ops.runtime import Runtime
 
 #: a p50 within this many percent of the previous period's is "steady"
 STEADY_PCT = 5.0
@@ -25,96 +33,45 @@ STEADY_PCT = 5.0
 EPISODES_LISTED = 200
 
 
-@dataclass
-class Trend:
-    """This period's p50 against the previous period's."""
-
-    #: better / worse (judged metrics), up / down (the others), steady, or new (no earlier data)
-    word: str
-    previous_p50: float | None
-    previous_samples: int
-    #: the change of the p50 in percent of the previous one (None when that was 0 or absent)
-    change_pct: float | None
-
-
-@dataclass
-class ReportRow:
-    key: str
-    metric: str
-    subject: str
-    unit: str
-    direction: str
-    #: the latest threshold recorded in the period (None: not judged)
-    threshold: float | None
-    samples: int
-    #: samples without a value: the source did not answer (unknown) or nothing to judge (idle)
-    missing: int
-    unknown: int
-    min: float | None
-    p50: float | None
-    p95: float | None
-    max: float | None
-    breaches: int
-    trend: Trend
+def report_period(
+    since: str, retention_days: float, now: datetime | None = None
+) -> tuple[float, float]:
+    """(since, until) in seconds since the epoch of the period ``--since`` names: a duration
+    up to now, or from a time to now. Empty, or longer than the history keeps: exit 2."""
+    now = now or datetime.now(UTC)
+    start = parse_since(since, "--since", now)
+    if start >= now:
+        raise UsageError(f"--since {since!r} is not a time in the past", hint=HINT)
+    if (now - start).total_seconds() > retention_days * 86400:
+        raise UsageError(
+            f"--since {since!r} reaches further back than the history keeps "
+            f"({retention_days:g} days)",
+            hint="ask for a shorter period, or raise monitor.retention_days",
+        )
+    return start.timestamp(), now.timestamp()
 
 
-@dataclass
-class Episode:
-    """Consecutive breaching samples of one metric."""
-
-    key: str
-    start: float
-    end: float
-    samples: int
-    #: the value furthest past the threshold
-    worst: float | None
-    threshold: float | None
-    unit: str
-    #: every sample of it was taken in maintenance mode (so it was not an alarm)
-    maintenance: bool
-
-
-@dataclass
-class Report:
-    since: float
-    until: float
-    span_s: float
-    #: samples (points in time) in the period and in the previous one
-    samples: int
-    previous_samples: int
-    rows: list[ReportRow]
-    episodes: list[Episode]
-    episode_count: int
-    breach_count: int
-    #: breaching samples outside maintenance mode
-    alarm_count: int
-    html: Path | None = None
-    store: Path | None = None
-
-
-def monitor_report(
-    settings: Settings, span_s: float, html: Path | None = None, now: float | None = None
-) -> Report:
-    """The report of the last ``span_s`` seconds from the history store; the HTML page too."""
-    until = time.time() if now is None else now
-    since = until - span_s
-    path = store_path(settings.state_dir)
+def monitor_report(rt: Runtime, since: float, until: float, html: Path | None = None) -> Report:
+    """The report of the period [since, until) from the history store, against the period of
+    the same length before it; the HTML page too (an unwritable ``html`` is exit 2)."""
+    span_s = until - since
+    path = store_path(rt.settings.state_dir)
     current: dict[str, MetricHistory] = {}
     previous: dict[str, MetricHistory] = {}
     if path.exists():  # no store yet: an empty history, not a new empty file
-        store = Store(path, settings.store.timeout_s)
-        try:
+        with rt.store() as store:
             open_history(store)
             current = load_histories(store, since, until)
             previous = load_histories(store, since - span_s, since)
-        finally:
-            store.close()
     report = summarize(current, previous, since, until)
     report.store = path
     if html is not None:
-        from travellr_ops.ops.monitor.report_html import write_html
+        from travellr_ops.ops.monitor.report_html import render
 
-        write_html(html, report, current)
+        page = render(report, current)
+        with contextlib.suppress(OSError):  # the write below says why it cannot be made
+            html.parent.mkdir(parents=True, exist_ok=True)
+        write_output(html, page, "the report")
         report.html = html
     return report
 
@@ -130,14 +87,14 @@ def summarize(
     breach_count = alarm_count = 0
     for key, history in current.items():
         known = [v for v in history.values if v is not None]
-        breaches = sum(v == BREACH for v in history.verdicts)
+        breaches = sum(v == Verdict.BREACH for v in history.verdicts)
         breach_count += breaches
         alarm_count += sum(
-            v == BREACH and not m
+            v == Verdict.BREACH and not m
             for v, m in zip(history.verdicts, history.maintenance, strict=True)
         )
         episodes += _episodes(history)
-        p50 = percentile(known, 50) if known else None
+        p50 = percentile(known, 50)
         rows.append(
             ReportRow(
                 key,
@@ -148,10 +105,10 @@ def summarize(
                 next((t for t in reversed(history.thresholds) if t is not None), None),
                 len(history.values),
                 len(history.values) - len(known),
-                sum(v == UNKNOWN for v in history.verdicts),
+                sum(v == Verdict.UNKNOWN for v in history.verdicts),
                 min(known) if known else None,
                 p50,
-                percentile(known, 95) if known else None,
+                percentile(known, 95),
                 max(known) if known else None,
                 breaches,
                 _trend(p50, previous.get(key), judged_as=_judged_as(history)),
@@ -182,6 +139,7 @@ def _trend(p50: float | None, before: MetricHistory | None, *, judged_as: str | 
     if p50 is None or not known:
         return Trend("new", None, len(known), None)
     old = percentile(known, 50)
+    assert old is not None  # known is not empty
     change = None if old == 0 else round((p50 - old) / abs(old) * 100, 1)
     if p50 == old or (change is not None and abs(change) < STEADY_PCT):
         word = "steady"
@@ -204,7 +162,7 @@ def _episodes(history: MetricHistory) -> list[Episode]:
         history.maintenance,
         strict=True,
     ):
-        if verdict != BREACH:
+        if verdict != Verdict.BREACH:
             current = None
             continue
         if current is None:

@@ -5,23 +5,20 @@ offline, from a mail attachment or an air-gapped host, with no CDN. Each chart d
 metric's values over the period, its breaches as red points and its threshold as a dashed
 line. A series longer than ``MAX_POINTS`` is thinned to the worst value of each run of samples
 (the highest for a "max" metric), so a week of 5-second samples stays a light page and no
-breach disappears. Written to a temporary file and renamed over ``path``.
+breach disappears. ``render`` returns the page; ``report`` writes it.
 """
 
 from __future__ import annotations
 
 import html
-import os
 import time
 from collections.abc import Sequence
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-from travellr_ops.errors import TravellrError
 from travellr_ops.ops.monitor.history import MetricHistory
-from travellr_ops.ops.monitor.metrics import BREACH
-from travellr_ops.ops.monitor.report import Report, ReportRow
+from travellr_ops.ops.monitor.report_model import Report, ReportRow
+from travellr_ops.vocab.verdict import Verdict
 
 MAX_POINTS = 2000
 
@@ -34,24 +31,6 @@ th:first-child, td:first-child { text-align: left; }
 .better { color: #070; } .worse { color: #b00; }
 .chart { max-width: 1100px; }
 """
-
-
-def write_html(path: Path, report: Report, histories: dict[str, MetricHistory]) -> None:
-    page = render(report, histories)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(page)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise TravellrError(
-            f"cannot write the report {path}: {exc.strerror or exc}",
-            hint="give --html a file in a writable directory",
-        ) from None
 
 
 def render(report: Report, histories: dict[str, MetricHistory]) -> str:
@@ -160,7 +139,7 @@ def _chart(
     y = [history.values[i] for i in points]
     fig: Any = go.Figure()
     fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=row.key, connectgaps=False))
-    hits = [i for i in points if history.verdicts[i] == BREACH]
+    hits = [i for i in points if history.verdicts[i] == Verdict.BREACH]
     if hits:
         fig.add_trace(
             go.Scatter(

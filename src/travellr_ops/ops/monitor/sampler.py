@@ -10,21 +10,19 @@ the others still come out.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from travellr_ops.adapters.http import HttpAdapter
-from travellr_ops.adapters.mongo import MongoAdapter
-from travellr_ops.adapters.platform_types import ServicePlatform
-from travellr_ops.adapters.redis import RedisAdapter
 from travellr_ops.errors import ServiceError, TravellrError
 from travellr_ops.ops.cache import hit_rate
-from travellr_ops.ops.monitor.metrics import INFO, Metric, Sample, judged, percentile, unknown
+from travellr_ops.ops.monitor.metrics import Metric, Sample, judged, unknown
 from travellr_ops.ops.monitor.sources import (
     AccessLog,
     HostUsage,
@@ -35,6 +33,15 @@ from travellr_ops.ops.monitor.sources import (
     server_ports,
 )
 from travellr_ops.settings import Settings
+from travellr_ops.vocab.stats import percentile
+from travellr_ops.vocab.verdict import Verdict
+
+if TYPE_CHECKING:
+    from travellr_ops.adapters.http import HttpAdapter
+    from travellr_ops.adapters.mongo import MongoAdapter
+    from travellr_ops.adapters.platform_types import ServicePlatform
+    from travellr_ops.adapters.redis import RedisAdapter
+    from travellr_ops.runtime import Runtime
 
 #: what each source yields when it fails: (metric name, unit, threshold attribute)
 _Names = list[tuple[str, str, str | None]]
@@ -47,6 +54,27 @@ _DB: _Names = [("db_query_ms", "ms", "db_query_ms")]
 _CACHE: _Names = [("cache_hit_rate_pct", "%", "cache_hit_rate_pct")]
 _ERRORS: _Names = [("error_rate_pct", "%", "error_rate_pct")]
 _BUSINESS: _Names = [("active_users", "users", None), ("booking_conversion_pct", "%", None)]
+
+
+@contextmanager
+def open_sampler(rt: Runtime) -> Iterator[Sampler]:
+    """A sampler over the run context's servers; every client closed when the block ends."""
+    s = rt.settings
+    with (
+        rt.http(1 + len(s.monitor.api_paths)) as http,
+        rt.mongo() as mongo,
+        rt.redis() as redis,
+    ):
+        sampler = Sampler(s, http, mongo, redis, rt.platform_factory())
+        try:
+            yield sampler
+        finally:
+            sampler.close()
+
+
+def _rounded(values: list[float], pct: float) -> float | None:
+    found = percentile(values, pct)
+    return None if found is None else round(found, 1)
 
 
 class Sampler:
@@ -182,9 +210,15 @@ class Sampler:
             raise ServiceError(found[0][3] or "no API probe answered")
         sent = probes * len(self.api_urls)
         notes = []
-        slowest = max(found, key=lambda f: percentile(f[1], 95) if f[1] else float("inf"))
+
+        def p95(values: list[float]) -> float:
+            """An endpoint that never answered is the slowest of all."""
+            value = percentile(values, 95)
+            return math.inf if value is None else value
+
+        slowest = max(found, key=lambda f: p95(f[1]))
         if len(self.api_urls) > 1 and slowest[1]:
-            notes.append(f"slowest {slowest[0]} p95 {percentile(slowest[1], 95):.1f} ms")
+            notes.append(f"slowest {slowest[0]} p95 {p95(slowest[1]):.1f} ms")
         failed = sent - len(latencies)
         if failed:
             notes.append(f"{failed} of {sent} probes got no answer: {found[0][3] or 'see -v'}")
@@ -193,17 +227,19 @@ class Sampler:
             notes.append(f"{errors} of {sent} probes answered 5xx")
         detail = f"{len(latencies)} probes of {len(self.api_urls)} endpoint(s)"
         detail = "; ".join([detail, *notes])
-        p95 = round(percentile(latencies, 95), 1)
+        p95_ms = _rounded(latencies, 95)
         return [
-            judged("api_response_p95_ms", p95, "ms", limit, source="probes", detail=detail),
+            judged("api_response_p95_ms", p95_ms, "ms", limit, source="probes", detail=detail),
             Metric(
                 "api_response_p50_ms",
-                round(percentile(latencies, 50), 1),
+                _rounded(latencies, 50),
                 "ms",
-                INFO,
+                Verdict.INFO,
                 source="probes",
             ),
-            Metric("api_response_max_ms", round(max(latencies), 1), "ms", INFO, source="probes"),
+            Metric(
+                "api_response_max_ms", round(max(latencies), 1), "ms", Verdict.INFO, source="probes"
+            ),
         ]
 
     # ----------------------------------------------------------------------------- MongoDB
@@ -220,14 +256,14 @@ class Sampler:
         for query in cfg.db_queries:
             runs = [run_query(self.mongo, query)[1] for _ in range(cfg.db_query_runs)]
             times += runs
-            per_query.append((query.name, percentile(runs, 50)))
+            per_query.append((query.name, percentile(runs, 50) or 0.0))
         metrics: list[Metric] = []
         if times:
             name, median = max(per_query, key=lambda q: q[1])
             metrics.append(
                 judged(
                     "db_query_ms",
-                    round(percentile(times, 95), 1),
+                    _rounded(times, 95),
                     "ms",
                     limit,
                     source="timed queries",
@@ -268,7 +304,7 @@ class Sampler:
                 "active_users",
                 users,
                 "users",
-                INFO,
+                Verdict.INFO,
                 source="query",
                 detail=_describe(cfg.active_users),
             ),
@@ -276,7 +312,7 @@ class Sampler:
                 "booking_conversion_pct",
                 conversion,
                 "%",
-                INFO,
+                Verdict.INFO,
                 source="query",
                 detail=f"{bookings:.0f} bookings / {searches:.0f} searches "
                 f"({_describe(cfg.conversion_searches)})",
@@ -310,8 +346,8 @@ class Sampler:
             source="INFO keyspace_hits/misses delta",
             detail=detail,
         )
-        if lookups < self.settings.monitor.cache_min_lookups and metric.verdict != "idle":
-            metric.verdict = "idle"
+        if lookups < self.settings.monitor.cache_min_lookups and metric.verdict != Verdict.IDLE:
+            metric.verdict = Verdict.IDLE
             metric.detail += f"; fewer than {self.settings.monitor.cache_min_lookups} lookups"
         return [metric]
 

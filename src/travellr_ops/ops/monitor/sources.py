@@ -8,7 +8,6 @@ bounded by the window, not by how long it runs.
 from __future__ import annotations
 
 import os
-import re
 import socket
 import time
 from collections import deque
@@ -23,11 +22,10 @@ from urllib.parse import urlsplit
 from travellr_ops.adapters.mongo import MongoAdapter
 from travellr_ops.errors import ServiceError
 from travellr_ops.settings import MonitorQuery
+from travellr_ops.vocab.logformat import ACCESS_LINE, ACCESS_TIME_FORMAT
 
 # ------------------------------------------------------------------------------ access log
 
-#: ip ident user [time] "request" status ...; the request may contain escaped quotes
-_COMBINED = re.compile(rb'^\S+ \S+ \S+ \[([^\]]+)\] "(?:[^"\\]|\\.)*" (\d{3}) ')
 #: the most read from the end of a log when it is first opened (older lines are out of
 #: any sensible window at the rates a single backend logs)
 TAIL_BYTES = 16 * 1024 * 1024
@@ -134,7 +132,7 @@ class AccessLog:
                 self._count(line)
 
     def _count(self, line: bytes) -> None:
-        match = _COMBINED.match(line)
+        match = ACCESS_LINE.match(line)
         if match is None:
             return
         second = self._second(match.group(1))
@@ -156,7 +154,7 @@ class AccessLog:
         cached = self._stamps.get(stamp)
         if cached is None:
             try:
-                parsed = datetime.strptime(stamp.decode(), "%d/%b/%Y:%H:%M:%S %z")
+                parsed = datetime.strptime(stamp.decode(), ACCESS_TIME_FORMAT)
             except ValueError:
                 return None
             cached = int(parsed.timestamp())
