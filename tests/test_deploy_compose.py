@@ -185,8 +185,6 @@ def test_without_a_terminal_it_needs_yes(stack: ComposeStack, tmp_path: Path) ->
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--image", "v2", "--watch", "soon"], "not a duration"),
-        (["--image", "v2", "--watch", "0"], "more than 0"),
         (["--image", "v2!"], "not a valid image tag"),
         (["--image", "v2", "--service", "frontend"], "known services: backend, mongodb, redis"),
     ],
@@ -213,12 +211,17 @@ def _environment(settings: Settings) -> dict[str, str]:
 
 
 def _start_deploy(settings: Settings, tmp_path: Path, *args: str) -> tuple[Any, Path]:
+    return _start(settings, tmp_path, "deploy", "run", "--no-backup", "--yes", *args)
+
+
+def _start(settings: Settings, tmp_path: Path, *args: str) -> tuple[Any, Path]:
+    """``travellr-ops ARGS`` as a process of its own, its stderr in a file."""
     import subprocess
     import sys
 
     log = tmp_path / "deploy.err"
     proc = spawn_interruptible(
-        [sys.executable, "-m", "travellr_ops", "deploy", "run", "--no-backup", "--yes", *args],
+        [sys.executable, "-m", "travellr_ops", *args],
         stdout=subprocess.DEVNULL,
         stderr=log.open("w"),
         env=_environment(settings),
@@ -459,3 +462,22 @@ def test_rollback_to_a_named_tag_restores_it_and_an_unknown_tag_changes_nothing(
     assert "TRAVELLR_BACKEND_TAG=v1" in (tmp_path / "project" / ".env").read_text()
     assert [e["kind"] for e in _history(settings)] == ["rollback", "deploy"]
     assert invoke("deploy", "status", settings=settings).exit_code == 0
+
+
+def test_ctrl_c_during_a_rollback_is_noted_and_the_rollback_finishes(
+    stack: ComposeStack, tmp_path: Path
+) -> None:
+    import signal
+
+    settings = _settings(stack, tmp_path, watch_s=2.0)
+    first = invoke("deploy", "run", "--image", "v2", "--no-backup", "--yes", settings=settings)
+    assert first.exit_code == 0, first.stderr
+    proc, log = _start(settings, tmp_path, "deploy", "rollback", "--to", "v1", "--yes")
+    _wait_for(log, "recreating backend", proc)
+
+    proc.send_signal(signal.SIGINT)
+
+    assert proc.wait(120) == 0, log.read_text()
+    assert "SIGINT: the rollback goes on until it is done" in log.read_text()
+    assert _version(stack) == "v1"
+    assert [e["outcome"] for e in _history(settings)] == ["succeeded", "succeeded"]

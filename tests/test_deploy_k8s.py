@@ -168,3 +168,37 @@ def test_an_image_that_never_pulls_is_rolled_back_at_the_deadline_saying_why(
     assert {s["name"]: s for s in report["preflight"]}["image exists"]["verdict"] == "warn"
     k8s_ns.wait_available("travellr-backend")
     assert _deployment(k8s_ns).spec.template.spec.containers[0].image == "travellr-backend:v1"
+
+
+def test_rollback_goes_to_the_revision_before_and_to_a_numbered_one(
+    k8s_ns: K8sNamespace, mongo_uri: str, redis_url: str, backend_url: str
+) -> None:
+    from kubernetes import client
+
+    _start(k8s_ns)
+    settings = _settings(k8s_ns, mongo_uri, redis_url, backend_url)
+    v2 = {
+        "spec": {
+            "template": {
+                "spec": {"containers": [{"name": "backend", "image": "travellr-backend:v2"}]}
+            }
+        }
+    }
+    with k8s_ns.cluster.api_client() as api:  # by hand: nothing in the deploy history
+        client.AppsV1Api(api).patch_namespaced_deployment("travellr-backend", k8s_ns.name, v2)
+    k8s_ns.wait_available("travellr-backend")
+
+    back = invoke("--json", "deploy", "rollback", "--yes", settings=settings)
+
+    assert back.exit_code == 0, back.stderr
+    report = back.json()
+    assert report["before"]["revision"] == "2"
+    assert report["now"]["image"] == "travellr-backend:v1"
+    assert report["now"]["revision"] == "3"  # revision 1's template again, as undo numbers it
+
+    again = invoke("--json", "deploy", "rollback", "--to", "2", "--yes", settings=settings)
+
+    assert again.exit_code == 0, again.stderr
+    assert again.json()["now"]["image"] == "travellr-backend:v2"
+    k8s_ns.wait_available("travellr-backend")
+    assert _deployment(k8s_ns).spec.template.spec.containers[0].image == "travellr-backend:v2"

@@ -1,5 +1,6 @@
-"""Pure logic of `deploy`: request counting, the gate's streak rule, webhooks (a real local
-HTTP server on 127.0.0.1), the history store."""
+"""Pure logic of `deploy`: input checks, request counting, the gate's streak rule, where a
+rollback goes by revision number, webhooks (a real local HTTP server on 127.0.0.1), the
+history store."""
 
 from __future__ import annotations
 
@@ -9,11 +10,39 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from travellr_ops.adapters.platform_types import LogLine
+import pytest
+
+from cli import invoke
+from servers import free_port
+from travellr_ops.adapters.docker import ComposePlatform
+from travellr_ops.adapters.kubernetes import KubernetesPlatform
+from travellr_ops.adapters.platform_types import LogLine, Release
 from travellr_ops.ops.deploy.gate import Sample, count_requests, watch
 from travellr_ops.ops.deploy.history import History
 from travellr_ops.ops.deploy.notify import Notifier
-from travellr_ops.settings import DeploySettings, Settings
+from travellr_ops.settings import ComposeSettings, DeploySettings, Settings
+
+
+@pytest.mark.parametrize(
+    ("watch", "message"),
+    [
+        ("soon", "--watch 'soon' is not a duration"),
+        ("0", "--watch '0' is not a duration of more than 0 seconds"),
+        ("1x", "--watch '1x' is not a duration"),
+    ],
+)
+def test_a_bad_watch_exits_2_before_any_server_is_asked(
+    tmp_path: Path, watch: str, message: str
+) -> None:
+    # nothing listens where the Docker Engine is said to be: a server asked would exit 3
+    engine = f"tcp://127.0.0.1:{free_port()}"
+    settings = Settings(state_dir=tmp_path, compose=ComposeSettings(docker_host=engine))
+
+    result = invoke("deploy", "run", "--image", "v2", "--watch", watch, "--yes", settings=settings)
+
+    assert result.exit_code == 2, result.stderr
+    assert message in result.stderr
+    assert not (tmp_path / "audit.log").exists()
 
 
 def test_requests_are_counted_in_combined_and_short_formats() -> None:
@@ -152,3 +181,19 @@ def test_history_keeps_rows_across_writers(tmp_path: Path) -> None:
 
     assert [(e.id, e.outcome) for e in entries] == [(b, "running"), (a, "succeeded")]
     assert entries[1].expected_image == ("travellr-backend:v2", None)
+
+
+def test_kubernetes_rolls_back_by_revision_number_and_compose_by_image() -> None:
+    kubernetes = KubernetesPlatform(Settings(platform="kubernetes"))
+    compose = ComposePlatform(Settings(platform="compose"))
+    now = Release("backend", "kubernetes", "travellr-backend:v2", revision="3")
+
+    previous = kubernetes.rollback_revision(now, None)
+    named = kubernetes.rollback_revision(now, "1")
+
+    assert previous is not None and (previous.revision, previous.image) == ("2", now.image)
+    assert named is not None and named.revision == "1"
+    assert kubernetes.rollback_revision(now, "v1") is None  # a tag: rolled back by image
+    assert kubernetes.rollback_revision(Release("backend", "kubernetes", "x"), None) is None
+    assert compose.rollback_revision(now, "1") is None
+    assert compose.rollback_revision(now, None) is None

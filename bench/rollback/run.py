@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from travellr_ops.vocab.stats import percentile
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER_SH = ROOT / "scripts" / "testbed" / "docker.sh"
@@ -49,7 +50,9 @@ def timed(cmds: list[list[str]], env: dict[str, str], then: Any = None) -> float
 
 
 def report(name: str, ours: list[float], theirs: list[float], baseline: str) -> None:
-    med_ours, med_theirs = statistics.median(ours), statistics.median(theirs)
+    # the tool's one percentile (nearest-rank): of an even count, the lower middle round
+    med_ours, med_theirs = percentile(ours, 50), percentile(theirs, 50)
+    assert med_ours is not None and med_theirs is not None  # every round times both
     ratio = med_ours / med_theirs
     print(f"{name}: median travellr-ops deploy rollback {med_ours:6.2f} s")
     print(f"{name}: median {baseline} {med_theirs:6.2f} s")

@@ -700,6 +700,9 @@ class ComposePlatform:
             "events": events[-20:],
         }
 
+    def rollback_revision(self, now: Release, to: str | None) -> Release | None:
+        return None  # compose keeps no revisions: a rollback names an image
+
 
 # -- the compose binary ----------------------------------------------------------------------
 @functools.cache

@@ -200,3 +200,9 @@ class ServicePlatform(Protocol):
         ...
 
     def close(self) -> None: ...
+
+    def rollback_revision(self, now: Release, to: str | None) -> Release | None:
+        """Where `deploy rollback` goes by the platform's own revision numbers: revision
+        ``to`` (`--to 3`), or without one the revision before ``now``'s. None where the
+        platform numbers no revisions (compose) or ``to`` is no number (a tag)."""
+        ...

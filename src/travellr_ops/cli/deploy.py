@@ -6,18 +6,18 @@ automatic rollback on failure; `rollback`, `status`, `history`, `preflight` arou
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
-from travellr_ops.cli.common import AppContext, DryRunOpt, JsonOpt, QuietOpt, YesOpt, new_group, use
+from travellr_ops.cli.common import DryRunOpt, JsonOpt, QuietOpt, YesOpt, new_group, use
 
 if TYPE_CHECKING:
     from travellr_ops.ops.deploy.history import Entry
-    from travellr_ops.ops.deploy.run import DeployReport, PreflightReport, StatusReport, Tools
+    from travellr_ops.ops.deploy.preflight import Step
+    from travellr_ops.ops.deploy.report import DeployReport
+    from travellr_ops.ops.deploy.status import StatusReport
 
 app = new_group(
     "deploy",
@@ -28,80 +28,6 @@ app = new_group(
 ServiceOpt = Annotated[
     str, typer.Option("--service", "-s", help="The service to deploy (backend, or a name).")
 ]
-
-
-@contextmanager
-def _tools(app_ctx: AppContext, out_warn: object = None) -> Iterator[Tools]:
-    from travellr_ops.adapters.http import HttpAdapter
-    from travellr_ops.adapters.mongo import MongoAdapter
-    from travellr_ops.adapters.redis import RedisAdapter
-    from travellr_ops.ops.deploy.run import Tools
-    from travellr_ops.ops.health import check_all
-
-    s = app_ctx.settings
-    http = HttpAdapter(s.api.timeout_s)
-    with app_ctx.platform() as platform:
-
-        def health():  # type: ignore[no-untyped-def]
-            mongo = MongoAdapter(s.mongo.uri, s.mongo.database, s.mongo.timeout_s)
-            redis = RedisAdapter(s.redis.url, s.redis.timeout_s)
-            checker = HttpAdapter(s.api.timeout_s)
-            try:
-                return check_all(s, checker, mongo, redis, lambda: platform)
-            finally:
-                checker.close()
-                mongo.close()
-                redis.close()
-
-        def backup() -> str:
-            from travellr_ops.adapters.mongo_dump import MongoDump
-            from travellr_ops.ops.backup.create import create
-
-            out = app_ctx.output()
-            mongo = MongoAdapter(s.mongo.uri, s.mongo.database, s.mongo.timeout_s)
-            try:
-                result = create(s, MongoDump(mongo), app_ctx.guard(), out.progress, out.warn)
-            finally:
-                mongo.close()
-            return result.name
-
-        def database_size() -> int | None:
-            from travellr_ops.errors import TravellrError
-
-            mongo = MongoAdapter(s.mongo.uri, s.mongo.database, s.mongo.timeout_s)
-            try:
-                stats = mongo.command("dbStats")
-                return int(stats.get("dataSize", 0)) + int(stats.get("indexSize", 0))
-            except TravellrError:
-                return None
-            finally:
-                mongo.close()
-
-        try:
-            yield Tools(s, platform, http, health, backup, database_size)
-        finally:
-            http.close()
-
-
-def _duration(value: str | None) -> float | None:
-    """--watch: 600, 90s, 10m, 1h."""
-    if value is None:
-        return None
-    from travellr_ops.errors import UsageError
-
-    text = value.strip().lower()
-    units = {"s": 1, "m": 60, "h": 3600}
-    scale = units.get(text[-1:])
-    number = text[:-1] if scale else text
-    try:
-        seconds = float(number) * (scale or 1)
-    except ValueError:
-        raise UsageError(
-            f"--watch {value!r} is not a duration", hint="use e.g. 600, 90s, 10m or 1h"
-        ) from None
-    if not seconds > 0:
-        raise UsageError(f"--watch must be more than 0 seconds, not {value!r}")
-    return seconds
 
 
 # -- run --------------------------------------------------------------------------------------
@@ -117,7 +43,8 @@ def run_command(
         typer.Option(
             "--watch",
             "-w",
-            help="How long the health gate watches: 600, 90s, 10m (default: deploy.watch_s).",
+            help="How long the health gate watches: 600, 90s, 10m, 1h30m (default:"
+            " deploy.watch_s).",
         ),
     ] = None,
     no_backup: Annotated[
@@ -131,27 +58,26 @@ def run_command(
     """Preflight, backup, roll out IMAGE, watch it (health, API p95, error rate, restarts)
     and roll back automatically on failure; exit 1 rolled back, 3 unreachable, 4 refused
     or another deploy running, 130/143 interrupted (rolled back)."""
-    from travellr_ops.ops.deploy.run import DeployFailed, run
+    from travellr_ops.ops.deploy.report import DeployFailed
+    from travellr_ops.ops.deploy.rollout import run
+    from travellr_ops.vocab.timespec import parse_duration
 
+    seconds = parse_duration(watch, "--watch") if watch is not None else None
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    seconds = _duration(watch)
-    with _tools(app_ctx) as tools:
-        try:
-            report = run(
-                tools,
-                app_ctx.guard(yes, dry_run),
-                service,
-                image,
-                watch_s=seconds,
-                backup=not no_backup,
-                progress=out.info,
-                on_sample=lambda sample: out.info(_sample_line(sample)),
-            )
-        except DeployFailed as exc:
-            failed = exc.report
-            out.result(failed, lambda console: _render_report(console, failed))
-            raise
+    try:
+        report = run(
+            app_ctx.guarded(yes, dry_run),
+            service,
+            image,
+            watch_s=seconds,
+            backup=not no_backup,
+            on_sample=lambda sample: out.info(_sample_line(sample)),
+        )
+    except DeployFailed as exc:
+        failed = exc.report
+        out.result(failed, lambda console: _render_report(console, failed))
+        raise
     out.result(report, lambda console: _render_report(console, report))
     if report.dry_run:
         for step in report.plan:
@@ -179,6 +105,7 @@ def _sample_line(sample: object) -> str:
 
 def _render_report(console: Console, r: DeployReport) -> None:
     from travellr_ops.output import escape, table, verdict
+    from travellr_ops.vocab.verdict import Verdict
 
     if r.preflight:
         _render_steps(console, r.preflight)
@@ -192,7 +119,7 @@ def _render_report(console: Console, r: DeployReport) -> None:
                 "-" if s.error_rate_pct is None else f"{s.error_rate_pct:g} %",
                 f"{s.errors}/{s.requests}",
                 str(s.new_restarts),
-                verdict("ok" if s.ok else "fail"),
+                verdict(Verdict.OK if s.ok else Verdict.FAIL),
             ]
             for s in r.samples
         ]
@@ -220,12 +147,12 @@ def _render_report(console: Console, r: DeployReport) -> None:
 
 
 def _short(image_id: str | None) -> str:
-    from travellr_ops.ops.deploy.run import _short as short
+    from travellr_ops.ops.deploy.report import short_id
 
-    return short(image_id)
+    return short_id(image_id)
 
 
-def _render_steps(console: Console, steps: list) -> None:  # type: ignore[type-arg]
+def _render_steps(console: Console, steps: list[Step]) -> None:
     from travellr_ops.output import escape, table, verdict
 
     rows = [
@@ -250,20 +177,14 @@ def preflight_command(
 ) -> None:
     """Every pre-deployment check, one row each with its verdict and duration; exit 1 when a
     step fails, 3 when a server does not answer."""
-    from travellr_ops.ops.deploy.run import preflight
+    from travellr_ops.ops.deploy.preflight import preflight
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    with _tools(app_ctx) as tools:
-        (svc,) = tools.platform.status(service)
-        ref = tools.platform.image_for(svc.name, image) if image else None
-        report: PreflightReport = preflight(
-            tools, svc.name, ref, backup=not no_backup, guard=app_ctx.guard()
-        )
+    report = preflight(app_ctx.guarded(), service, image, backup=not no_backup)
     out.result(report, lambda console: _render_steps(console, report.steps))
     if report.exit_code:
-        failed = [s.name for s in report.steps if s.verdict in ("fail", "down")]
-        out.error(f"preflight failed: {', '.join(failed)}")
+        out.error(f"preflight failed: {', '.join(s.name for s in report.failed)}")
         raise typer.Exit(report.exit_code)
 
 
@@ -283,17 +204,17 @@ def rollback_command(
 ) -> None:
     """Roll back to the previous release (or --to), as `kubectl rollout undo` does; on
     compose to the previous image recorded in the history. Waits until healthy."""
-    from travellr_ops.ops.deploy.run import DeployFailed, rollback
+    from travellr_ops.ops.deploy.report import DeployFailed
+    from travellr_ops.ops.deploy.rollback import rollback
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    with _tools(app_ctx) as tools:
-        try:
-            report = rollback(tools, app_ctx.guard(yes, dry_run), service, to, progress=out.info)
-        except DeployFailed as exc:
-            failed = exc.report
-            out.result(failed, lambda console: _render_report(console, failed))
-            raise
+    try:
+        report = rollback(app_ctx.guarded(yes, dry_run), service, to)
+    except DeployFailed as exc:
+        failed = exc.report
+        out.result(failed, lambda console: _render_report(console, failed))
+        raise
     out.result(report, lambda console: _render_report(console, report))
     if not report.dry_run:
         out.success(f"{report.service} rolled back to {report.image} in {report.duration_s:g} s")
@@ -310,12 +231,11 @@ def status_command(
     """What runs now, since when, deployed by whom with which backup; exit 1 when the
     platform differs from the last recorded deploy (changed by hand, or a killed deploy)."""
     from travellr_ops.cli.common import exit_with
-    from travellr_ops.ops.deploy.run import status
+    from travellr_ops.ops.deploy.status import status
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    with _tools(app_ctx) as tools:
-        report = status(tools, service)
+    report = status(app_ctx.runtime, service)
     out.result(report, lambda console: _render_status(console, report))
     if report.in_sync:
         out.info(report.message)
@@ -356,7 +276,7 @@ def history_command(
 ) -> None:
     """Every deploy and rollback, newest first: outcome, duration, who, the backup, and why
     a rollback happened."""
-    from travellr_ops.ops.deploy.run import history
+    from travellr_ops.ops.deploy.status import history
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)

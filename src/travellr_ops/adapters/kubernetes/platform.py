@@ -330,3 +330,12 @@ class KubernetesPlatform:
                 {"fieldSelector": f"involvedObject.kind=Pod,involvedObject.name={instance}"},
             )["items"]
         return mapping.describe_pod(pod, events)
+
+    def rollback_revision(self, now: Release, to: str | None) -> Release | None:
+        """As `kubectl rollout undo [--to-revision N]` counts: a Deployment's revisions are
+        numbered, the one before ``now``'s is one less."""
+        if to is None:
+            if not (now.revision and now.revision.isdigit()):
+                return None
+            return Release(now.service, self.name, now.image, revision=str(int(now.revision) - 1))
+        return Release(now.service, self.name, "", revision=to) if to.isdigit() else None

@@ -461,7 +461,11 @@ class DbStatsReport:
     per_collection: list[CollectionStats] = field(default_factory=list)
 
 
-def stats(mongo: MongoAdapter, collection: str | None = None) -> DbStatsReport:
+def stats(
+    mongo: MongoAdapter, collection: str | None = None, *, per_collection: bool = True
+) -> DbStatsReport:
+    """The database's totals (one dbStats) and the figures of each collection (or of
+    ``collection``); the totals alone without ``per_collection``."""
     db = mongo.command("dbStats", scale=1)
     data, storage, index = db.get("dataSize"), db.get("storageSize"), db.get("indexSize")
     total = db.get("totalSize")
@@ -478,6 +482,8 @@ def stats(mongo: MongoAdapter, collection: str | None = None) -> DbStatsReport:
         fs_used_bytes=_int(db.get("fsUsedSize")),
         fs_total_bytes=_int(db.get("fsTotalSize")),
     )
+    if not per_collection:
+        return report
     names = [collection] if collection else mongo.collection_names()
     if collection and collection not in mongo.collection_names():
         raise UsageError(

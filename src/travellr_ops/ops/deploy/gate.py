@@ -2,7 +2,7 @@
 analysis does, on either platform.
 
 Each sample: the service ready on its platform; the API's health endpoint answering 2xx;
-the p95 of the gate's own probes (health endpoint + deploy.smoke_paths) under
+the p95 (nearest-rank) of the gate's own probes (health endpoint + deploy.smoke_paths) under
 thresholds.api_response_ms; the 5xx share of the requests the service logged since the
 previous sample under thresholds.error_rate_pct; no new container/pod restarts. A failure
 counts once deploy.fail_after consecutive samples fail.
@@ -10,7 +10,6 @@ counts once deploy.fail_after consecutive samples fail.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,11 +20,9 @@ from travellr_ops.adapters.platform_types import LogLine, ServicePlatform
 from travellr_ops.errors import TravellrError
 from travellr_ops.ops.monitor.sources import AccessLog
 from travellr_ops.settings import Settings
-
-#: a combined-format request (``"GET /x HTTP/1.1" 500 ``) or a short one (``GET /x 500 12ms``)
-_STATUS = re.compile(
-    r'"(?:[A-Z]+) [^"]*" (\d{3}) |\b(?:GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) /\S* (\d{3})\b'
-)
+from travellr_ops.vocab.logformat import request_status
+from travellr_ops.vocab.stats import percentile
+from travellr_ops.vocab.verdict import Verdict
 
 
 @dataclass
@@ -53,15 +50,10 @@ class GateResult:
 
 
 def count_requests(lines: list[LogLine]) -> tuple[int, int]:
-    """(requests, 5xx) among log lines; lines that are no request are left out."""
-    requests = errors = 0
-    for line in lines:
-        match = _STATUS.search(line.text)
-        if match is None:
-            continue
-        requests += 1
-        errors += (match.group(1) or match.group(2)).startswith("5")
-    return requests, errors
+    """(requests, 5xx) among log lines, combined or short form; lines that are no request are
+    left out."""
+    statuses = [status for line in lines if (status := request_status(line.text)) is not None]
+    return len(statuses), sum(500 <= status < 600 for status in statuses)
 
 
 class Gate:
@@ -108,22 +100,22 @@ class Gate:
             failures.append(f"{new_restarts} new restart(s)")
         # the gate's own probes
         latencies: list[float] = []
-        health = "ok"
+        health: str = Verdict.OK
         for url in self.urls:
             for _ in range(self.settings.deploy.probes):
                 try:
                     answer = self.http.get(url)
                 except TravellrError as exc:
                     if url == self.health_url:
-                        health = "down"
+                        health = Verdict.DOWN
                     failures.append(exc.message)
                     break
                 latencies.append(answer.latency_ms)
                 if url == self.health_url and not 200 <= answer.status < 300:
                     health = f"HTTP {answer.status}"
-        if health != "ok" and health != "down":
+        if health not in (Verdict.OK, Verdict.DOWN):
             failures.append(f"health {self.health_url}: {health}")
-        p95 = _p95(latencies)
+        p95 = percentile(latencies, 95)
         if p95 is not None and p95 > limits.api_response_ms:
             failures.append(f"API p95 {p95:.0f} ms > {limits.api_response_ms:g} ms")
         # the error rate of what the service logged since the previous sample
@@ -200,10 +192,3 @@ def watch(
         if started + interval_s >= deadline:
             return GateResult(True, samples)
         sleep(max(0.0, started + interval_s - clock()))
-
-
-def _p95(values: list[float]) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
