@@ -17,7 +17,7 @@ from servers import free_port
 from travellr_ops.adapters.docker import ComposePlatform
 from travellr_ops.adapters.kubernetes import KubernetesPlatform
 from travellr_ops.adapters.platform_types import LogLine, Release
-from travellr_ops.ops.deploy.gate import Sample, count_requests, watch
+from travellr_ops.ops.deploy.gate import GateSample, count_requests, watch
 from travellr_ops.ops.deploy.history import History
 from travellr_ops.ops.deploy.notify import Notifier
 from travellr_ops.settings import ComposeSettings, DeploySettings, Settings
@@ -60,9 +60,9 @@ class _Gate:
     def __init__(self, oks: list[bool]) -> None:
         self.oks = oks
 
-    def sample(self) -> Sample:
+    def sample(self) -> GateSample:
         ok = self.oks.pop(0)
-        return Sample(
+        return GateSample(
             "t",
             0,
             ok,

@@ -15,7 +15,7 @@ from travellr_ops.cli.common import DryRunOpt, JsonOpt, QuietOpt, YesOpt, new_gr
 
 if TYPE_CHECKING:
     from travellr_ops.ops.deploy.history import Entry
-    from travellr_ops.ops.deploy.preflight import Step
+    from travellr_ops.ops.deploy.preflight import PreflightStep
     from travellr_ops.ops.deploy.report import DeployReport
     from travellr_ops.ops.deploy.status import StatusReport
 
@@ -90,9 +90,9 @@ def run_command(
 
 
 def _sample_line(sample: object) -> str:
-    from travellr_ops.ops.deploy.gate import Sample
+    from travellr_ops.ops.deploy.gate import GateSample
 
-    assert isinstance(sample, Sample)
+    assert isinstance(sample, GateSample)
     rate = "-" if sample.error_rate_pct is None else f"{sample.error_rate_pct:g} %"
     p95 = "-" if sample.p95_ms is None else f"{sample.p95_ms:g} ms"
     verdict = "ok" if sample.ok else "FAIL: " + "; ".join(sample.failures)
@@ -152,7 +152,7 @@ def _short(image_id: str | None) -> str:
     return short_id(image_id)
 
 
-def _render_steps(console: Console, steps: list[Step]) -> None:
+def _render_steps(console: Console, steps: list[PreflightStep]) -> None:
     from travellr_ops.output import escape, table, verdict
 
     rows = [

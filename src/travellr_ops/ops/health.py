@@ -230,9 +230,3 @@ def _disk(path: Path, limit_pct: float) -> Check:
     detail = f"{pct:.0f}% used, {format_bytes(usage.free)} free"
     verdict = Verdict.WARN if pct > limit_pct else Verdict.OK
     return Check("disk", str(path), verdict, None, detail)
-
-
-# what ops/deploy/run.py and the backup, cache and db commands import today; these go once
-# they use vocab.verdict and vocab.units.format_bytes
-WARN, FAIL, DOWN = Verdict.WARN, Verdict.FAIL, Verdict.DOWN
-human_bytes = format_bytes

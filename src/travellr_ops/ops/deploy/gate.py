@@ -26,7 +26,7 @@ from travellr_ops.vocab.verdict import Verdict
 
 
 @dataclass
-class Sample:
+class GateSample:
     at: str
     elapsed_s: float
     ok: bool
@@ -43,7 +43,7 @@ class Sample:
 @dataclass
 class GateResult:
     passed: bool
-    samples: list[Sample]
+    samples: list[GateSample]
     #: what failed, sustained over fail_after samples (None when it passed)
     failure: str | None = None
     failed_at: str | None = None
@@ -79,7 +79,7 @@ class Gate:
             p if "://" in p else base + "/" + p.lstrip("/") for p in settings.deploy.smoke_paths
         ]
 
-    def sample(self) -> Sample:
+    def sample(self) -> GateSample:
         now = datetime.now(UTC)
         failures: list[str] = []
         limits = self.settings.thresholds
@@ -127,7 +127,7 @@ class Gate:
                 f"error rate {rate:.1f} % ({errors}/{requests} requests 5xx)"
                 f" > {limits.error_rate_pct:g} %"
             )
-        return Sample(
+        return GateSample(
             at=now.isoformat(timespec="seconds"),
             elapsed_s=round(time.monotonic() - self._started, 1),
             ok=not failures,
@@ -166,12 +166,12 @@ def watch(
     watch_s: float,
     interval_s: float,
     fail_after: int,
-    on_sample: Callable[[Sample], None],
+    on_sample: Callable[[GateSample], None],
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> GateResult:
     """Sample until ``watch_s`` has passed (pass) or ``fail_after`` samples in a row fail."""
-    samples: list[Sample] = []
+    samples: list[GateSample] = []
     deadline = clock() + watch_s
     streak = 0
     while True:

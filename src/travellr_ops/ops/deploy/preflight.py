@@ -23,7 +23,7 @@ Outcome = tuple[Verdict, str]
 
 
 @dataclass
-class Step:
+class PreflightStep:
     name: str
     verdict: Verdict  # ok, warn, fail, down, skipped
     duration_ms: float
@@ -32,7 +32,7 @@ class Step:
 
 @dataclass
 class PreflightReport:
-    steps: list[Step]
+    steps: list[PreflightStep]
     ok: bool = field(init=False)
 
     def __post_init__(self) -> None:
@@ -44,7 +44,7 @@ class PreflightReport:
         return exit_code_of(s.verdict for s in self.steps if s.verdict != Verdict.WARN)
 
     @property
-    def failed(self) -> list[Step]:
+    def failed(self) -> list[PreflightStep]:
         return [s for s in self.steps if s.verdict in (Verdict.FAIL, Verdict.DOWN)]
 
 
@@ -84,7 +84,7 @@ def checks(
     """Every pre-deployment check, one step each, with its verdict and how long it took;
     ``lock_held``: the caller holds the deploy lock (a deploy), so it is not checked."""
     s = rt.settings
-    steps: list[Step] = []
+    steps: list[PreflightStep] = []
 
     def step(name: str, check: Callable[[], Outcome]) -> None:
         started = time.perf_counter()
@@ -94,7 +94,7 @@ def checks(
             verdict = Verdict.DOWN if exc.exit_code == ExitCode.UNAVAILABLE else Verdict.FAIL
             detail = exc.message
         ms = round((time.perf_counter() - started) * 1000, 1)
-        steps.append(Step(name, verdict, ms, detail))
+        steps.append(PreflightStep(name, verdict, ms, detail))
         progress(f"preflight {name}: {verdict}{' - ' + detail if detail else ''}")
 
     step("settings valid", lambda: (Verdict.OK, f"platform {s.platform}"))

@@ -14,8 +14,8 @@ from travellr_ops.adapters.platform_types import Release, RestartResult
 from travellr_ops.errors import ExitCode, TravellrError
 
 if TYPE_CHECKING:
-    from travellr_ops.ops.deploy.gate import Sample
-    from travellr_ops.ops.deploy.preflight import Step
+    from travellr_ops.ops.deploy.gate import GateSample
+    from travellr_ops.ops.deploy.preflight import PreflightStep
 
 #: the lock every deploy and rollback holds: one change to a service at a time
 LOCK = "deploy"
@@ -34,11 +34,11 @@ class DeployReport:
     finished_at: str | None = None
     duration_s: float | None = None
     plan: list[str] = field(default_factory=list)
-    preflight: list[Step] = field(default_factory=list)
+    preflight: list[PreflightStep] = field(default_factory=list)
     backup: str | None = None
     before: Release | None = None
     rollout: dict[str, Any] | None = None
-    samples: list[Sample] = field(default_factory=list)
+    samples: list[GateSample] = field(default_factory=list)
     failure: str | None = None
     failed_at: str | None = None
     rollback: dict[str, Any] | None = None

@@ -31,9 +31,9 @@ from travellr_ops.safety import Change, _user
 
 if TYPE_CHECKING:
     from travellr_ops.adapters.http import HttpAdapter
-    from travellr_ops.ops.deploy.gate import Sample
+    from travellr_ops.ops.deploy.gate import GateSample
 
-OnSample = Callable[["Sample"], None]
+OnSample = Callable[["GateSample"], None]
 
 
 def run(
@@ -191,7 +191,7 @@ class _Deploy:
                 progress(f"{service} runs {report.image}; watching for {watch_s:g} s")
                 gate = Gate(s, self.platform, self.http, service, since=datetime.now(UTC))
 
-                def collect(sample: Sample) -> None:
+                def collect(sample: GateSample) -> None:
                     report.samples.append(sample)
                     on_sample(sample)
 

@@ -22,7 +22,7 @@ from travellr_ops.vocab.verdict import Verdict
 
 
 @dataclass
-class Check:
+class PostureCheck:
     name: str
     verdict: Verdict
     detail: str
@@ -59,12 +59,12 @@ def _uses_tls(url: str) -> bool:
     )
 
 
-def redis_checks(rt: Runtime) -> list[Check]:
+def redis_checks(rt: Runtime) -> list[PostureCheck]:
     try:
         with rt.redis(url=_without_credentials(rt.settings.redis.url)) as anonymous:
             try:
                 anonymous.ping()
-                auth = Check(
+                auth = PostureCheck(
                     "redis.auth",
                     Verdict.FAIL,
                     f"{anonymous.display_url} answers commands without a password",
@@ -72,9 +72,11 @@ def redis_checks(rt: Runtime) -> list[Check]:
                     " and put the password in redis.url",
                 )
             except AuthError:
-                auth = Check("redis.auth", Verdict.PASS, "a password (or ACL user) is required")
+                auth = PostureCheck(
+                    "redis.auth", Verdict.PASS, "a password (or ACL user) is required"
+                )
     except TravellrError as exc:
-        return [Check("redis.auth", Verdict.UNKNOWN, exc.message)]
+        return [PostureCheck("redis.auth", Verdict.UNKNOWN, exc.message)]
     try:
         with rt.redis() as redis, redis.errors("reading bind and protected-mode"):
             config = redis.client.config_get("bind")
@@ -82,7 +84,7 @@ def redis_checks(rt: Runtime) -> list[Check]:
     except TravellrError as exc:
         return [
             auth,
-            Check(
+            PostureCheck(
                 "redis.exposure",
                 Verdict.UNKNOWN,
                 f"CONFIG GET refused ({exc.message}); check bind and protected-mode in redis.conf",
@@ -92,7 +94,7 @@ def redis_checks(rt: Runtime) -> list[Check]:
     protected = str(config.get("protected-mode", "yes"))
     everywhere = not bind or any(b.lstrip("-") in ("*", "0.0.0.0", "::", "::*") for b in bind)
     if everywhere and protected == "no" and auth.verdict == Verdict.FAIL:
-        exposure = Check(
+        exposure = PostureCheck(
             "redis.exposure",
             Verdict.FAIL,
             f"bound to all interfaces ({' '.join(bind) or 'no bind'}) with protected-mode off "
@@ -100,14 +102,14 @@ def redis_checks(rt: Runtime) -> list[Check]:
             "bind 127.0.0.1 (or the private interface) and set protected-mode yes, and a password",
         )
     elif everywhere and protected == "no":
-        exposure = Check(
+        exposure = PostureCheck(
             "redis.exposure",
             Verdict.FAIL,
             f"bound to all interfaces ({' '.join(bind) or 'no bind'}) with protected-mode off",
             "bind only the interfaces clients use; keep protected-mode yes",
         )
     else:
-        exposure = Check(
+        exposure = PostureCheck(
             "redis.exposure",
             Verdict.PASS,
             f"bind {' '.join(bind) or '-'}, protected-mode {protected}",
@@ -115,12 +117,12 @@ def redis_checks(rt: Runtime) -> list[Check]:
     return [auth, exposure]
 
 
-def mongo_checks(rt: Runtime) -> list[Check]:
+def mongo_checks(rt: Runtime) -> list[PostureCheck]:
     try:
         with rt.mongo(uri=_without_credentials(rt.settings.mongo.uri)) as anonymous:
             try:
                 anonymous.command("listDatabases", admin=True, nameOnly=True)
-                auth = Check(
+                auth = PostureCheck(
                     "mongo.auth",
                     Verdict.FAIL,
                     f"{anonymous.display_uri} lists its databases to a client without credentials",
@@ -128,13 +130,13 @@ def mongo_checks(rt: Runtime) -> list[Check]:
                     " and put the user in mongo.uri",
                 )
             except AuthError:
-                auth = Check("mongo.auth", Verdict.PASS, "authentication is required")
+                auth = PostureCheck("mongo.auth", Verdict.PASS, "authentication is required")
     except TravellrError as exc:
-        auth = Check("mongo.auth", Verdict.UNKNOWN, exc.message)
+        auth = PostureCheck("mongo.auth", Verdict.UNKNOWN, exc.message)
     return [auth]
 
 
-def tls_checks(settings: Settings) -> list[Check]:
+def tls_checks(settings: Settings) -> list[PostureCheck]:
     checks = []
     for name, url in (
         ("mongo.uri", settings.mongo.uri),
@@ -143,9 +145,9 @@ def tls_checks(settings: Settings) -> list[Check]:
     ):
         shown = _without_credentials(url)
         if is_local(url):
-            checks.append(Check(f"tls.{name}", Verdict.PASS, f"{shown} is on this host"))
+            checks.append(PostureCheck(f"tls.{name}", Verdict.PASS, f"{shown} is on this host"))
         elif _uses_tls(url):
-            checks.append(Check(f"tls.{name}", Verdict.PASS, f"{shown} uses TLS"))
+            checks.append(PostureCheck(f"tls.{name}", Verdict.PASS, f"{shown} uses TLS"))
         else:
             fix = {
                 "mongo.uri": "add tls=true to mongo.uri (and serve TLS: net.tls.mode requireTLS)",
@@ -153,18 +155,20 @@ def tls_checks(settings: Settings) -> list[Check]:
                 "api.url": "use https://",
             }[name]
             checks.append(
-                Check(f"tls.{name}", Verdict.FAIL, f"{shown} crosses the network in clear", fix)
+                PostureCheck(
+                    f"tls.{name}", Verdict.FAIL, f"{shown} crosses the network in clear", fix
+                )
             )
     return checks
 
 
-def mode_checks(settings: Settings, config_file: Path | None) -> list[Check]:
+def mode_checks(settings: Settings, config_file: Path | None) -> list[PostureCheck]:
     checks = [
         _mode("files.backup_dir", settings.backup.dir, directory=True),
         _mode("files.state_dir", settings.state_dir, directory=True),
     ]
     if config_file is None:
-        checks.append(Check("files.config", Verdict.SKIPPED, "no config file is in use"))
+        checks.append(PostureCheck("files.config", Verdict.SKIPPED, "no config file is in use"))
     else:
         check = _mode("files.config", config_file, directory=False)
         if check.verdict in (Verdict.PASS, Verdict.FAIL):
@@ -172,7 +176,7 @@ def mode_checks(settings: Settings, config_file: Path | None) -> list[Check]:
             secret = _holds_secret(text)
             mode = config_file.stat().st_mode
             if secret and mode & (stat.S_IRGRP | stat.S_IROTH):
-                check = Check(
+                check = PostureCheck(
                     "files.config",
                     Verdict.FAIL,
                     f"{config_file} holds a password ({secret}) and is readable by "
@@ -200,41 +204,43 @@ def _holds_secret(text: str) -> str:
     return ""
 
 
-def _mode(name: str, path: Path, *, directory: bool) -> Check:
+def _mode(name: str, path: Path, *, directory: bool) -> PostureCheck:
     try:
         info = path.stat()
     except FileNotFoundError:
-        return Check(name, Verdict.SKIPPED, f"{path} does not exist")
+        return PostureCheck(name, Verdict.SKIPPED, f"{path} does not exist")
     except OSError as exc:
-        return Check(name, Verdict.UNKNOWN, f"{path}: {exc.strerror or exc}")
+        return PostureCheck(name, Verdict.UNKNOWN, f"{path}: {exc.strerror or exc}")
     mode = stat.S_IMODE(info.st_mode)
     if mode & (stat.S_IROTH | stat.S_IWOTH):
         what = "readable" if mode & stat.S_IROTH else "writable"
-        return Check(
+        return PostureCheck(
             name,
             Verdict.FAIL,
             f"{path} is world-{what} (mode {mode:o})",
             f"chmod {'700' if directory else '600'} {path}",
         )
-    return Check(name, Verdict.PASS, f"{path} mode {mode:o}")
+    return PostureCheck(name, Verdict.PASS, f"{path} mode {mode:o}")
 
 
-def image_check(rt: Runtime) -> Check:
+def image_check(rt: Runtime) -> PostureCheck:
     if not rt.has_platform:
-        return Check("image.tag", Verdict.SKIPPED, 'no service platform (platform = "none")')
+        return PostureCheck("image.tag", Verdict.SKIPPED, 'no service platform (platform = "none")')
     try:
         with rt.platform() as platform:
             statuses = platform.status("backend")
     except TravellrError as exc:
-        return Check("image.tag", Verdict.UNKNOWN, exc.message)
+        return PostureCheck("image.tag", Verdict.UNKNOWN, exc.message)
     image = next((s.image for s in statuses if s.image), None)
     if not image:
-        return Check("image.tag", Verdict.UNKNOWN, "the platform reports no image for the backend")
+        return PostureCheck(
+            "image.tag", Verdict.UNKNOWN, "the platform reports no image for the backend"
+        )
     name = image.rsplit("/", 1)[-1]
     tag = name.split("@", 1)[0].rsplit(":", 1)[1] if ":" in name.split("@", 1)[0] else "latest"
     if "@sha256:" in image or tag != "latest":
-        return Check("image.tag", Verdict.PASS, f"backend image {image} is pinned")
-    return Check(
+        return PostureCheck("image.tag", Verdict.PASS, f"backend image {image} is pinned")
+    return PostureCheck(
         "image.tag",
         Verdict.FAIL,
         f"backend image {image} is `latest`: a restart can silently change the release",
@@ -242,34 +248,34 @@ def image_check(rt: Runtime) -> Check:
     )
 
 
-def maintenance_check(rt: Runtime, now: Callable[[], datetime]) -> Check:
+def maintenance_check(rt: Runtime, now: Callable[[], datetime]) -> PostureCheck:
     from travellr_ops.ops.maintenance import status
 
     try:
         with rt.redis() as redis:
             flag = status(redis, rt.settings.maintenance.key)
     except TravellrError as exc:
-        return Check("maintenance.flag", Verdict.UNKNOWN, exc.message)
+        return PostureCheck("maintenance.flag", Verdict.UNKNOWN, exc.message)
     if not flag.on:
-        return Check("maintenance.flag", Verdict.PASS, "maintenance mode is off")
+        return PostureCheck("maintenance.flag", Verdict.PASS, "maintenance mode is off")
     if flag.until:
         try:
             until = datetime.fromisoformat(flag.until.replace("Z", "+00:00"))
         except ValueError:
             until = None
         if until is not None and until.astimezone(UTC) < now():
-            return Check(
+            return PostureCheck(
                 "maintenance.flag",
                 Verdict.FAIL,
                 f"maintenance mode is on past its until ({flag.until}; set by {flag.by})",
                 "travellr-ops maintenance off (the backend answers 503 to everyone meanwhile)",
             )
-    return Check(
+    return PostureCheck(
         "maintenance.flag", Verdict.PASS, f"maintenance mode is on until {flag.until or '`off`'}"
     )
 
 
-def check(rt: Runtime) -> list[Check]:
+def check(rt: Runtime) -> list[PostureCheck]:
     return [
         *redis_checks(rt),
         *mongo_checks(rt),

@@ -23,7 +23,7 @@ from typing import Any
 from travellr_ops.errors import TravellrError
 from travellr_ops.ops.security.audit import AuditResult
 from travellr_ops.ops.security.logs import DENIED, LogReport
-from travellr_ops.ops.security.posture import Check
+from travellr_ops.ops.security.posture import PostureCheck
 from travellr_ops.runtime import Runtime
 from travellr_ops.store import Store
 from travellr_ops.vocab.files import write_output
@@ -50,7 +50,7 @@ class WeeklyReport:
     audit_error: str
     logs: LogReport | None
     logs_error: str
-    posture: list[Check]
+    posture: list[PostureCheck]
     posture_error: str
     summary: dict[str, Any] = field(default_factory=dict)
     previous_at: datetime | None = None
