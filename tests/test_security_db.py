@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import os
+import re
 import threading
 import time
 import zipfile
