@@ -422,6 +422,21 @@ def _oplog_after_backup(
     yield from archive.entries_after(archived, manifest.oplog.end if manifest.oplog else (0, 0))
 
 
+def _admitted(
+    raw_entries: Iterator[bytes], source_db: str, limit: Until
+) -> Iterator[tuple[Mapping[str, Any], list[Write] | UnsupportedEntry]]:
+    """Each oplog entry up to ``limit`` with its writes to ``source_db`` (or why it has none
+    that can be replayed), in order."""
+    for raw in raw_entries:
+        entry = decode(raw)
+        if not limit.admits(entry):
+            return
+        try:
+            yield entry, writes_for(entry, source_db)
+        except UnsupportedEntry as exc:
+            yield entry, exc
+
+
 def collections_at(
     raw_entries: Iterator[bytes],
     source_db: str,
@@ -432,13 +447,8 @@ def collections_at(
     """The collections the database holds at ``limit``: those restored, as the oplog up to
     that moment creates, drops and renames them (a write implies its collection exists)."""
     present = set(restored)
-    for raw in raw_entries:
-        entry = decode(raw)
-        if not limit.admits(entry):
-            break
-        try:
-            writes = writes_for(entry, source_db)
-        except UnsupportedEntry:
+    for _, writes in _admitted(raw_entries, source_db, limit):
+        if isinstance(writes, UnsupportedEntry):
             continue
         for write in writes:
             if collections is not None and write.collection not in collections:
@@ -599,14 +609,9 @@ def replay(
     (entries applied, skipped commands)."""
     applied = 0
     skipped: list[str] = []
-    for raw in raw_entries:
-        entry = decode(raw)
-        if not limit.admits(entry):
-            break
-        try:
-            writes = writes_for(entry, source_db)
-        except UnsupportedEntry as exc:
-            skipped.append(f"{oplog_time(entry)}: {exc}")
+    for entry, writes in _admitted(raw_entries, source_db, limit):
+        if isinstance(writes, UnsupportedEntry):
+            skipped.append(f"{oplog_time(entry)}: {writes}")
             continue
         if collections is not None:
             writes = [w for w in writes if w.collection in collections]

@@ -37,31 +37,23 @@ def status(rt: Runtime, service: str) -> StatusReport:
         last = history.last(current.name)
     finally:
         history.close()
+
+    def report(in_sync: bool, message: str) -> StatusReport:
+        return StatusReport(current.name, platform.name, now, last, in_sync, message)
+
     if last is None:
-        return StatusReport(
-            current.name,
-            platform.name,
-            now,
-            None,
+        return report(
             True,
             f"{current.name} runs {now.image}; no deploy recorded yet",
         )
     if last.outcome == "running" and _alive(last.pid, last.host):
-        return StatusReport(
-            current.name,
-            platform.name,
-            now,
-            last,
+        return report(
             True,
             f"deploy {last.id} of {last.image_to} is running now (pid {last.pid})",
         )
     image, image_id = last.expected_image
     if last.outcome in UNSETTLED:
-        return StatusReport(
-            current.name,
-            platform.name,
-            now,
-            last,
+        return report(
             False,
             f"{last.kind} {last.id} of {last.image_to} did not finish ({last.outcome}:"
             f" {last.reason}): {current.name} runs {now.image} ({short_id(now.image_id)}),"
@@ -69,11 +61,7 @@ def status(rt: Runtime, service: str) -> StatusReport:
             " `deploy rollback` restores that, or deploy again",
         )
     if last.outcome == "running":
-        return StatusReport(
-            current.name,
-            platform.name,
-            now,
-            last,
+        return report(
             False,
             f"deploy {last.id} of {last.image_to} (pid {last.pid} on {last.host}) was killed"
             f" before it finished: {current.name} runs {now.image} ({short_id(now.image_id)}),"
@@ -82,11 +70,7 @@ def status(rt: Runtime, service: str) -> StatusReport:
         )
     same = now.image == image and (not image_id or not now.image_id or now.image_id == image_id)
     if not same:
-        return StatusReport(
-            current.name,
-            platform.name,
-            now,
-            last,
+        return report(
             False,
             f"{current.name} runs {now.image} ({short_id(now.image_id)}), but the last recorded"
             f" {last.kind} ({last.id}, {last.outcome}) left {image} ({short_id(image_id)}):"
