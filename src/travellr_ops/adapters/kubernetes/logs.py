@@ -71,6 +71,9 @@ class PodLog:
                     if self._stop.is_set():
                         return
         finally:
+            # a stream left before its end still has the server writing to it: closed, not
+            # handed back to the pool, where the next request would wait on its unread events
+            response.close()
             response.release_conn()
 
     def close(self) -> None:

@@ -116,6 +116,9 @@ def _watch_deployment(
                 event = json.loads(raw)
                 yield str(event.get("type")), wrap(event.get("object"))
     finally:
+        # a stream left before its end still has the server writing to it: closed, not
+        # handed back to the pool, where the next request would wait on its unread events
+        response.close()
         response.release_conn()
 
 
