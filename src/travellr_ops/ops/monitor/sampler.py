@@ -211,14 +211,14 @@ class Sampler:
         sent = probes * len(self.api_urls)
         notes = []
 
-        def p95(values: list[float]) -> float:
-            """An endpoint that never answered is the slowest of all."""
+        def tail_ms(values: list[float]) -> float:
+            """An endpoint's p95; one that never answered is the slowest of all."""
             value = percentile(values, 95)
             return math.inf if value is None else value
 
-        slowest = max(found, key=lambda f: p95(f[1]))
+        slowest = max(found, key=lambda f: tail_ms(f[1]))
         if len(self.api_urls) > 1 and slowest[1]:
-            notes.append(f"slowest {slowest[0]} p95 {p95(slowest[1]):.1f} ms")
+            notes.append(f"slowest {slowest[0]} p95 {tail_ms(slowest[1]):.1f} ms")
         failed = sent - len(latencies)
         if failed:
             notes.append(f"{failed} of {sent} probes got no answer: {found[0][3] or 'see -v'}")
