@@ -335,25 +335,9 @@ def _render_update(console: Console, report: Any) -> None:
     from travellr_ops.output import table
 
     rows = [
-        [
-            e.ecosystem,
-            "updated",
-            f"{e.records:,}",
-            _day(e.newest),
-            str(e.archive_date.date()),
-            e.source,
-        ]
-        for e in report.updated
-    ] + [
-        [
-            e.ecosystem,
-            "kept",
-            f"{e.records:,}",
-            _day(e.newest),
-            str(e.archive_date.date()),
-            e.source,
-        ]
-        for e in report.kept
+        [e.ecosystem, state, f"{e.records:,}", _day(e.newest), str(e.archive_date.date()), e.source]
+        for state, entries in (("updated", report.updated), ("kept", report.kept))
+        for e in entries
     ]
     console.print(
         table(
