@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 from typing import NoReturn
 
 import pytest
+
+from travellr_ops.settings import Settings
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -28,3 +31,17 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def closed_settings(tmp_path: Path) -> Settings:
+    """Settings whose every server is absent: MongoDB, Redis and the API on closed ports, a
+    Docker Engine socket that does not exist. For checks that must end before any is asked."""
+    return Settings(
+        platform="compose",
+        state_dir=tmp_path / "state",
+        mongo={"uri": f"mongodb://127.0.0.1:{free_port()}/travellr", "timeout_s": 0.5},
+        redis={"url": f"redis://127.0.0.1:{free_port()}/0", "timeout_s": 0.5},
+        api={"url": f"http://127.0.0.1:{free_port()}", "timeout_s": 0.5},
+        compose={"docker_host": f"unix://{tmp_path}/no-engine.sock"},
+        backup={"dir": tmp_path / "backups"},
+    )

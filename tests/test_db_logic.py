@@ -190,15 +190,9 @@ def test_bad_times_are_refused_before_mongodb_or_the_platform_is_reached(
     args: list[str], said: str, tmp_path: Path
 ) -> None:
     from cli import invoke
-    from servers import free_port
-    from travellr_ops.settings import Settings
+    from servers import closed_settings
 
-    s = Settings(
-        platform="compose",
-        compose={"docker_host": f"unix://{tmp_path}/nothing-here.sock"},
-        mongo={"uri": f"mongodb://127.0.0.1:{free_port()}/travellr", "timeout_s": 0.5},
-        state_dir=tmp_path,
-    )
+    s = closed_settings(tmp_path)
     result = invoke("db", *args, settings=s)
     assert result.exit_code == 2, result.stderr
     assert said in result.stderr

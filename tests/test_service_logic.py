@@ -166,14 +166,10 @@ def test_bad_times_are_refused_before_the_platform_is_reached(
     args: list[str], said: str, tmp_path: Path
 ) -> None:
     from cli import invoke
-    from travellr_ops.settings import Settings
+    from servers import closed_settings
 
     # an engine that is not there: reaching it would be exit 3, "no Docker Engine at"
-    s = Settings(
-        platform="compose",
-        compose={"docker_host": f"unix://{tmp_path}/nothing-here.sock"},
-        state_dir=tmp_path,
-    )
+    s = closed_settings(tmp_path)
     result = invoke("service", *args, settings=s)
     assert result.exit_code == 2, result.stderr
     assert said in result.stderr

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from cli import invoke
-from servers import free_port
-from travellr_ops.settings import Settings
+from servers import closed_settings
 
 # (the command line before the value, the option, "time" when it also takes a time)
 OPTIONS = [
@@ -38,24 +37,12 @@ OPTIONS = [
 IDS = [" ".join(args) for args, _, _ in OPTIONS]
 
 
-def _closed(tmp_path: Path) -> Settings:
-    return Settings(
-        platform="compose",
-        state_dir=tmp_path / "state",
-        mongo={"uri": f"mongodb://127.0.0.1:{free_port()}/travellr", "timeout_s": 0.5},
-        redis={"url": f"redis://127.0.0.1:{free_port()}/0", "timeout_s": 0.5},
-        api={"url": f"http://127.0.0.1:{free_port()}", "timeout_s": 0.5},
-        compose={"docker_host": f"unix://{tmp_path}/no-engine.sock"},
-        backup={"dir": tmp_path / "backups"},
-    )
-
-
 @pytest.mark.parametrize(("args", "option", "kind"), OPTIONS, ids=IDS)
 @pytest.mark.parametrize("bad", ["1x", "soon", "1h 30m", "-5m"])
 def test_every_time_option_refuses_alike(
     tmp_path: Path, args: list[str], option: str, kind: str, bad: str
 ) -> None:
-    result = invoke(*args, bad, settings=_closed(tmp_path))
+    result = invoke(*args, bad, settings=closed_settings(tmp_path))
     assert result.exit_code == 2, result.stderr
     what = "is not a duration or a time" if kind == "time" else "is not a duration"
     assert f"error: {option} {bad!r} {what}" in result.stderr
@@ -80,6 +67,6 @@ def test_every_time_option_takes_the_grammar(
     if option == "--until" and args[0] != "backup":
         goods = ["1h30m", "2100-01-01T00:00:00Z"]  # maintenance ends in the future
     for good in goods:
-        result = invoke(*args, good, settings=_closed(tmp_path))
+        result = invoke(*args, good, settings=closed_settings(tmp_path))
         assert "is not a duration" not in result.stderr, (good, result.stderr)
         assert "is in the past" not in result.stderr, (good, result.stderr)
