@@ -469,6 +469,11 @@ class Settings(BaseSettings):
     state_dir: Path = Field(default_factory=_default_state_dir)
     #: refuse every mutating command
     read_only: bool = False
+    #: the named environment these settings are for (`--env` / TRAVELLR_ENV; unset: none named)
+    environment: str | None = None
+    #: a protected environment (production): a change needs its name typed, or
+    #: `--yes --confirm-env NAME` without a terminal; `service exec` needs a `--reason`
+    protected: bool = False
     #: file systems whose usage `health` checks (besides the backup and state directories)
     disk_paths: list[Path] = Field(default_factory=lambda: [Path("/")])
 

@@ -6,15 +6,18 @@ One table for every group (health, monitor, checklists, security check and audit
 verdicts                                               exit  meaning
 =====================================================  ====  =======================================
 ok, pass, healthy, acknowledged, info, idle, skipped,  0     fine, or nothing to judge (too little
-maintenance                                                  traffic, no threshold, closed on purpose)
+maintenance, insufficient                                    traffic, no threshold, closed on purpose;
+                                                             insufficient: a rate or percentile over
+                                                             fewer events than its minimum)
 warn, degraded, breach, fail, unhealthy                1     checked, and a problem was found
-unknown, not-available, unreachable, down              3     could not tell: a source did not answer
+unknown, not-available, unreachable, inconclusive,     3     could not tell: a source did not answer,
+down                                                         or too little data to decide
 pending                                                4     waits for a person (a manual step)
 =====================================================  ====  =======================================
 
 When several verdicts make one result, the worst decides, in this order: down (nothing answers
-at all) > fail, breach, unhealthy > warn, degraded > unknown, not-available, unreachable >
-pending > the rest. So a breach beside a source that did not answer is a failure (exit 1), and
+at all) > fail, breach, unhealthy > warn, degraded > unknown, not-available, unreachable,
+inconclusive > pending > the rest. So a breach beside a source that did not answer is a failure (exit 1), and
 a server that is down outweighs the failures it causes elsewhere (exit 3).
 """
 
@@ -33,6 +36,7 @@ class Verdict(enum.StrEnum):
     ACKNOWLEDGED = "acknowledged"
     INFO = "info"
     IDLE = "idle"
+    INSUFFICIENT = "insufficient"
     SKIPPED = "skipped"
     MAINTENANCE = "maintenance"
     WARN = "warn"
@@ -43,6 +47,7 @@ class Verdict(enum.StrEnum):
     UNKNOWN = "unknown"
     NOT_AVAILABLE = "not-available"
     UNREACHABLE = "unreachable"
+    INCONCLUSIVE = "inconclusive"
     PENDING = "pending"
     DOWN = "down"
 
@@ -68,9 +73,11 @@ class Verdict(enum.StrEnum):
 _GROUPS: list[tuple[int, ExitCode, str, tuple[Verdict, ...]]] = [
     (0, ExitCode.OK, "green", (Verdict.OK, Verdict.PASS, Verdict.HEALTHY, Verdict.ACKNOWLEDGED)),
     (0, ExitCode.OK, "dim", (Verdict.INFO, Verdict.IDLE, Verdict.SKIPPED)),
+    (0, ExitCode.OK, "dim yellow", (Verdict.INSUFFICIENT,)),
     (0, ExitCode.OK, "cyan", (Verdict.MAINTENANCE,)),
     (1, ExitCode.REFUSED, "cyan", (Verdict.PENDING,)),
     (2, ExitCode.UNAVAILABLE, "magenta", (Verdict.UNKNOWN, Verdict.NOT_AVAILABLE)),
+    (2, ExitCode.UNAVAILABLE, "magenta", (Verdict.INCONCLUSIVE,)),
     (2, ExitCode.UNAVAILABLE, "bold red", (Verdict.UNREACHABLE,)),
     (3, ExitCode.CHECK_FAILED, "yellow", (Verdict.WARN, Verdict.DEGRADED)),
     (4, ExitCode.CHECK_FAILED, "red", (Verdict.BREACH, Verdict.FAIL, Verdict.UNHEALTHY)),
