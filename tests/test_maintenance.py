@@ -211,3 +211,35 @@ def test_a_message_alone_is_not_repeated_as_the_reason(server: RedisServer, tmp_
     assert flag["message"] == "Back at 5" and flag["reason"] is None
     human = invoke("maintenance", "status", settings=s).stdout
     assert human.count("Back at 5") == 1 and "reason" not in human
+
+
+def test_the_store_keeps_each_window_so_it_is_known_while_redis_is_down(
+    server: RedisServer, tmp_path: Path
+) -> None:
+    from travellr_ops.ops import maintenance_windows
+    from travellr_ops.store import open_store
+
+    s = settings(server.url, tmp_path)
+    before = datetime.now(UTC).timestamp()
+    first_on = invoke("maintenance", "on", "--until", "1h", "--yes", "-r", "disk", settings=s)
+    assert first_on.exit_code == 0, first_on.stderr
+    assert invoke("maintenance", "on", "--yes", settings=s).exit_code == 0  # replaces the first
+    server.stop()  # the flag cannot be read now; the record can
+    store = open_store(s)
+    try:
+        found = maintenance_windows.windows(store, before)
+        assert len(found) == 2
+        first, second = found
+        assert first.reason == "disk" and first.ended == second.started
+        assert second.end is None
+        assert maintenance_windows.active(store) == second
+        assert not first.covers(second.started + 1)
+    finally:
+        store.close()
+    # dry runs and refusals record nothing
+    assert invoke("maintenance", "off", "--dry-run", settings=s).exit_code in (0, 3)
+    store = open_store(s)
+    try:
+        assert maintenance_windows.active(store) == second
+    finally:
+        store.close()

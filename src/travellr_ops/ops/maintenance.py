@@ -166,6 +166,7 @@ def switch_on(
             if not proceed:
                 return Switched(False, before, before, flag, ends)
             turn_on(redis, key, flag, until)
+            _record(rt, on=True, until=until, target=redis.display_url, flag=flag)
         return Switched(True, before, status(redis, key), flag, ends)
 
 
@@ -188,4 +189,34 @@ def switch_off(rt: Runtime) -> Switched:
                 return Switched(False, before, before)
             if not turn_off(redis, key):  # it expired (or was cleared) since it was read
                 before = MaintenanceStatus(False, key, redis.display_url)
+            _record(rt, on=False)
         return Switched(True, before, status(redis, key))
+
+
+def _record(
+    rt: Runtime,
+    *,
+    on: bool,
+    until: datetime | None = None,
+    target: str = "",
+    flag: dict[str, Any] | None = None,
+) -> None:
+    """Keep the window in the store, so that it is known while Redis cannot be read; the flag
+    is set already, so a store that cannot be written is a warning, not a failure."""
+    from travellr_ops.errors import TravellrError
+    from travellr_ops.ops import maintenance_windows as record
+
+    try:
+        with rt.store() as store:
+            if on:
+                record.record_on(
+                    store,
+                    until=until.timestamp() if until else None,
+                    target=target,
+                    by=str((flag or {}).get("by") or ""),
+                    reason=(flag or {}).get("reason"),
+                )
+            else:
+                record.record_off(store)
+    except TravellrError as exc:
+        rt.warn(f"maintenance window not recorded in the store: {exc}")
