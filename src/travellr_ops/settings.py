@@ -43,6 +43,8 @@ RENAMED = {
     "monitor.store_timeout_s": "store.timeout_s",
     "kubernetes.deployment": "kubernetes.backend_deployment",
     "deploy.webhook_url": "deploy.webhook_urls",
+    "deploy.error_source": "logs.access_source",
+    "deploy.container_access_log": "logs.access_log",
 }
 # the old names met while a Settings is built (load_settings turns them into warnings)
 _renamed_seen: ContextVar[list[str] | None] = ContextVar("_renamed_seen", default=None)
@@ -203,9 +205,31 @@ class BackupSettings(_Section):
     restore_health_timeout_s: float = Field(default=60.0, gt=0)
 
 
+LogSourceKind = Literal["file", "container", "service"]
+
+
 class LogSettings(_Section):
-    access_log: Path = Path("logs/access.log")
-    app_log: Path = Path("logs/app.log")
+    """Where the backend's access log (combined format) and app log are: the one place the
+    monitor, the deploy gate, `security logs`, incident evidence and the checklists read."""
+
+    #: the access log: a file on this machine (source "file"), or inside each container
+    #: (source "container"); unset: logs/access.log, or /var/log/travellr/access.log inside
+    #: the container (the compose file's LOG_DIR)
+    access_log: Path | None = None
+    #: "file": access_log on this machine (platform "none", or a volume mounted from the
+    #: container); "container": access_log inside each running container of the backend,
+    #: read through the platform (compose); "service": the backend's standard output (the
+    #: container or pod logs); unset: "file" with platform "none" or when access_log is set,
+    #: else "container" on compose and "service" on Kubernetes
+    access_source: LogSourceKind | None = None
+    #: the app log, as access_log (default file name app.log)
+    app_log: Path | None = None
+    #: as access_source; unset: "file" with platform "none" or when app_log is set, else
+    #: "service" (the backend writes its app log to its standard output too)
+    app_source: LogSourceKind | None = None
+    #: the most read of one file per look (its tail on the first look), so that no read
+    #: ever takes a whole large log
+    read_bytes: int = Field(default=16 << 20, ge=4096)
 
 
 class Thresholds(_Section):
@@ -411,11 +435,6 @@ class DeploySettings(_Section):
     probes: int = Field(default=5, ge=1, le=100)
     #: endpoints the gate probes besides api.url + api.health_path (relative to api.url)
     smoke_paths: list[str] = Field(default_factory=lambda: ["/api/trips/popular"])
-    #: error rate: from the service's own request log ("service": the access log inside the
-    #: compose container, the pod logs on Kubernetes), or from logs.access_log ("access_log")
-    error_source: Literal["service", "access_log"] = "service"
-    #: the backend's access log inside its container (compose; LOG_DIR of the compose file)
-    container_access_log: str = "/var/log/travellr/access.log"
     #: the error rate is judged over at least this many requests per sample (else "idle")
     min_requests: int = Field(default=5, ge=1)
     #: the compose file's variable that holds the backend's image tag
@@ -497,6 +516,8 @@ class Settings(BaseSettings):
     @model_validator(mode="before")
     @classmethod
     def _old_names(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("deploy"), dict):
+            data = _deploy_log_names(data)
         if not isinstance(data, dict) or not isinstance(data.get("monitor"), dict):
             return data
         monitor = data["monitor"]
@@ -519,6 +540,29 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, _TomlSource(settings_cls))
+
+
+def _deploy_log_names(data: dict[str, Any]) -> dict[str, Any]:
+    """The deploy gate's own log settings, now the one [logs] every group reads:
+    ``error_source = "access_log"`` is ``logs.access_source = "file"`` ("service" is what an
+    unset source does); ``container_access_log`` is ``logs.access_log`` read inside the
+    container."""
+    deploy = data["deploy"]
+    if "error_source" not in deploy and "container_access_log" not in deploy:
+        return data
+    data = dict(data)
+    logs = dict(data.get("logs") or {})
+    deploy = _renamed("deploy", deploy, "error_source", "_error_source")
+    deploy = _renamed("deploy", deploy, "container_access_log", "_container_access_log")
+    source = deploy.pop("_error_source", None)
+    path = deploy.pop("_container_access_log", None)
+    if source == "access_log":
+        logs.setdefault("access_source", "file")
+    elif path is not None and "access_log" not in logs:
+        logs.setdefault("access_source", "container")
+        logs["access_log"] = path
+    data["deploy"], data["logs"] = deploy, logs
+    return data
 
 
 @dataclass

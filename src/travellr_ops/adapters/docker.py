@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 from travellr_ops.adapters.log_streams import follow_all, split_lines, stamp_time, stamped_line
 from travellr_ops.adapters.platform_types import (
+    FileChunk,
+    FileCursor,
     Instance,
     LogLine,
     ProcessList,
@@ -45,7 +47,6 @@ from travellr_ops.errors import (
     Unreachable,
     UsageError,
 )
-from travellr_ops.vocab.logformat import access_time
 
 if TYPE_CHECKING:
     from travellr_ops.settings import Settings
@@ -64,8 +65,22 @@ POLL_S = 0.05
 STABLE_WITHOUT_CHECK = timedelta(seconds=2)
 #: log lines shown when a container dies or does not become healthy
 LAST_LOG_LINES = 20
-#: the most read from the end of a container's access log per look (deploy's error rate)
-ACCESS_LOG_TAIL_BYTES = 2 * 1024 * 1024
+#: `read_file` inside a container: "$1" the file, "$2" the inode of the previous read ("-":
+#: none), "$3" the offset it stopped at, "$4" the most to read. Prints "INODE START CUT
+#: RESTARTED" on a line, then the bytes from START: after the previous read, from the start
+#: of a new file (rotated: another inode; truncated: smaller than the offset), or the last
+#: "$4" bytes (the first read, or more written since than "$4"; CUT=1: the first line is cut).
+_READ_FILE = r"""
+st=$(stat -L -c '%i %s' "$1") || exit 3
+ino=${st% *}; size=${st#* }; start=$3; restarted=0; cut=0
+if [ "$2" = "-" ]; then start=-1
+elif [ "$ino" != "$2" ] || [ "$size" -lt "$3" ]; then start=0; restarted=1; fi
+if [ "$start" -lt 0 ] || [ $((size - start)) -gt "$4" ]; then
+  if [ "$size" -gt "$4" ]; then start=$((size - $4)); cut=1; else start=0; fi
+fi
+echo "$ino $start $cut $restarted"
+if [ "$size" -gt "$start" ]; then tail -c +$((start + 1)) "$1" | head -c $((size - start)); fi
+"""
 
 
 def connect(docker_host: str | None, timeout_s: float) -> Any:
@@ -610,27 +625,36 @@ class ComposePlatform:
                     image = f"{repository}:{pinned}"
         return self.set_image(service, image, timeout_s, progress)
 
-    def request_log(self, service: str, since: datetime) -> list[LogLine]:
-        """The access log inside each running container (combined format), since ``since``."""
+    def read_file(
+        self, service: str, path: str, cursors: dict[str, FileCursor], max_bytes: int
+    ) -> list[FileChunk]:
+        """The file ``path`` inside each running container after its cursor (a container not
+        read before: its last ``max_bytes``), one ``docker exec`` of POSIX sh, stat, tail
+        and head each: the image needs nothing else."""
         _, compose_name = self._resolve(service)
-        path = self.settings.deploy.container_access_log
-        lines: list[LogLine] = []
+        chunks: list[FileChunk] = []
         for container in self._containers(compose_name):
             if container.status != "running":
                 continue
+            cursor = cursors.setdefault(container.name, FileCursor())
+            args = [path, cursor.inode or "-", str(cursor.offset), str(max_bytes)]
             with self._errors(f"reading {path} in {container.name}"):
-                code, raw = container.exec_run(["tail", "-c", str(ACCESS_LOG_TAIL_BYTES), path])
-            if code != 0:
-                raise OperationFailed(
-                    f"cannot read the access log {path} in {container.name}:"
-                    f" {raw.decode('utf-8', 'replace').strip()[:200]}",
-                    hint="set deploy.container_access_log to the backend's access log",
+                code, (out, err) = container.exec_run(
+                    ["sh", "-c", _READ_FILE, "sh", *args], demux=True
                 )
-            for text in raw.decode("utf-8", "replace").splitlines():
-                when = access_time(text)
-                if when is not None and when >= since.replace(microsecond=0):
-                    lines.append(LogLine(when, container.name, text))
-        return lines
+            out, err = out or b"", err or b""
+            header, _, data = out.partition(b"\n")
+            if code != 0 or header.count(b" ") != 3:
+                said = (err or out).decode("utf-8", "replace").strip()[:200]
+                raise OperationFailed(
+                    f"cannot read {path} in {container.name}: {said or f'exit code {code}'}",
+                    hint="set logs.access_log / logs.app_log to the file inside the container"
+                    " (the compose file's LOG_DIR), or logs.*_source = 'service'",
+                )
+            inode, start, cut, restarted = header.decode().split(" ")
+            cursor.inode, cursor.offset = inode, int(start) + len(data)
+            chunks.append(FileChunk(container.name, data, cut == "1", restarted == "1"))
+        return chunks
 
     def _keep_tag(self, variable: str, tag: str) -> None:
         """Write VARIABLE=tag into the project's env file, other lines kept as they were."""

@@ -79,6 +79,28 @@ class LogLine:
 
 
 @dataclass
+class FileCursor:
+    """Where the previous read of a file inside one instance stopped (``read_file``)."""
+
+    #: the file's identity (its inode) when read; "" before the first read
+    inode: str = ""
+    offset: int = 0
+
+
+@dataclass
+class FileChunk:
+    """What one instance's file held since the previous read."""
+
+    instance: str
+    data: bytes
+    #: the data starts inside a line (the tail of a file larger than the bound)
+    cut: bool = False
+    #: read from the start of a new file (rotated or truncated): a partial line kept from
+    #: the old one is no beginning of this one
+    restarted: bool = False
+
+
+@dataclass
 class ResourceUsage:
     instance: str
     service: str
@@ -195,8 +217,12 @@ class ServicePlatform(Protocol):
         """Roll the service back to exactly ``release`` and wait until it is healthy."""
         ...
 
-    def request_log(self, service: str, since: datetime) -> list[LogLine]:
-        """The service's request log lines since ``since`` (access log / pod logs)."""
+    def read_file(
+        self, service: str, path: str, cursors: dict[str, FileCursor], max_bytes: int
+    ) -> list[FileChunk]:
+        """What the file ``path`` inside each running instance of the service holds after
+        its cursor (a new instance: its last ``max_bytes``; at most ``max_bytes`` a read),
+        the cursors moved on."""
         ...
 
     def close(self) -> None: ...

@@ -19,6 +19,8 @@ from travellr_ops.adapters.kubernetes.client import JSON_PATCH, MERGE_PATCH, SMP
 from travellr_ops.adapters.kubernetes.logs import last_lines, read_logs
 from travellr_ops.adapters.kubernetes.rollout import follow_rollout, revision_template
 from travellr_ops.adapters.platform_types import (
+    FileChunk,
+    FileCursor,
     LogLine,
     ProcessList,
     Progress,
@@ -28,7 +30,7 @@ from travellr_ops.adapters.platform_types import (
     ServiceStatus,
     check_image_tag,
 )
-from travellr_ops.errors import TravellrError, UsageError
+from travellr_ops.errors import OperationFailed, TravellrError, UsageError
 
 if TYPE_CHECKING:
     from travellr_ops.settings import Settings
@@ -214,8 +216,15 @@ class KubernetesPlatform:
         progress(f"deployment/{target.deployment} rolled back to revision {release.revision}")
         return self._rollout_result(target, dep, started, timeout_s, progress)
 
-    def request_log(self, service: str, since: datetime) -> list[LogLine]:
-        return list(self.logs([service], since=since))
+    def read_file(
+        self, service: str, path: str, cursors: dict[str, FileCursor], max_bytes: int
+    ) -> list[FileChunk]:
+        """Not done on Kubernetes: a pod's log is its containers' standard output."""
+        raise OperationFailed(
+            f"reading {path} inside the pods of {service!r} is not supported on Kubernetes",
+            hint="read the pod logs (logs.access_source / logs.app_source = 'service'); a log"
+            " the backend writes to a file reaches them through a sidecar that streams it",
+        )
 
     # -- logs --------------------------------------------------------------------------------
     def logs(

@@ -120,9 +120,10 @@ def fresh_backup(rt: Runtime) -> Outcome:
 def _error_rate(rt: Runtime, window_s: float) -> dict[str, Any]:
     """The 5xx share of the access log's requests in the last ``window_s`` seconds (the
     monitor's own reader)."""
+    from travellr_ops.ops import logsource
     from travellr_ops.ops.monitor.sources import AccessLog
 
-    log = AccessLog(rt.settings.logs.access_log, window_s)
+    log = AccessLog(logsource.reader(rt.settings, "access", rt.platform_factory()), window_s)
     try:
         counts = log.read()
     finally:

@@ -52,8 +52,7 @@ def errors_in_logs(rt: Runtime) -> Outcome:
     s = rt.settings.checklist
     found = backend_errors(rt, s.log_tail_lines)
     newest = found.errors[-s.show_error_lines :] if s.show_error_lines else []
-    scope = f"the last {found.read if found.read is not None else s.log_tail_lines} lines"
-    where = f"{scope} of {found.source}"
+    where = f"the last {found.read} lines of {found.source}"
     if len(found.errors) > s.max_error_lines:
         return failed(
             f"{len(found.errors)} ERROR lines in {where}", count=len(found.errors), newest=newest

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from travellr_ops.adapters.http import HttpAdapter
 from travellr_ops.adapters.platform_types import LogLine, ServicePlatform
 from travellr_ops.errors import TravellrError
-from travellr_ops.ops.monitor.sources import AccessLog
+from travellr_ops.ops import logsource
 from travellr_ops.settings import Settings
 from travellr_ops.vocab.logformat import request_status
 from travellr_ops.vocab.stats import percentile
@@ -72,7 +72,7 @@ class Gate:
         self._since = since
         self._restarts: int | None = None
         self._started = time.monotonic()
-        self._access_log: AccessLog | None = None
+        self._access_log: logsource.Reader | None = None
         base = settings.api.url.rstrip("/")
         self.health_url = base + settings.api.health_path
         self.urls = [self.health_url] + [
@@ -119,7 +119,7 @@ class Gate:
         if p95 is not None and p95 > limits.api_response_ms:
             failures.append(f"API p95 {p95:.0f} ms > {limits.api_response_ms:g} ms")
         # the error rate of what the service logged since the previous sample
-        requests, errors = self._requests(now, failures)
+        requests, errors = self._requests(failures)
         rate = errors * 100 / requests if requests else None
         judged = rate is not None and requests >= self.settings.deploy.min_requests
         if judged and rate is not None and rate > limits.error_rate_pct:
@@ -141,17 +141,17 @@ class Gate:
             failures=failures,
         )
 
-    def _requests(self, now: datetime, failures: list[str]) -> tuple[int, int]:
-        since, self._since = self._since, now
+    def _requests(self, failures: list[str]) -> tuple[int, int]:
         try:
-            if self.settings.deploy.error_source == "access_log":
-                if self._access_log is None:
-                    self._access_log = AccessLog(
-                        self.settings.logs.access_log, self.settings.deploy.sample_interval_s
-                    )
-                counts = self._access_log.read()
-                return counts.requests, counts.errors
-            return count_requests(self.platform.request_log(self.service, since))
+            if self._access_log is None:
+                self._access_log = logsource.reader(
+                    self.settings, "access", self.platform, since=self._since
+                )
+            lines = self._access_log.read()
+            requests, errors = count_requests(lines)
+            if lines and not requests:
+                raise self._access_log.source.nothing_found(len(lines))
+            return requests, errors
         except TravellrError as exc:
             failures.append(f"error rate unknown: {exc.message}")
             return 0, 0

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from travellr_ops.errors import ServiceError, TravellrError
+from travellr_ops.ops import logsource
 from travellr_ops.ops.cache import hit_rate
 from travellr_ops.ops.monitor.metrics import Metric, Sample, judged, unknown
 from travellr_ops.ops.monitor.sources import (
@@ -101,7 +102,7 @@ class Sampler:
             p if "://" in p else api + "/" + p.lstrip("/") for p in settings.monitor.api_paths
         ]
         self.access_log = AccessLog(
-            settings.logs.access_log, settings.monitor.error_window_s, clock
+            logsource.reader(settings, "access", platform), settings.monitor.error_window_s, clock
         )
         self._usage: LocalProcesses | HostUsage | None = None
         if platform is None:

@@ -7,20 +7,19 @@ bounded by the window, not by how long it runs.
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from io import BufferedReader
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from travellr_ops.adapters.mongo import MongoAdapter
-from travellr_ops.errors import ServiceError
+from travellr_ops.ops.logsource import LogSource, Reader
+from travellr_ops.ops.logsource import LogUnavailable as LogUnavailable
 from travellr_ops.settings import MonitorQuery
 from travellr_ops.vocab.logformat import ACCESS_LINE, ACCESS_TIME_FORMAT
 
@@ -29,11 +28,6 @@ from travellr_ops.vocab.logformat import ACCESS_LINE, ACCESS_TIME_FORMAT
 #: the most read from the end of a log when it is first opened (older lines are out of
 #: any sensible window at the rates a single backend logs)
 TAIL_BYTES = 16 * 1024 * 1024
-CHUNK = 1024 * 1024
-
-
-class LogUnavailable(ServiceError):
-    """The access log is missing or unreadable."""
 
 
 @dataclass
@@ -46,24 +40,29 @@ class RequestCounts:
 
 class AccessLog:
     """The 5xx share of the requests an access log (combined format) recorded in the last
-    ``window_s`` seconds, read incrementally.
-
-    The file stays open between reads: after a rotation (the file renamed, a new one
-    created) the rest of the old file is read first, then the new one from its start; a
-    truncated file (copytruncate) is read again from its start.
+    ``window_s`` seconds, read incrementally from wherever it is (``ops.logsource``: a local
+    file followed through rotation and truncation, the file inside each container, or the
+    service's output). A source whose lines hold no access-log line is unavailable, never
+    zero requests.
     """
 
-    def __init__(self, path: Path, window_s: float, clock: Callable[[], float] = time.time) -> None:
-        self.path = path
+    def __init__(
+        self, source: Path | Reader, window_s: float, clock: Callable[[], float] = time.time
+    ) -> None:
+        if isinstance(source, Path):
+            source = Reader(LogSource("access", "file", source, "none"), max_bytes=TAIL_BYTES)
+        self.reader = source
         self.window_s = window_s
         self._clock = clock
-        self._file: BufferedReader | None = None
-        self._ino: tuple[int, int] | None = None
-        self._partial = b""
         #: [second, requests, 5xx] per second with traffic, oldest first
         self._buckets: deque[list[int]] = deque()
         self._stamps: dict[bytes, int] = {}
         self._opened_at: float | None = None
+
+    @property
+    def path(self) -> str:
+        """Where the log is read (for messages)."""
+        return self.reader.source.label
 
     def read(self) -> RequestCounts:
         self._poll()
@@ -76,60 +75,12 @@ class AccessLog:
         return RequestCounts(requests, errors, self.window_s)
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        self.reader.close()
 
     def _poll(self) -> None:
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            if self._file is not None:  # rotated, the new file not made yet: finish the old
-                self._consume_rest()
-                return
-            raise LogUnavailable(
-                f"no access log at {self.path}",
-                hint="set logs.access_log to the backend's access log (combined format)",
-            ) from None
-        except OSError as exc:
-            raise LogUnavailable(f"cannot read the access log {self.path}: {exc}") from None
-        if self._file is None:
-            self._open(start_at_tail=True)
-            self._consume_rest()
-            return
-        self._consume_rest()
-        if (st.st_dev, st.st_ino) != self._ino:  # rotated: the path is a new file now
-            self.close()
-            self._open(start_at_tail=False)
-            self._consume_rest()
-        elif st.st_size < self._file.tell():  # truncated in place
-            self._file.seek(0)
-            self._partial = b""
-            self._consume_rest()
-
-    def _open(self, start_at_tail: bool) -> None:
-        try:
-            handle = open(self.path, "rb")  # noqa: SIM115 (kept open across reads)
-        except OSError as exc:
-            raise LogUnavailable(f"cannot open the access log {self.path}: {exc}") from None
-        st = os.fstat(handle.fileno())
-        self._ino = (st.st_dev, st.st_ino)
-        self._partial = b""
-        if start_at_tail and st.st_size > TAIL_BYTES:
-            handle.seek(st.st_size - TAIL_BYTES)
-            handle.readline()  # the first line is cut
-        self._file = handle
-
-    def _consume_rest(self) -> None:
-        assert self._file is not None
-        while True:
-            chunk = self._file.read(CHUNK)
-            if not chunk:
-                return
-            lines = (self._partial + chunk).split(b"\n")
-            self._partial = lines.pop()
-            for line in lines:
-                self._count(line)
+        for line in self.reader.read_bytes():
+            self._count(line)
+        self.reader.check()
 
     def _count(self, line: bytes) -> None:
         match = ACCESS_LINE.match(line)
