@@ -50,8 +50,9 @@ CONTAINER_LOG_DIR = Path("/var/log/travellr")
 LOCAL_LOG_DIR = Path("logs")
 #: the service whose logs these are (each platform maps the logical name to its own)
 SERVICE = "backend"
-#: the most lines the first look at a service's output reads when no time bounds it
-SERVICE_TAIL_LINES = 20_000
+#: a service's output is read by lines: logs.read_bytes over this is the most lines a read
+#: takes (its tail), about what a file read takes in bytes
+BYTES_PER_LINE = 100
 
 _APP_LINE = re.compile(
     rb"^" + APP_TIME + rb" (?:" + b"|".join(level.encode() for level in APP_LEVELS) + rb") "
@@ -254,34 +255,45 @@ class _ContainerFollower:
 
 
 class _OutputFollower:
-    """The service's standard output through the platform, each instance's lines after the
-    newest one already read."""
+    """The service's standard output through the platform: each read from the newest line
+    the previous one saw, each instance's lines after its newest already read, at most
+    ``max_lines`` (its tail) a read."""
 
     def __init__(
-        self, source: LogSource, platform: Callable[[], ServicePlatform], since: datetime | None
+        self,
+        source: LogSource,
+        platform: Callable[[], ServicePlatform],
+        since: datetime | None,
+        max_lines: int,
     ) -> None:
         self.source = source
         self.platform = platform
         self._since = since
+        self.max_lines = max_lines
+        #: the newest time read of each instance that logged in the previous read
         self._newest: dict[str, datetime] = {}
 
     def read(self) -> list[bytes]:
-        # from the newest line already read (the engine's `since` is whole seconds: a second
-        # earlier, and what was read is dropped below); first from ``since``, else the tail
+        # The engines' `since` is whole seconds: one earlier, and what was read is dropped
+        # below. An instance that gave nothing since the previous start is left out of the
+        # next: whatever it writes later is newer than the start anyway.
         start = min(self._newest.values()) if self._newest else self._since
         lines = self.platform().logs(
             [self.source.service],
             since=start - timedelta(seconds=1) if start is not None else None,
-            tail=None if start is not None else SERVICE_TAIL_LINES,
+            tail=self.max_lines,
         )
         kept: list[bytes] = []
+        newest: dict[str, datetime] = {}
         for line in lines:
             if line.time is not None:
-                newest = self._newest.get(line.source)
-                if newest is not None and line.time <= newest:
+                before = self._newest.get(line.source)
+                newest[line.source] = max(line.time, newest.get(line.source, line.time))
+                if before is not None and line.time <= before:
                     continue
-                self._newest[line.source] = line.time
             kept.append(line.text.encode("utf-8", "replace"))
+        if newest:
+            self._newest = newest
         return kept
 
     def close(self) -> None:
@@ -340,7 +352,8 @@ class Reader:
             elif self.source.source == "container":
                 self._follower = _ContainerFollower(self.source, self._platform, self.max_bytes)
             else:
-                self._follower = _OutputFollower(self.source, self._platform, self.since)
+                lines = max(1000, self.max_bytes // BYTES_PER_LINE)
+                self._follower = _OutputFollower(self.source, self._platform, self.since, lines)
         return self._follower
 
     def read_bytes(self) -> list[bytes]:
