@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from fixtures_docker import ComposeStack
+from fixtures_k8s import K8sNamespace, backend_deployment
 from travellr_ops.errors import ConfigError
 from travellr_ops.ops import logsource
 from travellr_ops.ops.logsource import LogSource, LogUnavailable, Reader
@@ -145,3 +146,29 @@ def test_the_services_output_holds_no_access_log_and_says_so(stack: ComposeStack
     (rate,) = [m for m in result.json()["metrics"] if m["name"] == "error_rate_pct"]
     assert rate["verdict"] == "unknown"
     assert "no access-log lines found in compose:backend (standard output)" in rate["detail"]
+
+
+@pytest.mark.k8s
+def test_pod_logs_without_the_backends_lines_are_unknown_never_zero(k8s_ns: K8sNamespace) -> None:
+    """The testbed's own simulated pods print short request lines (`GET /api/trips 200 12ms`),
+    neither the combined-format access log nor the app log: the monitor's error rate and a
+    security review say so and are unknown (exit 3), where they used to count 0."""
+    from cli import invoke
+
+    k8s_ns.apply(backend_deployment(replicas=2))
+    k8s_ns.wait_available("travellr-backend")
+    settings = k8s_ns.settings()
+    settings.monitor.window_s = 0.5
+    where = "kubernetes:backend (pod logs)"
+
+    review = invoke("--json", "security", "logs", "--source", "service", settings=settings)
+    assert review.exit_code == 3
+    assert f"no access-log lines found in {where}" in review.stderr
+    assert f"no app-log lines found in {where}" in review.stderr
+    assert "error: no log could be read" in review.stderr
+
+    sample = invoke("--json", "monitor", "once", settings=settings)
+    (rate,) = [m for m in sample.json()["metrics"] if m["name"] == "error_rate_pct"]
+    assert rate["verdict"] == "unknown"
+    assert f"no access-log lines found in {where}" in rate["detail"]
+    assert "none in combined format" in rate["detail"]

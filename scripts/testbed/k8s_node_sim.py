@@ -23,6 +23,11 @@ Images are "run" by their tag, so tests can stage failures:
   500: 20 %, or the number right after ``errors`` (``v2-errors50``: 50 %).
 Pod annotations ``sim.travellr.io/cpu`` and ``sim.travellr.io/memory`` (quantities such as
 ``850m`` and ``400Mi``) set what the metrics report for each container of the pod.
+The pod annotation ``sim.travellr.io/log-files`` (paths on this machine, comma-separated)
+makes its containers' log the lines of those files instead, merged by each line's own time
+(ISO or combined-format stamp), e.g. the access and app logs of a real backend process
+serving the test's requests, as a backend that writes both to its standard output would
+show them; such a log is read as it stands (``follow`` ends at its end).
 
 Run:  python k8s_node_sim.py --kubeconfig D/kubeconfig --cert D/kubelet.crt --key D/kubelet.key
 """
@@ -49,6 +54,9 @@ from urllib.parse import parse_qs, urlsplit
 NODE_NAME = "testbed-node"
 CPU_ANNOTATION = "sim.travellr.io/cpu"
 MEMORY_ANNOTATION = "sim.travellr.io/memory"
+LOG_FILES_ANNOTATION = "sim.travellr.io/log-files"
+#: the most read from the end of each file of LOG_FILES_ANNOTATION
+LOG_FILE_TAIL_BYTES = 4 << 20
 METRICS_GROUP = "metrics.k8s.io"
 METRICS_VERSION = "v1beta1"
 #: seconds between two lines of a simulated container's log
@@ -175,6 +183,45 @@ def log_line(pod: str, image: str, index: int) -> str:
     if index % 5 == 0:
         return f"GET /api/trips?page={index // 5} 200 {12 + index % 7}ms"
     return f"GET /api/health 200 {2 + index % 3}ms"
+
+
+def line_time(text: str) -> datetime | None:
+    """The time a log line carries: a leading ISO stamp, or a combined-format [stamp]."""
+    head = text.split(" ", 1)[0]
+    if head[:4].isdigit() and "T" in head:
+        try:
+            return parse_time(head)
+        except ValueError:
+            return None
+    start, end = text.find("["), text.find("]")
+    if 0 <= start < end:
+        try:
+            return datetime.strptime(text[start + 1 : end], "%d/%b/%Y:%H:%M:%S %z")
+        except ValueError:
+            return None
+    return None
+
+
+def file_lines(paths: list[str]) -> list[tuple[datetime, str]]:
+    """The whole lines of the last LOG_FILE_TAIL_BYTES of each file, merged by time (a line
+    without a time takes its predecessor's)."""
+    merged: list[tuple[datetime, int, int, str]] = []
+    for order, path in enumerate(paths):
+        try:
+            with open(path.strip(), "rb") as handle:
+                size = handle.seek(0, 2)
+                handle.seek(max(0, size - LOG_FILE_TAIL_BYTES))
+                data = handle.read()
+        except OSError:
+            continue
+        if size > LOG_FILE_TAIL_BYTES:
+            data = data[data.find(b"\n") + 1 :]
+        when = datetime.min.replace(tzinfo=UTC)
+        for n, raw in enumerate(data.decode("utf-8", "replace").splitlines()):
+            when = line_time(raw) or when
+            merged.append((when, order, n, raw))
+    merged.sort()
+    return [(when, raw) for when, _, _, raw in merged]
 
 
 class NodeSimulator:
@@ -700,6 +747,7 @@ class NodeSimulator:
             self._reply(req, 400, f'container "{container_name}" in pod "{name}" is not available')
             return
         previous = query.get("previous") == "true"
+        as_it_stands = previous
         started = parse_time(pod.status.start_time) or now()
         if previous:
             if not status.restart_count:
@@ -719,7 +767,12 @@ class NodeSimulator:
                     f"{status.state.waiting.reason}",
                 )
                 return
-            lines = self._current_lines(name, container.image, started, now())
+            files = (pod.metadata.annotations or {}).get(LOG_FILES_ANNOTATION)
+            if files:
+                lines = file_lines(files.split(","))
+                as_it_stands = True
+            else:
+                lines = self._current_lines(name, container.image, started, now())
         since = self._since(query)
         if since is not None:
             lines = [(t, text) for t, text in lines if t >= since]
@@ -745,7 +798,7 @@ class NodeSimulator:
                 req.wfile.write(data)
                 sent += len(data)
             req.wfile.flush()
-            if query.get("follow") != "true" or previous:
+            if query.get("follow") != "true" or as_it_stands:
                 return
             index = self._line_count(started, now())
             while not self.stopping.is_set() and self.pod(namespace, name) is not None:
