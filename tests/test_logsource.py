@@ -172,3 +172,20 @@ def test_pod_logs_without_the_backends_lines_are_unknown_never_zero(k8s_ns: K8sN
     assert rate["verdict"] == "unknown"
     assert f"no access-log lines found in {where}" in rate["detail"]
     assert "none in combined format" in rate["detail"]
+
+
+@pytest.mark.docker
+def test_a_review_missing_its_access_log_is_incomplete_not_clean(stack: ComposeStack) -> None:
+    """The app log read but the access log not (a wrong path inside the container): the
+    review is unknown (exit 3) and says which log it could not read, not 0 requests and 0."""
+    from cli import invoke
+
+    settings = stack.settings().model_copy(
+        update={
+            "logs": Settings(logs={"access_source": "container", "access_log": "/nope.log"}).logs
+        }
+    )
+    review = invoke("security", "logs", "--source", "service", "--since", "1h", settings=settings)
+    assert review.exit_code == 3
+    assert "cannot read /nope.log in" in review.stderr
+    assert "the review is incomplete: nothing read from compose:backend:/nope.log" in review.stderr

@@ -453,6 +453,12 @@ def logs(
         raise typer.Exit(ExitCode.UNAVAILABLE)
     if report.suspects:
         raise typer.Exit(ExitCode.CHECK_FAILED)
+    if report.unread:
+        out.error(
+            f"the review is incomplete: nothing read from {', '.join(report.unread)}",
+            hint="check logs.access_source/access_log and logs.app_source/app_log",
+        )
+        raise typer.Exit(ExitCode.UNAVAILABLE)
 
 
 def _render_logs(console: Console, doc: dict[str, Any]) -> None:

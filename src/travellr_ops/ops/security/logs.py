@@ -119,6 +119,9 @@ class LogReport:
     rate_limit_hits: int = 0
     rate_limited_by_ip: Counter[str] = field(default_factory=Counter)
     suspects: dict[str, Suspect] = field(default_factory=dict)
+    #: logs the review needed and could not read (a platform's file or output that gave
+    #: nothing of its kind): its counts are then not the service's, whatever else was read
+    unread: list[str] = field(default_factory=list)
 
     @property
     def malformed(self) -> int:

@@ -119,7 +119,8 @@ def _review_sources(
     }
     for stat in report.files:
         source = by_key[(stat.path, stat.kind)]
-        if stat.error or stat.parsed or (source.kind == "app" and not stat.lines):
+        if not stat.error and (stat.parsed or (source.kind == "app" and not stat.lines)):
             continue
-        stat.error = source.nothing_found(stat.lines).message
+        stat.error = stat.error or source.nothing_found(stat.lines).message
+        report.unread.append(source.label)
     return report
