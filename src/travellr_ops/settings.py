@@ -269,8 +269,18 @@ class MonitorSettings(_Section):
     db_query_runs: int = Field(default=3, ge=1, le=100)
     #: error rate: the 5xx share of the access log's requests in the last this many seconds
     error_window_s: float = Field(default=300.0, gt=0)
-    #: hit rates over fewer lookups than this are shown but not judged ("idle")
+    #: hit rates over fewer lookups than this are shown but not judged ("insufficient")
     cache_min_lookups: int = Field(default=20, ge=0)
+    #: error rates over fewer requests than this (the monitor's own probes and maintenance
+    #: 503s not counted) are shown with their counts but not judged ("insufficient")
+    min_requests: int = Field(default=50, ge=0)
+    #: API p95s over fewer answered probes than this are "insufficient"
+    min_probes: int = Field(default=5, ge=0)
+    #: a live monitor times the representative queries at most this often (between, it shows
+    #: the last figure and its age): the monitor's database work must not slow what it measures
+    query_every_s: float = Field(default=60.0, ge=0)
+    #: ... and takes serverStatus, dbStats and the business queries at most this often
+    stats_every_s: float = Field(default=300.0, ge=0)
     #: active users: distinct users with activity in the last 24 h
     active_users: MonitorQuery = Field(default_factory=lambda: _app_query("active_users"))
     #: booking conversion: bookings / searches made in the same window

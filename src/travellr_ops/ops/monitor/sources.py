@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from travellr_ops import __version__
 from travellr_ops.adapters.mongo import MongoAdapter
 from travellr_ops.errors import ServiceError
 from travellr_ops.settings import MonitorQuery
@@ -36,12 +37,44 @@ class LogUnavailable(ServiceError):
     """The access log is missing or unreadable."""
 
 
+#: the User-Agent of the monitor's own probes; their lines are left out of the error rate
+#: (a monitor that counted its own probes would report the 503s it drew from a backend with
+#: nobody else calling)
+MONITOR_AGENT = f"travellr-ops/{__version__} monitor"
+_OWN_TAIL = b' monitor"'
+_OWN_AGENT = b'"travellr-ops/'
+
+
+def is_own(line: bytes) -> bool:
+    """Whether a combined-format line is one of the monitor's own probes (any version)."""
+    return line.rstrip().endswith(_OWN_TAIL) and _OWN_AGENT in line
+
+
 @dataclass
 class RequestCounts:
+    #: requests counted: the monitor's own and maintenance 503s left out
     requests: int
+    #: 5xx among them
     errors: int
     #: seconds the counts span (the window, or less when the log is younger)
     span_s: float
+    #: the monitor's own probes left out
+    own: int = 0
+    #: 503s answered inside a maintenance window, left out
+    maintenance: int = 0
+
+    @property
+    def rate_pct(self) -> float | None:
+        return round(self.errors * 100 / self.requests, 2) if self.requests else None
+
+    def left_out(self) -> str:
+        """What was not counted, as a clause ("" when nothing was)."""
+        parts = []
+        if self.own:
+            parts.append(f"{self.own} of the monitor's own probes")
+        if self.maintenance:
+            parts.append(f"{self.maintenance} 503s during maintenance")
+        return f"left out: {' and '.join(parts)}" if parts else ""
 
 
 class AccessLog:
@@ -60,20 +93,30 @@ class AccessLog:
         self._file: BufferedReader | None = None
         self._ino: tuple[int, int] | None = None
         self._partial = b""
-        #: [second, requests, 5xx] per second with traffic, oldest first
+        #: [second, requests, 5xx, 503s, the monitor's own] per second with traffic, oldest
+        #: first (the monitor's own lines are in no other count)
         self._buckets: deque[list[int]] = deque()
         self._stamps: dict[bytes, int] = {}
         self._opened_at: float | None = None
 
-    def read(self) -> RequestCounts:
+    def read(self, in_maintenance: Callable[[int], bool] | None = None) -> RequestCounts:
+        """The counts of the window; ``in_maintenance(second)`` tells the seconds whose 503s
+        maintenance mode served (left out of requests and errors alike)."""
         self._poll()
         now = self._clock()
         horizon = now - self.window_s
         while self._buckets and self._buckets[0][0] < horizon:
             self._buckets.popleft()
-        requests = sum(b[1] for b in self._buckets)
-        errors = sum(b[2] for b in self._buckets)
-        return RequestCounts(requests, errors, self.window_s)
+        requests = errors = own = maintenance = 0
+        for second, count, failed, unavailable, mine in self._buckets:
+            requests += count
+            errors += failed
+            own += mine
+            if unavailable and in_maintenance is not None and in_maintenance(second):
+                maintenance += unavailable
+        return RequestCounts(
+            requests - maintenance, errors - maintenance, self.window_s, own, maintenance
+        )
 
     def close(self) -> None:
         if self._file is not None:
@@ -138,17 +181,21 @@ class AccessLog:
         second = self._second(match.group(1))
         if second is None:
             return
-        is_error = match.group(2).startswith(b"5")
         if self._buckets and self._buckets[-1][0] >= second:
             bucket = self._buckets[-1]  # same second (or a line slightly out of order)
         else:
-            bucket = [second, 0, 0]
+            bucket = [second, 0, 0, 0, 0]
             self._buckets.append(bucket)
+            # the log is read faster than the window ends: keep the deque bounded meanwhile
+            if len(self._buckets) > self.window_s + 60:
+                self._buckets.popleft()
+        if is_own(line):
+            bucket[4] += 1
+            return
+        status = match.group(2)
         bucket[1] += 1
-        bucket[2] += is_error
-        # the log is read faster than the window ends: keep the deque bounded meanwhile
-        if len(self._buckets) > self.window_s + 60:
-            self._buckets.popleft()
+        bucket[2] += status.startswith(b"5")
+        bucket[3] += status == b"503"
 
     def _second(self, stamp: bytes) -> int | None:
         cached = self._stamps.get(stamp)
