@@ -94,6 +94,36 @@ def test_access_log_counts_5xx_in_the_window(tmp_path: Path) -> None:
     assert (counts.requests, counts.errors) == (4, 1)
 
 
+def test_access_log_leaves_out_the_monitors_probes_and_maintenance_503s(tmp_path: Path) -> None:
+    from travellr_ops.ops.maintenance_windows import Window
+    from travellr_ops.ops.monitor.maintenance_time import second_in
+    from travellr_ops.ops.monitor.sources import MONITOR_AGENT
+
+    path = tmp_path / "access.log"
+    now = time.time()
+    during = datetime.fromtimestamp(now - 100, UTC)
+    after = datetime.fromtimestamp(now - 10, UTC)
+    own = log_line(503).replace('"curl"', f'"{MONITOR_AGENT}"')
+    older_own = log_line(200).replace('"curl"', '"travellr-ops/0.0.1 monitor"')
+    path.write_text(  # in time order, as a log is written
+        log_line(503, during) * 6
+        + log_line(500, during)
+        + log_line(503, after)
+        + own * 4
+        + older_own
+        + log_line(200) * 2
+    )
+    window = Window(now - 120, None, now - 60)
+    counts = AccessLog(path, window_s=300).read(second_in([window]))
+    # the 503s inside the window are no errors; the 500 beside them, and a 503 after, are
+    assert (counts.requests, counts.errors, counts.own, counts.maintenance) == (4, 2, 5, 6)
+    assert (
+        counts.left_out() == "left out: 5 of the monitor's own probes and 6 503s during maintenance"
+    )
+    counts = AccessLog(path, window_s=300).read()
+    assert (counts.requests, counts.errors, counts.maintenance) == (10, 8, 0)
+
+
 def test_access_log_survives_rotation_and_truncation(tmp_path: Path) -> None:
     path = tmp_path / "access.log"
     path.write_text(log_line(200) * 2)

@@ -426,8 +426,16 @@ class DeploySettings(_Section):
     error_source: Literal["service", "access_log"] = "service"
     #: the backend's access log inside its container (compose; LOG_DIR of the compose file)
     container_access_log: str = "/var/log/travellr/access.log"
-    #: the error rate is judged over at least this many requests per sample (else "idle")
+    #: the error rate is judged over at least this many requests per sample (the gate's own
+    #: probes count), else "insufficient"
     min_requests: int = Field(default=5, ge=1)
+    #: the API p95 is judged over at least this many answered probes per sample
+    min_probes: int = Field(default=5, ge=1)
+    #: a watch that ends on an insufficient sample goes on up to this much longer
+    extend_s: float = Field(default=300.0, ge=0)
+    #: no sample could be judged even then: "rollback" (the safe choice for a CI that cannot
+    #: ask a person) or "keep" the new release; either way the history says "inconclusive"
+    on_inconclusive: Literal["rollback", "keep"] = "rollback"
     #: the compose file's variable that holds the backend's image tag
     tag_variable: str = "TRAVELLR_BACKEND_TAG"
     #: where a deployed tag is kept for later `docker-compose up`s; unset: .env next to the
