@@ -84,7 +84,13 @@ def metrics(rt: Runtime) -> Outcome:
     if sample.unknown:
         return unknown("unknown: " + "; ".join(line(m) for m in sample.unknown), values=values)
     note = " (maintenance mode is on: breaches are not alarms)" if sample.maintenance else ""
-    return passed(f"{len(sample.metrics)} metrics within their thresholds{note}", values=values)
+    # a rate over too few events is neither within nor over its threshold: say so, with the
+    # counts, so that a quiet morning is not read as a good one
+    thin = [m for m in sample.metrics if m.verdict == Verdict.INSUFFICIENT]
+    judged = len(sample.metrics) - len(thin)
+    if thin:
+        note += "; too few events to judge: " + "; ".join(f"{m.key} ({m.detail})" for m in thin)
+    return passed(f"{judged} metrics within their thresholds{note}", values=values)
 
 
 def cache(rt: Runtime) -> Outcome:
@@ -108,7 +114,11 @@ def cache(rt: Runtime) -> Outcome:
     # too little traffic to judge a cache by
     least = s.monitor.cache_min_lookups
     if rate is None or lookups < least:
-        return passed(f"idle: {lookups} lookups {over}, under {least} to judge by", **data)
+        return Outcome(
+            Verdict.INSUFFICIENT,
+            f"{lookups} lookups {over}, under the {least} needed to judge",
+            data,
+        )
     text = f"hit rate {rate:g} % of {lookups} lookups {over} (threshold {report.threshold_pct:g} %)"
     if rate >= report.threshold_pct:
         return passed(text, **data)
