@@ -281,6 +281,9 @@ class MonitorSettings(_Section):
     query_every_s: float = Field(default=60.0, ge=0)
     #: ... and takes serverStatus, dbStats and the business queries at most this often
     stats_every_s: float = Field(default=300.0, ge=0)
+    #: ... and each of those parts later still when it took long: it keeps the database busy
+    #: at most this share of the time (a 3 s part at 0.5 %: every 600 s)
+    db_budget_pct: float = Field(default=0.5, gt=0, le=100)
     #: active users: distinct users with activity in the last 24 h
     active_users: MonitorQuery = Field(default_factory=lambda: _app_query("active_users"))
     #: booking conversion: bookings / searches made in the same window

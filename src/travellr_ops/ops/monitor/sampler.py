@@ -119,7 +119,8 @@ class Sampler:
         self._windows = maintenance_windows
         #: a live monitor takes the database work at its slower cadence (`monitor once`: always)
         self.live = live
-        self._slow: dict[str, tuple[float, list[Metric]]] = {}
+        #: part -> (when taken, seconds it took, its metrics)
+        self._slow: dict[str, tuple[float, float, list[Metric]]] = {}
         self.http = http
         self.mongo = mongo
         self.redis = redis
@@ -204,16 +205,24 @@ class Sampler:
     def _due(
         self, part: str, every_s: float, task: tuple[_Names, Callable[[], list[Metric]]]
     ) -> list[Metric]:
-        """The part's metrics: taken now, or (live, taken less than ``every_s`` ago) the last
-        ones again, their age in the detail."""
+        """The part's metrics: taken now, or (live, not due yet) the last ones again, their
+        age in the detail. A part is due ``every_s`` after it was last taken, or later when it
+        took long: it may keep the database busy at most ``monitor.db_budget_pct`` of the time
+        (on a loaded SecantusDB the timed queries took seconds, and every second of them the
+        backend's own queries waited)."""
         now = time.monotonic()
         last = self._slow.get(part)
-        if self.live and last is not None and now - last[0] < every_s:
-            age = f"taken {now - last[0]:.0f} s ago (every {every_s:g} s)"
-            return [replace(m, detail=f"{m.detail}; {age}" if m.detail else age) for m in last[1]]
+        if self.live and last is not None:
+            taken_at, took_s, metrics = last
+            gap = max(every_s, took_s * 100 / max(self.settings.monitor.db_budget_pct, 1e-3))
+            if now - taken_at < gap:
+                age = f"taken {now - taken_at:.0f} s ago (again after {gap:.0f} s)"
+                return [
+                    replace(m, detail=f"{m.detail}; {age}" if m.detail else age) for m in metrics
+                ]
         found = self._guarded(task)
         if any(m.verdict != Verdict.UNKNOWN for m in found) or not found:
-            self._slow[part] = (now, found)
+            self._slow[part] = (now, time.monotonic() - now, found)
         else:
             self._slow.pop(part, None)  # a source down is asked again next sample
         return found
