@@ -4,7 +4,8 @@
 #   scripts/sandbox.sh up       start what is not running: redis-server (6379), SecantusDB as a
 #                               replica set (27017, seeded once), the stand-in backend (5000, on
 #                               the machine's Node.js); write ./travellr-ops.toml pointing
-#                               travellr-ops at them
+#                               travellr-ops at them, with the sandbox's query-time limit set
+#                               from the monitor's queries timed on its MongoDB-wire server
 #   scripts/sandbox.sh deps     install the backend's node_modules from its package-lock.json
 #                               (npm ci, from npm's cache when it holds them; skipped when the
 #                               installed tree matches the lock)
