@@ -11,7 +11,8 @@ redis-server, SecantusDB seeded at --scale, the stand-in backend) and stops it a
 1. observer effect: an independent prober (a plain HTTP loop, http.client, one keep-alive
    connection) GETs the backend's health endpoint every 50 ms for --observer seconds, while
    `monitor --interval 5` (its own process) runs and is paused in alternating --block second
-   blocks (120 s) (SIGSTOP/SIGCONT, after its first samples), so that both conditions share the
+   blocks (60 s, in the order on, off, off, on, so that a drift of the machine's
+   other load falls on both alike) (SIGSTOP/SIGCONT, after its first samples), so that both conditions share the
    machine's drifting load. Target: the prober's p95 with the monitor within 10 % of its p95
    without.
 2. once: in the same run, --rounds times each, with a --window second sample:
@@ -292,9 +293,11 @@ def bench_observer(sandbox: Sandbox, workdir: Path, seconds: float, block_s: flo
     off: list[float] = []
     try:
         time.sleep(20)  # the first samples: every part taken at once (`monitor once` alike)
-        blocks = max(int(seconds // block_s) // 2 * 2, 2)  # as many with as without
+        blocks = max(int(seconds // block_s) // 4 * 4, 4)
         for i in range(blocks):
-            running = i % 2 == 0
+            # on, off, off, on, ...: the machine's other load drifting up or down over the run
+            # falls on both conditions alike (on, off, on, off gave the first a bias)
+            running = i % 4 in (0, 3)
             proc.send_signal(signal.SIGCONT if running else signal.SIGSTOP)
             start = time.monotonic()
             time.sleep(block_s)
@@ -423,7 +426,7 @@ def main() -> int:
     parser.add_argument(
         "--observer", type=float, default=480.0, help="seconds of the observer-effect run"
     )
-    parser.add_argument("--block", type=float, default=120.0, help="seconds per on/off block")
+    parser.add_argument("--block", type=float, default=60.0, help="seconds per on/off block")
     parser.add_argument("--no-observer", action="store_true")
     args = parser.parse_args()
 
