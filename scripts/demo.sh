@@ -55,6 +55,13 @@ note "Maintenance mode: the backend answers 503, health says so instead of alarm
 step maintenance on --message "demo: database maintenance" --yes
 step health
 step maintenance off --yes
+note "Weekly security: the dependency audit (offline advisories) and the log review"
+step security audit
+step security logs --since 24h
+note "Backups: the nightly job, then what is there and whether it is sound"
+step --quiet backup create
+step backup list
+step backup verify
 note "Users come back: the cache warmed again and read (search pages, popular trips)"
 step --quiet cache warm
 read_cache

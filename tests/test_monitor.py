@@ -119,7 +119,7 @@ def test_all_up_every_metric_comes_from_its_source(platform: Platform, tmp_path:
     # the monitor's own probes are in the access log, but not in the error rate; a handful of
     # requests is too few to judge a rate by
     errors = metrics["error_rate_pct"]
-    assert "left out: 3 of the monitor's own probes" in errors["detail"], errors
+    assert "left out: 3 requests travellr-ops sent itself" in errors["detail"], errors
     assert errors["verdict"] == "insufficient" and "under the 50 needed" in errors["detail"]
     for key in (
         "api_response_p95_ms",
@@ -214,7 +214,7 @@ def test_redis_stopped_cache_unknown_others_come_out(platform: Platform) -> None
     assert metrics["api_response_p95_ms"]["value"] is not None
     errors = metrics["error_rate_pct"]
     assert errors["verdict"] == "insufficient", errors
-    assert "monitor's own probes" in errors["detail"]
+    assert "requests travellr-ops sent itself" in errors["detail"]
     assert code == 3  # Redis unknown
     # users' requests answered 503 are a real error-rate breach
     for _ in range(60):

@@ -118,7 +118,8 @@ def test_access_log_leaves_out_the_monitors_probes_and_maintenance_503s(tmp_path
     # the 503s inside the window are no errors; the 500 beside them, and a 503 after, are
     assert (counts.requests, counts.errors, counts.own, counts.maintenance) == (4, 2, 5, 6)
     assert (
-        counts.left_out() == "left out: 5 of the monitor's own probes and 6 503s during maintenance"
+        counts.left_out()
+        == "left out: 5 requests travellr-ops sent itself and 6 503s during maintenance"
     )
     counts = AccessLog(path, window_s=300).read()
     assert (counts.requests, counts.errors, counts.maintenance) == (10, 8, 0)

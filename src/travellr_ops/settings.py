@@ -271,7 +271,7 @@ class MonitorSettings(_Section):
     error_window_s: float = Field(default=300.0, gt=0)
     #: hit rates over fewer lookups than this are shown but not judged ("insufficient")
     cache_min_lookups: int = Field(default=20, ge=0)
-    #: error rates over fewer requests than this (the monitor's own probes and maintenance
+    #: error rates over fewer requests than this (travellr-ops's own requests and maintenance
     #: 503s not counted) are shown with their counts but not judged ("insufficient")
     min_requests: int = Field(default=50, ge=0)
     #: API p95s over fewer answered probes than this are "insufficient"

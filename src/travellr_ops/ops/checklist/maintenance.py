@@ -120,7 +120,7 @@ def fresh_backup(rt: Runtime) -> Outcome:
 
 def _error_rate(rt: Runtime, window_s: float) -> dict[str, Any]:
     """The 5xx share of the access log's requests in the last ``window_s`` seconds, counted as
-    `monitor` counts it (the monitor's reader): the monitor's own probes and the 503s served
+    `monitor` counts it (the monitor's reader): travellr-ops's own requests and the 503s served
     inside a recorded maintenance window left out, so that before and after compare alike."""
     from travellr_ops.ops.monitor import maintenance_time
     from travellr_ops.ops.monitor.sources import AccessLog

@@ -179,7 +179,9 @@ class Gate:
             if self.settings.deploy.error_source == "access_log":
                 if self._access_log is None:
                     self._access_log = AccessLog(
-                        self.settings.logs.access_log, self.settings.deploy.sample_interval_s
+                        self.settings.logs.access_log,
+                        self.settings.deploy.sample_interval_s,
+                        count_own=True,
                     )
                 counts = self._access_log.read()
                 return counts.requests, counts.errors

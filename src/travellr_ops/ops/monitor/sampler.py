@@ -540,7 +540,7 @@ class Sampler:
     # ------------------------------------------------------------------------ error rate
 
     def _errors(self, flag: dict[str, Any] | None, recorded: list[Window]) -> list[Metric]:
-        """The 5xx share of the access log's requests in the error window: the monitor's own
+        """The 5xx share of the access log's requests in the error window: travellr-ops's own
         probes and the 503s maintenance served left out, too few requests insufficient."""
         now = self._clock()
         windows = list(recorded)

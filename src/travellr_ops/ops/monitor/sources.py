@@ -8,6 +8,7 @@ bounded by the window, not by how long it runs.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import time
 from collections import deque
@@ -37,28 +38,28 @@ class LogUnavailable(ServiceError):
     """The access log is missing or unreadable."""
 
 
-#: the User-Agent of the monitor's own probes; their lines are left out of the error rate
-#: (a monitor that counted its own probes would report the 503s it drew from a backend with
-#: nobody else calling)
+#: the User-Agent of the monitor's own probes. Every request travellr-ops sends says it sent
+#: it ("travellr-ops/<version>", adapters.http.USER_AGENT); the error rate leaves them all out
+#: (a monitor that counted its own probes, or `health`'s, reported the 503s it drew from a
+#: backend with nobody else calling), except where the deploy gate counts its own on purpose
 MONITOR_AGENT = f"travellr-ops/{__version__} monitor"
-_OWN_TAIL = b' monitor"'
-_OWN_AGENT = b'"travellr-ops/'
+_OURS = re.compile(rb'"travellr-ops/[^"]*"\s*$')
 
 
 def is_own(line: bytes) -> bool:
-    """Whether a combined-format line is one of the monitor's own probes (any version)."""
-    return line.rstrip().endswith(_OWN_TAIL) and _OWN_AGENT in line
+    """Whether a combined-format line is a request travellr-ops sent (any version, any role)."""
+    return _OURS.search(line) is not None
 
 
 @dataclass
 class RequestCounts:
-    #: requests counted: the monitor's own and maintenance 503s left out
+    #: requests counted: travellr-ops's own and maintenance 503s left out
     requests: int
     #: 5xx among them
     errors: int
     #: seconds the counts span (the window, or less when the log is younger)
     span_s: float
-    #: the monitor's own probes left out
+    #: requests travellr-ops sent itself (its probes, health checks), left out
     own: int = 0
     #: 503s answered inside a maintenance window, left out
     maintenance: int = 0
@@ -71,7 +72,7 @@ class RequestCounts:
         """What was not counted, as a clause ("" when nothing was)."""
         parts = []
         if self.own:
-            parts.append(f"{self.own} of the monitor's own probes")
+            parts.append(f"{self.own} requests travellr-ops sent itself")
         if self.maintenance:
             parts.append(f"{self.maintenance} 503s during maintenance")
         return f"left out: {' and '.join(parts)}" if parts else ""
@@ -86,15 +87,23 @@ class AccessLog:
     truncated file (copytruncate) is read again from its start.
     """
 
-    def __init__(self, path: Path, window_s: float, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        path: Path,
+        window_s: float,
+        clock: Callable[[], float] = time.time,
+        count_own: bool = False,
+    ) -> None:
         self.path = path
+        #: count travellr-ops's own requests like any (the deploy gate: its probes are data)
+        self.count_own = count_own
         self.window_s = window_s
         self._clock = clock
         self._file: BufferedReader | None = None
         self._ino: tuple[int, int] | None = None
         self._partial = b""
-        #: [second, requests, 5xx, 503s, the monitor's own] per second with traffic, oldest
-        #: first (the monitor's own lines are in no other count)
+        #: [second, requests, 5xx, 503s, travellr-ops's own] per second with traffic, oldest
+        #: first (its own lines are in no other count, unless ``count_own``)
         self._buckets: deque[list[int]] = deque()
         self._stamps: dict[bytes, int] = {}
         self._opened_at: float | None = None
@@ -189,7 +198,7 @@ class AccessLog:
             # the log is read faster than the window ends: keep the deque bounded meanwhile
             if len(self._buckets) > self.window_s + 60:
                 self._buckets.popleft()
-        if is_own(line):
+        if not self.count_own and is_own(line):
             bucket[4] += 1
             return
         status = match.group(2)
