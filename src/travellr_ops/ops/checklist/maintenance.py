@@ -231,8 +231,12 @@ def error_rate_after(rt: Runtime, ended: dict[str, float]) -> Outcome:
     least = rt.settings.monitor.min_requests
     rate = now["error_rate_pct"]
     data = {"after": now, "before": was or None}
-    if rate is None:
-        return unknown(f"no requests since maintenance ended{compared}", **data)
+    if rate is None:  # the log answered; nobody called: too few requests, not unknown
+        return Outcome(
+            Verdict.INSUFFICIENT,
+            f"no requests since maintenance ended (travellr-ops's own not counted){compared}",
+            data,
+        )
     if not now["enough"]:
         return Outcome(
             Verdict.INSUFFICIENT,
