@@ -242,6 +242,7 @@ class _Deploy:
             )
             return report
         if inconclusive and s.deploy.on_inconclusive == "keep":
+            report.failure = reason
             self.fail(
                 "inconclusive_kept",
                 f"{reason}; {report.image} kept (deploy.on_inconclusive = keep)",
