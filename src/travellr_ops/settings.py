@@ -293,8 +293,21 @@ class MonitorSettings(_Section):
     db_query_runs: int = Field(default=3, ge=1, le=100)
     #: error rate: the 5xx share of the access log's requests in the last this many seconds
     error_window_s: float = Field(default=300.0, gt=0)
-    #: hit rates over fewer lookups than this are shown but not judged ("idle")
+    #: hit rates over fewer lookups than this are shown but not judged ("insufficient")
     cache_min_lookups: int = Field(default=20, ge=0)
+    #: error rates over fewer requests than this (travellr-ops's own requests and maintenance
+    #: 503s not counted) are shown with their counts but not judged ("insufficient")
+    min_requests: int = Field(default=50, ge=0)
+    #: API p95s over fewer answered probes than this are "insufficient"
+    min_probes: int = Field(default=5, ge=0)
+    #: a live monitor times the representative queries at most this often (between, it shows
+    #: the last figure and its age): the monitor's database work must not slow what it measures
+    query_every_s: float = Field(default=60.0, ge=0)
+    #: ... and takes serverStatus, dbStats and the business queries at most this often
+    stats_every_s: float = Field(default=300.0, ge=0)
+    #: ... and each of those parts later still when it took long: it keeps the database busy
+    #: at most this share of the time (a 3 s part at 0.5 %: every 600 s)
+    db_budget_pct: float = Field(default=0.5, gt=0, le=100)
     #: active users: distinct users with activity in the last 24 h
     active_users: MonitorQuery = Field(default_factory=lambda: _app_query("active_users"))
     #: booking conversion: bookings / searches made in the same window
@@ -435,8 +448,16 @@ class DeploySettings(_Section):
     probes: int = Field(default=5, ge=1, le=100)
     #: endpoints the gate probes besides api.url + api.health_path (relative to api.url)
     smoke_paths: list[str] = Field(default_factory=lambda: ["/api/trips/popular"])
-    #: the error rate is judged over at least this many requests per sample (else "idle")
+    #: the error rate is judged over at least this many requests per sample (the gate's own
+    #: probes count), else "insufficient"
     min_requests: int = Field(default=5, ge=1)
+    #: the API p95 is judged over at least this many answered probes per sample
+    min_probes: int = Field(default=5, ge=1)
+    #: a watch that ends on an insufficient sample goes on up to this much longer
+    extend_s: float = Field(default=300.0, ge=0)
+    #: no sample could be judged even then: "rollback" (the safe choice for a CI that cannot
+    #: ask a person) or "keep" the new release; either way the history says "inconclusive"
+    on_inconclusive: Literal["rollback", "keep"] = "rollback"
     #: the compose file's variable that holds the backend's image tag
     tag_variable: str = "TRAVELLR_BACKEND_TAG"
     #: where a deployed tag is kept for later `docker-compose up`s; unset: .env next to the
