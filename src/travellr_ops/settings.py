@@ -405,6 +405,8 @@ class DoctorSettings(_Section):
     cache_sample: int = Field(default=200, ge=1)
     #: a deploy that started less than this many seconds ago is suspect
     deploy_recent_s: float = Field(default=3600.0, gt=0)
+    #: the API's error rate is taken over this many seconds of the access log at most
+    error_window_s: float = Field(default=60.0, gt=0)
 
 
 class DeploySettings(_Section):

@@ -38,7 +38,8 @@ def doctor(
 ) -> None:
     """Walk the stack as the runbook does for a symptom: ranked causes with the values seen,
     the runbook section, the next commands and the escalation level. Exit 0 nothing wrong, 1 a
-    cause found, 3 could not tell (what did not answer is named)."""
+    cause found, 3 could not tell (what did not answer is named). With --fix: 0 when the
+    remedy made the top cause go away, 1 when it did not (or none could be applied)."""
     from travellr_ops.ops.doctor import check_symptom, diagnose, document
     from travellr_ops.ops.doctor import fix as apply_fix
 
@@ -69,11 +70,14 @@ def doctor(
         },
         lambda console: _render_fix(console, diagnosis, report),
     )
-    final = report.after or diagnosis
     if report.error:
         out.error(f"the remedy failed: {report.error}")
-    if final.exit_code:
-        raise typer.Exit(final.exit_code)
+    if report.applied:  # did it work: the cause acted on is gone (others are listed above)
+        if not report.gone:
+            raise typer.Exit(1)
+        return
+    if diagnosis.exit_code:
+        raise typer.Exit(diagnosis.exit_code)
 
 
 def _explain_exit(out: object, d: Diagnosis) -> None:

@@ -13,10 +13,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from travellr_ops.errors import ServiceError
 from travellr_ops.runtime import Runtime
+
+if TYPE_CHECKING:
+    from travellr_ops.adapters.redis import RedisAdapter
+    from travellr_ops.ops.cache import PrefixShare
 
 Facts = dict[str, Any]
 #: a check: (one-line summary, facts)
@@ -151,19 +155,17 @@ def cache(rt: Runtime) -> tuple[str, Facts]:
     s = rt.settings
     try:
         with rt.redis() as redis:
+            oom_before = _oom_errors(redis)
             report = stats(
                 redis, s.doctor.window_s, s.doctor.cache_sample, s.thresholds.cache_hit_rate_pct
             )
+            oom_errors = _oom_errors(redis)
             big = bigkeys(redis, s.doctor.cache_sample, 3, s.cache.scan_count)
-            oom_errors = 0
-            for node in redis.primaries():
-                errors = node.info("errorstats")
-                oom = errors.get("errorstat_OOM")
-                oom_errors += int(oom.get("count", 0)) if isinstance(oom, dict) else 0
     except ServiceError as exc:
         return f"not reachable: {exc.message}", _unreachable(exc)
     t = report.total
     lookups = report.window_hits + report.window_misses
+    usual = _usual_hit_rate(rt)
     facts: Facts = {
         "reachable": True,
         "target": report.target,
@@ -173,15 +175,15 @@ def cache(rt: Runtime) -> tuple[str, Facts]:
         "evicted_keys": t.evicted_keys,
         "keys": sum(db["keys"] for db in t.databases.values()),
         "oom_errors": oom_errors,
+        "oom_errors_window": oom_errors - oom_before,
         "hit_rate_pct": report.hit_rate_pct,
         "window_s": report.window_s,
         "window_lookups": lookups,
         "window_hit_rate_pct": report.window_hit_rate_pct,
         "threshold_pct": report.threshold_pct,
-        "prefixes": [
-            {"prefix": p.prefix, "share_pct": p.share_pct, "estimated_keys": p.estimated_keys}
-            for p in report.prefixes[:3]
-        ],
+        "usual_hit_rate_pct": usual,
+        # the key families by the memory they hold (estimated from the sample), largest first
+        "prefixes": _families(report.prefixes),
         "bigkeys": [{"key": k.key, "bytes": k.bytes} for k in big.keys],
     }
     rate = report.window_hit_rate_pct
@@ -190,6 +192,52 @@ def cache(rt: Runtime) -> tuple[str, Facts]:
         + ("-" if rate is None else f"{rate:g} %")
         + f" of {lookups} lookups, policy {t.maxmemory_policy}"
     ), facts
+
+
+def _families(prefixes: list[PrefixShare]) -> list[Facts]:
+    """The three key families holding the most memory (estimated from the sample)."""
+    ranked = sorted(prefixes, key=lambda p: -p.estimated_keys * (p.avg_bytes or 0))
+    return [
+        {
+            "prefix": p.prefix,
+            "share_pct": p.share_pct,
+            "estimated_keys": p.estimated_keys,
+            "estimated_bytes": round(p.estimated_keys * (p.avg_bytes or 0)),
+        }
+        for p in ranked[:3]
+    ]
+
+
+def _oom_errors(redis: RedisAdapter) -> int:
+    """Writes refused for want of memory since Redis started (INFO errorstats)."""
+    count = 0
+    for node in redis.primaries():
+        oom = node.info("errorstats").get("errorstat_OOM")
+        count += int(oom.get("count", 0)) if isinstance(oom, dict) else 0
+    return count
+
+
+def _usual_hit_rate(rt: Runtime) -> float | None:
+    """The median hit rate the monitor recorded over the last hour (None: none judged)."""
+    from travellr_ops.ops.monitor.history import load_histories, open_history
+    from travellr_ops.store import StoreError
+    from travellr_ops.vocab.stats import percentile
+
+    now = time.time()
+    try:
+        with rt.store() as store:
+            found = load_histories(open_history(store), now - 3600, now)
+    except StoreError:
+        return None
+    history = found.get("cache_hit_rate_pct")
+    if history is None:
+        return None
+    judged = [
+        v
+        for v, verdict in zip(history.values, history.verdicts, strict=True)
+        if v is not None and verdict in ("ok", "breach")
+    ]
+    return percentile(judged, 50)
 
 
 # -- API, latency, errors, CPU/memory, disks: one `monitor once` sample ------------------------

@@ -484,7 +484,7 @@ def _redis(obs: dict[str, Observation], s: Settings, found: _Found) -> None:
         )
         return
     used, limit, policy = c["used_memory"], c["maxmemory"], c["policy"]
-    oom = c.get("oom_errors", 0)
+    oom = c.get("oom_errors_window", 0)
     if limit and policy == "noeviction" and (used >= 0.9 * limit or oom):
         top = next((p for p in c.get("prefixes", []) if p["prefix"] != "(no prefix)"), None)
         pattern = f"{top['prefix']}*" if top else "*"
@@ -493,11 +493,14 @@ def _redis(obs: dict[str, Observation], s: Settings, found: _Found) -> None:
             f" ({used * 100 / limit:.0f} %), policy noeviction: writes are refused"
         ]
         if oom:
-            seen.append(f"{oom} OOM error replies since Redis started (INFO errorstats)")
+            seen.append(
+                f"{oom} writes refused with OOM in the last {c['window_s']:g} s"
+                f" ({c['oom_errors']} since Redis started; INFO errorstats)"
+            )
         if top:
             seen.append(
-                f"largest key family {top['prefix']}* ({top['share_pct']:g} % of the"
-                f" keys sampled, about {top['estimated_keys']:,} keys)"
+                f"the key family holding most memory: {top['prefix']}* (about"
+                f" {top['estimated_keys']:,} keys, {format_bytes(top['estimated_bytes'])})"
             )
         for k in c.get("bigkeys", [])[:1]:
             seen.append(f"biggest sampled key {k['key']} ({format_bytes(k['bytes'] or 0)})")
@@ -525,17 +528,19 @@ def _redis(obs: dict[str, Observation], s: Settings, found: _Found) -> None:
     threshold = c["threshold_pct"]
     if rate is None or lookups < s.monitor.cache_min_lookups or rate >= threshold:
         return
-    # "collapsed": much lower now than over Redis's life, or the cache is (nearly) empty
-    dropped = overall is not None and overall - rate >= 25
-    empty = c["keys"] <= max(5, lookups // 20)
-    if not (dropped or empty):
+    # "collapsed": much lower now than usual (the monitor's last hour, or Redis's life)
+    usual = c.get("usual_hit_rate_pct")
+    before = [v for v in (usual, overall) if v is not None and v - rate >= 25]
+    if not before:
         return
     seen = [
         f"hit rate {rate:g} % over the last {c['window_s']:g} s ({lookups} lookups),"
         f" threshold {threshold:g} %"
     ]
+    if usual is not None:
+        seen.append(f"{usual:g} % usually (median of the monitor's last hour)")
     if overall is not None:
-        seen.append(f"{overall:g} % since Redis started: the cache went cold")
+        seen.append(f"{overall:g} % since Redis started")
     seen.append(f"the cache holds {c['keys']} keys")
     found.add(
         Cause(

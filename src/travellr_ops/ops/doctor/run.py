@@ -32,7 +32,8 @@ def check_symptom(symptom: str | None) -> None:
 
 
 def _doctor_runtime(rt: Runtime) -> Runtime:
-    """The run context with every server's timeout cut to doctor.client_timeout_s."""
+    """The run context with every server's timeout cut to doctor.client_timeout_s, and the
+    error rate taken over doctor.error_window_s (what answers 5xx now, not this morning)."""
     s = rt.settings
     t = s.doctor.client_timeout_s
     settings = s.model_copy(
@@ -40,6 +41,9 @@ def _doctor_runtime(rt: Runtime) -> Runtime:
             "mongo": s.mongo.model_copy(update={"timeout_s": min(s.mongo.timeout_s, t)}),
             "redis": s.redis.model_copy(update={"timeout_s": min(s.redis.timeout_s, t)}),
             "api": s.api.model_copy(update={"timeout_s": min(s.api.timeout_s, t)}),
+            "monitor": s.monitor.model_copy(
+                update={"error_window_s": min(s.monitor.error_window_s, s.doctor.error_window_s)}
+            ),
         }
     )
     return dataclasses.replace(rt, settings=settings, _health=None)
@@ -127,6 +131,18 @@ def document(d: Diagnosis) -> dict[str, Any]:
         "slowest_check_s": d.slowest_check_s,
         "checks": to_jsonable(d.observations),
     }
+
+
+def evidence(rt: Runtime) -> tuple[dict[str, Any], str]:
+    """doctor as a source of `incident open`'s evidence: the causes, and what each check saw
+    in one line (the values behind them stay in the causes' evidence)."""
+    d = diagnose(rt)
+    doc = document(d)
+    doc["checks"] = [
+        {"check": o.check, "state": o.state, "seconds": o.seconds, "saw": o.summary}
+        for o in d.observations
+    ]
+    return doc, headline(d)
 
 
 def headline(d: Diagnosis) -> str:

@@ -129,6 +129,13 @@ def probes(rt: Runtime, timeout_s: float) -> list[tuple[str, Probe]]:
             return {"path": str(p), "lines": kept}, f"last {len(kept)} lines of {p}"
 
         found.append((name, log_file))
+
+    def doctor() -> tuple[Any, str]:
+        from travellr_ops.ops.doctor.run import evidence
+
+        return evidence(rt)
+
+    found.append(("doctor", doctor))
     return found
 
 
