@@ -109,10 +109,18 @@ class K8s:
         return config.new_client_from_config(config_file=str(self.kubeconfig), context=self.context)
 
     def create(self) -> None:
-        from kubernetes import client, utils
+        """The namespace, then the backend in it."""
+        from kubernetes import client
 
         with self.api() as api:
             client.CoreV1Api(api).create_namespace({"metadata": {"name": self.namespace}})
+        self.deploy()
+
+    def deploy(self) -> None:
+        """The backend Deployment on travellr-backend:v1, once its pod is Ready."""
+        from kubernetes import utils
+
+        with self.api() as api:
             utils.create_from_dict(api, backend_manifest(), namespace=self.namespace)
         self.wait(lambda pods: any(_ready(p) for p in pods))
 
@@ -224,6 +232,62 @@ K8S_FAULTS = [
     K8sFault("k8s backend crash-looping", "backend_crashloop", _crashloop, "down"),
     K8sFault("k8s backend OOM-killed", "backend_oom", _oom, "memory"),
     K8sFault("k8s bad image deployed 1 min ago", "bad_deploy", _bad_deploy, "down"),
+]
+
+
+# -- Compose ----------------------------------------------------------------------------------
+#: the backend's command replaced: one that exits at once, one that allocates past its limit
+CRASH_OVERRIDE = """services:
+  backend:
+    command: ["node", "-e", "process.exit(1)"]
+"""
+OOM_OVERRIDE = """services:
+  backend:
+    mem_limit: 48m
+    memswap_limit: 48m
+    command: ["node", "-e", "const a = []; for (;;) a.push(Buffer.alloc(1 << 20, 1))"]
+"""
+
+
+@dataclass(frozen=True)
+class ComposeFault:
+    name: str
+    expected: str
+    #: an override file for the backend, or None
+    override: str | None = None
+    #: the backend tag to run instead, recorded as deployed a minute ago
+    tag: str | None = None
+    symptom: str | None = None
+    #: what the backend's container shows once the fault is in place
+    shows: Callable[[dict[str, Any]], bool] = lambda attrs: True
+
+
+def _restarted(attrs: dict[str, Any]) -> bool:
+    return int(attrs.get("RestartCount", 0)) >= 2
+
+
+def _oom_killed(attrs: dict[str, Any]) -> bool:
+    return bool(attrs.get("State", {}).get("OOMKilled"))
+
+
+COMPOSE_FAULTS = [
+    ComposeFault(
+        "compose backend crash-looping",
+        "backend_crashloop",
+        CRASH_OVERRIDE,
+        symptom="down",
+        shows=_restarted,
+    ),
+    ComposeFault(
+        "compose backend OOM-killed",
+        "backend_oom",
+        OOM_OVERRIDE,
+        symptom="memory",
+        shows=_oom_killed,
+    ),
+    ComposeFault(
+        "compose bad image deployed 1 min ago", "bad_deploy", tag="v2-broken", symptom="down"
+    ),
 ]
 
 
