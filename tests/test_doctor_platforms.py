@@ -29,6 +29,9 @@ def compose_settings(stack: ComposeStack, tmp_path: Path) -> Any:
         update={
             "state_dir": tmp_path / "state",
             "disk_paths": [tmp_path],
+            "logs": base.logs.model_copy(
+                update={"access_log": tmp_path / "access.log", "app_log": tmp_path / "app.log"}
+            ),
             "backup": base.backup.model_copy(update={"dir": tmp_path / "backups"}),
             "mongo": base.mongo.model_copy(
                 update={

@@ -141,7 +141,7 @@ def _instances_problems(svc: Facts) -> tuple[bool, bool, bool, list[str]]:
         if (
             state in ("restarting", "CrashLoopBackOff")
             or "CrashLoopBackOff" in term
-            or (restarts >= 3 and not i.get("ready"))
+            or (restarts >= 2 and not i.get("ready"))
         ):
             crash = True
         if state in ("ImagePullBackOff", "ErrImagePull", "InvalidImageName") or (
