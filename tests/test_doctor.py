@@ -163,3 +163,18 @@ def test_an_unknown_symptom_lists_the_valid_ones(sandbox: faults.Sandbox) -> Non
     assert res.exit_code == 2
     for word in ("down", "db", "memory", "cache", "cpu", "slow", "leak"):
         assert word in res.stderr
+
+
+def test_the_morning_checklist_names_the_cause_of_a_failed_step(sandbox: faults.Sandbox) -> None:
+    fault = FAULTS["redis stopped"]
+    fault.plant(sandbox)
+    try:
+        res = invoke("checklist", "morning", "--json", settings=sandbox.settings())
+    finally:
+        sandbox.repair(fault)
+    steps = {s["name"]: s for s in res.json()["steps"]}
+    services = steps["services"]
+    assert services["verdict"] in ("fail", "unknown"), services
+    assert "cause (doctor): Redis does not answer" in services["detail"]
+    assert services["data"]["cause"]["id"] == "redis_down"
+    assert services["data"]["cause"]["level"] == 1
