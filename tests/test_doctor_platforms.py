@@ -6,15 +6,13 @@ module's own serving the API and the data). Each is a fault of bench/doctor's su
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from cli import invoke
-from fixtures_docker import COMPOSE_FILE, ComposeStack
+from fixtures_docker import ComposeStack
 from fixtures_k8s import K8sNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench" / "doctor"))
@@ -23,73 +21,26 @@ import platforms
 
 
 # ---------------------------------------------------------------------------------- compose
-def compose_settings(stack: ComposeStack, tmp_path: Path) -> Any:
-    base = stack.settings()
-    return base.model_copy(
-        update={
-            "state_dir": tmp_path / "state",
-            "disk_paths": [tmp_path],
-            "logs": base.logs.model_copy(
-                update={"access_log": tmp_path / "access.log", "app_log": tmp_path / "app.log"}
-            ),
-            "backup": base.backup.model_copy(update={"dir": tmp_path / "backups"}),
-            "mongo": base.mongo.model_copy(
-                update={
-                    "uri": f"mongodb://127.0.0.1:{stack.ports['mongodb']}/travellr"
-                    "?directConnection=true"
-                }
-            ),
-            "redis": base.redis.model_copy(
-                update={"url": f"redis://127.0.0.1:{stack.ports['redis']}/0"}
-            ),
-            "thresholds": base.thresholds.model_copy(
-                update={"api_response_ms": 1000.0, "cpu_pct": 200.0}
-            ),
-        }
-    )
-
-
-def _backend_shows(stack: ComposeStack, fault: platforms.ComposeFault) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        container = stack.container("backend")
-        if fault.shows(container.attrs):
-            return
-        assert time.monotonic() < deadline, f"{fault.name}: never showed {container.attrs['State']}"
-        time.sleep(0.5)
-
-
 @pytest.mark.docker
 def test_compose_healthy_then_each_platform_fault_is_the_top_cause(
     stack: ComposeStack, tmp_path: Path
 ) -> None:
-    s = compose_settings(stack, tmp_path)
-    healthy = invoke("doctor", "--json", settings=s)
+    healthy = invoke("doctor", "--json", settings=platforms.compose_settings(stack, tmp_path))
     assert healthy.exit_code == 0, healthy.stdout + healthy.stderr
     assert "platform" in {c["check"] for c in healthy.json()["checks"]}
     for fault in platforms.COMPOSE_FAULTS:
+        where = tmp_path / fault.expected  # a deploy history of its own
+        s = platforms.compose_settings(stack, where)
         try:
-            if fault.override is not None:
-                override = tmp_path / "override.yml"
-                override.write_text(fault.override)
-                files = [COMPOSE_FILE, stack.workdir / "labels.yml", override]
-                stack.compose("up", "-d", "backend", files=files)
-            else:
-                assert fault.tag is not None
-                stack.compose("up", "-d", "backend", env={"TRAVELLR_BACKEND_TAG": fault.tag})
-                platforms.record_deploy(
-                    s.state_dir, "compose", "travellr-backend:v1", f"travellr-backend:{fault.tag}"
-                )
-            _backend_shows(stack, fault)
-            res = invoke("doctor", *([fault.symptom] if fault.symptom else []), "--json",
-                         settings=s)  # fmt: skip
-            doc = res.json()
-            assert res.exit_code == 1, doc
-            assert doc["top"]["id"] == fault.expected, (fault.name, doc["causes"])
+            platforms.plant_compose(stack, fault, where, s)
+            symptom = [fault.symptom] if fault.symptom else []
+            res = invoke("doctor", *symptom, "--json", settings=s)
         finally:
-            stack.compose("up", "-d", "backend")  # the stack's own backend again
-            stack.wait_healthy()
-        s = compose_settings(stack, tmp_path / fault.expected)  # a history without that deploy
+            platforms.repair_compose(stack)
+        doc = res.json()
+        assert res.exit_code == 1, doc
+        assert doc["top"]["id"] == fault.expected, (fault.name, doc["causes"])
+        assert doc["top"]["evidence"] and doc["top"]["commands"]
 
 
 # ------------------------------------------------------------------------------- kubernetes

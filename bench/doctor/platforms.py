@@ -291,6 +291,113 @@ COMPOSE_FAULTS = [
 ]
 
 
+def compose_settings(stack: Any, where: Path) -> Settings:
+    """travellr-ops on the compose stack (tests/fixtures_docker.ComposeStack) and its servers,
+    with its state in ``where``."""
+    base = stack.settings()
+    return base.model_copy(
+        update={
+            "state_dir": where / "state",
+            "disk_paths": [where],
+            "logs": base.logs.model_copy(
+                update={"access_log": where / "access.log", "app_log": where / "app.log"}
+            ),
+            "backup": base.backup.model_copy(update={"dir": where / "backups"}),
+            "mongo": base.mongo.model_copy(
+                update={
+                    "uri": f"mongodb://127.0.0.1:{stack.ports['mongodb']}/travellr"
+                    "?directConnection=true"
+                }
+            ),
+            "redis": base.redis.model_copy(
+                update={"url": f"redis://127.0.0.1:{stack.ports['redis']}/0"}
+            ),
+            "thresholds": base.thresholds.model_copy(
+                update={"api_response_ms": 1000.0, "cpu_pct": 200.0}
+            ),
+        }
+    )
+
+
+def plant_compose(stack: Any, fault: ComposeFault, where: Path, settings: Settings) -> None:
+    """Run the backend as the fault has it, and wait until its container shows it."""
+    from fixtures_docker import COMPOSE_FILE
+
+    where.mkdir(parents=True, exist_ok=True)
+    if fault.override is not None:
+        override = where / "override.yml"
+        override.write_text(fault.override)
+        files = [COMPOSE_FILE, stack.workdir / "labels.yml", override]
+        stack.compose("up", "-d", "backend", files=files)
+    else:
+        assert fault.tag is not None
+        stack.compose("up", "-d", "backend", env={"TRAVELLR_BACKEND_TAG": fault.tag})
+        record_deploy(
+            settings.state_dir, "compose", "travellr-backend:v1", f"travellr-backend:{fault.tag}"
+        )
+    deadline = time.monotonic() + 60
+    while not fault.shows(stack.container("backend").attrs):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{fault.name}: the backend never showed it")
+        time.sleep(0.5)
+
+
+def repair_compose(stack: Any) -> None:
+    stack.compose("up", "-d", "backend")  # the stack's own backend again
+    stack.wait_healthy()
+
+
+def compose_suite(base: Path, doctor: Callable[..., Any], only: str | None) -> list[Any]:
+    """Every Compose fault on a stack of the bench's own (the images as they are: none built)."""
+    import secrets
+
+    from fixtures_docker import SERVICES, SESSION_LABEL, ComposeStack
+    from servers import free_port
+
+    chosen = [f for f in COMPOSE_FAULTS if not only or only in f.name]
+    if not chosen:
+        return []
+    started = subprocess.run(
+        ["bash", str(REPO / "scripts" / "testbed" / "docker.sh"), "start"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    base.mkdir(parents=True, exist_ok=True)
+    project = f"doctorbench{secrets.token_hex(4)}"
+    stack = ComposeStack(
+        project,
+        started.stdout.strip().splitlines()[-1],
+        base / "state",
+        base,
+        {s: free_port() for s in SERVICES},
+    )
+    (base / "labels.yml").write_text(
+        "services:\n"
+        + "".join(f"  {s}:\n    labels:\n      {SESSION_LABEL}: {project}\n" for s in SERVICES)
+    )
+    rows = []
+    try:
+        stack.compose("up", "-d")
+        stack.wait_healthy()
+        rows.append(doctor("compose", "healthy", "-", compose_settings(stack, base / "h"), None))
+        for fault in chosen:
+            where = base / fault.expected
+            settings = compose_settings(stack, where)
+            try:
+                plant_compose(stack, fault, where, settings)
+                rows.append(doctor("compose", fault.name, fault.expected, settings, fault.symptom))
+            finally:
+                repair_compose(stack)
+            print(json.dumps({"fault": fault.name, "top": rows[-1].top}), file=sys.stderr)
+    finally:
+        try:
+            stack.compose("down", "--volumes", "--remove-orphans", "--timeout", "0")
+        finally:
+            stack.remove_everything()
+    return rows
+
+
 def start_cluster(base: Path) -> tuple[Path, subprocess.Popen[bytes]]:
     """The testbed control plane and its node simulator (as tests/fixtures_k8s.py starts them)."""
     base.mkdir(parents=True, exist_ok=True)

@@ -1,12 +1,14 @@
 """bench/doctor: the fault suite. Each fault is planted on a healthy platform, `doctor` runs,
 the fault is repaired; five healthy runs are spread among them.
 
-    .venv/bin/python bench/doctor/run.py [--no-k8s] [--only NAME]
+    .venv/bin/python bench/doctor/run.py [--no-platforms] [--only NAME]
 
 Sandbox faults run on a sandbox of the bench's own (bench/doctor/faults.py: redis-server,
 SecantusDB --auth, the Node.js backend, light traffic). Platform faults (a crash loop, an OOM
 kill, a bad image deployed a minute ago) run on the Kubernetes testbed (scripts/testbed/k8s.sh
-and its node simulator), the same sandbox serving the API and the data beside it.
+and its node simulator; the same sandbox serves the API and the data beside it) and on a
+Compose stack of the bench's own (config/docker-compose.yml, the images as they are tagged:
+none is built). bench/doctor/platforms.py has both.
 
 For each run: the top cause doctor names and whether it is the planted one, the exit code
 (1 for a fault, 0 healthy), the time to the verdict and the slowest check's own time (the
@@ -71,7 +73,7 @@ def doctor(platform: str, name: str, expected: str, settings: Settings, symptom:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--no-k8s", action="store_true", help="only the sandbox faults")
+    parser.add_argument("--no-platforms", action="store_true", help="only the sandbox faults")
     parser.add_argument("--only", help="only faults whose name contains this")
     args = parser.parse_args()
     rows: list[Row] = []
@@ -98,8 +100,9 @@ def main() -> int:
         while healthy < HEALTHY_RUNS:
             rows.append(doctor("sandbox", "healthy", "-", sb.settings(), None))
             healthy += 1
-        if not args.no_k8s:
+        if not args.no_platforms:
             rows += platforms.k8s_suite(sb, work / "k8s", doctor, args.only)
+            rows += platforms.compose_suite(work / "compose", doctor, args.only)
     finally:
         sb.stop()
     _table(rows)

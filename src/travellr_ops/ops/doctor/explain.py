@@ -1,23 +1,26 @@
 """The cause of a failed checklist step, as doctor names it.
 
-A morning checklist step that fails (or cannot tell) says what it saw; doctor, run once for
-the whole checklist and only when a step went wrong, adds the likely cause among those of the
-step's part of the stack: "cause (doctor): MongoDB is not running ... [Level 1: ...]".
+Once every step of the morning checklist has run (so that doctor's own probes disturb none of
+the steps' measurements), and only when a step failed or could not tell, doctor runs once and
+each such step gains the likely cause among those of its part of the stack: "cause (doctor):
+Redis does not answer [Level 1: ...]".
 """
 
 from __future__ import annotations
 
 import dataclasses
-import threading
 from collections.abc import Sequence
 
 from travellr_ops.errors import TravellrError
-from travellr_ops.ops.checklist.runner import Outcome, Step
-from travellr_ops.ops.doctor.model import Cause, Diagnosis
+from travellr_ops.ops.checklist.runner import Step, StepResult
+from travellr_ops.ops.doctor.model import Cause
 from travellr_ops.ops.doctor.run import diagnose
 from travellr_ops.runtime import Runtime
 from travellr_ops.vocab.verdict import Verdict
 
+#: the looks taken here: not the metrics sample nor the cache measurement (the steps took
+#: theirs, and another would add to the counters a later run reads: an observer effect)
+CHECKS = ("health", "platform", "mongodb", "indexes", "deploy", "maintenance", "incident")
 _EVERYWHERE = ("platform", "api", "mongodb", "redis", "maintenance", "deploy", "disk")
 #: the parts of the stack whose causes may explain each morning step's failure
 STEP_AREAS: dict[str, tuple[str, ...]] = {
@@ -31,47 +34,38 @@ STEP_AREAS: dict[str, tuple[str, ...]] = {
 
 
 def name_causes(rt: Runtime, steps: Sequence[Step]) -> list[Step]:
-    """The steps, each automatic one adding doctor's cause to a failed or unknown outcome."""
-    taken: list[Diagnosis | None] = []
-    lock = threading.Lock()
+    """The steps, the last one naming doctor's causes of the failed ones when all have run."""
 
-    def diagnosis() -> Diagnosis | None:
-        with lock:
-            if not taken:
-                try:
-                    taken.append(diagnose(rt))
-                except TravellrError:  # doctor is a help here, never a new failure
-                    taken.append(None)
-            return taken[0]
+    def annotate(results: list[StepResult]) -> None:
+        wrong = [
+            r
+            for r in results
+            if r.verdict in (Verdict.FAIL, Verdict.UNKNOWN) and r.name in STEP_AREAS
+        ]
+        if not wrong:
+            return
+        try:
+            causes = diagnose(rt, only=CHECKS).causes
+        except TravellrError:  # doctor is a help here, never a new failure
+            return
+        for result in wrong:
+            cause = _first(causes, STEP_AREAS[result.name])
+            if cause is None:
+                continue
+            result.detail += (
+                f"; cause (doctor): {cause.title} [Level {cause.level}: {cause.commands[0]}]"
+            )
+            result.data["cause"] = {
+                "id": cause.id,
+                "title": cause.title,
+                "level": cause.level,
+                "runbook": cause.runbook,
+                "next": cause.commands,
+            }
 
-    def explained(step: Step) -> Step:
-        check = step.check
-        areas = STEP_AREAS.get(step.name)
-        if check is None or areas is None:
-            return step
-
-        def with_cause() -> Outcome:
-            outcome = check()
-            if outcome.verdict in (Verdict.FAIL, Verdict.UNKNOWN):
-                d = diagnosis()
-                cause = _first(d.causes, areas) if d is not None else None
-                if cause is not None:
-                    outcome.detail += (
-                        f"; cause (doctor): {cause.title} [Level {cause.level}:"
-                        f" {cause.commands[0]}]"
-                    )
-                    outcome.data["cause"] = {
-                        "id": cause.id,
-                        "title": cause.title,
-                        "level": cause.level,
-                        "runbook": cause.runbook,
-                        "next": cause.commands,
-                    }
-            return outcome
-
-        return dataclasses.replace(step, check=with_cause)
-
-    return [explained(s) for s in steps]
+    if not steps:
+        return list(steps)
+    return [*steps[:-1], dataclasses.replace(steps[-1], after_all=annotate)]
 
 
 def _first(causes: list[Cause], areas: tuple[str, ...]) -> Cause | None:

@@ -454,15 +454,20 @@ def _mongodb(obs: dict[str, Observation], s: Settings, found: _Found) -> None:
 
 def _redis(obs: dict[str, Observation], s: Settings, found: _Found) -> None:
     c = _facts(obs, "cache")
-    if not c:
-        return
+    if not c:  # not measured: whether it answers, health says
+        h = _facts(obs, "health")
+        down = [x for x in (h or {}).get("checks", []) if x["name"] == "redis"]
+        if down and down[0]["verdict"] == "down":
+            c = {"reachable": False, "error": f"{down[0]['target']}: {down[0]['detail']}"}
+        else:
+            return
     restart = (
         Remedy(1, "travellr-ops service restart redis", "restart", "redis")
         if s.platform != "none"
         else None
     )
     if not c.get("reachable"):
-        seen = [f"cache stats: {c['error']}"]
+        seen = [f"Redis {c['error']}"]
         h = _facts(obs, "health")
         for chk in (h or {}).get("checks", []):
             if chk["name"] == "api" and "redis" in str(chk["detail"]):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,19 +50,26 @@ def _doctor_runtime(rt: Runtime) -> Runtime:
     return dataclasses.replace(rt, settings=settings, _health=None)
 
 
-def checks_for(rt: Runtime, symptom: str | None) -> list[CheckDef]:
+def checks_for(
+    rt: Runtime, symptom: str | None, only: Sequence[str] | None = None
+) -> list[CheckDef]:
     names = FOR_SYMPTOM[symptom] if symptom else tuple(CHECKS)
+    if only is not None:
+        names = tuple(n for n in names if n in only)
     return [CHECKS[n] for n in names if rt.has_platform or not CHECKS[n].needs_platform]
 
 
-def diagnose(rt: Runtime, symptom: str | None = None) -> Diagnosis:
-    """Run the symptom's checks (every check without one) at once and rank the causes."""
+def diagnose(
+    rt: Runtime, symptom: str | None = None, only: Sequence[str] | None = None
+) -> Diagnosis:
+    """Run the symptom's checks (every check without one; of those, ``only`` these when
+    given) at once and rank the causes."""
     from travellr_ops.ops.incident.evidence import preload
 
     check_symptom(symptom)
     timeout = rt.settings.doctor.check_timeout_s
     drt = _doctor_runtime(rt)
-    wanted = checks_for(rt, symptom)
+    wanted = checks_for(rt, symptom, only)
     preload(rt.settings)
     results: dict[str, Observation] = {}
     lock = threading.Lock()
