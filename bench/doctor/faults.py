@@ -168,7 +168,7 @@ class Sandbox:
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(8) as pool:
-            list(pool.map(lambda p: _get(self.backend.url + p), PAGES))
+            list(pool.map(lambda p: _get(self.backend.url + p), [SLOW_PATH, *PAGES]))
         time.sleep(2.5)  # lookups of a healthy cache in the window doctor measures
 
     def repair(self, fault: Fault) -> None:
