@@ -66,6 +66,8 @@ def test_each_fault_is_the_top_cause(sandbox: faults.Sandbox, name: str) -> None
     # what a person acts on: the values seen, the runbook's section, commands, the level
     assert top["evidence"] and top["commands"] and top["runbook"]
     assert top["level"] in (1, 2, 3)
+    assert faults.PASSWORD not in res.stdout + res.stderr  # the URIs it shows are masked
+    assert "wrong-pw" not in res.stdout + res.stderr
 
 
 def test_the_api_answers_503_names_the_forgotten_maintenance_flag(

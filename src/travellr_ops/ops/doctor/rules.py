@@ -175,6 +175,7 @@ def _platform(obs: dict[str, Observation], s: Settings, found: _Found) -> None:
             head += f" ({svc['message']})"
         seen = [head, *evidence]
         logs = f"travellr-ops service logs {name} --tail 100"
+        pod = next((str(i["name"]) for i in svc.get("instances", [])), name)
         restart = Remedy(1, _restart_command(s, name), "restart", name)
         if pull:
             found.add(
@@ -204,7 +205,7 @@ def _platform(obs: dict[str, Observation], s: Settings, found: _Found) -> None:
                         restart.command,
                         "travellr-ops service stats",
                         logs,
-                        f"travellr-ops service leak-watch {name} (Level 2 if memory keeps growing)",
+                        f"travellr-ops service profile {name} --leak 10m (Level 2 if memory keeps growing)",
                     ],
                     restart,
                     area="platform",
@@ -223,9 +224,24 @@ def _platform(obs: dict[str, Observation], s: Settings, found: _Found) -> None:
                     [
                         f"{logs} --previous",
                         restart.command,
-                        f"travellr-ops service describe {name}",
+                        f"travellr-ops service describe {pod}",
                     ],
                     restart,
+                    area="platform",
+                    symptoms=("down",),
+                )
+            )
+        elif any(i.get("state") == "Pending" for i in svc.get("instances", [])):
+            found.add(
+                Cause(
+                    f"{name}_pending",
+                    f"{name}'s pods are pending: never scheduled or started",
+                    88,
+                    1,
+                    SERVICE_DOWN,
+                    seen,
+                    [f"travellr-ops service describe {pod}", f"travellr-ops service status {name}"],
+                    None,
                     area="platform",
                     symptoms=("down",),
                 )
@@ -692,7 +708,7 @@ def _api(obs: dict[str, Observation], s: Settings, found: _Found) -> None:
                     seen,
                     [
                         restart.command if restart else "travellr-ops service stats",
-                        f"travellr-ops service leak-watch {m['subject'] or 'backend'}",
+                        f"travellr-ops service profile {m['subject'] or 'backend'} --leak 10m",
                     ],
                     restart,
                     area="api",
