@@ -264,14 +264,17 @@ def _errors_off(sb: Sandbox) -> None:
 
 
 def _slow_on(sb: Sandbox) -> None:
+    """The backend again, with slow_paths.js delaying one endpoint (the backend unchanged)."""
     sb.backend.stop()
-    sb.backend.env["BACKEND_SLOW_PATHS"] = f"{SLOW_PATH}=700"
+    sb.backend.env["NODE_OPTIONS"] = f"--require {Path(__file__).parent / 'slow_paths.js'}"
+    sb.backend.env["DOCTOR_SLOW_PATHS"] = f"{SLOW_PATH}=700"
     sb.backend.start()
 
 
 def _slow_off(sb: Sandbox) -> None:
     sb.backend.stop()
-    sb.backend.env.pop("BACKEND_SLOW_PATHS", None)
+    sb.backend.env.pop("NODE_OPTIONS", None)
+    sb.backend.env.pop("DOCTOR_SLOW_PATHS", None)
     sb.backend.start()
 
 

@@ -12,8 +12,6 @@
  *                              500, every (100/N)-th request, logged like any request
  *   BACKEND_LEAK_KB_PER_REQ=N  every request keeps N KB reachable forever (a RequestTrace in
  *                              a module-level list): a memory leak for the troubleshooting paths
- *   BACKEND_SLOW_PATHS=P=MS,.. requests to path P wait MS ms before they are handled (one slow
- *                              endpoint, e.g. /api/trips/popular=800), the others are unchanged
  *
  * Endpoints:
  *   GET  /api/health                      200 ok / 503 degraded / 503 maintenance (not rate limited)
@@ -65,20 +63,8 @@ function config(env) {
     healthFail: env.BACKEND_HEALTH_FAIL === '1',
     errorPct: Number(env.BACKEND_ERROR_PCT || 0),
     leakKbPerRequest: Number(env.BACKEND_LEAK_KB_PER_REQ || 0),
-    slowPaths: slowPaths(env.BACKEND_SLOW_PATHS || ''),
     jwtSecret: env.JWT_SECRET || crypto.randomBytes(32).toString('hex'),
   };
-}
-
-/** "P=MS,P2=MS2" as {P: MS, P2: MS2} (malformed items are ignored). */
-function slowPaths(text) {
-  const found = {};
-  for (const item of text.split(',')) {
-    const at = item.lastIndexOf('=');
-    const ms = Number(item.slice(at + 1));
-    if (at > 0 && ms > 0) found[item.slice(0, at).trim()] = ms;
-  }
-  return found;
 }
 
 // ------------------------------------------------------------------------------------- logs
@@ -393,8 +379,6 @@ function buildApp(backend) {
     if (cfg.leakKbPerRequest > 0) {
       requestTraces.push(new RequestTrace(req.method, req.originalUrl, cfg.leakKbPerRequest));
     }
-    const delay = cfg.slowPaths[req.path];
-    if (delay) return void setTimeout(next, delay);
     next();
   });
 
