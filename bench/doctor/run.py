@@ -138,9 +138,10 @@ def _table(rows: list[Row]) -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
+        right, in_time = ("yes" if ok else "NO" for ok in (r.right, r.in_time))
         print(
-            f"| {r.platform} | {r.fault} | {r.expected} | {r.top} | {'yes' if r.right else 'NO'} |"
-            f" {r.exit_code} | {r.seconds:.2f} | {r.slowest_s:.2f} | {'yes' if r.in_time else 'NO'} |"
+            f"| {r.platform} | {r.fault} | {r.expected} | {r.top} | {right} | {r.exit_code} |"
+            f" {r.seconds:.2f} | {r.slowest_s:.2f} | {in_time} |"
         )
 
 

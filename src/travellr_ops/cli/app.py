@@ -21,9 +21,9 @@ if TYPE_CHECKING:
     from travellr_ops.settings import Settings
 
 # The command groups (each a module of this package) in the order help lists them, and the
-# commands of the root, health and doctor. A command line imports only the groups it names, so that
-# `cache stats` does not pay for importing the deploy or security CLI; help, completion and a
-# mistyped name import them all.
+# commands of the root, health and doctor. A command line imports only the groups it names, so
+# that `cache stats` does not pay for importing the deploy or security CLI; help, completion
+# and a mistyped name import them all.
 COMMANDS = (
     "service",
     "db",

@@ -205,7 +205,8 @@ def _platform(obs: dict[str, Observation], s: Settings, found: _Found) -> None:
                         restart.command,
                         "travellr-ops service stats",
                         logs,
-                        f"travellr-ops service profile {name} --leak 10m (Level 2 if memory keeps growing)",
+                        f"travellr-ops service profile {name} --leak 10m"
+                        " (Level 2 if memory keeps growing)",
                     ],
                     restart,
                     area="platform",

@@ -163,7 +163,7 @@ def headline(d: Diagnosis) -> str:
     return "nothing wrong found"
 
 
-# -- --fix ------------------------------------------------------------------------------------------
+# -- --fix ---------------------------------------------------------------------------------------
 @dataclass
 class FixReport:
     #: the cause acted on (the top one), if any
