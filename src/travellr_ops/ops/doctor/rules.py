@@ -630,7 +630,7 @@ def _api(obs: dict[str, Observation], s: Settings, found: _Found) -> None:
     for m in (a or {}).get("metrics", []):
         if m["verdict"] != "breach":
             continue
-        value = f"{m['value']:g} {m['unit']}".replace(" %", " %")
+        value = f"{m['value']:g} {m['unit']}"
         seen = [
             f"monitor {m['key']}: {value} (threshold {m['threshold']:g} {m['unit']}); {m['detail']}"
         ]
