@@ -142,9 +142,9 @@ def _line(r: Row) -> str:
 def _table(rows: list[Row]) -> None:
     print(
         "| platform | fault | expected top cause | doctor's top cause | right | exit |"
-        " time s | slowest check s | in bound |"
+        " time s | slowest check s | checks one by one s | in bound |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         right, in_time = ("yes" if ok else "NO" for ok in (r.right, r.in_time))
         print(
