@@ -428,6 +428,24 @@ class ChecklistSettings(_Section):
     monthly_breach_pct: float = Field(default=5.0, ge=0, le=100)
 
 
+class DoctorSettings(_Section):
+    """`doctor`: from a symptom to its cause, every check at once, each cut at its timeout."""
+
+    #: a check still running after this many seconds is cut and reported unknown
+    check_timeout_s: float = Field(default=5.0, gt=0, le=300)
+    #: how long doctor waits for any one server (shortens mongo/redis/api timeout_s): a hung
+    #: server is then classified ("timeout") before its check is cut
+    client_timeout_s: float = Field(default=2.0, gt=0, le=60)
+    #: seconds the API probes, the cache hit rate and CPU are measured over
+    window_s: float = Field(default=1.0, gt=0, le=60)
+    #: keys `cache stats` breakdown and `cache bigkeys --sample` measure
+    cache_sample: int = Field(default=200, ge=1)
+    #: a deploy that started less than this many seconds ago is suspect
+    deploy_recent_s: float = Field(default=3600.0, gt=0)
+    #: the API's error rate is taken over this many seconds of the access log at most
+    error_window_s: float = Field(default=60.0, gt=0)
+
+
 class DeploySettings(_Section):
     """`deploy`: the runbook's Deployment procedure, its health gate and its notifications."""
 
@@ -533,6 +551,7 @@ class Settings(BaseSettings):
     incident: IncidentSettings = Field(default_factory=IncidentSettings)
     checklist: ChecklistSettings = Field(default_factory=ChecklistSettings)
     deploy: DeploySettings = Field(default_factory=DeploySettings)
+    doctor: DoctorSettings = Field(default_factory=DoctorSettings)
 
     @model_validator(mode="before")
     @classmethod

@@ -21,9 +21,9 @@ if TYPE_CHECKING:
     from travellr_ops.settings import Settings
 
 # The command groups (each a module of this package) in the order help lists them, and the
-# one command of the root, health. A command line imports only the groups it names, so that
-# `cache stats` does not pay for importing the deploy or security CLI; help, completion and a
-# mistyped name import them all.
+# commands of the root, health and doctor. A command line imports only the groups it names, so
+# that `cache stats` does not pay for importing the deploy or security CLI; help, completion
+# and a mistyped name import them all.
 COMMANDS = (
     "service",
     "db",
@@ -37,6 +37,7 @@ COMMANDS = (
     "checklist",
     "config",
     "health",
+    "doctor",
 )
 
 
@@ -54,8 +55,8 @@ def build_app(names: Collection[str] = COMMANDS) -> typer.Typer:
     for name in COMMANDS:
         if name in names:
             module = importlib.import_module(f"travellr_ops.cli.{name}")
-            if name == "health":
-                root_app.command("health")(module.health)
+            if name in ("health", "doctor"):
+                root_app.command(name)(getattr(module, name))
             else:
                 root_app.add_typer(module.app)
     return root_app

@@ -10,6 +10,13 @@ from travellr_ops.vocab.verdict import Verdict
 
 
 def steps(rt: Runtime) -> list[Step]:
+    """The steps; a failed one names its likely cause, as `doctor` finds it."""
+    from travellr_ops.ops.doctor.explain import name_causes
+
+    return name_causes(rt, _steps(rt))
+
+
+def _steps(rt: Runtime) -> list[Step]:
     return [
         Step("services", "every service running and healthy", check=lambda: services(rt)),
         Step(

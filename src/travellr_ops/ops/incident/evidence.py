@@ -131,6 +131,13 @@ def probes(rt: Runtime, timeout_s: float) -> list[tuple[str, Probe]]:
             }, f"last {len(kept)} lines of {source.label}"
 
         found.append((name, log_tail))
+
+    def doctor() -> tuple[Any, str]:
+        from travellr_ops.ops.doctor.run import evidence
+
+        return evidence(rt)
+
+    found.append(("doctor", doctor))
     return found
 
 
