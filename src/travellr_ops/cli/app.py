@@ -107,6 +107,29 @@ def root(
     read_only: Annotated[
         bool, typer.Option("--read-only", help="Refuse every command that changes anything.")
     ] = False,
+    environment: Annotated[
+        str | None,
+        typer.Option(
+            "--env",
+            metavar="NAME",
+            show_default=False,
+            help="The named environment ([env.NAME] of the config file; default: "
+            "$TRAVELLR_ENV, else the file's default_env). The reading commands (health, "
+            "service status, monitor once, backup list, deploy status, db ping, cache stats, "
+            "checklist last) also take several, NAME,NAME or all, queried at once. May be "
+            "given after the command too.",
+        ),
+    ] = None,
+    confirm_env: Annotated[
+        str | None,
+        typer.Option(
+            "--confirm-env",
+            metavar="NAME",
+            show_default=False,
+            help="With --yes: confirm a change to protected environment NAME without typing "
+            "its name (needed without a terminal). May be given after the command too.",
+        ),
+    ] = None,
     incident: Annotated[
         str | None,
         typer.Option(
@@ -148,10 +171,17 @@ def root(
     obj.quiet = obj.quiet or quiet
     obj.read_only = read_only
     obj.incident = incident
+    obj.environment = environment
+    obj.confirm_env = confirm_env
     obj.verbose = verbose
     obj.debug = debug
     _configure_logging(verbose)
     ctx.obj = obj
+    if environment is not None and not ctx.resilient_parsing:
+        from travellr_ops.cli import fanout
+
+        if fanout.is_several(environment):
+            fanout.fan_out(ctx, obj)
 
 
 def _set_dotted(target: dict[str, Any], key: str, value: Any) -> None:
@@ -188,6 +218,15 @@ def run(
     """Run one command line; return its exit code. Errors become one line plus a hint."""
     args = list(sys.argv[1:] if argv is None else argv)
     obj = AppContext(argv=args, preset=settings, interactive=interactive)
+    return execute(args, obj)
+
+
+def execute(args: list[str], obj: AppContext, command: click.Command | None = None) -> int:
+    """Run one command line in the context ``obj`` (``command``: the root already built);
+    return its exit code. Errors go to ``obj``'s output as one line plus a hint."""
+    from travellr_ops.cli.fanout import lift_global_options
+
+    args = lift_global_options(args)
 
     def output() -> Output:
         # A --json given to the command itself counts even when the command failed before
@@ -200,9 +239,10 @@ def run(
         return int(code)
 
     try:
-        named = [name for name in COMMANDS if name in args]
-        command = typer.main.get_command(build_app(named or COMMANDS))
-        _unwrap_help(command)
+        if command is None:
+            named = [name for name in COMMANDS if name in args]
+            command = typer.main.get_command(build_app(named or COMMANDS))
+            _unwrap_help(command)
         rv = command.main(args=args, prog_name="travellr-ops", standalone_mode=False, obj=obj)
         return int(rv) if isinstance(rv, int) else ExitCode.OK
     except TravellrError as exc:
