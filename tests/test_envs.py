@@ -1,0 +1,284 @@
+"""Named environments: two sandboxes as staging and production, on real servers.
+
+Production is protected: a change there needs its name typed (or --yes --confirm-env
+production without a terminal); a typo, or no terminal, changes nothing. The reading commands
+fan out over both (`--env all`), and one environment being down is reported beside the other.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis as redis_lib
+
+from cli import Result, invoke
+from fixtures_servers import Backend, MongoServer, RedisServer, ServerSet
+
+pytestmark = [pytest.mark.redis, pytest.mark.mongo]
+
+
+@dataclass
+class Sandbox:
+    redis: RedisServer
+    mongo: MongoServer
+    backend: Backend
+
+    def keys(self) -> list[str]:
+        client = redis_lib.Redis.from_url(self.redis.url, decode_responses=True)
+        try:
+            return sorted(client.keys("trip:*"))
+        finally:
+            client.close()
+
+    def fill(self) -> None:
+        client = redis_lib.Redis.from_url(self.redis.url)
+        try:
+            client.mset({f"trip:{n}": "x" for n in range(5)})
+        finally:
+            client.close()
+
+
+@pytest.fixture(scope="module")
+def sandboxes(module_servers: ServerSet) -> dict[str, Sandbox]:
+    made = {}
+    for name in ("staging", "production"):
+        r = module_servers.redis()
+        m = module_servers.mongo(memory=True)
+        b = module_servers.backend(redis_url=r.url, mongo_uri=m.uri)
+        made[name] = Sandbox(r, m, b)
+    return made
+
+
+@pytest.fixture(autouse=True)
+def _no_outside_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("TRAVELLR_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def config(tmp_path: Path, sandboxes: dict[str, Sandbox]) -> Iterator[Path]:
+    """Both sandboxes as environments of one config file; each starts with 5 trip keys."""
+    lines = [
+        'platform = "none"',
+        'default_env = "staging"',
+        f'state_dir = "{tmp_path / "state"}"',
+        f"disk_paths = [{json.dumps(str(tmp_path))}]",
+        "[mongo]\ntimeout_s = 2.0",
+        "[redis]\ntimeout_s = 2.0",
+        "[api]\ntimeout_s = 2.0",
+        "[monitor]\nwindow_s = 0.2\napi_probes = 1\ndb_query_runs = 1",
+        f'[backup]\ndir = "{tmp_path / "backups"}"',
+    ]
+    for name, box in sandboxes.items():
+        lines += [
+            f"[env.{name}]",
+            f'mongo.uri = "{box.mongo.uri}"',
+            f'redis.url = "{box.redis.url}"',
+            f'api.url = "{box.backend.url}"',
+        ]
+        if name == "production":
+            lines.append("protected = true")
+        box.fill()
+    path = tmp_path / "travellr-ops.toml"
+    path.write_text("\n".join(lines) + "\n")
+    yield path
+    for box in sandboxes.values():
+        if not box.redis.running:
+            box.redis.start()
+
+
+def run(config: Path, *args: str, **kwargs: Any) -> Result:
+    return invoke("--config", str(config), *args, **kwargs)
+
+
+def audit(config: Path) -> list[dict[str, Any]]:
+    path = config.parent / "state" / "audit.log"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+# -- the production guard ---------------------------------------------------------------------
+def test_a_change_in_production_needs_its_name_typed(
+    config: Path, sandboxes: dict[str, Sandbox]
+) -> None:
+    result = run(
+        config, "--env", "production", "cache", "clear", "trip:*",
+        interactive=True, input="production\n",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert "production: about to" in result.stderr
+    assert "type production to go ahead" in result.stderr
+    assert sandboxes["production"].keys() == []
+    assert sandboxes["staging"].keys() != []
+    (entry,) = audit(config)
+    assert (entry["environment"], entry["outcome"], entry["action"]) == (
+        "production", "ok", "cache clear",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("typed", ["prodution\n", "y\n", "\n", "staging\n"])
+def test_anything_but_the_name_changes_nothing(
+    typed: str, config: Path, sandboxes: dict[str, Sandbox]
+) -> None:
+    result = run(
+        config, "cache", "clear", "trip:*", "--env", "production", interactive=True, input=typed
+    )
+    assert result.exit_code == 4
+    assert "nothing changed" in result.stderr
+    assert len(sandboxes["production"].keys()) == 5
+    (entry,) = audit(config)
+    assert (entry["environment"], entry["outcome"]) == ("production", "refused")
+
+
+def test_without_a_terminal_yes_alone_is_refused_and_confirm_env_must_name_it(
+    config: Path, sandboxes: dict[str, Sandbox]
+) -> None:
+    alone = run(config, "--env", "production", "cache", "clear", "trip:*", "--yes")
+    assert alone.exit_code == 4
+    assert "--yes --confirm-env production" in alone.stderr
+    wrong = run(
+        config, "--env", "production", "cache", "clear", "trip:*", "--yes",
+        "--confirm-env", "staging",
+    )  # fmt: skip
+    assert wrong.exit_code == 4
+    assert len(sandboxes["production"].keys()) == 5
+    named = run(
+        config, "--env", "production", "cache", "clear", "trip:*", "--yes",
+        "--confirm-env", "production",
+    )  # fmt: skip
+    assert named.exit_code == 0, named.stderr
+    assert sandboxes["production"].keys() == []
+    assert [e["outcome"] for e in audit(config)] == ["refused", "refused", "ok"]
+    assert {e["environment"] for e in audit(config)} == {"production"}
+
+
+def test_dry_run_in_production_asks_nothing_and_changes_nothing(
+    config: Path, sandboxes: dict[str, Sandbox]
+) -> None:
+    result = run(config, "--env", "production", "cache", "clear", "trip:*", "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    assert "production: dry run: would" in result.stderr
+    assert len(sandboxes["production"].keys()) == 5
+
+
+def test_staging_is_not_protected_and_is_the_default(
+    config: Path, sandboxes: dict[str, Sandbox]
+) -> None:
+    result = run(config, "cache", "clear", "trip:*", interactive=True, input="y\n")
+    assert result.exit_code == 0, result.stderr
+    assert sandboxes["staging"].keys() == []
+    assert len(sandboxes["production"].keys()) == 5
+    (entry,) = audit(config)
+    assert (entry["environment"], entry["outcome"]) == ("staging", "ok")
+
+
+def test_a_variable_cannot_lift_production_protection(
+    config: Path, sandboxes: dict[str, Sandbox], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRAVELLR_PROTECTED", "false")
+    monkeypatch.setenv("TRAVELLR_ENV", "production")
+    result = run(config, "cache", "clear", "trip:*", "--yes")
+    assert result.exit_code == 4
+    assert len(sandboxes["production"].keys()) == 5
+
+
+# -- fan-out ------------------------------------------------------------------------------------
+def test_health_over_all_environments_is_one_table_and_one_document(config: Path) -> None:
+    table = run(config, "health", "--env", "all")
+    assert table.exit_code == 0, table.stderr
+    header = table.stdout.splitlines()[1]
+    assert header.split("┃")[1].strip() == "environment"
+    for name in ("staging", "production"):
+        assert sum(f"│ {name} " in line for line in table.stdout.splitlines()) == 4
+    document = run(config, "--env", "staging,production", "health", "--json").json()
+    assert list(document) == ["staging", "production"]
+    assert {d["verdict"] for d in document.values()} == {"healthy"}
+
+
+def test_one_environment_down_still_shows_the_other_and_exits_3(
+    config: Path, sandboxes: dict[str, Sandbox]
+) -> None:
+    sandboxes["production"].redis.stop()
+    result = run(config, "--env", "all", "health", "--json")
+    assert result.exit_code == 3
+    document = result.json()
+    assert document["staging"]["verdict"] == "healthy"
+    assert document["production"]["verdict"] == "unreachable"
+    cache = run(config, "--env", "all", "cache", "stats", "--window", "100ms")
+    assert cache.exit_code == 3
+    assert "staging" in cache.stdout and "production: error:" in cache.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["health"],
+        ["monitor", "once"],
+        ["backup", "list"],
+        ["db", "ping"],
+        ["cache", "stats", "--window", "100ms"],
+        ["checklist", "last"],
+        ["service", "status"],
+        ["deploy", "status"],
+    ],
+    ids=lambda c: " ".join(c[:2]),
+)
+def test_every_reading_command_fans_out_as_each_environment_alone(
+    command: list[str], config: Path
+) -> None:
+    alone = {
+        name: run(config, "--env", name, *command, "--json") for name in ("staging", "production")
+    }
+    both = run(config, "--env", "all", *command, "--json")
+    assert both.exit_code == max(r.exit_code for r in alone.values())
+    document = both.json()
+    assert list(document) == ["staging", "production"]
+    for name, single in alone.items():
+        assert set(document[name]) == set(single.json()), name
+
+
+def test_a_change_refuses_several_environments(config: Path, sandboxes: dict[str, Sandbox]) -> None:
+    result = run(config, "--env", "all", "cache", "clear", "trip:*", "--yes")
+    assert result.exit_code == 2
+    assert "one environment at a time" in result.stderr
+    assert all(len(box.keys()) == 5 for box in sandboxes.values())
+    assert audit(config) == []
+
+
+def test_an_unknown_environment_is_exit_2_naming_the_known_ones(config: Path) -> None:
+    for args in (["--env", "prod", "health"], ["health", "--env", "staging,prod"]):
+        result = run(config, *args)
+        assert result.exit_code == 2
+        assert "no environment 'prod'" in result.stderr
+        assert "known environments: staging, production" in result.stderr
+
+
+# -- config show ----------------------------------------------------------------------------
+def test_config_show_names_the_environment_and_where_each_value_came_from(
+    config: Path, sandboxes: dict[str, Sandbox], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRAVELLR_ENV", "production")
+    monkeypatch.setenv("TRAVELLR_API__TIMEOUT_S", "3")
+    view = run(config, "--redis-url", "redis://127.0.0.1:1/0", "config", "show", "--json").json()
+    assert (view["environment"], view["environment_source"]) == ("production", "env TRAVELLR_ENV")
+    assert view["environments"] == ["staging", "production"]
+    rows = {row["key"]: row for row in view["settings"]}
+    table = f"env table production ({config})"
+    uri = sandboxes["production"].mongo.uri
+    assert rows["mongo.uri"] == {"key": "mongo.uri", "value": uri, "source": table}
+    assert rows["protected"]["value"] is True and rows["protected"]["source"] == table
+    assert rows["mongo.timeout_s"]["source"] == f"file {config}"
+    assert rows["api.timeout_s"]["source"] == "env TRAVELLR_API__TIMEOUT_S"
+    assert rows["redis.url"]["source"] == "flag"
+    assert rows["thresholds.cpu_pct"]["source"] == "default"
+    monkeypatch.delenv("TRAVELLR_ENV")
+    default = run(config, "config", "show").stdout
+    assert "environment: staging, chosen by file" in default
