@@ -100,8 +100,9 @@ def run(config: Path, *args: str, **kwargs: Any) -> Result:
     return invoke("--config", str(config), *args, **kwargs)
 
 
-def audit(config: Path) -> list[dict[str, Any]]:
-    path = config.parent / "state" / "audit.log"
+def audit(config: Path, environment: str = "production") -> list[dict[str, Any]]:
+    """The audit log of ``environment`` (each keeps its state in STATE_DIR/env/NAME)."""
+    path = config.parent / "state" / "env" / environment / "audit.log"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
@@ -176,7 +177,8 @@ def test_staging_is_not_protected_and_is_the_default(
     assert result.exit_code == 0, result.stderr
     assert sandboxes["staging"].keys() == []
     assert len(sandboxes["production"].keys()) == 5
-    (entry,) = audit(config)
+    assert audit(config, "production") == []
+    (entry,) = audit(config, "staging")
     assert (entry["environment"], entry["outcome"]) == ("staging", "ok")
 
 
@@ -250,7 +252,7 @@ def test_a_change_refuses_several_environments(config: Path, sandboxes: dict[str
     assert result.exit_code == 2
     assert "one environment at a time" in result.stderr
     assert all(len(box.keys()) == 5 for box in sandboxes.values())
-    assert audit(config) == []
+    assert audit(config, "staging") == audit(config, "production") == []
 
 
 def test_an_unknown_environment_is_exit_2_naming_the_known_ones(config: Path) -> None:
@@ -279,6 +281,51 @@ def test_config_show_names_the_environment_and_where_each_value_came_from(
     assert rows["api.timeout_s"]["source"] == "env TRAVELLR_API__TIMEOUT_S"
     assert rows["redis.url"]["source"] == "flag"
     assert rows["thresholds.cpu_pct"]["source"] == "default"
+    assert rows["state_dir"] == {
+        "key": "state_dir",
+        "value": str(config.parent / "state" / "env" / "production"),
+        "source": f"file {config}, + env/production",
+    }
     monkeypatch.delenv("TRAVELLR_ENV")
     default = run(config, "config", "show").stdout
     assert "environment: staging, chosen by file" in default
+
+
+def test_at_a_real_terminal_production_is_red_and_its_name_is_asked_for(
+    config: Path, sandboxes: dict[str, Sandbox]
+) -> None:
+    """The whole path a person takes: stdin a terminal (a pty), the plan's environment in
+    red, the name typed at the prompt."""
+    import os
+    import pty
+    import subprocess
+    import sys
+    import time
+
+    src = Path(__file__).resolve().parents[1] / "src"
+    primary, secondary = pty.openpty()
+    env = {**os.environ, "PYTHONPATH": str(src), "TERM": "xterm-256color", "COLUMNS": "100"}
+    argv = ["--config", str(config), "--env", "production", "cache", "clear", "trip:*"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "travellr_ops", *argv],
+        stdin=secondary,
+        stdout=secondary,
+        stderr=secondary,
+        env=env,
+    )
+    os.close(secondary)
+    seen = b""
+    try:
+        deadline = time.monotonic() + 30
+        while b"to go ahead" not in seen and time.monotonic() < deadline:
+            try:
+                seen += os.read(primary, 4096)
+            except OSError:  # the command ended (EIO): the assertions below say why
+                break
+        os.write(primary, b"production\n")
+        assert proc.wait(30) == 0, seen.decode(errors="replace")
+    finally:
+        proc.kill()
+        os.close(primary)
+    assert b"\x1b[1;31mproduction\x1b[0m: about to" in seen
+    assert sandboxes["production"].keys() == []

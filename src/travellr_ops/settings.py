@@ -689,6 +689,11 @@ def load_settings(
         _toml_data.reset(token)
         _renamed_seen.reset(seen_token)
     sources = _value_sources(settings, overrides, data, path)
+    if name is not None and "state_dir" not in table:
+        # Locks, deploy and monitor history are about one environment's servers: a staging
+        # backup must not hold production's lock, nor staging's deploy be production's last.
+        settings = settings.model_copy(update={"state_dir": settings.state_dir / "env" / name})
+        sources["state_dir"] += f", + env/{name}"
     table_source = f"env table {name} ({path})"
     for key, _ in flatten(table):
         if sources.get(key, "").startswith("file "):
