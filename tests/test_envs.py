@@ -219,6 +219,32 @@ def test_one_environment_down_still_shows_the_other_and_exits_3(
     assert "staging" in cache.stdout and "production: error:" in cache.stderr
 
 
+def test_an_environment_that_never_answers_is_cut_at_its_fanout_timeout(
+    config: Path, tmp_path: Path
+) -> None:
+    import socket
+
+    with socket.socket() as silent:  # accepts connections (the kernel does), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
+        config.write_text(
+            config.read_text()
+            + "[env.silent]\nfanout_timeout_s = 0.5\n"
+            + f'mongo.uri = "mongodb://{address}/travellr"\nredis.url = "redis://{address}/0"\n'
+            + f'api.url = "http://{address}"\n'
+        )
+        result = run(config, "--env", "staging,silent", "health", "--json")
+        table = run(config, "--env", "staging,silent", "health")
+    assert result.exit_code == table.exit_code == 3
+    document = result.json()
+    assert document["staging"]["verdict"] == "healthy"
+    assert document["silent"]["error"]["message"] == "no answer within 0.5 s"
+    assert document["silent"]["error"]["kind"] == "unreachable"
+    assert "silent: error: no answer within 0.5 s" in table.stderr
+    assert any(line.startswith("│ silent ") for line in table.stdout.splitlines())
+
+
 @pytest.mark.parametrize(
     "command",
     [

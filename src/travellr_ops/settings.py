@@ -480,6 +480,9 @@ class Settings(BaseSettings):
     #: a protected environment (production): a change needs its name typed, or
     #: `--yes --confirm-env NAME` without a terminal; `service exec` needs a `--reason`
     protected: bool = False
+    #: `--env a,b` / `--env all`: how long the reading command may take in this environment
+    #: before it is reported as not answering (exit 3) while the others are shown
+    fanout_timeout_s: float = Field(default=30.0, gt=0)
     #: file systems whose usage `health` checks (besides the backup and state directories)
     disk_paths: list[Path] = Field(default_factory=lambda: [Path("/")])
 

@@ -211,30 +211,68 @@ def fan_out(ctx: click.Context, app_ctx: AppContext) -> NoReturn:
 def _run_each(
     command: click.Command, args: list[str], names: list[str], app_ctx: AppContext
 ) -> list[EnvRun]:
+    """Each environment's run, at once; one that overruns its fanout_timeout_s is reported
+    as not answering (its thread is left to its own timeouts: its output is dropped)."""
     from travellr_ops.cli.app import execute
     from travellr_ops.cli.common import AppContext
+    from travellr_ops.errors import TravellrError
+    from travellr_ops.settings import load_settings
 
     terminal = sys.stderr.isatty()
     runs = [EnvRun(name) for name in names]
+    started: list[tuple[EnvRun, threading.Thread, float]] = []
 
-    def one(run: EnvRun) -> None:
-        started = time.monotonic()
-        child = AppContext(
-            argv=["--env", run.name, *args],
-            interactive=False,
-            output_class=lambda mode: CapturedOutput(mode, run, terminal),
-        )
+    def one(run: EnvRun, child: AppContext) -> None:
+        began = time.monotonic()
         try:
             run.exit_code = execute(child.argv, child, command)
         finally:
-            run.duration_s = time.monotonic() - started
+            run.duration_s = time.monotonic() - began
 
-    threads = [threading.Thread(target=one, args=(run,), daemon=True) for run in runs]
-    for thread in threads:
+    for run in runs:
+        try:
+            loaded = load_settings(app_ctx.config_file, app_ctx.overrides, run.name)
+        except TravellrError as exc:
+            _fail(run, exc.message, exc.hint, int(exc.exit_code), exc.kind)
+            continue
+        child = AppContext(
+            argv=["--env", run.name, *args],
+            interactive=False,
+            output_class=_captured(run, terminal),
+            _loaded=loaded,
+        )
+        thread = threading.Thread(target=one, args=(run, child), daemon=True)
         thread.start()
-    for thread in threads:
-        thread.join()
+        started.append((run, thread, loaded.settings.fanout_timeout_s))
+    begin = time.monotonic()
+    for run, thread, timeout_s in started:
+        thread.join(max(0.0, begin + timeout_s - time.monotonic()))
+        if thread.is_alive():
+            late = EnvRun(run.name, run.mode)
+            _fail(
+                late,
+                f"no answer within {timeout_s:g} s",
+                "its servers may be unreachable; fanout_timeout_s sets how long to wait",
+                3,
+                "unreachable",
+            )
+            runs[runs.index(run)] = late
     return runs
+
+
+def _captured(run: EnvRun, terminal: bool) -> Callable[[Mode], Output]:
+    return lambda mode: CapturedOutput(mode, run, terminal)
+
+
+def _fail(run: EnvRun, message: str, hint: str | None, exit_code: int, kind: str) -> None:
+    """End ``run`` with an error, as the command would have reported it."""
+    CapturedOutput(run.mode, run, terminal=False).error(message, hint)
+    run.failure = message
+    run.exit_code = exit_code
+    from travellr_ops.redact import mask
+
+    error = {"message": mask(message), "hint": mask(hint) if hint else None, "kind": kind}
+    run.document = {"ok": False, "exit_code": exit_code, "error": error}
 
 
 class _Recorder:
