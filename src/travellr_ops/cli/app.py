@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import sys
 from collections.abc import Collection
 from pathlib import Path
@@ -298,4 +299,13 @@ def _traceback_if(debug: bool) -> None:
 
 
 def main() -> NoReturn:
-    sys.exit(run())
+    code = run()
+    from travellr_ops.cli import fanout
+
+    if fanout.abandoned:
+        # An environment cut at its fanout_timeout_s is still waiting on its servers (in
+        # threads the interpreter would join at exit): its result is reported, so end now.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)

@@ -45,6 +45,8 @@ READING = (
 )
 #: global options that may also be given after the command (lifted before it)
 LIFTED = ("--env", "--confirm-env")
+#: environments whose run was cut at their fanout_timeout_s, still working in their thread
+abandoned: list[str] = []
 
 
 def is_several(spec: str) -> bool:
@@ -257,6 +259,7 @@ def _run_each(
                 "unreachable",
             )
             runs[runs.index(run)] = late
+            abandoned.append(run.name)
     return runs
 
 
