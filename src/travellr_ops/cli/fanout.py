@@ -334,14 +334,24 @@ def _render(console: Console, runs: list[EnvRun]) -> None:
         cells = [list(column.cells) for column in table.columns]
         for index in range(table.row_count):
             rows.append([run.name, *(cells_of[index] for cells_of in cells)])
+
+    def lines(before_table: bool) -> None:
+        """What each environment printed besides its table, headed by its name, on the
+        side of the table it was printed on (a title counts as before)."""
+        for run in runs:
+            seen_table = False
+            for objects, kwargs in printed[run.name]:
+                tables = [o for o in objects if isinstance(o, Table)]
+                rest = [o for o in objects if not isinstance(o, Table)]
+                if tables and tables[0].title and before_table:
+                    console.print(Text(f"{run.name}:", style="bold"), tables[0].title)
+                seen_table = seen_table or bool(tables)
+                if rest and seen_table != before_table:
+                    console.print(Text(f"{run.name}:", style="bold"), *rest, **kwargs)
+
+    lines(before_table=True)
     console.print(_table(columns, rows))
-    for run in runs:
-        for objects, kwargs in printed[run.name]:
-            rest = [o for o in objects if not isinstance(o, Table)]
-            if isinstance(objects[0], Table) and objects[0].title:
-                rest.insert(0, objects[0].title)
-            if rest:
-                console.print(Text(f"{run.name}:", style="bold"), *rest, **kwargs)
+    lines(before_table=False)
 
 
 def _table(columns: list[str], rows: list[list[RenderableType]]) -> Any:
