@@ -357,3 +357,61 @@ def test_at_a_real_terminal_production_is_red_and_its_name_is_asked_for(
         os.close(primary)
     assert b"\x1b[1;31mproduction\x1b[0m: about to" in seen
     assert sandboxes["production"].keys() == []
+
+
+def test_a_read_only_environment_refuses_changes_and_confirm_env_must_match_on_staging_too(
+    config: Path, sandboxes: dict[str, Sandbox]
+) -> None:
+    staging = sandboxes["staging"]
+    config.write_text(
+        config.read_text() + f'[env.replica]\nread_only = true\nredis.url = "{staging.redis.url}"\n'
+    )
+    replica = run(config, "--env", "replica", "cache", "clear", "trip:*", "--yes")
+    assert replica.exit_code == 4 and "read-only" in replica.stderr
+    mistaken = run(
+        config, "--env", "staging", "cache", "clear", "trip:*", "--yes",
+        "--confirm-env", "production",
+    )  # fmt: skip
+    assert mistaken.exit_code == 4
+    assert "this is staging, but --confirm-env says 'production'" in mistaken.stderr
+    assert len(staging.keys()) == 5
+
+
+# -- logic that needs no server -------------------------------------------------------------
+def test_env_options_are_lifted_from_after_the_command_but_not_a_commands_own() -> None:
+    import click
+
+    from travellr_ops.cli.app import build_app
+    from travellr_ops.cli.fanout import lift_global_options
+
+    root = click.Group("root", params=[click.Option(["--env"]), click.Option(["--config"])])
+    own = click.Command("exec", params=[click.Option(["--env"], multiple=True)])
+    plain = click.Command("stats", params=[click.Option(["--window"])])
+    group = click.Group("service", commands={"exec": own, "stats": plain})
+    root.add_command(group)
+    assert lift_global_options(["service", "stats", "--window", "1s", "--env", "all"], root) == [
+        "--env", "all", "service", "stats", "--window", "1s",
+    ]  # fmt: skip
+    exec_args = ["--env", "prod", "service", "exec", "--env", "A=1", "--", "--env", "x"]
+    assert lift_global_options(exec_args, root) == exec_args
+    import typer
+
+    real = typer.main.get_command(build_app(["cache"]))
+    assert lift_global_options(["cache", "stats", "--confirm-env=p", "--env", "a,b"], real) == [
+        "--confirm-env=p", "--env", "a,b", "cache", "stats",
+    ]  # fmt: skip
+
+
+def test_every_audit_record_names_the_environment_even_those_written_directly(
+    tmp_path: Path,
+) -> None:
+    from travellr_ops.safety import Change, Guard
+
+    guard = Guard(tmp_path, yes=True, environment="staging")
+    with guard.mutation(Change("cache clear", "delete nothing")):
+        pass
+    guard.audit.record(action="deploy rollout", phase="start")  # as deploy's step audit does
+    assert [e["environment"] for e in guard.audit.entries()] == ["staging", "staging"]
+    unnamed = Guard(tmp_path / "unnamed", yes=True)
+    unnamed.audit.record(action="cache clear")
+    assert "environment" not in unnamed.audit.entries()[0]

@@ -220,6 +220,8 @@ class Guard:
             self._plan(f"dry run: would {change.summary}", change)
             yield False
             return
+        if confirm and self.confirm_env is not None:
+            self._check_confirm_env(change)
         if self.protected and confirm:
             self._confirm_protected(change)
         elif confirm and not self.yes:
@@ -279,19 +281,27 @@ class Guard:
         for line in change.details:
             self.announce(f"  {line}")
 
+    def _check_confirm_env(self, change: Change) -> None:
+        """--confirm-env names the environment the user means: another one (or none selected)
+        is a mistake, in any environment, protected or not."""
+        name = self.environment if not self.protected else self._name_to_type
+        if self.confirm_env == name:
+            return
+        this = f"this is {name}" if name else "no environment is selected"
+        self._plan(f"about to {change.summary}", change)
+        self._refuse(
+            change,
+            f"--confirm-env {self.confirm_env} does not name {name or 'the environment'}",
+            f"refusing to {change.action}: {this}, but --confirm-env says "
+            f"{self.confirm_env!r}; nothing changed",
+            hint="check which environment you mean (--env NAME); --confirm-env must name it",
+        )
+
     def _confirm_protected(self, change: Change) -> None:
         """A change to a protected environment goes ahead only once its name is given: typed
         at the prompt, or --yes --confirm-env NAME. Anything else changes nothing."""
         name = self._name_to_type
         self._plan(f"about to {change.summary}", change)
-        if self.confirm_env is not None and self.confirm_env != name:
-            self._refuse(
-                change,
-                f"--confirm-env {self.confirm_env} does not name {name}",
-                f"refusing to {change.action}: this is {name}, but --confirm-env says "
-                f"{self.confirm_env!r}; nothing changed",
-                hint=f"check which environment you mean; for this one pass --confirm-env {name}",
-            )
         if self.yes and self.confirm_env == name:
             return
         if not self.interactive:

@@ -227,8 +227,6 @@ def execute(args: list[str], obj: AppContext, command: click.Command | None = No
     return its exit code. Errors go to ``obj``'s output as one line plus a hint."""
     from travellr_ops.cli.fanout import lift_global_options
 
-    args = lift_global_options(args)
-
     def output() -> Output:
         # A --json given to the command itself counts even when the command failed before
         # it read its options: CI parses stdout whatever happened.
@@ -244,6 +242,7 @@ def execute(args: list[str], obj: AppContext, command: click.Command | None = No
             named = [name for name in COMMANDS if name in args]
             command = typer.main.get_command(build_app(named or COMMANDS))
             _unwrap_help(command)
+        args = lift_global_options(args, command)
         rv = command.main(args=args, prog_name="travellr-ops", standalone_mode=False, obj=obj)
         return int(rv) if isinstance(rv, int) else ExitCode.OK
     except TravellrError as exc:

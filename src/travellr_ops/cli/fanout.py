@@ -54,9 +54,19 @@ def is_several(spec: str) -> bool:
     return spec.strip() == "all" or "," in spec
 
 
-def lift_global_options(args: list[str]) -> list[str]:
+def lift_global_options(args: list[str], root: click.Command | None = None) -> list[str]:
     """``args`` with ``--env``/``--confirm-env`` moved before the command, wherever they
-    were given (up to a ``--``), so that ``health --env all`` means ``--env all health``."""
+    were given (up to a ``--``), so that ``health --env all`` means ``--env all health``;
+    not an option the command itself has (``root``: the command tree to look it up in)."""
+    lifted, rest = _split(args, root)
+    return lifted + rest
+
+
+def _split(args: list[str], root: click.Command | None) -> tuple[list[str], list[str]]:
+    names = set(LIFTED)
+    if root is not None:
+        _, leaf = _resolve(root, args)
+        names -= {opt for param in leaf.params for opt in getattr(param, "opts", ())}
     lifted: list[str] = []
     rest: list[str] = []
     index = 0
@@ -65,8 +75,7 @@ def lift_global_options(args: list[str]) -> list[str]:
         if token == "--":
             rest += args[index:]
             break
-        name = token.split("=", 1)[0]
-        if name in LIFTED:
+        if token.split("=", 1)[0] in names:
             if "=" in token:
                 lifted.append(token)
             else:
@@ -75,12 +84,13 @@ def lift_global_options(args: list[str]) -> list[str]:
         else:
             rest.append(token)
         index += 1
-    return lifted + rest
+    return lifted, rest
 
 
-def _without_env(args: list[str]) -> list[str]:
-    lifted = lift_global_options(args)
-    out: list[str] = []
+def _without_env(args: list[str], root: click.Command) -> list[str]:
+    """``args`` without the global ``--env`` (lifted first, so a command's own stays)."""
+    lifted, rest = _split(args, root)
+    kept: list[str] = []
     skip = False
     for token in lifted:
         if skip:
@@ -88,13 +98,18 @@ def _without_env(args: list[str]) -> list[str]:
         elif token == "--env":
             skip = True
         elif not token.startswith("--env="):
-            out.append(token)
-    return out
+            kept.append(token)
+    return kept + rest
 
 
 def command_path(group: click.Command, args: list[str]) -> list[str]:
     """The command names in ``args`` (``["cache", "stats"]``), read as click would: options
     of each group, and the values of those that take one, are skipped."""
+    return _resolve(group, args)[0]
+
+
+def _resolve(group: click.Command, args: list[str]) -> tuple[list[str], click.Command]:
+    """The command names in ``args`` and the command they lead to."""
     import click
 
     path: list[str] = []
@@ -109,20 +124,20 @@ def command_path(group: click.Command, args: list[str]) -> list[str]:
         }
         for token in tokens:
             if token == "--":
-                return path
+                return path, command
             if token.startswith("-"):
                 if token in takes_value:
                     next(tokens, None)
                 continue
             break
         else:
-            return path
+            return path, command
         path.append(token)
         sub = command.commands.get(token)
         if sub is None:
-            return path
+            return path, command
         command = sub
-    return path
+    return path, command
 
 
 @dataclass
@@ -185,7 +200,7 @@ def fan_out(ctx: click.Context, app_ctx: AppContext) -> NoReturn:
     from travellr_ops.settings import environments
 
     spec = app_ctx.environment or ""
-    args = _without_env(app_ctx.argv)
+    args = _without_env(app_ctx.argv, ctx.command)
     path = " ".join(command_path(ctx.command, args))
     if path not in READING:
         raise UsageError(
