@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 from travellr_ops.output import SHORT_CELL, Mode, Output
 
@@ -191,9 +191,9 @@ class CapturedOutput(Output):
         yield _NoProgress()
 
 
-def fan_out(ctx: click.Context, app_ctx: AppContext) -> NoReturn:
+def fan_out(ctx: click.Context, app_ctx: AppContext) -> None:
     """Run the command of this command line once per environment of ``--env``, at once; show
-    the results together and exit with the worst exit code."""
+    the results together and exit with the worst exit code (returns only to show help)."""
     import typer
 
     from travellr_ops.errors import UsageError
@@ -201,6 +201,9 @@ def fan_out(ctx: click.Context, app_ctx: AppContext) -> NoReturn:
 
     spec = app_ctx.environment or ""
     args = _without_env(app_ctx.argv, ctx.command)
+    before_dashes = args[: args.index("--")] if "--" in args else args
+    if "--help" in before_dashes or "-h" in before_dashes:
+        return  # the command's help, once, as without --env
     path = " ".join(command_path(ctx.command, args))
     if path not in READING:
         raise UsageError(
@@ -252,6 +255,8 @@ def _run_each(
         except TravellrError as exc:
             _fail(run, exc.message, exc.hint, int(exc.exit_code), exc.kind)
             continue
+        for deprecation in loaded.deprecations:
+            CapturedOutput(run.mode, run, terminal).warn(deprecation)
         child = AppContext(
             argv=["--env", run.name, *args],
             interactive=False,
