@@ -19,6 +19,10 @@ fan-out itself costs):
 Targets (issue 20): fan-out <= 1.2x the slowest single (as a user runs it); dead adds <= its
 timeout. The in-process figures show the fan-out's own cost: against local sandboxes `health`
 is mostly CPU (client set-up), which the environments' threads share under the GIL.
+A process whose environment was cut at its timeout ends with os._exit, skipping the ~0.5 s
+this machine's interpreter spends at exit after `health` (measured apart: start-up and
+imports 0.2-0.3 s, the run 0.5 s, exit 0.5 s), so the process figure of "dead" is flattered:
+the verdict takes the larger of the two "adds".
 """
 
 from __future__ import annotations
@@ -69,14 +73,16 @@ def timed_process(argv: list[str]) -> float:
     """One `python -m travellr_ops` process, start-up included, as a user runs it."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     started = time.perf_counter()
-    subprocess.run(
+    done = subprocess.run(
         [sys.executable, "-m", "travellr_ops", *argv],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
         env=env,
         check=False,
     )
-    return time.perf_counter() - started
+    took = time.perf_counter() - started
+    assert done.returncode in (0, 3) and done.stdout.startswith("{"), done.stderr
+    return took
 
 
 def main() -> int:
@@ -100,6 +106,8 @@ def main() -> int:
             ]
             for section in ("mongo", "redis", "api"):
                 lines.append(f"[{section}]\ntimeout_s = {args.timeout}")
+            # what is timed is the fan-out: a slow probe on a busy machine is not a failure here
+            lines.append("[thresholds]\napi_response_ms = 60000\ndb_query_ms = 60000")
             for name in NAMES:
                 r = servers.redis()
                 m = servers.mongo(memory=True)
