@@ -1,8 +1,9 @@
 """One settings object for every URI, name and threshold the runbook uses.
 
 Sources, highest first: command-line flags (passed as overrides), the environment
-(``TRAVELLR_`` prefix, nested with ``__``: ``TRAVELLR_MONGO__URI``), a TOML config file
-(``--config``, else ``TRAVELLR_CONFIG``, else the first file of ``CONFIG_SEARCH_PATH``), defaults.
+(``TRAVELLR_`` prefix, nested with ``__``: ``TRAVELLR_MONGO__URI``), the selected environment's
+``[env.NAME]`` table of the config file, the rest of that TOML config file (``--config``, else
+``TRAVELLR_CONFIG``, else the first file of ``CONFIG_SEARCH_PATH``), defaults.
 
 This is the only module that reads ``os.environ``. Tests build ``Settings(...)`` directly;
 that reads the environment but never a config file.
@@ -32,11 +33,16 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from travellr_ops.errors import ConfigError
+from travellr_ops.errors import ConfigError, UsageError
 
 ENV_PREFIX = "TRAVELLR_"
 ENV_NESTED = "__"
 CONFIG_ENV = "TRAVELLR_CONFIG"
+#: the variable that selects a named environment (as --env does)
+SELECT_ENV = "TRAVELLR_ENV"
+#: the config file's keys that name environments rather than set a setting
+ENV_TABLES = "env"
+DEFAULT_ENV = "default_env"
 
 #: old setting names that still work, each with the name that replaced it
 RENAMED = {
@@ -532,6 +538,9 @@ class Settings(BaseSettings):
     #: a protected environment (production): a change needs its name typed, or
     #: `--yes --confirm-env NAME` without a terminal; `service exec` needs a `--reason`
     protected: bool = False
+    #: `--env a,b` / `--env all`: how long the reading command may take in this environment
+    #: before it is reported as not answering (exit 3) while the others are shown
+    fanout_timeout_s: float = Field(default=30.0, gt=0)
     #: file systems whose usage `health` checks (besides the backup and state directories)
     disk_paths: list[Path] = Field(default_factory=lambda: [Path("/")])
 
@@ -614,6 +623,8 @@ class LoadedSettings:
     sources: dict[str, str] = field(default_factory=dict)
     #: old setting names in use, each "old: use new instead"
     deprecations: list[str] = field(default_factory=list)
+    #: the names of the config file's environments ([env.NAME] tables)
+    environments: list[str] = field(default_factory=list)
 
 
 def find_config_file(explicit: Path | None) -> Path | None:
@@ -636,33 +647,152 @@ def find_config_file(explicit: Path | None) -> Path | None:
     return None
 
 
-def load_settings(
-    config_file: Path | None = None, overrides: Mapping[str, Any] | None = None
-) -> LoadedSettings:
-    """Build the effective settings from flags (``overrides``), environment, file, defaults."""
+def read_config(path: Path | None) -> dict[str, Any]:
+    """The TOML file's contents (empty without a file)."""
+    if path is None:
+        return {}
+    try:
+        return tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+
+
+@dataclass
+class Environments:
+    """The named environments of a config file: its ``[env.NAME]`` tables."""
+
+    path: Path | None
+    tables: dict[str, dict[str, Any]]
+    #: the file's ``default_env``: the one used when none is selected
+    default: str | None = None
+
+    @classmethod
+    def of(cls, path: Path | None, data: Mapping[str, Any]) -> Environments:
+        tables = data.get(ENV_TABLES, {})
+        if not isinstance(tables, dict) or not all(isinstance(t, dict) for t in tables.values()):
+            raise ConfigError(
+                f"{path}: [{ENV_TABLES}] must hold one table per environment ([env.NAME])"
+            )
+        default = data.get(DEFAULT_ENV)
+        if default is not None and default not in tables:
+            raise ConfigError(
+                f"{path}: default_env names {default!r}, which has no [env.{default}] table",
+                hint=_known_hint(path, tables),
+            )
+        return cls(path, tables, default)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.tables)
+
+    def table(self, name: str) -> dict[str, Any]:
+        if name not in self.tables:
+            raise UsageError(f"no environment {name!r}", hint=_known_hint(self.path, self.tables))
+        return self.tables[name]
+
+    def select(self, spec: str) -> list[str]:
+        """The environments of ``--env a,b`` or ``--env all``, each checked."""
+        if spec.strip() == "all":
+            if not self.tables:
+                raise UsageError(
+                    "--env all: no environments are configured",
+                    hint=_known_hint(self.path, self.tables),
+                )
+            return self.names
+        names = list(dict.fromkeys(n.strip() for n in spec.split(",") if n.strip()))
+        if not names:
+            raise UsageError(
+                f"--env {spec!r} names no environment", hint=_known_hint(self.path, self.tables)
+            )
+        for name in names:
+            self.table(name)
+        return names
+
+
+def _known_hint(path: Path | None, tables: Mapping[str, Any]) -> str:
+    if not tables:
+        where = f"{path}" if path else "a config file (--config)"
+        return f"no environments are configured: add [env.NAME] tables to {where}"
+    return f"known environments: {', '.join(tables)} (the [env.NAME] tables of {path})"
+
+
+def environments(config_file: Path | None = None) -> Environments:
+    """The named environments of the config file that ``load_settings`` would read."""
     path = find_config_file(config_file)
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            data = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    return Environments.of(path, read_config(path))
+
+
+def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def selected_environment(envs: Environments, explicit: str | None = None) -> tuple[str | None, str]:
+    """The environment to use and what chose it: --env, else $TRAVELLR_ENV, else default_env."""
+    if explicit:
+        return explicit, "flag --env"
+    if os.environ.get(SELECT_ENV):
+        return os.environ[SELECT_ENV], f"env {SELECT_ENV}"
+    if envs.default:
+        return envs.default, f"file {envs.path} ({DEFAULT_ENV})"
+    return None, "default"
+
+
+def load_settings(
+    config_file: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environment: str | None = None,
+) -> LoadedSettings:
+    """Build the effective settings from flags (``overrides``), environment, the selected
+    environment's table (``environment``, else $TRAVELLR_ENV, else the file's default_env),
+    file, defaults."""
+    path = find_config_file(config_file)
+    file_data = read_config(path)
+    envs = Environments.of(path, file_data)
+    data = {k: v for k, v in file_data.items() if k not in (ENV_TABLES, DEFAULT_ENV)}
+    name, name_source = selected_environment(envs, environment)
+    table: dict[str, Any] = {}
     overrides = dict(overrides or {})
+    pinned: dict[str, Any] = {}
+    if name is not None:
+        table = envs.table(name)
+        data = _deep_merge(data, table)
+        # An environment's protection is its table's to give: no variable or flag lifts it.
+        pinned = {k: True for k in ("protected", "read_only") if table.get(k) is True}
+        pinned["environment"] = name
     token = _toml_data.set(data)
     seen: list[str] = []
     seen_token = _renamed_seen.set(seen)
     try:
-        settings = Settings(**overrides)
+        settings = Settings(**{**overrides, **pinned})
     except ValidationError as exc:
         raise ConfigError(_describe_validation_error(exc), hint=_config_hint(path)) from None
     finally:
         _toml_data.reset(token)
         _renamed_seen.reset(seen_token)
     sources = _value_sources(settings, overrides, data, path)
+    if name is not None and "state_dir" not in table:
+        # Locks, deploy and monitor history are about one environment's servers: a staging
+        # backup must not hold production's lock, nor staging's deploy be production's last.
+        settings = settings.model_copy(update={"state_dir": settings.state_dir / "env" / name})
+        sources["state_dir"] += f", + env/{name}"
+    table_source = f"env table {name} ({path})"
+    for key, _ in flatten(table):
+        if sources.get(key, "").startswith("file "):
+            sources[key] = table_source
+    for key in pinned:
+        sources[key] = table_source
+    if name is not None:
+        sources["environment"] = name_source
     deprecations = [
         f"{old} is deprecated: use {RENAMED[old]} instead" for old in dict.fromkeys(seen)
     ]
-    return LoadedSettings(settings, path, sources, deprecations)
+    return LoadedSettings(settings, path, sources, deprecations, envs.names)
 
 
 def _config_hint(path: Path | None) -> str:
