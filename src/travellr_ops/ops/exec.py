@@ -13,12 +13,20 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from travellr_ops.adapters.platform_types import ExecIO
-from travellr_ops.errors import OperationFailed, UsageError
+from travellr_ops.errors import ExitCode, OperationFailed, TravellrError, UsageError
+from travellr_ops.ops.deploy.signals import Signals, Terminated
 from travellr_ops.runtime import Runtime
 from travellr_ops.safety import Change
 
 #: what --debug-copy runs when no command is given
 DEFAULT_SHELL = ("/bin/sh",)
+
+
+class ExecTerminated(TravellrError):
+    """SIGTERM during an exec (its debug copy removed first)."""
+
+    exit_code = ExitCode.TERMINATED
+    kind = "terminated"
 
 
 @dataclass
@@ -84,13 +92,20 @@ def exec_command(
         with rt.guard.mutation(change) as go:
             if not go:
                 return ExecReport(target.service, target.instance, argv, None, dry_run=True)
-            with contextlib.ExitStack() as stack:
-                if debug_copy:
-                    rt.notify(f"starting a debug copy of {target.instance}")
-                    target = stack.enter_context(platform.debug_copy(target))
-                    rt.notify(f"{target.instance} is running; it is removed when you leave")
-                with raw_terminal(io):
-                    code = platform.exec(target, argv, io)
+            try:
+                with contextlib.ExitStack() as stack:
+                    if debug_copy:
+                        # SIGTERM too must reach the copy's removal (Ctrl-C does by itself)
+                        stack.enter_context(Signals(rt.notify)).cancel_on_signal()
+                        rt.notify(f"starting a debug copy of {target.instance}")
+                        target = stack.enter_context(platform.debug_copy(target))
+                        rt.notify(f"{target.instance} is running; it is removed when you leave")
+                    with raw_terminal(io):
+                        code = platform.exec(target, argv, io)
+            except Terminated:
+                raise ExecTerminated(
+                    f"terminated (SIGTERM) while running `{shown}` in {target.instance}"
+                ) from None
     return ExecReport(target.service, target.instance, argv, code, copy_of=target.copy_of)
 
 
