@@ -364,3 +364,58 @@ def test_a_connection_lost_mid_exec_is_exit_3(stack: ComposeStack, tmp_path: Pat
     assert result.exit_code == 3, result.stderr
     assert "Docker Engine" in result.stderr
     assert time.monotonic() - started < 20
+
+
+def test_a_terminal_gets_a_tty_of_its_size_and_is_restored_afterwards(stack: ComposeStack) -> None:
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 41, 101, 0, 0))
+    before = termios.tcgetattr(slave)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT / "src"),
+        "TRAVELLR_PLATFORM": "compose",
+        "TRAVELLR_COMPOSE__PROJECT": stack.project,
+        "TRAVELLR_COMPOSE__DOCKER_HOST": stack.docker_host,
+        "TRAVELLR_STATE_DIR": str(stack.state_dir),
+    }
+    # Engine API 1.41 takes a size only once the exec runs (as with `docker exec -t`): a
+    # command that asks at once may see 0 0, so this one waits a moment.
+    argv = [
+        "service",
+        "exec",
+        "backend",
+        "--yes",
+        "--",
+        "sh",
+        "-c",
+        "tty; sleep 0.5; stty size; exit 3",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "travellr_ops", *argv],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+    )
+    try:
+        code = proc.wait(timeout=60)
+        after = termios.tcgetattr(slave)
+        output = b""
+        os.set_blocking(master, False)
+        with contextlib.suppress(BlockingIOError, OSError):
+            while chunk := os.read(master, 65536):
+                output += chunk
+    finally:
+        os.close(master)
+        os.close(slave)
+
+    text = output.decode(errors="replace")
+    assert code == 3, text
+    assert "/dev/pts/" in text  # a terminal inside the container
+    assert "41 101" in text  # of the user's terminal's size
+    assert after == before  # raw mode undone
