@@ -203,6 +203,35 @@ def test_an_unknown_service_is_a_usage_error(stack: ComposeStack) -> None:
     assert "backend" in result.stderr  # the known services are listed
 
 
+def test_instance_picks_compose_container_number(stack: ComposeStack) -> None:
+    first = invoke(
+        "service",
+        "exec",
+        "backend",
+        "--instance",
+        "1",
+        "--yes",
+        "--",
+        "true",
+        settings=stack.settings(),
+    )
+    missing = invoke(
+        "service",
+        "exec",
+        "backend",
+        "--instance",
+        "2",
+        "--yes",
+        "--",
+        "true",
+        settings=stack.settings(),
+    )
+
+    assert first.exit_code == 0, first.stderr
+    assert missing.exit_code == 2
+    assert "no instance 2" in missing.stderr
+
+
 def test_a_command_is_required(stack: ComposeStack) -> None:
     result = invoke("service", "exec", "backend", "--yes", settings=stack.settings())
 

@@ -651,7 +651,6 @@ def exec_command(
         int | None,
         typer.Option(
             "--instance",
-            "-i",
             min=1,
             show_default=False,
             help="Which instance: compose's container number, or the Nth pod (default: the"
