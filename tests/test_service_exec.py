@@ -86,8 +86,9 @@ def test_stdin_is_passed_through(stack: ComposeStack) -> None:
     assert result.stdout == text
 
 
-def test_stdin_through_a_real_pipe_as_a_user_types_it(stack: ComposeStack) -> None:
-    env = {
+def _user_env(stack: ComposeStack) -> dict[str, str]:
+    """The environment a user's shell gives travellr-ops for this stack (this checkout's code)."""
+    return {
         **os.environ,
         "PYTHONPATH": str(ROOT / "src"),
         "TRAVELLR_PLATFORM": "compose",
@@ -95,10 +96,13 @@ def test_stdin_through_a_real_pipe_as_a_user_types_it(stack: ComposeStack) -> No
         "TRAVELLR_COMPOSE__DOCKER_HOST": stack.docker_host,
         "TRAVELLR_STATE_DIR": str(stack.state_dir),
     }
+
+
+def test_stdin_through_a_real_pipe_as_a_user_types_it(stack: ComposeStack) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "travellr_ops", "service", "exec", "backend", "--yes", "--", "cat"],
         input=b"x\n",
-        env=env,
+        env=_user_env(stack),
         capture_output=True,
         timeout=60,
         check=False,
@@ -395,51 +399,49 @@ def test_a_connection_lost_mid_exec_is_exit_3(stack: ComposeStack, tmp_path: Pat
     assert time.monotonic() - started < 20
 
 
-def test_a_terminal_gets_a_tty_of_its_size_and_is_restored_afterwards(stack: ComposeStack) -> None:
+def test_a_terminal_gets_a_tty_of_its_size_resized_with_it_and_restored_after(
+    stack: ComposeStack,
+) -> None:
     import fcntl
     import pty
+    import select
+    import signal
     import struct
     import termios
 
+    def set_size(rows: int, columns: int) -> None:
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+
     master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 41, 101, 0, 0))
+    set_size(41, 101)
     before = termios.tcgetattr(slave)
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT / "src"),
-        "TRAVELLR_PLATFORM": "compose",
-        "TRAVELLR_COMPOSE__PROJECT": stack.project,
-        "TRAVELLR_COMPOSE__DOCKER_HOST": stack.docker_host,
-        "TRAVELLR_STATE_DIR": str(stack.state_dir),
-    }
     # Engine API 1.41 takes a size only once the exec runs (as with `docker exec -t`): a
     # command that asks at once may see 0 0, so this one waits a moment.
-    argv = [
-        "service",
-        "exec",
-        "backend",
-        "--yes",
-        "--",
-        "sh",
-        "-c",
-        "tty; sleep 0.5; stty size; exit 3",
-    ]
+    script = "tty; sleep 0.5; stty size; sleep 2; stty size; exit 3"
+    argv = ["service", "exec", "backend", "--yes", "--", "sh", "-c", script]
     proc = subprocess.Popen(
         [sys.executable, "-m", "travellr_ops", *argv],
         stdin=slave,
         stdout=slave,
         stderr=slave,
-        env=env,
+        env=_user_env(stack),
     )
+    output, resized = b"", False
     try:
-        code = proc.wait(timeout=60)
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.1)[0]:
+                output += os.read(master, 65536)
+            if not resized and b"41 101" in output:
+                set_size(30, 90)  # the user resizes the window: the kernel says SIGWINCH
+                proc.send_signal(signal.SIGWINCH)
+                resized = True
+        code = proc.wait(timeout=10)
         after = termios.tcgetattr(slave)
-        output = b""
-        os.set_blocking(master, False)
-        with contextlib.suppress(BlockingIOError, OSError):
-            while chunk := os.read(master, 65536):
-                output += chunk
+        while select.select([master], [], [], 0.2)[0]:
+            output += os.read(master, 65536)
     finally:
+        proc.kill()
         os.close(master)
         os.close(slave)
 
@@ -447,4 +449,5 @@ def test_a_terminal_gets_a_tty_of_its_size_and_is_restored_afterwards(stack: Com
     assert code == 3, text
     assert "/dev/pts/" in text  # a terminal inside the container
     assert "41 101" in text  # of the user's terminal's size
+    assert "30 90" in text  # and resized with it
     assert after == before  # raw mode undone

@@ -782,6 +782,10 @@ class NodeSimulator:
         query = parse_qs(url.query)
         flag = lambda key: query.get(key, ["0"])[-1] in ("1", "true")  # noqa: E731
         pod = self.pod(namespace, name)
+        if pod is None or not pod.status or not pod.status.container_statuses:
+            # the watch may not have brought the pod's start yet: a kubelet knows it at once
+            with contextlib.suppress(self._client_mod.ApiException):
+                pod = self.core.read_namespaced_pod(name, namespace)
         container = None
         if pod is not None:
             container = next((c for c in pod.spec.containers if c.name == container_name), None)

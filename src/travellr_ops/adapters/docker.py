@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from travellr_ops.adapters.exec_streams import feed_stdin
+from travellr_ops.adapters.exec_streams import feed_stdin, following_size
 from travellr_ops.adapters.log_streams import follow_all, split_lines, stamp_time, stamped_line
 from travellr_ops.adapters.platform_types import (
     ExecIO,
@@ -492,12 +492,14 @@ class ComposePlatform:
             wrapped = api.exec_start(exec_id, tty=io.tty, socket=True)
         sock = getattr(wrapped, "_sock", wrapped)
         try:
-            if io.tty and io.size:
-                with contextlib.suppress(Exception):  # a size is a nicety, never a failure
-                    api.exec_resize(exec_id, height=io.size[0], width=io.size[1])
             feed_stdin(io.stdin, sock.sendall, lambda: sock.shutdown(socket.SHUT_WR))
+
+            def resize(rows: int, columns: int) -> None:
+                api.exec_resize(exec_id, height=rows, width=columns)
+
             try:
-                _copy_exec_output(sock, io)
+                with following_size(io, resize):
+                    _copy_exec_output(sock, io)
             except OSError as exc:
                 raise self._lost(doing, exc) from None
         finally:

@@ -6,8 +6,11 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import BinaryIO
+
+from travellr_ops.adapters.platform_types import ExecIO
 
 #: what a shell answers for a command it cannot run (found but not executable / not found)
 CANNOT_EXECUTE = 126
@@ -54,3 +57,32 @@ def feed_stdin(
     thread = threading.Thread(target=pump, name="exec-stdin", daemon=True)
     thread.start()
     return thread
+
+
+@contextmanager
+def following_size(io: ExecIO, apply: Callable[[int, int], None]) -> Iterator[None]:
+    """With a terminal: its size to ``apply(rows, columns)`` now and after every resize,
+    until the block ends. A size that cannot be passed on is only a nicety lost."""
+    if not io.tty or io.size is None:
+        yield
+        return
+    size, done = io.size, threading.Event()
+
+    def send() -> None:
+        with contextlib.suppress(Exception):
+            apply(*size())
+
+    def follow() -> None:
+        while not done.is_set():
+            if io.resized.wait(0.5):
+                io.resized.clear()
+                if not done.is_set():
+                    send()
+
+    send()
+    thread = threading.Thread(target=follow, name="exec-resize", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()

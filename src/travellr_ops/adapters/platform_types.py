@@ -12,6 +12,7 @@ This module sits below both adapters and imports neither; the factory that picks
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -159,8 +160,10 @@ class ExecIO:
     stdout: BinaryIO
     stderr: BinaryIO
     tty: bool = False
-    #: the terminal's (rows, columns) when ``tty``
-    size: tuple[int, int] | None = None
+    #: the terminal's (rows, columns) now, when ``tty``
+    size: Callable[[], tuple[int, int]] | None = None
+    #: set when the terminal was resized (SIGWINCH): the exec passes the new size on
+    resized: threading.Event = field(default_factory=threading.Event)
 
 
 class ServicePlatform(Protocol):

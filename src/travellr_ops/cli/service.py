@@ -7,6 +7,7 @@ and renders; the platform (and its SDK) is loaded only when a command runs.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -682,7 +683,7 @@ def exec_command(
     dry_run: DryRunOpt = False,
 ) -> None:
     """Run a command inside a service's container and exit with its exit code (the runbook's
-    `docker-compose exec backend [command]` / `kubectl exec -it [pod] -- [command]`): a
+    `docker-compose exec backend CMD` / `kubectl exec -it POD -- CMD`): a
     terminal when stdin is one, stdin passed through otherwise (`echo x | ... -- cat`)."""
     from travellr_ops.adapters.platform_types import ExecIO
     from travellr_ops.ops.exec import exec_command as run_exec
@@ -690,14 +691,15 @@ def exec_command(
     app_ctx = use(ctx)
     app_ctx.output()
     tty = not no_tty and sys.stdin.isatty() and sys.stdout.isatty()
-    size = None
-    if tty:
-        import shutil
 
-        columns, rows = shutil.get_terminal_size()
-        size = (rows, columns)
+    def size() -> tuple[int, int]:
+        columns, rows = os.get_terminal_size(sys.stdout.fileno())
+        return rows, columns
+
     sys.stdout.flush()
-    io = ExecIO(sys.stdin.buffer, sys.stdout.buffer, sys.stderr.buffer, tty=tty, size=size)
+    io = ExecIO(
+        sys.stdin.buffer, sys.stdout.buffer, sys.stderr.buffer, tty=tty, size=size if tty else None
+    )
     report = run_exec(
         app_ctx.guarded(yes, dry_run),
         service,

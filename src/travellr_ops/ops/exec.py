@@ -112,11 +112,14 @@ def exec_command(
 @contextlib.contextmanager
 def raw_terminal(io: ExecIO) -> Iterator[None]:
     """With a TTY, the user's terminal in raw mode (each key goes to the remote terminal,
-    Ctrl-C included) for the length of the block, then restored exactly."""
+    Ctrl-C included) for the length of the block, then restored exactly; a resize of it
+    (SIGWINCH) is passed on while it lasts."""
     if not io.tty or io.stdin is None:
         yield
         return
+    import signal
     import termios
+    import threading
     import tty
 
     try:
@@ -125,8 +128,12 @@ def raw_terminal(io: ExecIO) -> Iterator[None]:
     except (OSError, ValueError, termios.error):
         yield
         return
+    main = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGWINCH, lambda *_: io.resized.set()) if main else None
     tty.setraw(fd)
     try:
         yield
     finally:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+        if main:
+            signal.signal(signal.SIGWINCH, old)

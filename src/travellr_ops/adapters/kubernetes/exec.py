@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from travellr_ops.adapters.exec_streams import CANNOT_EXECUTE, feed_stdin
+from travellr_ops.adapters.exec_streams import CANNOT_EXECUTE, feed_stdin, following_size
 from travellr_ops.adapters.kubernetes.client import KubeClient, first_line, sdk
 from travellr_ops.adapters.platform_types import ExecIO, ExecTarget
 from travellr_ops.errors import OperationFailed, Unreachable, UsageError
@@ -109,31 +109,38 @@ def run(client: KubeClient, target: ExecTarget, command: Sequence[str], io: Exec
         except ApiException as exc:
             raise _handshake_error(exc, doing) from None
     try:
-        if io.tty and io.size:
-            ws.write_channel(RESIZE, json.dumps({"Width": io.size[1], "Height": io.size[0]}))
         feed_stdin(io.stdin, ws.write_stdin, lambda: ws.close_channel(STDIN))
-        end = b""
-        while True:
-            try:
-                ws.update(timeout=1)
-            except Exception as exc:  # websocket-client raises its own and OSErrors
-                raise Unreachable(
-                    f"lost the connection to pod {target.instance} while {doing}:"
-                    f" {first_line(exc)}",
-                    hint="the command may still be running in the pod",
-                ) from None
-            channels = ws._channels
-            for channel, out in ((STDOUT, io.stdout), (STDERR, io.stderr)):
-                data = channels.pop(channel, b"")
-                if data:
-                    out.write(data)
-                    out.flush()
-            end += channels.pop(ERROR, b"")
-            if not ws.is_open():
-                break
+
+        def resize(rows: int, columns: int) -> None:
+            ws.write_channel(RESIZE, json.dumps({"Width": columns, "Height": rows}))
+
+        with following_size(io, resize):
+            end = _copy_output(ws, target, io, doing)
     finally:
         ws.close()
     return _exit_code(end, target, io, doing)
+
+
+def _copy_output(ws: Any, target: ExecTarget, io: ExecIO, doing: str) -> bytes:
+    """Stdout and stderr to the user's until the server closes; the end channel's Status."""
+    end: bytes = b""
+    while True:
+        try:
+            ws.update(timeout=1)
+        except Exception as exc:  # websocket-client raises its own and OSErrors
+            raise Unreachable(
+                f"lost the connection to pod {target.instance} while {doing}: {first_line(exc)}",
+                hint="the command may still be running in the pod",
+            ) from None
+        channels = ws._channels
+        for channel, out in ((STDOUT, io.stdout), (STDERR, io.stderr)):
+            data = channels.pop(channel, b"")
+            if data:
+                out.write(data)
+                out.flush()
+        end += channels.pop(ERROR, b"")
+        if not ws.is_open():
+            return end
 
 
 def _exit_code(end: bytes, target: ExecTarget, io: ExecIO, doing: str) -> int:
