@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -16,6 +14,7 @@ import pytest
 
 from cli import invoke
 from fixtures_docker import COMPOSE_FILE, ComposeStack
+from helpers_exec import CuttableProxy
 from travellr_ops.adapters.docker import DEBUG_COPY_LABEL
 from travellr_ops.safety import AuditLog
 
@@ -344,45 +343,9 @@ def test_debug_copy_shares_the_volumes_and_the_network(stack: ComposeStack) -> N
 
 
 # -- faults -----------------------------------------------------------------------------------
-class _CuttableProxy:
-    """A unix socket in front of the engine's, whose connections can all be cut at once."""
-
-    def __init__(self, upstream: str, path: Path) -> None:
-        self.upstream = upstream.removeprefix("unix://")
-        self.path = path
-        self.listener = socket.socket(socket.AF_UNIX)
-        self.listener.bind(str(path))
-        self.listener.listen(16)
-        self.open: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        with contextlib.suppress(OSError):
-            while True:
-                client, _ = self.listener.accept()
-                server = socket.socket(socket.AF_UNIX)
-                server.connect(self.upstream)
-                self.open += [client, server]
-                for a, b in ((client, server), (server, client)):
-                    threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := src.recv(65536):
-                dst.sendall(data)
-            dst.shutdown(socket.SHUT_WR)
-
-    def cut(self) -> None:
-        for s in [self.listener, *self.open]:
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-            s.close()
-
-
 def test_a_connection_lost_mid_exec_is_exit_3(stack: ComposeStack, tmp_path: Path) -> None:
-    proxy = _CuttableProxy(stack.docker_host, tmp_path / "engine.sock")
-    settings = stack.settings(docker_host=f"unix://{proxy.path}")
+    proxy = CuttableProxy.unix(stack.docker_host.removeprefix("unix://"), tmp_path / "engine.sock")
+    settings = stack.settings(docker_host=f"unix://{proxy.address}")
     timer = threading.Timer(2.0, proxy.cut)
     timer.start()
     try:

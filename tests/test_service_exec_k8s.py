@@ -12,7 +12,9 @@ simulator plays it).
 
 from __future__ import annotations
 
+import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -196,3 +198,37 @@ def test_debug_copy_of_a_crash_looping_pod(k8s_ns: K8sNamespace) -> None:
         assert time.monotonic() < deadline, f"debug copy left behind: {copies}"
         time.sleep(0.2)
     assert [p.metadata.uid for p in pods] == [original.metadata.uid]
+
+
+def test_a_connection_lost_mid_exec_is_exit_3(backend: K8sNamespace, tmp_path: Path) -> None:
+    import yaml
+
+    from helpers_exec import CuttableProxy
+
+    proxy = CuttableProxy.tcp(int(backend.cluster.server.rsplit(":", 1)[1]))
+    config = yaml.safe_load(backend.cluster.kubeconfig.read_text())
+    for cluster in config["clusters"]:
+        cluster["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(config))
+    timer = threading.Timer(3.0, proxy.cut)
+    timer.start()
+    try:
+        started = time.monotonic()
+        result = invoke(
+            "service",
+            "exec",
+            "backend",
+            "--yes",
+            "--",
+            "sleep",
+            "30",
+            settings=backend.settings(kubeconfig=kubeconfig),
+        )
+    finally:
+        timer.cancel()
+        proxy.cut()
+
+    assert result.exit_code == 3, result.stderr
+    assert "pod" in result.stderr
+    assert time.monotonic() - started < 20

@@ -690,16 +690,15 @@ def exec_command(
 
     app_ctx = use(ctx)
     app_ctx.output()
-    tty = not no_tty and sys.stdin.isatty() and sys.stdout.isatty()
+    tty = not no_tty and bool(sys.stdin) and sys.stdin.isatty() and sys.stdout.isatty()
 
     def size() -> tuple[int, int]:
         columns, rows = os.get_terminal_size(sys.stdout.fileno())
         return rows, columns
 
     sys.stdout.flush()
-    io = ExecIO(
-        sys.stdin.buffer, sys.stdout.buffer, sys.stderr.buffer, tty=tty, size=size if tty else None
-    )
+    stdin = sys.stdin.buffer if sys.stdin is not None else None  # None: fd 0 closed
+    io = ExecIO(stdin, sys.stdout.buffer, sys.stderr.buffer, tty=tty, size=size if tty else None)
     report = run_exec(
         app_ctx.guarded(yes, dry_run),
         service,
