@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -15,6 +16,7 @@ import pytest
 from cli import invoke
 from fixtures_docker import COMPOSE_FILE, ComposeStack
 from helpers_exec import CuttableProxy
+from helpers_signals import spawn_interruptible
 from travellr_ops.adapters.docker import DEBUG_COPY_LABEL
 from travellr_ops.safety import AuditLog
 
@@ -414,3 +416,31 @@ def test_a_terminal_gets_a_tty_of_its_size_resized_with_it_and_restored_after(
     assert "41 101" in text  # of the user's terminal's size
     assert "30 90" in text  # and resized with it
     assert after == before  # raw mode undone
+
+
+@pytest.mark.parametrize(("signum", "exit_code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupted_debug_copy_is_removed(
+    stack: ComposeStack, signum: signal.Signals, exit_code: int
+) -> None:
+    argv = ["service", "exec", "redis", "--yes", "--debug-copy", "--", "sleep", "60"]
+    proc = spawn_interruptible(
+        [sys.executable, "-m", "travellr_ops", *argv],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_user_env(stack),
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not _debug_copies(stack):
+            assert proc.poll() is None, proc.communicate()[1].decode()
+            assert time.monotonic() < deadline, "no debug copy started"
+            time.sleep(0.2)
+        time.sleep(1.0)  # the exec is running in it now
+        proc.send_signal(signum)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+
+    assert proc.returncode == exit_code, stderr.decode()
+    assert _debug_copies(stack) == []
