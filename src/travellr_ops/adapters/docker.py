@@ -477,17 +477,27 @@ class ComposePlatform:
         """As `docker exec [-i] [-t]`: the exec's stream through the engine's hijacked
         connection (stdout and stderr multiplexed in 8-byte-headed frames unless a TTY),
         stdin copied in alongside and half-closed at its end; the exit code from inspect."""
+        import docker.errors as derr
+
         api = self.client.api
         doing = f"running {' '.join(command)!r} in {target.instance}"
         with self._errors(doing):
-            created = api.exec_create(
-                target.instance,
-                list(command),
-                stdin=io.stdin is not None,
-                tty=io.tty,
-                stdout=True,
-                stderr=True,
-            )
+            try:
+                created = api.exec_create(
+                    target.instance,
+                    list(command),
+                    stdin=io.stdin is not None,
+                    tty=io.tty,
+                    stdout=True,
+                    stderr=True,
+                )
+            except derr.APIError as exc:
+                if exc.status_code != 409:  # 409: it stopped since we looked (crash-looping)
+                    raise
+                raise OperationFailed(
+                    f"{target.instance} is not running: {_explain(exc)}",
+                    hint=f"--debug-copy runs it in a sleeping copy of {target.instance}",
+                ) from None
             exec_id = created["Id"]
             wrapped = api.exec_start(exec_id, tty=io.tty, socket=True)
         sock = getattr(wrapped, "_sock", wrapped)
