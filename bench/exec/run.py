@@ -97,7 +97,7 @@ def main() -> int:
                     "true",
                 ],
             }
-            _wait_healthy(sides["travellr-ops service exec backend -- true"], env, tmp)
+            _wait_healthy(f"{project}_backend_1", host)
             samples: dict[str, list[float]] = {name: [] for name in sides}
             for cmd in sides.values():
                 timed(cmd, env, tmp)  # warm the page cache
@@ -130,12 +130,16 @@ def main() -> int:
     return 0 if ratio <= TARGET else 1
 
 
-def _wait_healthy(cmd: list[str], env: dict[str, str], cwd: str) -> None:
-    """Until the backend takes an exec (compose up returns before it is running)."""
+def _wait_healthy(container: str, host: str) -> None:
+    """Until the backend's health check passes (compose up returns before it runs)."""
+    inspect = ["/usr/bin/docker", "-H", host, "inspect", "-f", "{{.State.Health.Status}}"]
     deadline = time.monotonic() + 120
-    while subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, check=False).returncode:
+    while True:
+        done = subprocess.run([*inspect, container], capture_output=True, text=True, check=False)
+        if done.stdout.strip() == "healthy":
+            return
         if time.monotonic() > deadline:
-            raise SystemExit("the backend did not start within 120 s")
+            raise SystemExit(f"{container} was not healthy within 120 s")
         time.sleep(0.5)
 
 
