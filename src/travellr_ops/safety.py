@@ -42,6 +42,8 @@ class Change:
     summary: str  # "delete 1,204 keys matching 'search:*' in redis://127.0.0.1:6379/0"
     details: Sequence[str] = ()  # a sample of what is affected
     target: str = ""
+    #: why the person makes it (`--reason`), kept in the audit log as ``user_reason``
+    reason: str = ""
 
 
 class AuditLog:
@@ -341,6 +343,8 @@ class Guard:
         }
         if reason:
             entry["reason"] = reason
+        if change.reason:
+            entry["user_reason"] = change.reason
         if error:
             entry["error"] = error
         if self.incident:
