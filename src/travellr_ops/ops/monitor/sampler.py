@@ -133,6 +133,8 @@ class Sampler:
         mongo_reason = mongo_down.message if mongo_down else None
         if self._usage is not None:
             self._usage.prime()
+        from travellr_ops.ops.backup.objectives import RPO_METRICS, rpo_metrics
+
         tasks: list[tuple[_Names, Callable[[], list[Metric]]]] = [
             (_API, lambda: self._api(end)),
             (_DB, lambda: self._db(mongo_reason, end)),
@@ -141,6 +143,7 @@ class Sampler:
             ([], self._disks),
             (_ERRORS, lambda: self._errors(end)),
             (_BUSINESS, lambda: self._business(mongo_reason)),
+            (RPO_METRICS, lambda: rpo_metrics(self.settings, self._clock())),
         ]
         with ThreadPoolExecutor(len(tasks) + 1, thread_name_prefix="monitor") as pool:
             flag = pool.submit(self._maintenance)
