@@ -256,6 +256,8 @@ class Writer:
     trip: Any
     acked: list[tuple[int, float]] = field(default_factory=list)
     errors_before_kill: int = 0
+    #: what the first error before the kill said
+    first_error: str = ""
     refused_after_kill: int = 0
     killed: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
@@ -293,11 +295,12 @@ class Writer:
                 try:
                     coll.insert_one(doc)
                     self.acked.append((i, time.time()))
-                except Exception:
+                except Exception as exc:
                     if self.killed.is_set():
                         self.refused_after_kill += 1
                     else:
                         self.errors_before_kill += 1
+                        self.first_error = self.first_error or f"{type(exc).__name__}: {exc}"
                 i += 1
         finally:
             client.close()
@@ -312,6 +315,7 @@ class Round:
     holes: int
     rate: float
     writer_errors: int
+    first_error: str
     refused: int
     rto_s: float
     restore_s: float
@@ -320,6 +324,7 @@ class Round:
     floor_start_s: float
     archive_runs: int
     until: str
+    oplog_read_s: float
 
     @property
     def ratio(self) -> float:
@@ -367,6 +372,23 @@ def physical_floor(port: int, work: Path) -> tuple[float, float]:
     return took, start_s
 
 
+def oplog_read_floor(port: int) -> float:
+    """The least an archive round costs the server: one query for the oplog entries after
+    the newest (none come back; SecantusDB scans its whole oplog for it). Best of three."""
+    from pymongo import MongoClient
+
+    client: Any = MongoClient("127.0.0.1", port, directConnection=True)
+    oplog = client.local["oplog.rs"]
+    newest = next(oplog.find({}, {"ts": 1}).sort("$natural", -1).limit(1))["ts"]
+    runs = []
+    for _ in range(3):
+        started = time.perf_counter()
+        list(oplog.find({"ts": {"$gt": newest}}))
+        runs.append(time.perf_counter() - started)
+    client.close()
+    return min(runs)
+
+
 def one_round(
     case: str, args: argparse.Namespace, work: Path, port: int, platform: Platform
 ) -> Round:
@@ -388,6 +410,7 @@ def one_round(
     client.close()
     cli = Cli(port, work, args.poll)
     cli.run("--quiet", "backup", "create")
+    oplog_floor = oplog_read_floor(port)
     base = json.loads(cli.run("backup", "list", "--json", check=False).stdout)["backups"][-1]
     archiver = Archiver(cli, case, args.interval)
     writer = Writer(port, args.rate, trip)
@@ -435,9 +458,9 @@ def one_round(
     mongo.discard()
     return Round(
         case, round(rpo_s, 2), len(lost), len(writer.acked), holes,
-        round(len(writer.acked) / span, 1), writer.errors_before_kill,
+        round(len(writer.acked) / span, 1), writer.errors_before_kill, writer.first_error[:160],
         writer.refused_after_kill, round(rto_s, 2), round(restore_s, 2), round(start_s, 2),
-        round(floor_s, 2), round(floor_start_s, 2), archiver.runs, until,
+        round(floor_s, 2), round(floor_start_s, 2), archiver.runs, until, round(oplog_floor, 3),
     )  # fmt: skip
 
 
@@ -485,6 +508,13 @@ def main() -> None:
                     f" floor {r.floor_s:.2f} s; {r.archive_runs} cron archive run(s)",
                     flush=True,
                 )
+                print(
+                    f"    oplog read floor {r.oplog_read_s:.3f} s (one query for the entries"
+                    " after the newest: the least each archive round costs the server)",
+                    flush=True,
+                )
+                if r.first_error:
+                    print(f"    first writer error: {r.first_error}", flush=True)
     finally:
         platform.stop()
         shutil.rmtree(work, ignore_errors=True)
@@ -508,6 +538,13 @@ def main() -> None:
             worst = max(r.rpo_s for r in rows)
             verdict = "met" if worst <= target else "MISSED"
             print(f"{case}: RPO target <= {target:g} s {verdict} (worst {worst:.2f} s)")
+    follow = [r for r in results if r.case == "follow"]
+    if follow:
+        floor = statistics.median(r.oplog_read_s for r in follow)
+        print(
+            f"--follow's physical floor: poll {args.poll:g} s + oplog read {floor:.2f} s ="
+            f" {args.poll + floor:.2f} s between archived moments, before any load"
+        )
     errors = sum(r.writer_errors for r in results)
     holes = sum(r.holes for r in results)
     print(f"writer errors before the kills: {errors}; lost writes out of order: {holes}")
