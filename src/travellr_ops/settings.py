@@ -209,6 +209,12 @@ class BackupSettings(_Section):
     #: `backup restore --with-downtime`: how long the health check may take to pass after
     #: the backend is started again
     restore_health_timeout_s: float = Field(default=60.0, gt=0)
+    # recovery helper's fields:
+    #: the recovery point objective: `backup list`, the monitor (`backup_rpo_s`) and
+    #: `checklist morning` report a breach when a crash now would lose more seconds of writes
+    rpo_target_s: float = Field(default=300.0, gt=0)
+    #: `checklist monthly` fails when the newest restore test is older than this many days
+    drill_max_age_days: float = Field(default=35.0, gt=0)
 
 
 LogSourceKind = Literal["file", "container", "service"]

@@ -21,8 +21,12 @@ from travellr_ops.cli.common import (
 from travellr_ops.output import Mode
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from travellr_ops.cli.common import AppContext
     from travellr_ops.ops.backup.archive import ArchiveResult
     from travellr_ops.ops.backup.create import CreateResult
+    from travellr_ops.ops.backup.drills import RestoreTest
     from travellr_ops.ops.backup.manage import BackupList, CleanPlan, VerifyResult
     from travellr_ops.ops.backup.restore import RestoreResult
 
@@ -51,6 +55,14 @@ def _size(n: float) -> str:
     from travellr_ops.vocab.units import format_bytes
 
     return format_bytes(n)
+
+
+def _restore_tests(app_ctx: AppContext) -> Mapping[str, RestoreTest]:
+    """Each backup's newest restore test, from the store."""
+    from travellr_ops.ops.backup.drills import newest_per_backup
+
+    with app_ctx.runtime.store() as history:
+        return newest_per_backup(history)
 
 
 # --------------------------------------------------------------------------------- create
@@ -89,6 +101,7 @@ def create(
                 collections or None,
                 count_first=out.mode is Mode.HUMAN and out.stderr.is_terminal,
             ),
+            lambda: _restore_tests(app_ctx),
         )
     out.result(result, lambda console: _render_create(console, result))
     if not result.dry_run:
@@ -112,16 +125,30 @@ def _render_create(console: Console, r: CreateResult) -> None:
 
 
 @app.command("list")
-def list_(ctx: typer.Context, json_: JsonOpt = False, quiet: QuietOpt = False) -> None:
-    """List backups: age, size, documents, status, last verification.
+def list_(
+    ctx: typer.Context,
+    metrics_file: MetricsOpt = None,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """List backups: age, size, documents, status, last verification and restore test.
 
+    Shows the recoverable window (oldest to newest moment a restore reaches), its gaps, and
+    the RPO now (seconds of writes a crash now would lose) against backup.rpo_target_s.
     Flags backups past the retention, and a gap (exit 1) when the newest is over a day old.
     """
-    from travellr_ops.ops.backup.manage import list_backups
+    from travellr_ops.ops.backup.manage import list_backups, metered
 
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    listing = list_backups(app_ctx.settings)
+    tests = _restore_tests(app_ctx)
+    listing = metered(
+        app_ctx.settings,
+        metrics_file,
+        "list",
+        lambda: list_backups(app_ctx.settings, restore_tests=tests),
+        lambda: tests,
+    )
     out.result(listing, lambda console: _render_list(console, listing))
     for warning in listing.warnings:
         out.warn(warning)
@@ -138,6 +165,11 @@ def _render_list(console: Console, r: BackupList) -> None:
             flags.append("past retention")
         if b.pitr:
             flags.append("oplog")
+        tested = "never"
+        if b.restore_tested_at is not None:
+            tested = f"{b.restore_tested_at[:16]} {b.restore_test_s:g} s" + (
+                "" if b.restore_test_ok else " [red]fail[/]"
+            )
         rows.append(
             [
                 b.name,
@@ -148,13 +180,26 @@ def _render_list(console: Console, r: BackupList) -> None:
                 f"[green]{b.status}[/]" if b.status == "complete" else f"[red]{b.status}[/]",
                 (b.verified_at or "never")[:16]
                 + (f" {b.verify_result}" if b.verify_result else ""),
+                tested,
+                (b.reaches or "")[:19],
                 ", ".join(flags),
             ]
         )
     console.print(
         table(
             f"backups in {r.directory}",
-            ["name", "age", "size", "colls", "docs", "status", "verified", "notes"],
+            [
+                "name",
+                "age",
+                "size",
+                "colls",
+                "docs",
+                "status",
+                "verified",
+                "restore-tested",
+                "reaches",
+                "notes",
+            ],
             rows,
         )
     )
@@ -163,6 +208,25 @@ def _render_list(console: Console, r: BackupList) -> None:
         console.print(
             f"oplog archive: {o['files']} files, up to {o['covered_to']} ({o['lag_s']} s ago)"
         )
+    _render_window(console, r)
+
+
+def _render_window(console: Console, r: BackupList) -> None:
+    from travellr_ops.output import verdict
+
+    w = r.window
+    if w is None or w.newest is None:
+        console.print("recoverable window: none (no whole backup)")
+        return
+    console.print(
+        f"recoverable window: {w.oldest} -> {w.newest} ({w.newest_from}); {len(w.gaps)} gap(s)"
+    )
+    for gap in w.gaps:
+        console.print(f"  gap {gap.start} -> {gap.end} ({gap.seconds:g} s): {gap.reason}")
+    console.print(
+        f"RPO now: {w.rpo_s:g} s (target {w.rpo_target_s:g} s)"
+        f" {verdict('breach' if w.rpo_breach else 'ok')}"
+    )
 
 
 # --------------------------------------------------------------------------------- verify
@@ -171,12 +235,24 @@ def _render_list(console: Console, r: BackupList) -> None:
 @app.command()
 def verify(
     ctx: typer.Context,
-    name: NameArg = "latest",
+    name: Annotated[
+        str | None,
+        typer.Argument(help="A backup name, as `backup list` shows it, or `latest` (the default)."),
+    ] = None,
     restore_test: Annotated[
         bool,
         typer.Option(
             "--restore-test",
-            help="Also restore into a scratch database, compare counts and indexes, drop it.",
+            help="Also restore into a scratch database, compare counts and indexes, drop it;"
+            " the restore time is recorded (`backup list` shows it).",
+        ),
+    ] = False,
+    random: Annotated[
+        bool,
+        typer.Option(
+            "--random",
+            help="Pick one of the whole backups at random (a drill from cron, over time"
+            " every retained backup gets restored).",
         ),
     ] = False,
     metrics_file: MetricsOpt = None,
@@ -185,25 +261,31 @@ def verify(
 ) -> None:
     """Check a backup's checksums and decompress it (exit 1 on any mismatch).
 
-    Records the verification in the manifest.
+    Records the verification in the manifest, and a restore test (its time and how long the
+    restore took) in the store.
     """
+    from travellr_ops.errors import UsageError
     from travellr_ops.ops.backup.manage import metered
     from travellr_ops.ops.backup.manage import verify as run_verify
 
+    if random and name is not None:
+        raise UsageError("--random picks the backup: give no NAME with it")
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    with app_ctx.runtime.dump() as dump:
+    with app_ctx.runtime.dump() as dump, app_ctx.runtime.store() as history:
         result = metered(
             app_ctx.settings,
             metrics_file,
             "verify",
             lambda: run_verify(
                 app_ctx.settings,
-                name,
+                None if random else (name or "latest"),
                 restore_test=restore_test,
                 dump=lambda: dump,
                 progress=out.progress,
+                history=history,
             ),
+            lambda: _restore_tests(app_ctx),
         )
     out.result(result, lambda console: _render_verify(console, result))
     if result.ok:
@@ -216,12 +298,16 @@ def verify(
 def _render_verify(console: Console, r: VerifyResult) -> None:
     from travellr_ops.output import verdict
 
-    console.print(f"{r.name}: {verdict('ok' if r.ok else 'fail')} ({r.files_checked} files)")
+    picked = " (picked at random)" if r.picked == "random" else ""
+    console.print(
+        f"{r.name}{picked}: {verdict('ok' if r.ok else 'fail')} ({r.files_checked} files)"
+    )
     for problem in r.problems:
         console.print(f"  {problem}")
     if r.restore_test:
         console.print(
-            f"restore test in {r.restore_test['database']}: {r.restore_test['seconds']} s"
+            f"restore test in {r.restore_test['database']}: restored in"
+            f" {r.restore_test['restore_s']} s, {r.restore_test['seconds']} s in all"
         )
 
 
@@ -291,7 +377,8 @@ def restore(
             "--until",
             help="Point in time: replay the oplog up to this time (2024-01-01T10:30:00Z;"
             " HH:MM UTC, the last one past; or a duration ago: 2h), or to just before an oplog"
-            " timestamp SECONDS:INC (like --oplogLimit).",
+            " timestamp SECONDS:INC (like --oplogLimit); `latest`: as far as the backup and"
+            " the oplog archive reach (`backup list` shows it).",
         ),
     ] = None,
     with_downtime: Annotated[
@@ -411,6 +498,7 @@ def oplog_archive(
                 reset=reset,
                 rounds=rounds,
             ),
+            lambda: _restore_tests(app_ctx),
         )
     out.result(result, lambda console: _render_archive(console, result))
 

@@ -324,28 +324,34 @@ def _iso(ts: OplogTime) -> str:
 def files_for(settings: Settings, after: OplogTime, until_seconds: float) -> list[Path]:
     """The archive files holding entries after ``after`` up to ``until_seconds``; refuses
     when the archive does not cover that whole stretch without a gap."""
-    if until_seconds < after[0] + 1:
-        return []  # the backup's own capture reaches that moment
     directory = archive_dir(settings)
     state = read_state(directory)
+    continued = state is not None and state.since <= after
+    if until_seconds < after[0] + 1 and not continued:
+        return []  # the backup's own capture reaches that second
     if state is None or state.since > after:
         raise CheckFailed(
             "the oplog archive does not reach back to this backup's end "
-            f"({_iso(after)}): cannot roll it forward",
-            hint="run `backup oplog-archive` regularly (cron or --follow) after each backup",
+            f"({_iso(after)}): cannot roll it forward; it restores to that moment only"
+            + (f", and the archive covers from {_iso(state.since)}" if state else ""),
+            hint="`backup list` shows the recoverable window and what each backup reaches;"
+            " run `backup oplog-archive` regularly (cron or --follow) after each backup",
         )
     for gap in state.gaps:
         gap_from: OplogTime = (int(gap["after"][0]), int(gap["after"][1]))
         if gap_from >= after and gap_from[0] < until_seconds:
             raise CheckFailed(
-                f"the oplog archive has a gap after {_iso(gap_from)} (reason: {gap['reason']})",
-                hint="pick a backup taken after the gap as the base",
+                f"the oplog archive has a gap after {_iso(gap_from)} (reason: {gap['reason']}):"
+                f" this backup reaches up to {_iso(gap_from)} only",
+                hint="pick a backup taken after the gap as the base (`backup list`)",
             )
     if until_seconds >= max(state.covered_to[0] + 1, state.covered_wall):
+        reach = datetime.fromtimestamp(max(state.covered_to[0], state.covered_wall), UTC)
         raise CheckFailed(
-            f"the oplog archive reaches only {_iso(state.covered_to)}: it cannot recover"
-            " later moments",
-            hint="run `backup oplog-archive` now, then restore again",
+            f"the oplog archive reaches only {reach.isoformat(timespec='seconds')}: it cannot"
+            " recover later moments; that is the newest this backup can reach",
+            hint="`--until latest` restores up to it; or run `backup oplog-archive` now, then"
+            " restore again",
         )
     return [directory / f.file for f in state.files if f.last > after]
 

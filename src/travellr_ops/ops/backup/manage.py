@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from travellr_ops.adapters.mongo_dump import MongoDump
-from travellr_ops.errors import TravellrError
-from travellr_ops.ops.backup import archive, store
+from travellr_ops.errors import TravellrError, UsageError
+from travellr_ops.ops.backup import archive, drills, store
+from travellr_ops.ops.backup.objectives import Window, describe, recoverable_window
 from travellr_ops.output import ProgressFactory
 from travellr_ops.safety import Change, Guard
 from travellr_ops.settings import Settings
+from travellr_ops.store import Store
+
+if TYPE_CHECKING:
+    from travellr_ops.prometheus import Gauge
 
 T = TypeVar("T")
 
@@ -34,6 +39,13 @@ class BackupRow:
     consistent_at: str | None
     pitr: bool  # taken with an oplog (can be rolled forward)
     over_retention: bool
+    #: the newest restore test of this backup (`backup verify --restore-test`): when, how
+    #: long the restore took, and whether it matched the manifest
+    restore_tested_at: str | None = None
+    restore_test_s: float | None = None
+    restore_test_ok: bool | None = None
+    #: the newest moment this backup restores to (rolled forward by the oplog archive)
+    reaches: str | None = None
 
 
 @dataclass
@@ -45,10 +57,18 @@ class BackupList:
     newest_age_hours: float | None
     unfinished: list[str]
     oplog_archive: dict[str, object] | None
+    #: the recoverable window, its gaps, and the RPO now
+    window: Window | None = None
     warnings: list[str] = field(default_factory=list)
 
 
-def list_backups(settings: Settings, now: datetime | None = None) -> BackupList:
+def list_backups(
+    settings: Settings,
+    now: datetime | None = None,
+    restore_tests: Mapping[str, drills.RestoreTest] | None = None,
+) -> BackupList:
+    """The backups, the oplog archive and the recoverable window; ``restore_tests`` (each
+    backup's newest, from the store) fills in when each was last restore-tested."""
     now = now or datetime.now(UTC)
     cutoff = now - timedelta(days=settings.backup.retention_days)
     rows: list[BackupRow] = []
@@ -100,7 +120,24 @@ def list_backups(settings: Settings, now: datetime | None = None) -> BackupList:
             "lag_s": round(now.timestamp() - reach, 1),
             "gaps": len(state.gaps),
         }
-    return BackupList(settings.backup.dir, rows, gap, newest_age, unfinished, oplog_info, warnings)
+    window = recoverable_window(settings, now)
+    for row in rows:
+        stretch = window.reach_of(row.name)
+        if stretch is not None:
+            row.reaches = datetime.fromtimestamp(stretch.end, UTC).isoformat(timespec="seconds")
+        test = (restore_tests or {}).get(row.name)
+        if test is not None:
+            row.restore_tested_at, row.restore_test_s = test.at, test.seconds
+            row.restore_test_ok = test.ok
+    if window.rpo_breach:
+        warnings.append(
+            f"RPO breach: {describe(window)}; a crash now loses {window.rpo_s:g} s of writes"
+            " (is `backup oplog-archive` running?)"
+        )
+    listing = BackupList(
+        settings.backup.dir, rows, gap, newest_age, unfinished, oplog_info, window, warnings
+    )
+    return listing
 
 
 # -- verify ---------------------------------------------------------------------------------
@@ -114,20 +151,42 @@ class VerifyResult:
     problems: list[str]
     restore_test: dict[str, object] | None
     verified_at: str
+    #: how the backup was chosen: "named", "latest" or "random"
+    picked: str = "named"
+
+
+def pick_random(settings: Settings) -> str:
+    """One of the whole backups in the directory, each as likely (restic's `check
+    --read-data-subset` spirit: over many runs every retained backup gets restored)."""
+    whole = [
+        path.name
+        for path, manifest in store.backups(settings.backup.dir)
+        if manifest is not None and manifest.status == "complete"
+    ]
+    if not whole:
+        raise UsageError(
+            f"no whole backup in {settings.backup.dir} to pick from",
+            hint="create one: `backup create`",
+        )
+    return secrets.choice(whole)
 
 
 def verify(
     settings: Settings,
-    name: str,
+    name: str | None,
     *,
     restore_test: bool,
     dump: Callable[[], MongoDump],
     progress: ProgressFactory,
+    history: Store | None = None,
 ) -> VerifyResult:
+    """Verify backup ``name`` ("latest"; None: one picked at random). A restore test is
+    recorded in ``history`` (when given) with its time and duration."""
     from travellr_ops.ops.backup.create import choose_parallelism
     from travellr_ops.ops.backup.restore import check_files, restore_data
 
-    path = store.resolve(settings.backup.dir, name)
+    picked = "random" if name is None else ("latest" if name == "latest" else "named")
+    path = store.resolve(settings.backup.dir, pick_random(settings) if name is None else name)
     name = path.name  # "latest" names the backup it found
     manifest = store.read_manifest(path)
     problems = check_files(path, manifest, decompress=True)
@@ -136,9 +195,11 @@ def verify(
         mongo = dump()
         scratch = f"{manifest.database}_verify_{secrets.token_hex(4)}"[:63]
         started = time.monotonic()
+        restore_s: float | None = None
         try:
             workers = choose_parallelism(settings, mongo).workers
             restore_data(mongo, path, manifest.collections, scratch, workers, progress=progress)
+            restore_s = round(time.monotonic() - started, 2)
             for entry in manifest.collections:
                 count = mongo.count(scratch, entry.name)
                 if count != entry.documents:
@@ -154,14 +215,33 @@ def verify(
             problems.append(f"restore test failed: {exc.message}")
         finally:
             mongo.drop_database(scratch)
-        test = {"database": scratch, "seconds": round(time.monotonic() - started, 2)}
+        test = {
+            "database": scratch,
+            "seconds": round(time.monotonic() - started, 2),
+            "restore_s": restore_s,
+        }
+        if history is not None:
+            drills.record(
+                history,
+                drills.RestoreTest(
+                    time.time(),
+                    name,
+                    not problems,
+                    restore_s if restore_s is not None else round(time.monotonic() - started, 2),
+                    manifest.documents,
+                    picked,
+                    "; ".join(problems),
+                ),
+            )
     verified_at = datetime.now(UTC).isoformat(timespec="seconds")
     manifest.verified_at = verified_at
     manifest.verify_result = (
         "fail" if problems else ("restore-test ok" if restore_test else "checksums ok")
     )
     store.write_manifest(path, manifest)
-    return VerifyResult(name, not problems, len(manifest.files), problems, test, verified_at)
+    return VerifyResult(
+        name, not problems, len(manifest.files), problems, test, verified_at, picked
+    )
 
 
 # -- clean ----------------------------------------------------------------------------------
@@ -258,9 +338,19 @@ def clean(
 # -- metrics --------------------------------------------------------------------------------
 
 
-def metered(settings: Settings, metrics: Path | None, command: str, run: Callable[[], T]) -> T:
+RestoreTests = Callable[[], Mapping[str, drills.RestoreTest]]
+
+
+def metered(
+    settings: Settings,
+    metrics: Path | None,
+    command: str,
+    run: Callable[[], T],
+    restore_tests: RestoreTests | None = None,
+) -> T:
     """``run()``, then the metrics file (when asked) written whether it succeeded or not: a
-    failed cron run must show in the metrics as much as a good one."""
+    failed cron run must show in the metrics as much as a good one. ``restore_tests`` reads
+    each backup's newest restore test once the run is over."""
     started = time.monotonic()
     ok = False
     try:
@@ -269,17 +359,23 @@ def metered(settings: Settings, metrics: Path | None, command: str, run: Callabl
         return result
     finally:
         if metrics is not None:
-            write_metrics(settings, metrics, command, ok, time.monotonic() - started)
+            tests = restore_tests() if restore_tests is not None else None
+            write_metrics(settings, metrics, command, ok, time.monotonic() - started, tests)
 
 
 def write_metrics(
-    settings: Settings, path: Path, command: str, ok: bool, duration_s: float
+    settings: Settings,
+    path: Path,
+    command: str,
+    ok: bool,
+    duration_s: float,
+    restore_tests: Mapping[str, drills.RestoreTest] | None = None,
 ) -> None:
     """node_exporter textfile metrics, in prometheus_client's format, replaced atomically
     (never read half-written); the same writer as `monitor once --metrics-file`."""
     from travellr_ops.prometheus import Gauge, write_textfile
 
-    listing = list_backups(settings)
+    listing = list_backups(settings, restore_tests=restore_tests)
     good = [r for r in listing.backups if r.status == "complete"]
     run = ("command",)
     gauges = [
@@ -339,4 +435,66 @@ def write_metrics(
                     [((), float(int(stamp)))],
                 ),
             ]
+    gauges += _recovery_gauges(listing, restore_tests or {})
     write_textfile(path, gauges)
+
+
+def _recovery_gauges(
+    listing: BackupList, restore_tests: Mapping[str, drills.RestoreTest]
+) -> list[Gauge]:
+    """The recovery window and point, and the newest restore test. The newest recoverable
+    moment is a timestamp, so an alert on ``time() - it`` fires even when the job that
+    writes this file has stopped too."""
+    from travellr_ops.prometheus import Gauge
+
+    window = listing.window
+    gauges: list[Gauge] = []
+    if window is not None and window.newest_s is not None and window.rpo_s is not None:
+        assert window.oldest is not None
+        gauges += [
+            Gauge(
+                "travellr_backup_rpo_seconds",
+                "Seconds of writes a crash now would lose (now - newest recoverable moment).",
+                [((), window.rpo_s)],
+            ),
+            Gauge(
+                "travellr_backup_rpo_target_seconds",
+                "The recovery point objective (backup.rpo_target_s).",
+                [((), window.rpo_target_s)],
+            ),
+            Gauge(
+                "travellr_backup_recoverable_newest_timestamp_seconds",
+                "The newest moment a restore can reach (oplog archive or newest backup).",
+                [((), round(window.newest_s, 3))],
+            ),
+            Gauge(
+                "travellr_backup_recoverable_oldest_timestamp_seconds",
+                "The oldest moment a restore can reach (the oldest whole backup).",
+                [((), float(int(datetime.fromisoformat(window.oldest).timestamp())))],
+            ),
+            Gauge(
+                "travellr_backup_recoverable_gaps",
+                "Stretches inside the recoverable window that no restore can reach.",
+                [((), float(len(window.gaps)))],
+            ),
+        ]
+    if restore_tests:
+        newest = max(restore_tests.values(), key=lambda t: t.time)
+        gauges += [
+            Gauge(
+                "travellr_backup_last_restore_test_timestamp_seconds",
+                "When a backup was last restore-tested.",
+                [((), float(int(newest.time)))],
+            ),
+            Gauge(
+                "travellr_backup_last_restore_test_duration_seconds",
+                "How long the newest restore test's restore took.",
+                [((), newest.seconds)],
+            ),
+            Gauge(
+                "travellr_backup_last_restore_test_ok",
+                "Whether the newest restore test matched its manifest.",
+                [((), float(newest.ok))],
+            ),
+        ]
+    return gauges

@@ -44,6 +44,8 @@ class Until:
     text: str
     moment: datetime | None = None
     limit_ts: tuple[int, int] | None = None
+    #: "latest": the newest moment the backup reaches (resolved against the archive)
+    latest: bool = False
 
     def admits(self, entry: Mapping[str, Any]) -> bool:
         ts = oplog_time(entry)
@@ -66,10 +68,15 @@ class Until:
     def parse(cls, text: str, now: datetime | None = None) -> Until:
         """``--until``: an oplog timestamp ``SECONDS:INC``, or a past moment in the tool's
         one time grammar (an ISO time, ``HH:MM`` UTC, or a duration ago: ``2h``)."""
+        if text.strip() == LATEST:
+            return cls(LATEST, latest=True)
         if ts := _OPLOG_TS.fullmatch(text.strip()):
             return cls(text, limit_ts=(int(ts.group(1)), int(ts.group(2))))
         return cls(text, moment=parse_since(text, "--until", now).astimezone(UTC))
 
+
+#: `--until latest`: as far as the backup and the oplog archive reach
+LATEST = "latest"
 
 #: an oplog timestamp: epoch seconds (told from a time of day HH:MM by their length) and the
 #: increment
@@ -216,6 +223,9 @@ def _restore(
     target = target_db or manifest.database
     selected = _select(manifest, collections)
     archived: list[Path] = []
+    if limit is not None and limit.latest:
+        limit = _latest(settings, manifest, notify)
+        until = limit.text
     if limit is not None:
         archived = _pitr_files(settings, manifest, limit)
     problems = check_files(path, manifest, decompress=False)
@@ -494,6 +504,32 @@ def _pitr_files(settings: Settings, manifest: store.Manifest, limit: Until) -> l
             hint="pick an older backup (`backup list`) as the base",
         )
     return archive.files_for(settings, manifest.oplog.end, limit.seconds)
+
+
+def _latest(settings: Settings, manifest: store.Manifest, notify: Notify) -> Until:
+    """`--until latest` for this backup: every archived entry (the archive's position,
+    included), or the backup's own moment when no archive continues it."""
+    from travellr_ops.ops.backup.objectives import stretch_of
+
+    if manifest.oplog is None:
+        raise UsageError(
+            f"{manifest.name} was taken without an oplog (a standalone server): "
+            "it cannot be rolled forward",
+            hint="restore it without --until; point-in-time recovery needs a replica set",
+        )
+    state = archive.read_state(archive.archive_dir(settings))
+    stretch = stretch_of(manifest, state)
+    reach = datetime.fromtimestamp(stretch.end, UTC).isoformat(timespec="seconds")
+    if stretch.until == "archive" and state is not None:
+        last = max(state.position, manifest.oplog.end)
+        notify(f"--until latest: {reach}, as far as the oplog archive reaches")
+        return Until(reach, limit_ts=(last[0], last[1] + 1))
+    if stretch.until != "backup":  # stopped by a gap of the archive
+        notify(f"--until latest: {reach}, where the {stretch.until} begins")
+        return Until(reach, moment=datetime.fromtimestamp(stretch.end, UTC))
+    end = manifest.oplog.end
+    notify(f"--until latest: {reach}, the backup's own moment (no oplog archive continues it)")
+    return Until(reach, limit_ts=(end[0], end[1] + 1))
 
 
 def _captured(path: Path, manifest: store.Manifest) -> Iterator[bytes]:

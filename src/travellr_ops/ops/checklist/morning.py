@@ -162,6 +162,15 @@ def backup(rt: Runtime) -> Outcome:
         problems.append(f"{newest.name} was never verified (`backup verify {newest.name}`)")
     elif newest.verify_result == "fail":
         problems.append(f"{newest.name} failed its verification at {newest.verified_at}")
+    window = listing.window
+    if window is not None and window.rpo_s is not None:
+        data["rpo_s"] = window.rpo_s
+        notes.append(f"RPO {window.rpo_s:g} s (newest recoverable: {window.newest_from})")
+        if window.rpo_breach:
+            problems.append(
+                f"RPO {window.rpo_s:g} s is over {window.rpo_target_from} = {window.rpo_target_s:g} s:"
+                f" nothing recoverable after {window.newest} ({window.newest_from})"
+            )
     if problems:
         return failed("; ".join(problems + notes), **data)
     return passed(

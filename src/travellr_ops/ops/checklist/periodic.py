@@ -62,6 +62,11 @@ def monthly(rt: Runtime) -> list[Step]:
         ),
         Step("pitr-chain", "the point-in-time chain has no gap", check=lambda: pitr_chain(rt)),
         Step(
+            "restore-drills",
+            "a restore test ran within backup.drill_max_age_days (before this run's own)",
+            check=lambda: restore_drills(rt),
+        ),
+        Step(
             "restore-test",
             "the newest backup restored into a scratch database and compared",
             check=lambda: restore_test(rt),
@@ -317,18 +322,54 @@ def pitr_chain(rt: Runtime) -> Outcome:
     return passed(text)
 
 
+def restore_drills(rt: Runtime) -> Outcome:
+    """The newest restore test in the store (`backup verify --restore-test [--random]`, from
+    cron or a checklist): it passed, and is at most backup.drill_max_age_days old."""
+    from travellr_ops.ops.backup.drills import newest
+
+    limit = rt.settings.backup.drill_max_age_days
+    with rt.store() as history:
+        last = newest(history, passed=False)
+    if last is None:
+        return failed(
+            "no restore test recorded: schedule `backup verify --restore-test --random` (cron)",
+            newest=None,
+        )
+    data = {
+        "newest": last.backup,
+        "at": last.at,
+        "age_days": round(last.age_days, 2),
+        "restore_s": last.seconds,
+        "ok": last.ok,
+    }
+    text = (
+        f"the newest restore test ({last.backup}, {last.picked}) ran {last.at},"
+        f" {last.age_days:.1f} days ago; restored in {last.seconds:g} s"
+    )
+    if not last.ok:
+        return failed(f"{text}, and failed: {last.detail}", **data)
+    if last.age_days > limit:
+        return failed(
+            f"{text}: over backup.drill_max_age_days = {limit:g}; schedule"
+            " `backup verify --restore-test --random` (cron)",
+            **data,
+        )
+    return passed(text, **data)
+
+
 def restore_test(rt: Runtime) -> Outcome:
     """`backup verify latest --restore-test`: restored into a scratch database, counts and
     indexes compared with the manifest, the scratch database dropped."""
     from travellr_ops.ops.backup.manage import verify
 
-    with rt.dump() as dump:
+    with rt.dump() as dump, rt.store() as history:
         result = verify(
             rt.settings,
             "latest",
             restore_test=True,
             dump=lambda: dump,
             progress=rt.progress,
+            history=history,
         )
     data = {"name": result.name, "restore_test": result.restore_test}
     if not result.ok:

@@ -167,6 +167,8 @@ class Sampler:
         mongo_reason = mongo_down.message if mongo_down else None
         if self._usage is not None:
             self._usage.prime()
+        from travellr_ops.ops.backup.objectives import RPO_METRICS, rpo_metrics
+
         if self._oplat_before is None and mongo_reason is None:
             # the start of the server's own latency delta, before anything is timed
             with contextlib.suppress(TravellrError):
@@ -178,6 +180,7 @@ class Sampler:
             (_CACHE, lambda: self._cache(end)),
             ([], lambda: self._resources(end)),
             ([], self._disks),
+            (RPO_METRICS, lambda: rpo_metrics(self.settings, self._clock())),
         ]
         with ThreadPoolExecutor(len(tasks) + 1, thread_name_prefix="monitor") as pool:
             flag = pool.submit(self._maintenance_flag)
