@@ -3,7 +3,9 @@
 An episode is *pending* while fewer than ``alerts.open_after`` samples in a row found its
 problem, *open* from then (message "opened"), and *resolved* after ``alerts.resolve_after``
 clean samples in a row (message "resolved"). An open episode whose last message is older than
-``alerts.repeat_s`` is sent again ("reminder"). Nothing else sends anything, so a cron job
+``alerts.repeat_s`` is sent again ("reminder"). An episode resolves when its cause answers
+again *and* what it caused is over (``rules.linger``): the error rate of the last minutes
+still counts the outage's 503s, and that is the same episode, not a new one of the API. Nothing else sends anything, so a cron job
 every minute and a live monitor beside it share the episodes and never repeat each other.
 
 While maintenance is on (the flag, or a window the store recorded, which still answers while
@@ -19,7 +21,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from travellr_ops.ops.alerts.rules import Problem, label
+from travellr_ops.ops.alerts.rules import Problem, label, linger
 from travellr_ops.ops.monitor.metrics import Metric
 from travellr_ops.settings import AlertSettings
 from travellr_ops.store import Store
@@ -153,6 +155,8 @@ def advance(
             f"SELECT {_COLUMNS} FROM alert_episodes WHERE state IN ('pending', 'open')"
         ).fetchall()
         live = {row[1]: _Episode(*row) for row in rows}
+        opened = [c for c, ep in live.items() if ep.state == "open"]
+        found = linger(found, opened, settings.depends_on)
         for component, problem in found.items():
             details = json.dumps(problem_doc(problem))
             ep = live.get(component)
@@ -167,7 +171,8 @@ def advance(
                     now, None, 0, 0, problem.headline, details,
                 )  # fmt: skip
             ep.bad, ep.clean, ep.last_seen = ep.bad + 1, 0, now
-            ep.kind, ep.headline, ep.details = problem.kind, problem.headline, details
+            if not problem.lingering:  # it keeps what it was opened for
+                ep.kind, ep.headline, ep.details = problem.kind, problem.headline, details
             event: Event | None = None
             if ep.state == "pending" and ep.bad >= settings.open_after:
                 ep.state, ep.opened, event = "open", now, "opened"
@@ -185,8 +190,11 @@ def advance(
                     ep.details, int(event is not None), ep.id,
                 ),
             )  # fmt: skip
+        # an episode of its own that a root cause now explains is not over: it stays open,
+        # quietly, while it is listed under that cause
+        explained = {c for problem in found.values() for c in problem.symptoms}
         for component, ep in live.items():
-            if component in found:
+            if component in found or (component in explained and ep.state == "open"):
                 continue
             if ep.state == "pending":  # gone before it counted: it never was an episode
                 conn.execute("DELETE FROM alert_episodes WHERE id = ?", (ep.id,))

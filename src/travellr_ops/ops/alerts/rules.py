@@ -82,9 +82,14 @@ class Problem:
     #: component -> its wrong metrics, folded here because this component is their cause
     symptoms: dict[str, list[Metric]] = field(default_factory=dict)
 
+    #: the component answers again, but what it caused is not over yet (still its episode)
+    lingering: bool = False
+
     @property
     def headline(self) -> str:
         name = label(self.component)
+        if self.lingering:
+            return f"{name} is back; what it caused is not over yet"
         if self.kind == "down":
             reason = next((m.detail for m in self.metrics if m.verdict in _NO_ANSWER), "")
             return f"{name} is down" + (f": {reason}" if reason else "")
@@ -139,4 +144,37 @@ def _fold(found: dict[str, Problem], depends_on: dict[str, list[str]]) -> dict[s
             kept[cause].symptoms[component] = problem.metrics
             for deeper, metrics in problem.symptoms.items():
                 kept[cause].symptoms.setdefault(deeper, metrics)
+    return kept
+
+
+def dependents(component: str, depends_on: dict[str, list[str]]) -> set[str]:
+    """Every component that depends on this one, directly or through others."""
+    found: set[str] = set()
+    todo = [component]
+    while todo:
+        current = todo.pop()
+        for other, deps in depends_on.items():
+            if current in deps and other not in found and other != component:
+                found.add(other)
+                todo.append(other)
+    return found
+
+
+def linger(
+    found: dict[str, Problem], open_causes: list[str], depends_on: dict[str, list[str]]
+) -> dict[str, Problem]:
+    """Problems of a component whose cause has an open episode but answers again are still
+    that episode's: the error rate of the last minutes, say, still holds the 503s MongoDB's
+    outage caused. Listed under the cause, they keep its episode open until they are over,
+    instead of opening one of their own just as the cause recovers."""
+    kept = dict(found)
+    for cause in open_causes:
+        if cause in kept:
+            continue
+        after = {d: kept.pop(d) for d in sorted(dependents(cause, depends_on)) if d in kept}
+        if after:
+            symptoms = {d: p.metrics for d, p in after.items()}
+            for p in after.values():
+                symptoms.update(p.symptoms)
+            kept[cause] = Problem(cause, "breach", [], symptoms, lingering=True)
     return kept
