@@ -14,6 +14,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -100,7 +101,11 @@ class Platform:
     tmp: Path
 
     def settings(
-        self, hooks: list[Any], thresholds: dict[str, float] | None = None, **alerts: Any
+        self,
+        hooks: list[Any],
+        thresholds: dict[str, float] | None = None,
+        error_window_s: float = 3.0,
+        **alerts: Any,
     ) -> Settings:
         return Settings(
             platform="none",
@@ -112,16 +117,21 @@ class Platform:
             backup={"dir": self.tmp / "backups"},
             logs={"access_log": self.backend.access_log},
             thresholds={**CALM, **(thresholds or {})},
-            # the error rate of the last 3 s: a repaired fault's 503s leave it soon
-            monitor={"window_s": 0.5, "api_probes": 3, "error_window_s": 3.0},
+            # a short error-rate window: a repaired fault's 503s leave it soon
+            monitor={"window_s": 0.5, "api_probes": 3, "error_window_s": error_window_s},
             alerts={"webhooks": hooks, **alerts},
         )
 
     def traffic(self, path: str = "/api/health", n: int = 60) -> None:
-        """Requests from a client (not the monitor), so that the error rate has its data."""
-        for _ in range(n):
+        """Requests from clients (not the monitor), so that the error rate has its data; at
+        once, as each may wait for a server that is down."""
+
+        def get(_: int) -> None:
             with contextlib.suppress(urllib.error.HTTPError):
                 urllib.request.urlopen(self.backend.url + path, timeout=10).close()
+
+        with ThreadPoolExecutor(20) as pool:
+            list(pool.map(get, range(n)))
 
 
 @pytest.fixture
@@ -195,7 +205,9 @@ def test_cron_runs_send_one_opened_a_reminder_after_repeat_and_one_resolved(
 def test_mongodb_down_is_one_alert_naming_it_with_the_api_symptoms_under_it(
     platform: Platform, receiver: Receiver
 ) -> None:
-    settings = platform.settings([{"url": receiver.url + "/json", "format": "json"}])
+    settings = platform.settings(
+        [{"url": receiver.url + "/json", "format": "json"}], error_window_s=60.0
+    )
     platform.mongo.kill()
     platform.traffic("/api/health")  # the backend answers them 503 now
     code, stderr = alert_once(settings)
