@@ -63,7 +63,9 @@ class Alerter:
                     done.silenced = True
                     return done
                 found = problems(sample, settings)
-                done.messages = advance(store, found, sample.time, settings.alerts)
+                done.messages = advance(
+                    store, found, sample.time, settings.alerts, settings.monitor.retention_days
+                )
                 done.queued = enqueue(store, done.messages, settings)
         except StoreError as exc:
             self.rt.warn(f"alerts not updated: {exc.message}")

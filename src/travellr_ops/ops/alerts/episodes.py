@@ -146,9 +146,14 @@ class _Episode:
 
 
 def advance(
-    store: Store, found: dict[str, Problem], now: float, settings: AlertSettings
+    store: Store,
+    found: dict[str, Problem],
+    now: float,
+    settings: AlertSettings,
+    keep_days: float = 30.0,
 ) -> list[Message]:
-    """Move the episodes on by one sample (its problems by root cause): the messages due."""
+    """Move the episodes on by one sample (its problems by root cause): the messages due.
+    Resolved episodes and handled messages older than ``keep_days`` are deleted."""
     messages: list[Message] = []
     with open_alerts(store).write("updating the alert episodes") as conn:
         rows = conn.execute(
@@ -209,6 +214,11 @@ def advance(
                 (now, now, ep.clean, ep.id),
             )
             messages.append(ep.message("resolved", now))
+        old = now - keep_days * 86400
+        conn.execute("DELETE FROM alert_episodes WHERE state = 'resolved' AND resolved < ?", (old,))
+        conn.execute(
+            "DELETE FROM alert_deliveries WHERE state != 'pending' AND created < ?", (old,)
+        )
     return messages
 
 
