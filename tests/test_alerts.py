@@ -223,6 +223,15 @@ def test_mongodb_down_is_one_alert_naming_it_with_the_api_symptoms_under_it(
     assert "alert opened: #" in stderr and "MongoDB" in stderr
     assert code != 0
 
+    platform.mongo.start()
+    alert_once(settings)  # MongoDB answers; the error rate of the last minute still holds its 503s
+    assert len(receiver.bodies("/json")) == 1  # the same episode still: no API one opens
+    alert_once(  # the outage has left the error rate's window
+        platform.settings([{"url": receiver.url + "/json", "format": "json"}], error_window_s=1.0)
+    )
+    events = [(b["event"], b["episode"]) for b in receiver.bodies("/json")]
+    assert events == [("opened", alert["episode"]), ("resolved", alert["episode"])]
+
 
 # ------------------------------------------------------------------------------ maintenance
 @pytest.mark.redis

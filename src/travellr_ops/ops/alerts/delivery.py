@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from travellr_ops.errors import TravellrError
 from travellr_ops.ops.alerts.episodes import Message, open_alerts
 from travellr_ops.ops.alerts.rules import label
+from travellr_ops.redact import mask
 from travellr_ops.settings import AlertWebhook, Settings
 from travellr_ops.store import Store
 from travellr_ops.vocab.timespec import format_duration
@@ -89,7 +90,7 @@ def text(message: Message, environment: str | None) -> str:
         for symptom in message.details.get("symptoms", []):
             lines.append(f"caused by it, {symptom['name']}:")
             lines += [f"  • {_metric_line(m)}" for m in symptom["metrics"]]
-    return "\n".join(lines)
+    return mask("\n".join(lines))
 
 
 def body(message: Message, webhook: AlertWebhook, environment: str | None) -> dict[str, Any]:
