@@ -176,8 +176,9 @@ def advance(
                     now, None, 0, 0, problem.headline, details,
                 )  # fmt: skip
             ep.bad, ep.clean, ep.last_seen = ep.bad + 1, 0, now
-            if not problem.lingering:  # it keeps what it was opened for
-                ep.kind, ep.headline, ep.details = problem.kind, problem.headline, details
+            ep.details = details
+            if not problem.lingering:  # it keeps the name it was opened with
+                ep.kind, ep.headline = problem.kind, problem.headline
             event: Event | None = None
             if ep.state == "pending" and ep.bad >= settings.open_after:
                 ep.state, ep.opened, event = "open", now, "opened"
