@@ -467,8 +467,9 @@ class AlertSettings(_Section):
     webhooks: list[AlertWebhook] = Field(default_factory=list)
     #: an episode still open this long after its last message is sent again (a reminder)
     repeat_s: float = Field(default=3600.0, gt=0)
-    #: samples in a row that must breach (or find a source down) before an episode opens
-    open_after: int = Field(default=1, ge=1)
+    #: samples in a row that must breach before an episode opens (one slow probe is noise);
+    #: a source that does not answer opens one at the first sample
+    open_after: int = Field(default=2, ge=1)
     #: samples in a row that must be clean before an open episode resolves
     resolve_after: int = Field(default=1, ge=1)
     #: component -> the components it depends on: while one of those is down, the

@@ -1,7 +1,7 @@
 """Alert episodes in the shared store: one per root-cause component while it is wrong.
 
 An episode is *pending* while fewer than ``alerts.open_after`` samples in a row found its
-problem, *open* from then (message "opened"), and *resolved* after ``alerts.resolve_after``
+breach (a source that does not answer opens it at once), *open* from then (message "opened"), and *resolved* after ``alerts.resolve_after``
 clean samples in a row (message "resolved"). An open episode whose last message is older than
 ``alerts.repeat_s`` is sent again ("reminder"). An episode resolves when its cause answers
 again *and* what it caused is over (``rules.linger``): the error rate of the last minutes
@@ -180,7 +180,9 @@ def advance(
             if not problem.lingering:  # it keeps the name it was opened with
                 ep.kind, ep.headline = problem.kind, problem.headline
             event: Event | None = None
-            if ep.state == "pending" and ep.bad >= settings.open_after:
+            # a source that does not answer is no noise; one slow probe may be
+            needed = 1 if problem.kind == "down" else settings.open_after
+            if ep.state == "pending" and ep.bad >= needed:
                 ep.state, ep.opened, event = "open", now, "opened"
             elif ep.state == "open" and now - (ep.last_sent or now) >= settings.repeat_s:
                 event = "reminder"
