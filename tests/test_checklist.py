@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -85,7 +86,12 @@ def morning(settings: Settings, *args: str) -> tuple[Result, dict[str, dict[str,
 
 
 def not_passed(steps: dict[str, dict[str, Any]]) -> dict[str, str]:
-    return {name: s["verdict"] for name, s in steps.items() if s["verdict"] != "pass"}
+    """Steps that neither passed nor were too thin to judge (insufficient: fine, exit 0)."""
+    return {
+        name: s["verdict"]
+        for name, s in steps.items()
+        if s["verdict"] not in ("pass", "insufficient")
+    }
 
 
 # ------------------------------------------------------------------------------- morning
@@ -98,6 +104,13 @@ def test_healthy_sandbox_passes_and_the_run_is_recorded(platform: Platform) -> N
     assert result.exit_code == 0, not_passed(steps) and [s["detail"] for s in steps.values()]
     assert list(steps) == ["services", "backend-errors", "metrics", "cache", "backup", "disk"]
     assert not_passed(steps) == {}
+    # no traffic but the checks' own: the hit rate is shown with its count, not judged
+    if steps["cache"]["verdict"] == "insufficient":
+        assert (
+            "lookups" in steps["cache"]["detail"] and "needed to judge" in steps["cache"]["detail"]
+        )
+    thin = steps["metrics"]["detail"].split("too few events to judge: ", 1)[1]
+    assert "error_rate_pct (" in thin and "under the 50 needed to judge" in thin
     assert all(s["kind"] == "auto" and s["duration_s"] >= 0 for s in steps.values())
     assert "0 ERROR lines in the last" in steps["backend-errors"]["detail"]
     assert "verified" in steps["backup"]["detail"]
@@ -114,7 +127,7 @@ def test_healthy_sandbox_passes_and_the_run_is_recorded(platform: Platform) -> N
         ).fetchall()
     assert [(r[1], r[3]) for r in runs] == [("morning", 0)]
     assert "@" in runs[0][2]  # user@host
-    assert stored == [(name, "pass") for name in steps]
+    assert stored == [(name, steps[name]["verdict"]) for name in steps]
 
     last = invoke("checklist", "last", "--json", settings=settings).json()
     by_routine = {r["routine"]: r["last"] for r in last["routines"]}
@@ -181,11 +194,18 @@ def test_redis_stopped_names_redis_and_the_steps_that_need_it(platform: Platform
     platform.redis.stop()
     result, steps = morning(settings)
     # Redis gone: the services and cache steps cannot know (unknown, as `health` exits 3 for
-    # a server that does not answer); the backend answers 503 "degraded" to users
-    # meanwhile, which the metrics step sees as the 5xx error rate: a real failure, exit 1
-    assert not_passed(steps) == {"services": "unknown", "metrics": "fail", "cache": "unknown"}
+    # a server that does not answer); the backend answers 503 "degraded" to the checks' own
+    # probes, too few requests to make an error rate of (no users call this backend)
+    assert not_passed(steps) == {"services": "unknown", "metrics": "unknown", "cache": "unknown"}
     assert "redis" in steps["services"]["detail"] and "down" in steps["services"]["detail"]
     assert "Connection refused" in steps["cache"]["detail"] or "redis" in steps["cache"]["detail"]
+    assert "cache_hit_rate_pct unknown" in steps["metrics"]["detail"]
+    assert result.exit_code == 3
+    # users' requests answered 503 meanwhile are a real error rate: a failure, exit 1
+    for _ in range(60):
+        assert http_status(platform.backend.url + "/api/health") == 503
+    result, steps = morning(settings)
+    assert not_passed(steps) == {"services": "unknown", "metrics": "fail", "cache": "unknown"}
     assert steps["metrics"]["detail"].startswith("breached: error_rate_pct")
     assert result.exit_code == 1
 
@@ -193,21 +213,57 @@ def test_redis_stopped_names_redis_and_the_steps_that_need_it(platform: Platform
 def test_low_hit_rate_fails_cache(platform: Platform) -> None:
     settings = platform.settings()
     fresh_verified_backup(settings)
+    import threading
+
+    import redis
+
+    client = redis.Redis.from_url(platform.redis.url)
+    client.set("trip:1", "x")
+    done = threading.Event()
+
+    def traffic() -> None:
+        # one hit and four misses at a time, while the checklist runs: its window sees 20 %
+        while not done.is_set():
+            batch = client.pipeline(transaction=True)
+            batch.get("trip:1")
+            for i in range(4):
+                batch.get(f"trip:missing:{i}")
+            batch.execute()
+            time.sleep(0.005)
+
+    thread = threading.Thread(target=traffic)
+    thread.start()
+    try:
+        result, steps = morning(settings)
+    finally:
+        done.set()
+        thread.join()
+        client.close()
+    assert result.exit_code == 1
+    # the monitor's sample sees the same mix: both judge the cache by what it does now
+    assert not_passed(steps) == {"cache": "fail", "metrics": "fail"}
+    assert "(threshold 80 %)" in steps["cache"]["detail"]
+    assert steps["cache"]["data"]["hit_rate_pct"] < 80
+    assert "cache_hit_rate_pct" in steps["metrics"]["detail"]
+
+
+def test_a_cold_start_long_ago_is_shown_not_judged(platform: Platform) -> None:
+    """Lookups since Redis started (a cold cache, yesterday) are no current hit rate."""
+    settings = platform.settings()
+    fresh_verified_backup(settings)
     import redis
 
     client = redis.Redis.from_url(platform.redis.url)
     try:
-        client.set("trip:1", "x")
-        client.get("trip:1")
         for i in range(50):
             client.get(f"trip:missing:{i}")
     finally:
         client.close()
     result, steps = morning(settings)
-    assert result.exit_code == 1
-    assert not_passed(steps) == {"cache": "fail"}
-    assert "(threshold 80 %)" in steps["cache"]["detail"]
-    assert steps["cache"]["data"]["hit_rate_pct"] < 80
+    assert result.exit_code == 0, steps
+    assert steps["cache"]["verdict"] == "insufficient"
+    assert "since Redis started: " in steps["cache"]["detail"]
+    assert "(not judged)" in steps["cache"]["detail"]
 
 
 def test_overdue_weekly_is_a_warning_with_the_last_run(platform: Platform) -> None:

@@ -111,6 +111,34 @@ def test_v2_broken_is_rolled_back_and_v1_serves_again(stack: ComposeStack, tmp_p
     assert "TRAVELLR_BACKEND_TAG=v1" in (tmp_path / "project" / ".env").read_text()
 
 
+@pytest.mark.parametrize(
+    ("on_inconclusive", "outcome", "runs"),
+    [("rollback", "inconclusive", "v1"), ("keep", "inconclusive_kept", "v2")],
+)
+def test_too_little_traffic_to_judge_is_inconclusive_not_a_failure(
+    stack: ComposeStack, tmp_path: Path, on_inconclusive: str, outcome: str, runs: str
+) -> None:
+    # more requests needed per sample than the gate's own probes make: nothing can be judged
+    settings = _settings(
+        stack, tmp_path, min_requests=1000, extend_s=2.0, on_inconclusive=on_inconclusive
+    )
+
+    result = invoke(
+        "--json", "deploy", "run", "--image", "v2", "--no-backup", "--yes", settings=settings
+    )
+
+    assert result.exit_code == 3, result.stderr
+    report = result.json()
+    assert report["outcome"] == outcome
+    assert "too little data to judge" in report["failure"] and "(< 1000)" in report["failure"]
+    # the watch went on past its 4 s, and every sample said why it could not judge
+    assert report["samples"][-1]["elapsed_s"] >= 4
+    assert all(s["ok"] and s["insufficient"] for s in report["samples"])
+    assert _version(stack) == runs
+    (entry,) = _history(settings)
+    assert entry["outcome"] == outcome  # never "failed"
+
+
 def test_v2_errors_is_caught_by_the_error_rate_and_rolled_back(
     stack: ComposeStack, tmp_path: Path
 ) -> None:

@@ -102,6 +102,42 @@ def test_one_bad_sample_is_not_a_failure_but_fail_after_in_a_row_is() -> None:
     assert "error rate 50 %" in (failed.failure or "")
 
 
+class _ThinGate:
+    """Samples that pass but cannot judge the error rate until ``judged_from``."""
+
+    def __init__(self, judged_from: int) -> None:
+        self.judged_from = judged_from
+        self.taken = 0
+
+    def sample(self) -> GateSample:
+        self.taken += 1
+        thin = self.taken < self.judged_from
+        return GateSample(
+            "t",
+            0,
+            True,
+            "1/1",
+            "ok",
+            1.0,
+            2 if thin else 20,
+            0,
+            0.0,
+            0,
+            insufficient=["error rate over 2 requests (< 5): 0 5xx"] if thin else [],
+        )
+
+
+def test_too_little_traffic_extends_the_watch_then_is_inconclusive() -> None:
+    clock = _Clock()
+    # judged on the 6th sample: the 4 s watch goes on until then (within 5 s more)
+    later = watch(_ThinGate(6), 4, 1, 2, lambda s: None, clock.sleep, clock, extend_s=5)  # type: ignore[arg-type]
+    assert later.passed and not later.inconclusive and len(later.samples) == 6
+    never = watch(_ThinGate(99), 4, 1, 2, lambda s: None, clock.sleep, clock, extend_s=3)  # type: ignore[arg-type]
+    assert not never.passed and never.inconclusive and len(never.samples) == 7
+    assert "too little data" in (never.failure or "") and "(< 5)" in (never.failure or "")
+    assert never.samples[-1].verdict == "insufficient"
+
+
 def test_webhooks_get_slack_json_and_a_failing_one_only_warns(tmp_path: Path) -> None:
     received: list[dict[str, Any]] = []
 

@@ -96,8 +96,11 @@ def test_open_with_everything_up_captures_the_evidence(platform: Platform) -> No
         "maintenance",
         "access log",
         "app log",
+        "doctor",
     }
     assert all(e["state"] == "ok" for e in ev.values()), ev
+    assert ev["doctor"]["data"]["verdict"] in ("healthy", "fail")  # doctor's ranked causes
+    assert {c["check"] for c in ev["doctor"]["data"]["checks"]} >= {"health", "mongodb", "cache"}
     assert ev["health"]["detail"].startswith("healthy")
     assert {c["name"]: c["verdict"] for c in ev["health"]["data"]["checks"]}["redis"] == "ok"
     assert ev["maintenance"]["detail"] == "off"

@@ -94,6 +94,37 @@ def test_access_log_counts_5xx_in_the_window(tmp_path: Path) -> None:
     assert (counts.requests, counts.errors) == (4, 1)
 
 
+def test_access_log_leaves_out_the_monitors_probes_and_maintenance_503s(tmp_path: Path) -> None:
+    from travellr_ops.ops.maintenance_windows import Window
+    from travellr_ops.ops.monitor.maintenance_time import second_in
+    from travellr_ops.ops.monitor.sources import MONITOR_AGENT
+
+    path = tmp_path / "access.log"
+    now = time.time()
+    during = datetime.fromtimestamp(now - 100, UTC)
+    after = datetime.fromtimestamp(now - 10, UTC)
+    own = log_line(503).replace('"curl"', f'"{MONITOR_AGENT}"')
+    older_own = log_line(200).replace('"curl"', '"travellr-ops/0.0.1 monitor"')
+    path.write_text(  # in time order, as a log is written
+        log_line(503, during) * 6
+        + log_line(500, during)
+        + log_line(503, after)
+        + own * 4
+        + older_own
+        + log_line(200) * 2
+    )
+    window = Window(now - 120, None, now - 60)
+    counts = AccessLog(path, window_s=300).read(second_in([window]))
+    # the 503s inside the window are no errors; the 500 beside them, and a 503 after, are
+    assert (counts.requests, counts.errors, counts.own, counts.maintenance) == (4, 2, 5, 6)
+    assert (
+        counts.left_out()
+        == "left out: 5 requests travellr-ops sent itself and 6 503s during maintenance"
+    )
+    counts = AccessLog(path, window_s=300).read()
+    assert (counts.requests, counts.errors, counts.maintenance) == (10, 8, 0)
+
+
 def test_access_log_survives_rotation_and_truncation(tmp_path: Path) -> None:
     path = tmp_path / "access.log"
     path.write_text(log_line(200) * 2)
@@ -161,3 +192,37 @@ def test_a_samples_verdict_and_exit_code_are_the_shared_ones(
     metrics = [metric(f"m{i}", v) for i, v in enumerate(verdicts)]
     sample = Sample(1.0, 1.0, 1.0, maintenance, metrics)
     assert (sample.verdict, sample.exit_code) == (word, code)
+
+
+def test_report_html_draws_the_time_the_samples_cover_with_breaches_and_maintenance() -> None:
+    """Ten minutes of samples in a 24 h report: the axis spans those ten minutes (not the day,
+    where they were a vertical line at its right edge); breaches and maintenance are bands."""
+    import re
+
+    from travellr_ops.ops.monitor.history import MetricHistory
+    from travellr_ops.ops.monitor.report import summarize
+    from travellr_ops.ops.monitor.report_html import render
+
+    now = time.time()
+    times = [now - 600 + 5 * i for i in range(121)]
+    values: list[float | None] = [10.0] * 121
+    values[60:63] = [500.0, 600.0, 550.0]
+    verdicts = ["breach" if v and v > 200 else "ok" for v in values]
+    in_maintenance = [100 <= i < 110 for i in range(121)]
+    history = MetricHistory(
+        "api_response_p95_ms", "", "ms", "max", times, values, verdicts, [200.0] * 121,
+        in_maintenance,
+    )  # fmt: skip
+    histories = {history.key: history}
+    report = summarize(histories, {}, now - 86400, now)
+    recorded = [(now - 900, now - 560)]  # a window from the store, begun before the samples
+    page = render(report, histories, recorded)
+
+    ranges = re.findall(r'"xaxis":\{[^{}]*"range":\["([^"]+)","([^"]+)"\]', page)
+    assert ranges, "no x axis range in the page"
+    start, end = (datetime.fromisoformat(t).timestamp() for t in ranges[0])
+    assert times[0] - 60 <= start <= times[0] and times[-1] <= end <= times[-1] + 60
+    shapes = re.findall(r'"fillcolor":"(#[0-9a-f]+)"', page)
+    assert shapes.count("#c00") == 1  # one breach episode, one red band
+    assert shapes.count("#36c") == 2  # the recorded window and the samples in maintenance
+    assert "Red bands: breaches; blue bands: maintenance (2 window(s))" in page

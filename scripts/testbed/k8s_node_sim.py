@@ -10,9 +10,16 @@ schedules or runs pods. This process plays that part, through the real API:
 - serves ``/containerLogs/...`` over HTTPS (the apiserver proxies ``kubectl logs`` here), with
   tailLines, sinceSeconds/sinceTime, timestamps, follow, previous and limitBytes;
 - keeps ``PodMetrics`` objects (a CRD ``pods.metrics.k8s.io``, owned by their pods) so that
-  ``/apis/metrics.k8s.io/v1beta1/...`` (``kubectl top pods``) answers.
+  ``/apis/metrics.k8s.io/v1beta1/...`` (``kubectl top pods``) answers;
+- serves ``/exec/...`` (the apiserver proxies ``kubectl exec`` and the client's exec stream
+  here) over a websocket, v4.channel.k8s.io as the 1.20 kubelet speaks it: the command runs as
+  a process on this machine (in a scratch folder, with the container's literal ``env``
+  values), its stdin, stdout, stderr and exit code carried on the channels; a command that
+  cannot be started ends as dockershim's does (runc's message on stdout, exit code 126). SPDY
+  (kubectl 1.20's exec) is not served.
 
-Images are "run" by their tag, so tests can stage failures:
+Images are "run" by their tag, so tests can stage failures (a container whose ``command`` is
+set runs that instead of the image's program, so it never crashes: a debug copy):
 - a tag containing ``broken`` never becomes Ready (its health checks answer 503);
 - a tag containing ``crashloop`` or ``oom`` keeps crashing: waiting in ``CrashLoopBackOff``,
   last terminated with reason ``Error`` (exit 1) or ``OOMKilled`` (exit 137), its restart count
@@ -23,6 +30,11 @@ Images are "run" by their tag, so tests can stage failures:
   500: 20 %, or the number right after ``errors`` (``v2-errors50``: 50 %).
 Pod annotations ``sim.travellr.io/cpu`` and ``sim.travellr.io/memory`` (quantities such as
 ``850m`` and ``400Mi``) set what the metrics report for each container of the pod.
+The pod annotation ``sim.travellr.io/log-files`` (paths on this machine, comma-separated)
+makes its containers' log the lines of those files instead, merged by each line's own time
+(ISO or combined-format stamp), e.g. the access and app logs of a real backend process
+serving the test's requests, as a backend that writes both to its standard output would
+show them; such a log is read as it stands (``follow`` ends at its end).
 
 Run:  python k8s_node_sim.py --kubeconfig D/kubeconfig --cert D/kubelet.crt --key D/kubelet.key
 """
@@ -30,6 +42,7 @@ Run:  python k8s_node_sim.py --kubeconfig D/kubeconfig --cert D/kubelet.crt --ke
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import hashlib
 import heapq
@@ -49,6 +62,9 @@ from urllib.parse import parse_qs, urlsplit
 NODE_NAME = "testbed-node"
 CPU_ANNOTATION = "sim.travellr.io/cpu"
 MEMORY_ANNOTATION = "sim.travellr.io/memory"
+LOG_FILES_ANNOTATION = "sim.travellr.io/log-files"
+#: the most read from the end of each file of LOG_FILES_ANNOTATION
+LOG_FILE_TAIL_BYTES = 4 << 20
 METRICS_GROUP = "metrics.k8s.io"
 METRICS_VERSION = "v1beta1"
 #: seconds between two lines of a simulated container's log
@@ -175,6 +191,45 @@ def log_line(pod: str, image: str, index: int) -> str:
     if index % 5 == 0:
         return f"GET /api/trips?page={index // 5} 200 {12 + index % 7}ms"
     return f"GET /api/health 200 {2 + index % 3}ms"
+
+
+def line_time(text: str) -> datetime | None:
+    """The time a log line carries: a leading ISO stamp, or a combined-format [stamp]."""
+    head = text.split(" ", 1)[0]
+    if head[:4].isdigit() and "T" in head:
+        try:
+            return parse_time(head)
+        except ValueError:
+            return None
+    start, end = text.find("["), text.find("]")
+    if 0 <= start < end:
+        try:
+            return datetime.strptime(text[start + 1 : end], "%d/%b/%Y:%H:%M:%S %z")
+        except ValueError:
+            return None
+    return None
+
+
+def file_lines(paths: list[str]) -> list[tuple[datetime, str]]:
+    """The whole lines of the last LOG_FILE_TAIL_BYTES of each file, merged by time (a line
+    without a time takes its predecessor's)."""
+    merged: list[tuple[datetime, int, int, str]] = []
+    for order, path in enumerate(paths):
+        try:
+            with open(path.strip(), "rb") as handle:
+                size = handle.seek(0, 2)
+                handle.seek(max(0, size - LOG_FILE_TAIL_BYTES))
+                data = handle.read()
+        except OSError:
+            continue
+        if size > LOG_FILE_TAIL_BYTES:
+            data = data[data.find(b"\n") + 1 :]
+        when = datetime.min.replace(tzinfo=UTC)
+        for n, raw in enumerate(data.decode("utf-8", "replace").splitlines()):
+            when = line_time(raw) or when
+            merged.append((when, order, n, raw))
+    merged.sort()
+    return [(when, raw) for when, _, _, raw in merged]
 
 
 class NodeSimulator:
@@ -402,7 +457,7 @@ class NodeSimulator:
                 continue
             self._event(pod, "Normal", "Pulled", f'Container image "{image}" already present')
             self._event(pod, "Normal", "Created", f"Created container {name}")
-            if crash_reason(image):
+            if crash_reason(image) and not container.command:
                 self._event(pod, "Warning", "BackOff", "Back-off restarting failed container")
                 continue
             self._event(pod, "Normal", "Started", f"Started container {name}")
@@ -508,7 +563,7 @@ class NodeSimulator:
                 }
             }
             return status
-        crash = crash_reason(container.image)
+        crash = None if container.command else crash_reason(container.image)
         if crash is not None:
             reason, code = crash
             status["started"] = False
@@ -668,7 +723,10 @@ class NodeSimulator:
                 log.debug("kubelet: " + fmt, *args)
 
             def do_GET(self) -> None:
-                sim._serve_logs(self)
+                if self.path.startswith("/exec/"):
+                    sim._serve_exec(self)
+                else:
+                    sim._serve_logs(self)
 
         server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         server.daemon_threads = True
@@ -700,6 +758,7 @@ class NodeSimulator:
             self._reply(req, 400, f'container "{container_name}" in pod "{name}" is not available')
             return
         previous = query.get("previous") == "true"
+        as_it_stands = previous
         started = parse_time(pod.status.start_time) or now()
         if previous:
             if not status.restart_count:
@@ -719,7 +778,12 @@ class NodeSimulator:
                     f"{status.state.waiting.reason}",
                 )
                 return
-            lines = self._current_lines(name, container.image, started, now())
+            files = (pod.metadata.annotations or {}).get(LOG_FILES_ANNOTATION)
+            if files:
+                lines = file_lines(files.split(","))
+                as_it_stands = True
+            else:
+                lines = self._current_lines(name, container.image, started, now())
         since = self._since(query)
         if since is not None:
             lines = [(t, text) for t, text in lines if t >= since]
@@ -745,7 +809,7 @@ class NodeSimulator:
                 req.wfile.write(data)
                 sent += len(data)
             req.wfile.flush()
-            if query.get("follow") != "true" or previous:
+            if query.get("follow") != "true" or as_it_stands:
                 return
             index = self._line_count(started, now())
             while not self.stopping.is_set() and self.pod(namespace, name) is not None:
@@ -759,6 +823,45 @@ class NodeSimulator:
                 index += 1
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):
             return
+
+    # -- the kubelet's exec endpoint ----------------------------------------------------------
+    def _serve_exec(self, req: BaseHTTPRequestHandler) -> None:
+        url = urlsplit(req.path)
+        parts = url.path.strip("/").split("/")
+        if len(parts) != 4:
+            self._reply(req, 404, "not found")
+            return
+        _, namespace, name, container_name = parts
+        query = parse_qs(url.query)
+        flag = lambda key: query.get(key, ["0"])[-1] in ("1", "true")  # noqa: E731
+        pod = self.pod(namespace, name)
+        if pod is None or not pod.status or not pod.status.container_statuses:
+            # the watch may not have brought the pod's start yet: a kubelet knows it at once
+            with contextlib.suppress(self._client_mod.ApiException):
+                pod = self.core.read_namespaced_pod(name, namespace)
+        container = None
+        if pod is not None:
+            container = next((c for c in pod.spec.containers if c.name == container_name), None)
+        statuses = {s.name: s for s in ((pod.status.container_statuses if pod else None) or [])}
+        status = statuses.get(container_name)
+        if pod is None or container is None or status is None or not status.state.running:
+            self._reply(req, 404, f'container not found ("{container_name}")')
+            return
+        key = req.headers.get("Sec-WebSocket-Key")
+        offered = [p.strip() for p in req.headers.get("Sec-WebSocket-Protocol", "").split(",")]
+        if not key or EXEC_PROTOCOL not in offered:
+            self._reply(req, 400, f"this kubelet speaks only {EXEC_PROTOCOL} over a websocket")
+            return
+        accept = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
+        req.send_response(101, "Switching Protocols")
+        req.send_header("Upgrade", "websocket")
+        req.send_header("Connection", "Upgrade")
+        req.send_header("Sec-WebSocket-Accept", accept)
+        req.send_header("Sec-WebSocket-Protocol", EXEC_PROTOCOL)
+        req.end_headers()
+        req.wfile.flush()
+        req.close_connection = True
+        _ExecSession(req, query.get("command", []), container, flag("input"), flag("tty")).run()
 
     @staticmethod
     def _line_count(started: datetime, until: datetime) -> int:
@@ -804,6 +907,144 @@ class NodeSimulator:
         req.send_header("Content-Length", str(len(body)))
         req.end_headers()
         req.wfile.write(body)
+
+
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+EXEC_PROTOCOL = "v4.channel.k8s.io"
+
+
+class _ExecSession:
+    """One exec on an upgraded connection: frames [channel byte + data], 0 stdin from the
+    client, 1 stdout, 2 stderr, 3 the final Status, 4 resize (ignored)."""
+
+    def __init__(
+        self,
+        req: BaseHTTPRequestHandler,
+        command: list[str],
+        container: Any,
+        stdin: bool,
+        tty: bool,
+    ) -> None:
+        self.req = req
+        self.command = command
+        self.container = container
+        self.stdin = stdin
+        self.tty = tty
+        self._write_lock = threading.Lock()
+
+    def send(self, opcode: int, payload: bytes) -> None:
+        size = len(payload)
+        if size < 126:
+            head = bytes([0x80 | opcode, size])
+        elif size < 1 << 16:
+            head = bytes([0x80 | opcode, 126]) + size.to_bytes(2, "big")
+        else:
+            head = bytes([0x80 | opcode, 127]) + size.to_bytes(8, "big")
+        with self._write_lock:
+            self.req.wfile.write(head + payload)
+            self.req.wfile.flush()
+
+    def frames(self) -> Any:
+        """(opcode, payload) of each frame the client sends, unmasked, until it closes."""
+        read = self.req.rfile.read
+        while True:
+            head = read(2)
+            if len(head) < 2:
+                return
+            opcode, size = head[0] & 0x0F, head[1] & 0x7F
+            if size == 126:
+                size = int.from_bytes(read(2), "big")
+            elif size == 127:
+                size = int.from_bytes(read(8), "big")
+            mask = read(4) if head[1] & 0x80 else b"\0\0\0\0"
+            data = read(size)
+            yield opcode, bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+
+    def status(self, code: int) -> bytes:
+        if code == 0:
+            return json.dumps({"metadata": {}, "status": "Success"}).encode()
+        shown = " ".join(self.command)
+        return json.dumps(
+            {
+                "metadata": {},
+                "status": "Failure",
+                "message": f"command terminated with non-zero exit code: error executing"
+                f" command [{shown}], exit code {code}",
+                "reason": "NonZeroExitCode",
+                "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]},
+            }
+        ).encode()
+
+    def run(self) -> None:
+        import os
+        import subprocess
+        import tempfile
+
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOSTNAME": "sim"}
+        for var in self.container.env or []:
+            if var.value is not None:
+                env[var.name] = var.value
+        try:
+            with tempfile.TemporaryDirectory(prefix="sim-exec-") as cwd:
+                try:
+                    proc = subprocess.Popen(
+                        self.command,
+                        stdin=subprocess.PIPE if self.stdin else subprocess.DEVNULL,
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.STDOUT if self.tty else subprocess.PIPE,
+                        cwd=cwd,
+                        env=env,
+                    )
+                except OSError as exc:
+                    why = (
+                        "executable file not found in $PATH"
+                        if isinstance(exc, FileNotFoundError)
+                        else "permission denied"
+                    )
+                    first = self.command[0] if self.command else ""
+                    message = (
+                        "OCI runtime exec failed: exec failed: container_linux.go:370: starting"
+                        f' container process caused: exec: "{first}": {why}: unknown\r\n'
+                    )
+                    self.send(0x2, b"\x01" + message.encode())
+                    self.send(0x2, b"\x03" + self.status(126))
+                    self.send(0x8, b"")
+                    return
+                pumps = [threading.Thread(target=self._pump, args=(proc.stdout, 1), daemon=True)]
+                if proc.stderr is not None:
+                    pumps.append(
+                        threading.Thread(target=self._pump, args=(proc.stderr, 2), daemon=True)
+                    )
+                for pump in pumps:
+                    pump.start()
+                threading.Thread(target=self._feed, args=(proc,), daemon=True).start()
+                code = proc.wait()
+                for pump in pumps:
+                    pump.join()
+                self.send(0x2, b"\x03" + self.status(code))
+                self.send(0x8, b"")
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError) as exc:
+            log.debug("exec: connection ended: %r", exc)
+
+    def _pump(self, pipe: Any, channel: int) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            while data := pipe.read1(65536):
+                self.send(0x2, bytes([channel]) + data)
+
+    def _feed(self, proc: Any) -> None:
+        """The client's stdin frames into the process; a client that goes away kills it."""
+        with contextlib.suppress(OSError, ValueError):
+            for opcode, payload in self.frames():
+                if opcode == 0x8:
+                    break
+                if opcode in (0x1, 0x2) and payload[:1] == b"\x00" and proc.stdin is not None:
+                    proc.stdin.write(payload[1:])
+                    proc.stdin.flush()
+            else:
+                proc.kill()
+                return
+        if proc.poll() is None:
+            proc.kill()
 
 
 def main(argv: list[str] | None = None) -> int:

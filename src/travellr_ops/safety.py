@@ -3,7 +3,9 @@
 ``Guard.mutation`` gives each change the same treatment: refused in read-only mode, announced,
 ``--dry-run`` (say what would change, change nothing), a confirmation prompt unless ``--yes``
 (refused when there is no terminal), an optional named lock, and an audit-log record of the
-outcome. Ops code asks the guard; it never prompts, locks or audits by itself.
+outcome. In a protected environment (production) the plan names the environment and the
+confirmation is its name typed out, or ``--yes --confirm-env NAME`` without a terminal.
+Ops code asks the guard; it never prompts, locks or audits by itself.
 """
 
 from __future__ import annotations
@@ -40,16 +42,22 @@ class Change:
     summary: str  # "delete 1,204 keys matching 'search:*' in redis://127.0.0.1:6379/0"
     details: Sequence[str] = ()  # a sample of what is affected
     target: str = ""
+    #: why the person makes it (`--reason`), kept in the audit log as ``user_reason``
+    reason: str = ""
 
 
 class AuditLog:
     """Append-only JSON lines: who did what, to what, how it ended, how long it took."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, environment: str | None = None) -> None:
         self.path = path
+        #: the named environment every record of this log's writer is about
+        self.environment = environment
 
     def record(self, **entry: Any) -> None:
         entry = {"time": utcnow().isoformat(timespec="milliseconds"), **entry}
+        if self.environment is not None:
+            entry.setdefault("environment", self.environment)
         line = mask(json.dumps(entry, default=str)) + "\n"
         log.info("audit log %s: %s", self.path, line.strip())
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -164,10 +172,21 @@ class Guard:
     warn: Callable[[str], None] = field(default=lambda message: None)
     #: the incident these changes belong to (`--incident ID`), named in their audit records
     incident: str = ""
+    #: the named environment the changes go to (named in the plan and in every audit record)
+    environment: str | None = None
+    #: a protected environment: a change needs the environment's name typed, or --yes together
+    #: with ``confirm_env`` naming it
+    protected: bool = False
+    #: `--confirm-env NAME`: the environment the user said they mean to change
+    confirm_env: str | None = None
+    #: asks a person to type something; returns what they typed
+    ask: Callable[[str], str] = field(default=lambda prompt: "")
+    #: shows one line of the plan headed by the environment's name (red when protected)
+    announce_env: Callable[[str, bool, str], None] | None = None
 
     @property
     def audit(self) -> AuditLog:
-        return AuditLog(self.state_dir / "audit.log")
+        return AuditLog(self.state_dir / "audit.log", self.environment)
 
     def lock(self, name: str) -> FileLock:
         """A named lock (backup, restore, deploy) in the state directory."""
@@ -200,15 +219,15 @@ class Guard:
                 hint="run without --read-only (and unset TRAVELLR_READ_ONLY) to make changes",
             )
         if self.dry_run:
-            self.announce(f"dry run: would {change.summary}")
-            for line in change.details:
-                self.announce(f"  {line}")
+            self._plan(f"dry run: would {change.summary}", change)
             yield False
             return
-        if confirm and not self.yes:
-            self.announce(f"about to {change.summary}")
-            for line in change.details:
-                self.announce(f"  {line}")
+        if confirm and self.confirm_env is not None:
+            self._check_confirm_env(change)
+        if self.protected and confirm:
+            self._confirm_protected(change)
+        elif confirm and not self.yes:
+            self._plan(f"about to {change.summary}", change)
             if not self.interactive:
                 self._refuse(
                     change,
@@ -249,6 +268,60 @@ class Guard:
             if file_lock is not None:
                 file_lock.release()
 
+    @property
+    def _name_to_type(self) -> str:
+        return self.environment or "protected"
+
+    def _plan(self, headline: str, change: Change) -> None:
+        """The plan, headed by the environment's name when one is named."""
+        if self.environment is None and not self.protected:
+            self.announce(headline)
+        elif self.announce_env is not None:
+            self.announce_env(self._name_to_type, self.protected, headline)
+        else:
+            self.announce(f"{self._name_to_type}: {headline}")
+        for line in change.details:
+            self.announce(f"  {line}")
+
+    def _check_confirm_env(self, change: Change) -> None:
+        """--confirm-env names the environment the user means: another one (or none selected)
+        is a mistake, in any environment, protected or not."""
+        name = self.environment if not self.protected else self._name_to_type
+        if self.confirm_env == name:
+            return
+        this = f"this is {name}" if name else "no environment is selected"
+        self._plan(f"about to {change.summary}", change)
+        self._refuse(
+            change,
+            f"--confirm-env {self.confirm_env} does not name {name or 'the environment'}",
+            f"refusing to {change.action}: {this}, but --confirm-env says "
+            f"{self.confirm_env!r}; nothing changed",
+            hint="check which environment you mean (--env NAME); --confirm-env must name it",
+        )
+
+    def _confirm_protected(self, change: Change) -> None:
+        """A change to a protected environment goes ahead only once its name is given: typed
+        at the prompt, or --yes --confirm-env NAME. Anything else changes nothing."""
+        name = self._name_to_type
+        self._plan(f"about to {change.summary}", change)
+        if self.yes and self.confirm_env == name:
+            return
+        if not self.interactive:
+            self._refuse(
+                change,
+                f"{name} is protected: no terminal to type its name on, and no "
+                f"--yes --confirm-env {name}",
+                f"refusing to {change.action} in protected environment {name} without its name",
+                hint=f"pass --yes --confirm-env {name} (or --dry-run to see what would change)",
+            )
+        typed = self.ask(f"{change.action} in {name}: type {name} to go ahead").strip()
+        if typed != name:
+            self._refuse(
+                change,
+                "declined" if not typed else f"typed {typed!r}, not {name!r}",
+                f"{change.action} not confirmed: {name!r} was not typed; nothing changed",
+            )
+
     def _refuse(
         self, change: Change, reason: str, message: str, hint: str | None = None
     ) -> NoReturn:
@@ -270,6 +343,8 @@ class Guard:
         }
         if reason:
             entry["reason"] = reason
+        if change.reason:
+            entry["user_reason"] = change.reason
         if error:
             entry["error"] = error
         if self.incident:

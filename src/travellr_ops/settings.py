@@ -1,8 +1,9 @@
 """One settings object for every URI, name and threshold the runbook uses.
 
 Sources, highest first: command-line flags (passed as overrides), the environment
-(``TRAVELLR_`` prefix, nested with ``__``: ``TRAVELLR_MONGO__URI``), a TOML config file
-(``--config``, else ``TRAVELLR_CONFIG``, else the first file of ``CONFIG_SEARCH_PATH``), defaults.
+(``TRAVELLR_`` prefix, nested with ``__``: ``TRAVELLR_MONGO__URI``), the selected environment's
+``[env.NAME]`` table of the config file, the rest of that TOML config file (``--config``, else
+``TRAVELLR_CONFIG``, else the first file of ``CONFIG_SEARCH_PATH``), defaults.
 
 This is the only module that reads ``os.environ``. Tests build ``Settings(...)`` directly;
 that reads the environment but never a config file.
@@ -32,17 +33,24 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from travellr_ops.errors import ConfigError
+from travellr_ops.errors import ConfigError, UsageError
 
 ENV_PREFIX = "TRAVELLR_"
 ENV_NESTED = "__"
 CONFIG_ENV = "TRAVELLR_CONFIG"
+#: the variable that selects a named environment (as --env does)
+SELECT_ENV = "TRAVELLR_ENV"
+#: the config file's keys that name environments rather than set a setting
+ENV_TABLES = "env"
+DEFAULT_ENV = "default_env"
 
 #: old setting names that still work, each with the name that replaced it
 RENAMED = {
     "monitor.store_timeout_s": "store.timeout_s",
     "kubernetes.deployment": "kubernetes.backend_deployment",
     "deploy.webhook_url": "deploy.webhook_urls",
+    "deploy.error_source": "logs.access_source",
+    "deploy.container_access_log": "logs.access_log",
 }
 # the old names met while a Settings is built (load_settings turns them into warnings)
 _renamed_seen: ContextVar[list[str] | None] = ContextVar("_renamed_seen", default=None)
@@ -203,9 +211,31 @@ class BackupSettings(_Section):
     restore_health_timeout_s: float = Field(default=60.0, gt=0)
 
 
+LogSourceKind = Literal["file", "container", "service"]
+
+
 class LogSettings(_Section):
-    access_log: Path = Path("logs/access.log")
-    app_log: Path = Path("logs/app.log")
+    """Where the backend's access log (combined format) and app log are: the one place the
+    monitor, the deploy gate, `security logs`, incident evidence and the checklists read."""
+
+    #: the access log: a file on this machine (source "file"), or inside each container
+    #: (source "container"); unset: logs/access.log, or /var/log/travellr/access.log inside
+    #: the container (the compose file's LOG_DIR)
+    access_log: Path | None = None
+    #: "file": access_log on this machine (platform "none", or a volume mounted from the
+    #: container); "container": access_log inside each running container of the backend,
+    #: read through the platform (compose); "service": the backend's standard output (the
+    #: container or pod logs); unset: "file" with platform "none" or when access_log is set,
+    #: else "container" on compose and "service" on Kubernetes
+    access_source: LogSourceKind | None = None
+    #: the app log, as access_log (default file name app.log)
+    app_log: Path | None = None
+    #: as access_source; unset: "file" with platform "none" or when app_log is set, else
+    #: "service" (the backend writes its app log to its standard output too)
+    app_source: LogSourceKind | None = None
+    #: the most read of one file per look (its tail on the first look), so that no read
+    #: ever takes a whole large log
+    read_bytes: int = Field(default=16 << 20, ge=4096)
 
 
 class Thresholds(_Section):
@@ -269,8 +299,21 @@ class MonitorSettings(_Section):
     db_query_runs: int = Field(default=3, ge=1, le=100)
     #: error rate: the 5xx share of the access log's requests in the last this many seconds
     error_window_s: float = Field(default=300.0, gt=0)
-    #: hit rates over fewer lookups than this are shown but not judged ("idle")
+    #: hit rates over fewer lookups than this are shown but not judged ("insufficient")
     cache_min_lookups: int = Field(default=20, ge=0)
+    #: error rates over fewer requests than this (travellr-ops's own requests and maintenance
+    #: 503s not counted) are shown with their counts but not judged ("insufficient")
+    min_requests: int = Field(default=50, ge=0)
+    #: API p95s over fewer answered probes than this are "insufficient"
+    min_probes: int = Field(default=5, ge=0)
+    #: a live monitor times the representative queries at most this often (between, it shows
+    #: the last figure and its age): the monitor's database work must not slow what it measures
+    query_every_s: float = Field(default=60.0, ge=0)
+    #: ... and takes serverStatus, dbStats and the business queries at most this often
+    stats_every_s: float = Field(default=300.0, ge=0)
+    #: ... and each of those parts later still when it took long: it keeps the database busy
+    #: at most this share of the time (a 3 s part at 0.5 %: every 600 s)
+    db_budget_pct: float = Field(default=0.5, gt=0, le=100)
     #: active users: distinct users with activity in the last 24 h
     active_users: MonitorQuery = Field(default_factory=lambda: _app_query("active_users"))
     #: booking conversion: bookings / searches made in the same window
@@ -391,6 +434,24 @@ class ChecklistSettings(_Section):
     monthly_breach_pct: float = Field(default=5.0, ge=0, le=100)
 
 
+class DoctorSettings(_Section):
+    """`doctor`: from a symptom to its cause, every check at once, each cut at its timeout."""
+
+    #: a check still running after this many seconds is cut and reported unknown
+    check_timeout_s: float = Field(default=5.0, gt=0, le=300)
+    #: how long doctor waits for any one server (shortens mongo/redis/api timeout_s): a hung
+    #: server is then classified ("timeout") before its check is cut
+    client_timeout_s: float = Field(default=2.0, gt=0, le=60)
+    #: seconds the API probes, the cache hit rate and CPU are measured over
+    window_s: float = Field(default=1.0, gt=0, le=60)
+    #: keys `cache stats` breakdown and `cache bigkeys --sample` measure
+    cache_sample: int = Field(default=200, ge=1)
+    #: a deploy that started less than this many seconds ago is suspect
+    deploy_recent_s: float = Field(default=3600.0, gt=0)
+    #: the API's error rate is taken over this many seconds of the access log at most
+    error_window_s: float = Field(default=60.0, gt=0)
+
+
 class DeploySettings(_Section):
     """`deploy`: the runbook's Deployment procedure, its health gate and its notifications."""
 
@@ -411,13 +472,16 @@ class DeploySettings(_Section):
     probes: int = Field(default=5, ge=1, le=100)
     #: endpoints the gate probes besides api.url + api.health_path (relative to api.url)
     smoke_paths: list[str] = Field(default_factory=lambda: ["/api/trips/popular"])
-    #: error rate: from the service's own request log ("service": the access log inside the
-    #: compose container, the pod logs on Kubernetes), or from logs.access_log ("access_log")
-    error_source: Literal["service", "access_log"] = "service"
-    #: the backend's access log inside its container (compose; LOG_DIR of the compose file)
-    container_access_log: str = "/var/log/travellr/access.log"
-    #: the error rate is judged over at least this many requests per sample (else "idle")
+    #: the error rate is judged over at least this many requests per sample (the gate's own
+    #: probes count), else "insufficient"
     min_requests: int = Field(default=5, ge=1)
+    #: the API p95 is judged over at least this many answered probes per sample
+    min_probes: int = Field(default=5, ge=1)
+    #: a watch that ends on an insufficient sample goes on up to this much longer
+    extend_s: float = Field(default=300.0, ge=0)
+    #: no sample could be judged even then: "rollback" (the safe choice for a CI that cannot
+    #: ask a person) or "keep" the new release; either way the history says "inconclusive"
+    on_inconclusive: Literal["rollback", "keep"] = "rollback"
     #: the compose file's variable that holds the backend's image tag
     tag_variable: str = "TRAVELLR_BACKEND_TAG"
     #: where a deployed tag is kept for later `docker-compose up`s; unset: .env next to the
@@ -514,6 +578,9 @@ class Settings(BaseSettings):
     #: a protected environment (production): a change needs its name typed, or
     #: `--yes --confirm-env NAME` without a terminal; `service exec` needs a `--reason`
     protected: bool = False
+    #: `--env a,b` / `--env all`: how long the reading command may take in this environment
+    #: before it is reported as not answering (exit 3) while the others are shown
+    fanout_timeout_s: float = Field(default=30.0, gt=0)
     #: file systems whose usage `health` checks (besides the backup and state directories)
     disk_paths: list[Path] = Field(default_factory=lambda: [Path("/")])
 
@@ -533,11 +600,14 @@ class Settings(BaseSettings):
     incident: IncidentSettings = Field(default_factory=IncidentSettings)
     checklist: ChecklistSettings = Field(default_factory=ChecklistSettings)
     deploy: DeploySettings = Field(default_factory=DeploySettings)
+    doctor: DoctorSettings = Field(default_factory=DoctorSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
 
     @model_validator(mode="before")
     @classmethod
     def _old_names(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("deploy"), dict):
+            data = _deploy_log_names(data)
         if not isinstance(data, dict) or not isinstance(data.get("monitor"), dict):
             return data
         monitor = data["monitor"]
@@ -562,6 +632,29 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, _TomlSource(settings_cls))
 
 
+def _deploy_log_names(data: dict[str, Any]) -> dict[str, Any]:
+    """The deploy gate's own log settings, now the one [logs] every group reads:
+    ``error_source = "access_log"`` is ``logs.access_source = "file"`` ("service" is what an
+    unset source does); ``container_access_log`` is ``logs.access_log`` read inside the
+    container."""
+    deploy = data["deploy"]
+    if "error_source" not in deploy and "container_access_log" not in deploy:
+        return data
+    data = dict(data)
+    logs = dict(data.get("logs") or {})
+    deploy = _renamed("deploy", deploy, "error_source", "_error_source")
+    deploy = _renamed("deploy", deploy, "container_access_log", "_container_access_log")
+    source = deploy.pop("_error_source", None)
+    path = deploy.pop("_container_access_log", None)
+    if source == "access_log":
+        logs.setdefault("access_source", "file")
+    elif path is not None and "access_log" not in logs:
+        logs.setdefault("access_source", "container")
+        logs["access_log"] = path
+    data["deploy"], data["logs"] = deploy, logs
+    return data
+
+
 @dataclass
 class LoadedSettings:
     """Settings plus where each value came from, for `config show`."""
@@ -571,6 +664,8 @@ class LoadedSettings:
     sources: dict[str, str] = field(default_factory=dict)
     #: old setting names in use, each "old: use new instead"
     deprecations: list[str] = field(default_factory=list)
+    #: the names of the config file's environments ([env.NAME] tables)
+    environments: list[str] = field(default_factory=list)
 
 
 def find_config_file(explicit: Path | None) -> Path | None:
@@ -593,33 +688,152 @@ def find_config_file(explicit: Path | None) -> Path | None:
     return None
 
 
-def load_settings(
-    config_file: Path | None = None, overrides: Mapping[str, Any] | None = None
-) -> LoadedSettings:
-    """Build the effective settings from flags (``overrides``), environment, file, defaults."""
+def read_config(path: Path | None) -> dict[str, Any]:
+    """The TOML file's contents (empty without a file)."""
+    if path is None:
+        return {}
+    try:
+        return tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+
+
+@dataclass
+class Environments:
+    """The named environments of a config file: its ``[env.NAME]`` tables."""
+
+    path: Path | None
+    tables: dict[str, dict[str, Any]]
+    #: the file's ``default_env``: the one used when none is selected
+    default: str | None = None
+
+    @classmethod
+    def of(cls, path: Path | None, data: Mapping[str, Any]) -> Environments:
+        tables = data.get(ENV_TABLES, {})
+        if not isinstance(tables, dict) or not all(isinstance(t, dict) for t in tables.values()):
+            raise ConfigError(
+                f"{path}: [{ENV_TABLES}] must hold one table per environment ([env.NAME])"
+            )
+        default = data.get(DEFAULT_ENV)
+        if default is not None and default not in tables:
+            raise ConfigError(
+                f"{path}: default_env names {default!r}, which has no [env.{default}] table",
+                hint=_known_hint(path, tables),
+            )
+        return cls(path, tables, default)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.tables)
+
+    def table(self, name: str) -> dict[str, Any]:
+        if name not in self.tables:
+            raise UsageError(f"no environment {name!r}", hint=_known_hint(self.path, self.tables))
+        return self.tables[name]
+
+    def select(self, spec: str) -> list[str]:
+        """The environments of ``--env a,b`` or ``--env all``, each checked."""
+        if spec.strip() == "all":
+            if not self.tables:
+                raise UsageError(
+                    "--env all: no environments are configured",
+                    hint=_known_hint(self.path, self.tables),
+                )
+            return self.names
+        names = list(dict.fromkeys(n.strip() for n in spec.split(",") if n.strip()))
+        if not names:
+            raise UsageError(
+                f"--env {spec!r} names no environment", hint=_known_hint(self.path, self.tables)
+            )
+        for name in names:
+            self.table(name)
+        return names
+
+
+def _known_hint(path: Path | None, tables: Mapping[str, Any]) -> str:
+    if not tables:
+        where = f"{path}" if path else "a config file (--config)"
+        return f"no environments are configured: add [env.NAME] tables to {where}"
+    return f"known environments: {', '.join(tables)} (the [env.NAME] tables of {path})"
+
+
+def environments(config_file: Path | None = None) -> Environments:
+    """The named environments of the config file that ``load_settings`` would read."""
     path = find_config_file(config_file)
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            data = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    return Environments.of(path, read_config(path))
+
+
+def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def selected_environment(envs: Environments, explicit: str | None = None) -> tuple[str | None, str]:
+    """The environment to use and what chose it: --env, else $TRAVELLR_ENV, else default_env."""
+    if explicit:
+        return explicit, "flag --env"
+    if os.environ.get(SELECT_ENV):
+        return os.environ[SELECT_ENV], f"env {SELECT_ENV}"
+    if envs.default:
+        return envs.default, f"file {envs.path} ({DEFAULT_ENV})"
+    return None, "default"
+
+
+def load_settings(
+    config_file: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environment: str | None = None,
+) -> LoadedSettings:
+    """Build the effective settings from flags (``overrides``), environment, the selected
+    environment's table (``environment``, else $TRAVELLR_ENV, else the file's default_env),
+    file, defaults."""
+    path = find_config_file(config_file)
+    file_data = read_config(path)
+    envs = Environments.of(path, file_data)
+    data = {k: v for k, v in file_data.items() if k not in (ENV_TABLES, DEFAULT_ENV)}
+    name, name_source = selected_environment(envs, environment)
+    table: dict[str, Any] = {}
     overrides = dict(overrides or {})
+    pinned: dict[str, Any] = {}
+    if name is not None:
+        table = envs.table(name)
+        data = _deep_merge(data, table)
+        # An environment's protection is its table's to give: no variable or flag lifts it.
+        pinned = {k: True for k in ("protected", "read_only") if table.get(k) is True}
+        pinned["environment"] = name
     token = _toml_data.set(data)
     seen: list[str] = []
     seen_token = _renamed_seen.set(seen)
     try:
-        settings = Settings(**overrides)
+        settings = Settings(**{**overrides, **pinned})
     except ValidationError as exc:
         raise ConfigError(_describe_validation_error(exc), hint=_config_hint(path)) from None
     finally:
         _toml_data.reset(token)
         _renamed_seen.reset(seen_token)
     sources = _value_sources(settings, overrides, data, path)
+    if name is not None and "state_dir" not in table:
+        # Locks, deploy and monitor history are about one environment's servers: a staging
+        # backup must not hold production's lock, nor staging's deploy be production's last.
+        settings = settings.model_copy(update={"state_dir": settings.state_dir / "env" / name})
+        sources["state_dir"] += f", + env/{name}"
+    table_source = f"env table {name} ({path})"
+    for key, _ in flatten(table):
+        if sources.get(key, "").startswith("file "):
+            sources[key] = table_source
+    for key in pinned:
+        sources[key] = table_source
+    if name is not None:
+        sources["environment"] = name_source
     deprecations = [
         f"{old} is deprecated: use {RENAMED[old]} instead" for old in dict.fromkeys(seen)
     ]
-    return LoadedSettings(settings, path, sources, deprecations)
+    return LoadedSettings(settings, path, sources, deprecations, envs.names)
 
 
 def _config_hint(path: Path | None) -> str:

@@ -15,6 +15,7 @@ import functools
 import heapq
 import os
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
@@ -24,8 +25,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from travellr_ops.adapters.exec_streams import feed_stdin, following_size
 from travellr_ops.adapters.log_streams import follow_all, split_lines, stamp_time, stamped_line
 from travellr_ops.adapters.platform_types import (
+    ExecIO,
+    ExecTarget,
+    FileChunk,
+    FileCursor,
     Instance,
     LogLine,
     ProcessList,
@@ -45,7 +51,6 @@ from travellr_ops.errors import (
     Unreachable,
     UsageError,
 )
-from travellr_ops.vocab.logformat import access_time
 
 if TYPE_CHECKING:
     from travellr_ops.settings import Settings
@@ -54,6 +59,15 @@ PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 CONFIG_FILES_LABEL = "com.docker.compose.project.config_files"
 WORKING_DIR_LABEL = "com.docker.compose.project.working_dir"
+NUMBER_LABEL = "com.docker.compose.container-number"
+COMPOSE_PREFIX = "com.docker.compose."
+#: on a --debug-copy container: the container it copies
+DEBUG_COPY_LABEL = "org.travellr.ops.debug-copy-of"
+#: the entrypoint of a --debug-copy: a shell that sleeps until it is killed
+SLEEP_FOREVER = ("/bin/sh", "-c", "while :; do sleep 3600; done")
+#: how long an exec's exit code may lag the end of its stream
+EXEC_SETTLE_S = 5.0
+EXEC_CHUNK = 64 * 1024
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 #: seconds between looks at a restarting container. Each look is one inspect (a few ms on the
 #: engine); the container turns healthy when a check ends, and every moment between that and
@@ -64,8 +78,22 @@ POLL_S = 0.05
 STABLE_WITHOUT_CHECK = timedelta(seconds=2)
 #: log lines shown when a container dies or does not become healthy
 LAST_LOG_LINES = 20
-#: the most read from the end of a container's access log per look (deploy's error rate)
-ACCESS_LOG_TAIL_BYTES = 2 * 1024 * 1024
+#: `read_file` inside a container: "$1" the file, "$2" the inode of the previous read ("-":
+#: none), "$3" the offset it stopped at, "$4" the most to read. Prints "INODE START CUT
+#: RESTARTED" on a line, then the bytes from START: after the previous read, from the start
+#: of a new file (rotated: another inode; truncated: smaller than the offset), or the last
+#: "$4" bytes (the first read, or more written since than "$4"; CUT=1: the first line is cut).
+_READ_FILE = r"""
+st=$(stat -L -c '%i %s' "$1") || exit 3
+ino=${st% *}; size=${st#* }; start=$3; restarted=0; cut=0
+if [ "$2" = "-" ]; then start=-1
+elif [ "$ino" != "$2" ] || [ "$size" -lt "$3" ]; then start=0; restarted=1; fi
+if [ "$start" -lt 0 ] || [ $((size - start)) -gt "$4" ]; then
+  if [ "$size" -gt "$4" ]; then start=$((size - $4)); cut=1; else start=0; fi
+fi
+echo "$ino $start $cut $restarted"
+if [ "$size" -gt "$start" ]; then tail -c +$((start + 1)) "$1" | head -c $((size - start)); fi
+"""
 
 
 def connect(docker_host: str | None, timeout_s: float) -> Any:
@@ -435,6 +463,148 @@ class ComposePlatform:
             )
         return result
 
+    # -- exec (issue 20) --------------------------------------------------------------------
+    def exec_target(self, service: str, instance: int | None = None) -> ExecTarget:
+        """The ``instance``-th container of the service (compose's container number), else
+        its first running one (else its first, so that --debug-copy can copy a dead one)."""
+        shown, compose_name = self._resolve(service)
+        containers = self._containers(compose_name)
+        if not containers:
+            raise OperationFailed(
+                f"service {shown!r} has no container in compose project {self.compose.project!r}",
+                hint=f"create it with `travellr-ops service up {shown}`",
+            )
+        if instance is not None:
+            numbered = {c.labels.get(NUMBER_LABEL, ""): c for c in containers}
+            chosen = numbered.get(str(instance))
+            if chosen is None:
+                raise UsageError(
+                    f"service {shown!r} has no instance {instance}; it has"
+                    f" {', '.join(sorted(n for n in numbered if n)) or 'none numbered'}",
+                    hint="--instance takes compose's container number (1 is the first)",
+                )
+        else:
+            running = [c for c in containers if c.status == "running"]
+            chosen = (running or containers)[0]
+        return ExecTarget(service=shown, instance=chosen.name, state=chosen.status)
+
+    def exec(self, target: ExecTarget, command: Sequence[str], io: ExecIO) -> int:
+        """As `docker exec [-i] [-t]`: the exec's stream through the engine's hijacked
+        connection (stdout and stderr multiplexed in 8-byte-headed frames unless a TTY),
+        stdin copied in alongside and half-closed at its end; the exit code from inspect."""
+        import docker.errors as derr
+
+        api = self.client.api
+        doing = f"running {' '.join(command)!r} in {target.instance}"
+        with self._errors(doing):
+            try:
+                created = api.exec_create(
+                    target.instance,
+                    list(command),
+                    stdin=io.stdin is not None,
+                    tty=io.tty,
+                    stdout=True,
+                    stderr=True,
+                )
+            except derr.APIError as exc:
+                if exc.status_code != 409:  # 409: it stopped since we looked (crash-looping)
+                    raise
+                raise OperationFailed(
+                    f"{target.instance} is not running: {_explain(exc)}",
+                    hint=f"--debug-copy runs it in a sleeping copy of {target.instance}",
+                ) from None
+            exec_id = created["Id"]
+            wrapped = api.exec_start(exec_id, tty=io.tty, socket=True)
+        sock = getattr(wrapped, "_sock", wrapped)
+        try:
+            feed_stdin(io.stdin, sock.sendall, lambda: sock.shutdown(socket.SHUT_WR))
+
+            def resize(rows: int, columns: int) -> None:
+                api.exec_resize(exec_id, height=rows, width=columns)
+
+            try:
+                with following_size(io, resize):
+                    _copy_exec_output(sock, io)
+            except OSError as exc:
+                raise self._lost(doing, exc) from None
+        finally:
+            with contextlib.suppress(OSError):
+                sock.close()
+        return self._exit_code(exec_id, doing)
+
+    def _exit_code(self, exec_id: str, doing: str) -> int:
+        """The exec's exit code; its stream can end a moment before the engine records it."""
+        deadline = time.monotonic() + EXEC_SETTLE_S
+        while True:
+            try:
+                with self._errors(doing):
+                    info = self.client.api.exec_inspect(exec_id)
+            except Unreachable as exc:
+                raise self._lost(doing, exc) from None
+            if not info.get("Running") and info.get("ExitCode") is not None:
+                return int(info["ExitCode"])
+            if time.monotonic() >= deadline:
+                raise Unreachable(
+                    f"the connection to the Docker Engine at {self._where} ended while {doing}"
+                    " was still running",
+                    hint="the command may still be running in the container",
+                )
+            time.sleep(0.01)
+
+    def _lost(self, doing: str, exc: BaseException) -> Unreachable:
+        return Unreachable(
+            f"lost the connection to the Docker Engine at {self._where} while {doing}:"
+            f" {_first_line(exc)}",
+            hint="the command may still be running in the container",
+        )
+
+    @contextmanager
+    def debug_copy(self, target: ExecTarget) -> Iterator[ExecTarget]:
+        """A copy of the container (its image ID, environment, mounts, network mode, user and
+        working directory) whose entrypoint only sleeps, without the compose labels (compose
+        must not count it as an instance), removed when the block ends however it ends."""
+        api = self.client.api
+        with self._errors(f"inspecting container {target.instance}"):
+            attrs = api.inspect_container(target.instance)
+        config, host = attrs.get("Config", {}), attrs.get("HostConfig", {})
+        name = f"{attrs['Name'].lstrip('/')}-debug-{os.urandom(3).hex()}"
+        labels = {
+            k: v
+            for k, v in (config.get("Labels") or {}).items()
+            if not k.startswith(COMPOSE_PREFIX)
+        }
+        labels[DEBUG_COPY_LABEL] = target.instance
+        mounts = [_mount(m) for m in attrs.get("Mounts") or []]
+        with self._errors(f"creating a debug copy of {target.instance}"):
+            host_config = api.create_host_config(
+                mounts=[m for m in mounts if m is not None],
+                network_mode=host.get("NetworkMode") or None,
+                restart_policy={"Name": "no"},
+            )
+            created = api.create_container(
+                attrs["Image"],
+                name=name,
+                entrypoint=list(SLEEP_FOREVER),
+                command=[],
+                environment=config.get("Env") or [],
+                user=config.get("User") or None,
+                working_dir=config.get("WorkingDir") or None,
+                labels=labels,
+                host_config=host_config,
+                healthcheck={"Test": ["NONE"]},
+                stop_signal="SIGKILL",
+            )
+        copy_id = created["Id"]
+        try:
+            with self._errors(f"starting the debug copy {name}"):
+                api.start(copy_id)
+            yield ExecTarget(
+                service=target.service, instance=name, state="running", copy_of=target.instance
+            )
+        finally:
+            with contextlib.suppress(Exception), self._errors(f"removing the debug copy {name}"):
+                api.remove_container(copy_id, force=True, v=False)
+
     # -- up, down, scale: the compose binary ------------------------------------------------
     def up(self, service: str | None = None) -> None:
         """`compose up -d [SERVICE]`, then wait (compose v1 does not) until what it started is
@@ -610,27 +780,36 @@ class ComposePlatform:
                     image = f"{repository}:{pinned}"
         return self.set_image(service, image, timeout_s, progress)
 
-    def request_log(self, service: str, since: datetime) -> list[LogLine]:
-        """The access log inside each running container (combined format), since ``since``."""
+    def read_file(
+        self, service: str, path: str, cursors: dict[str, FileCursor], max_bytes: int
+    ) -> list[FileChunk]:
+        """The file ``path`` inside each running container after its cursor (a container not
+        read before: its last ``max_bytes``), one ``docker exec`` of POSIX sh, stat, tail
+        and head each: the image needs nothing else."""
         _, compose_name = self._resolve(service)
-        path = self.settings.deploy.container_access_log
-        lines: list[LogLine] = []
+        chunks: list[FileChunk] = []
         for container in self._containers(compose_name):
             if container.status != "running":
                 continue
+            cursor = cursors.setdefault(container.name, FileCursor())
+            args = [path, cursor.inode or "-", str(cursor.offset), str(max_bytes)]
             with self._errors(f"reading {path} in {container.name}"):
-                code, raw = container.exec_run(["tail", "-c", str(ACCESS_LOG_TAIL_BYTES), path])
-            if code != 0:
-                raise OperationFailed(
-                    f"cannot read the access log {path} in {container.name}:"
-                    f" {raw.decode('utf-8', 'replace').strip()[:200]}",
-                    hint="set deploy.container_access_log to the backend's access log",
+                code, (out, err) = container.exec_run(
+                    ["sh", "-c", _READ_FILE, "sh", *args], demux=True
                 )
-            for text in raw.decode("utf-8", "replace").splitlines():
-                when = access_time(text)
-                if when is not None and when >= since.replace(microsecond=0):
-                    lines.append(LogLine(when, container.name, text))
-        return lines
+            out, err = out or b"", err or b""
+            header, _, data = out.partition(b"\n")
+            if code != 0 or header.count(b" ") != 3:
+                said = (err or out).decode("utf-8", "replace").strip()[:200]
+                raise OperationFailed(
+                    f"cannot read {path} in {container.name}: {said or f'exit code {code}'}",
+                    hint="set logs.access_log / logs.app_log to the file inside the container"
+                    " (the compose file's LOG_DIR), or logs.*_source = 'service'",
+                )
+            inode, start, cut, restarted = header.decode().split(" ")
+            cursor.inode, cursor.offset = inode, int(start) + len(data)
+            chunks.append(FileChunk(container.name, data, cut == "1", restarted == "1"))
+        return chunks
 
     def _keep_tag(self, variable: str, tag: str) -> None:
         """Write VARIABLE=tag into the project's env file, other lines kept as they were."""
@@ -749,6 +928,43 @@ class _LogStream:
         if close is not None:
             with contextlib.suppress(Exception):  # a stream that already ended
                 close()
+
+
+# -- exec ------------------------------------------------------------------------------------
+def _copy_exec_output(sock: Any, io: ExecIO) -> None:
+    """The exec's output to the user's stdout/stderr until the engine ends the stream: raw
+    with a TTY, else frames of [stream (1 stdout, 2 stderr), 0, 0, 0, length (4, big-endian)]."""
+    if io.tty:
+        while chunk := sock.recv(EXEC_CHUNK):
+            io.stdout.write(chunk)
+            io.stdout.flush()
+        return
+    buffer = b""
+    while chunk := sock.recv(EXEC_CHUNK):
+        buffer += chunk
+        while len(buffer) >= 8:
+            size = int.from_bytes(buffer[4:8], "big")
+            if len(buffer) < 8 + size:
+                break
+            out = io.stderr if buffer[0] == 2 else io.stdout
+            out.write(buffer[8 : 8 + size])
+            out.flush()
+            buffer = buffer[8 + size :]
+
+
+def _mount(mount: dict[str, Any]) -> Any:
+    """A container's mount (from inspect) as the same mount for a new container."""
+    from docker.types import Mount
+
+    kind = mount.get("Type")
+    read_only = not mount.get("RW", True)
+    if kind == "volume":
+        return Mount(mount["Destination"], mount.get("Name"), type="volume", read_only=read_only)
+    if kind == "bind":
+        return Mount(mount["Destination"], mount["Source"], type="bind", read_only=read_only)
+    if kind == "tmpfs":
+        return Mount(mount["Destination"], None, type="tmpfs")
+    return None
 
 
 # -- container details -----------------------------------------------------------------------

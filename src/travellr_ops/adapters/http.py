@@ -7,11 +7,16 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from travellr_ops import __version__
 from travellr_ops.errors import OperationFailed, Unreachable
 from travellr_ops.redact import mask
 
 if TYPE_CHECKING:
     import httpx
+
+#: every request says what sent it, so that a backend's access log can tell travellr-ops's
+#: requests from its users' (the monitor adds its role: ops.monitor.sources.MONITOR_AGENT)
+USER_AGENT = f"travellr-ops/{__version__}"
 
 
 @dataclass
@@ -41,7 +46,11 @@ class HttpAdapter:
 
                 limits = httpx.Limits(max_connections=self.max_connections)
                 self._clients[tls] = httpx.Client(
-                    timeout=self.timeout_s, limits=limits, verify=tls, follow_redirects=False
+                    timeout=self.timeout_s,
+                    limits=limits,
+                    verify=tls,
+                    follow_redirects=False,
+                    headers={"User-Agent": USER_AGENT},
                 )
             return self._clients[tls]
 
@@ -54,10 +63,21 @@ class HttpAdapter:
         """GET ``url``; any HTTP status is an answer, only no answer at all raises."""
         import httpx
 
-        client = self.client_for(url)  # built outside the timing: latency is the request's
+        client = self.client_for(url)
+        # The latency is the server's: from the request's first byte sent to the response's
+        # last byte read, as httpcore's trace reports them. The client, the request, waiting
+        # for a pooled connection and opening it (TCP, TLS: ~1-3 ms of Python here, where curl
+        # spends 0.1 ms) are left out.
+        marks: dict[str, float] = {}
+
+        def trace(event: str, info: object) -> None:
+            if event.endswith(("send_request_headers.started", "receive_response_body.complete")):
+                marks[event.rsplit(".", 2)[-2]] = time.perf_counter()
+
+        request = client.build_request("GET", url, headers=headers, extensions={"trace": trace})
         started = time.perf_counter()
         try:
-            response = client.get(url, headers=headers)
+            response = client.send(request)
         except httpx.TimeoutException:
             raise Unreachable(
                 f"{mask(url)} did not answer within {self.timeout_s:g} s",
@@ -68,7 +88,10 @@ class HttpAdapter:
                 f"cannot reach {mask(url)}: {_reason(exc)}",
                 hint="is the backend running? check api.url (TRAVELLR_API__URL)",
             ) from None
-        latency_ms = (time.perf_counter() - started) * 1000
+        ended = time.perf_counter()
+        if "send_request_headers" in marks and "receive_response_body" in marks:
+            started, ended = marks["send_request_headers"], marks["receive_response_body"]
+        latency_ms = (ended - started) * 1000
         body: Any
         if "json" in response.headers.get("content-type", ""):
             try:

@@ -12,10 +12,12 @@ This module sits below both adapters and imports neither; the factory that picks
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from travellr_ops.errors import UsageError
 
@@ -79,6 +81,28 @@ class LogLine:
 
 
 @dataclass
+class FileCursor:
+    """Where the previous read of a file inside one instance stopped (``read_file``)."""
+
+    #: the file's identity (its inode) when read; "" before the first read
+    inode: str = ""
+    offset: int = 0
+
+
+@dataclass
+class FileChunk:
+    """What one instance's file held since the previous read."""
+
+    instance: str
+    data: bytes
+    #: the data starts inside a line (the tail of a file larger than the bound)
+    cut: bool = False
+    #: read from the start of a new file (rotated or truncated): a partial line kept from
+    #: the old one is no beginning of this one
+    restarted: bool = False
+
+
+@dataclass
 class ResourceUsage:
     instance: str
     service: str
@@ -135,6 +159,33 @@ def check_image_tag(tag: str) -> None:
 
 
 Progress = Callable[[str], None]
+
+
+@dataclass
+class ExecTarget:
+    """Where `service exec` runs a command: one container (compose) or one pod's container."""
+
+    service: str
+    instance: str  # container name (compose) / pod name (Kubernetes)
+    container: str | None = None  # the container in the pod (Kubernetes)
+    state: str = ""
+    #: a throw-away copy made by --debug-copy (removed when the exec ends)
+    copy_of: str | None = None
+
+
+@dataclass
+class ExecIO:
+    """The streams of one exec: the user's stdin (None: none attached), stdout and stderr,
+    and whether a terminal is attached (then one stream comes back, raw, on stdout)."""
+
+    stdin: BinaryIO | None
+    stdout: BinaryIO
+    stderr: BinaryIO
+    tty: bool = False
+    #: the terminal's (rows, columns) now, when ``tty``
+    size: Callable[[], tuple[int, int]] | None = None
+    #: set when the terminal was resized (SIGWINCH): the exec passes the new size on
+    resized: threading.Event = field(default_factory=threading.Event)
 
 
 class ServicePlatform(Protocol):
@@ -195,11 +246,31 @@ class ServicePlatform(Protocol):
         """Roll the service back to exactly ``release`` and wait until it is healthy."""
         ...
 
-    def request_log(self, service: str, since: datetime) -> list[LogLine]:
-        """The service's request log lines since ``since`` (access log / pod logs)."""
+    def read_file(
+        self, service: str, path: str, cursors: dict[str, FileCursor], max_bytes: int
+    ) -> list[FileChunk]:
+        """What the file ``path`` inside each running instance of the service holds after
+        its cursor (a new instance: its last ``max_bytes``; at most ``max_bytes`` a read),
+        the cursors moved on."""
         ...
 
     def close(self) -> None: ...
+
+    # -- exec (issue 20) ----------------------------------------------------------------------
+    def exec_target(self, service: str, instance: int | None = None) -> ExecTarget:
+        """The container `service exec` would run in: the ``instance``-th (1-based) of the
+        service, else the first running one; on Kubernetes the pod's default container."""
+        ...
+
+    def exec(self, target: ExecTarget, command: Sequence[str], io: ExecIO) -> int:
+        """Run ``command`` in ``target`` with ``io`` attached; its exit code. A start failure
+        (no such command) is the platform's own exit code (126/127) with its message."""
+        ...
+
+    def debug_copy(self, target: ExecTarget) -> AbstractContextManager[ExecTarget]:
+        """A running copy of ``target`` (same image, environment, volumes and network, a
+        sleeping entrypoint) for as long as the block lasts; removed afterwards, always."""
+        ...
 
     def rollback_revision(self, now: Release, to: str | None) -> Release | None:
         """Where `deploy rollback` goes by the platform's own revision numbers: revision

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import sys
 from collections.abc import Collection
 from pathlib import Path
@@ -21,9 +22,9 @@ if TYPE_CHECKING:
     from travellr_ops.settings import Settings
 
 # The command groups (each a module of this package) in the order help lists them, and the
-# one command of the root, health. A command line imports only the groups it names, so that
-# `cache stats` does not pay for importing the deploy or security CLI; help, completion and a
-# mistyped name import them all.
+# commands of the root, health and doctor. A command line imports only the groups it names, so
+# that `cache stats` does not pay for importing the deploy or security CLI; help, completion
+# and a mistyped name import them all.
 COMMANDS = (
     "service",
     "db",
@@ -37,6 +38,7 @@ COMMANDS = (
     "checklist",
     "config",
     "health",
+    "doctor",
 )
 
 
@@ -54,8 +56,8 @@ def build_app(names: Collection[str] = COMMANDS) -> typer.Typer:
     for name in COMMANDS:
         if name in names:
             module = importlib.import_module(f"travellr_ops.cli.{name}")
-            if name == "health":
-                root_app.command("health")(module.health)
+            if name in ("health", "doctor"):
+                root_app.command(name)(getattr(module, name))
             else:
                 root_app.add_typer(module.app)
     return root_app
@@ -107,6 +109,29 @@ def root(
     read_only: Annotated[
         bool, typer.Option("--read-only", help="Refuse every command that changes anything.")
     ] = False,
+    environment: Annotated[
+        str | None,
+        typer.Option(
+            "--env",
+            metavar="NAME",
+            show_default=False,
+            help="The named environment ([env.NAME] of the config file; default: "
+            "$TRAVELLR_ENV, else the file's default_env). The reading commands (health, "
+            "service status, monitor once, backup list, deploy status, db ping, cache stats, "
+            "checklist last) also take several, NAME,NAME or all, queried at once. May be "
+            "given after the command too.",
+        ),
+    ] = None,
+    confirm_env: Annotated[
+        str | None,
+        typer.Option(
+            "--confirm-env",
+            metavar="NAME",
+            show_default=False,
+            help="With --yes: confirm a change to protected environment NAME without typing "
+            "its name (needed without a terminal). May be given after the command too.",
+        ),
+    ] = None,
     incident: Annotated[
         str | None,
         typer.Option(
@@ -148,10 +173,17 @@ def root(
     obj.quiet = obj.quiet or quiet
     obj.read_only = read_only
     obj.incident = incident
+    obj.environment = environment
+    obj.confirm_env = confirm_env
     obj.verbose = verbose
     obj.debug = debug
     _configure_logging(verbose)
     ctx.obj = obj
+    if environment is not None and not ctx.resilient_parsing:
+        from travellr_ops.cli import fanout
+
+        if fanout.is_several(environment):
+            fanout.fan_out(ctx, obj)
 
 
 def _set_dotted(target: dict[str, Any], key: str, value: Any) -> None:
@@ -188,6 +220,13 @@ def run(
     """Run one command line; return its exit code. Errors become one line plus a hint."""
     args = list(sys.argv[1:] if argv is None else argv)
     obj = AppContext(argv=args, preset=settings, interactive=interactive)
+    return execute(args, obj)
+
+
+def execute(args: list[str], obj: AppContext, command: click.Command | None = None) -> int:
+    """Run one command line in the context ``obj`` (``command``: the root already built);
+    return its exit code. Errors go to ``obj``'s output as one line plus a hint."""
+    from travellr_ops.cli.fanout import lift_global_options
 
     def output() -> Output:
         # A --json given to the command itself counts even when the command failed before
@@ -200,9 +239,11 @@ def run(
         return int(code)
 
     try:
-        named = [name for name in COMMANDS if name in args]
-        command = typer.main.get_command(build_app(named or COMMANDS))
-        _unwrap_help(command)
+        if command is None:
+            named = [name for name in COMMANDS if name in args]
+            command = typer.main.get_command(build_app(named or COMMANDS))
+            _unwrap_help(command)
+        args = lift_global_options(args, command)
         rv = command.main(args=args, prog_name="travellr-ops", standalone_mode=False, obj=obj)
         return int(rv) if isinstance(rv, int) else ExitCode.OK
     except TravellrError as exc:
@@ -258,4 +299,13 @@ def _traceback_if(debug: bool) -> None:
 
 
 def main() -> NoReturn:
-    sys.exit(run())
+    code = run()
+    from travellr_ops.cli import fanout
+
+    if fanout.abandoned:
+        # An environment cut at its fanout_timeout_s is still waiting on its servers (in
+        # threads the interpreter would join at exit): its result is reported, so end now.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)

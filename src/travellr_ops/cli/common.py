@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,9 +81,15 @@ class AppContext:
     verbose: int = 0
     #: the incident this command's changes belong to (`--incident ID`)
     incident: str | None = None
+    #: `--env`: the named environment (one; several or "all" fan out, see cli/fanout.py)
+    environment: str | None = None
+    #: `--confirm-env NAME`: the protected environment the user means to change
+    confirm_env: str | None = None
     #: whether a person can be asked (stdin is a terminal); tests set it
     interactive: bool | None = None
     argv: list[str] = field(default_factory=list)
+    #: what makes this invocation's Output (the fan-out captures each environment's)
+    output_class: Callable[[Mode], Output] = Output
     #: a pre-built Settings (tests) instead of loading flags/env/file
     preset: Settings | None = None
     _loaded: LoadedSettings | None = None
@@ -97,7 +104,7 @@ class AppContext:
             if self.preset is not None:
                 self._loaded = LoadedSettings(settings=self.preset, config_file=None)
             else:
-                self._loaded = load_settings(self.config_file, self.overrides)
+                self._loaded = load_settings(self.config_file, self.overrides, self.environment)
             log.info("settings: config file %s", self._loaded.config_file or "(none found)")
             for deprecation in self._loaded.deprecations:
                 self.output().warn(deprecation)
@@ -115,7 +122,7 @@ class AppContext:
             self.quiet = True
         mode = Mode.JSON if self.json else Mode.QUIET if self.quiet else Mode.HUMAN
         if self._output is None or self._output.mode is not mode:
-            self._output = Output(mode)
+            self._output = self.output_class(mode)
         return self._output
 
     @property
@@ -173,6 +180,21 @@ class AppContext:
 
             return Confirm.ask(prompt, console=out.stderr, default=False)
 
+        def ask(prompt: str) -> str:
+            from rich.prompt import Prompt
+
+            return Prompt.ask(prompt, console=out.stderr, default="", show_default=False)
+
+        def announce_env(environment: str, protected: bool, headline: str) -> None:
+            from rich.text import Text
+
+            from travellr_ops.redact import mask
+
+            if out.quiet and not protected:
+                return
+            style = "bold red" if protected else "bold"
+            out.stderr.print(Text.assemble((environment, style), ": ", mask(headline)))
+
         return Guard(
             state_dir=self.settings.state_dir,
             command=mask_argv(["travellr-ops", *self.argv]),
@@ -184,6 +206,11 @@ class AppContext:
             announce=out.info,
             warn=out.warn,
             incident=self.incident or "",
+            environment=self.settings.environment,
+            protected=self.settings.protected,
+            confirm_env=self.confirm_env,
+            ask=ask,
+            announce_env=announce_env,
         )
 
 

@@ -31,6 +31,12 @@ def _render_show(console: Console, view: ops.ConfigView) -> None:
 
     rows = [[s.key, s.value, s.source] for s in view.settings]
     title = f"config file: {view.config_file or '(none found)'}"
+    if view.environment is not None:
+        protected = any(s.key == "protected" and s.value for s in view.settings)
+        title += f"\nenvironment: {view.environment}" + (" (protected)" if protected else "")
+        title += f", chosen by {view.environment_source}"
+    if view.environments:
+        title += f"\nenvironments: {', '.join(view.environments)}"
     console.print(table(title, ["setting", "value", "source"], rows))
 
 

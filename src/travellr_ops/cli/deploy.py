@@ -96,6 +96,8 @@ def _sample_line(sample: object) -> str:
     rate = "-" if sample.error_rate_pct is None else f"{sample.error_rate_pct:g} %"
     p95 = "-" if sample.p95_ms is None else f"{sample.p95_ms:g} ms"
     verdict = "ok" if sample.ok else "FAIL: " + "; ".join(sample.failures)
+    if sample.ok and sample.insufficient:
+        verdict = "insufficient: " + "; ".join(sample.insufficient)
     return (
         f"sample +{sample.elapsed_s:g} s: ready {sample.ready}, health {sample.health},"
         f" p95 {p95}, errors {rate} ({sample.errors}/{sample.requests}),"

@@ -414,9 +414,10 @@ def logs(
         list[str] | None,
         typer.Option(
             "--source",
-            help="A log file (its rotated .1/.N.gz copies are read too; access or app log "
-            "told by content), or 'service' for the backend's container/pod logs. "
-            "Repeatable. Default: logs.access_log and logs.app_log.",
+            help="A log file on this machine (its rotated .1/.N.gz copies are read too; "
+            "access or app log told by content), or 'service' for the backend's access and "
+            "app logs through the platform (the file inside each container, or its output). "
+            "Repeatable. Default: where [logs] puts them (logs.access_source, logs.app_source).",
         ),
     ] = None,
     top: TopOpt = None,
@@ -446,11 +447,18 @@ def logs(
     if not report.read_any:
         out.error(
             "no log could be read",
-            hint="check logs.access_log / logs.app_log, or pass --source FILE",
+            hint="check logs.access_source/access_log and logs.app_source/app_log"
+            " (`travellr-ops config show`), or pass --source FILE",
         )
         raise typer.Exit(ExitCode.UNAVAILABLE)
     if report.suspects:
         raise typer.Exit(ExitCode.CHECK_FAILED)
+    if report.unread:
+        out.error(
+            f"the review is incomplete: nothing read from {', '.join(report.unread)}",
+            hint="check logs.access_source/access_log and logs.app_source/app_log",
+        )
+        raise typer.Exit(ExitCode.UNAVAILABLE)
 
 
 def _render_logs(console: Console, doc: dict[str, Any]) -> None:

@@ -7,6 +7,7 @@ and renders; the platform (and its SDK) is loaded only when a command runs.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -632,3 +633,80 @@ def _render_leak(console: Console, report: Any) -> None:
         f"{report.mb_per_h:+.1f} MB/h over {report.minutes:.1f} min, R² {report.r_squared:.2f} "
         f"({first:.1f} → {last:.1f} MiB resident; threshold {report.threshold_mb_per_h:g} MB/h)"
     )
+
+
+# -- exec (issue 20) ----------------------------------------------------------------------------
+@app.command("exec")
+def exec_command(
+    ctx: typer.Context,
+    service: ServiceArg,
+    command: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="-- COMMAND...",
+            show_default=False,
+            help="The command and its arguments, after -- (default with --debug-copy: /bin/sh).",
+        ),
+    ] = None,
+    instance: Annotated[
+        int | None,
+        typer.Option(
+            "--instance",
+            min=1,
+            show_default=False,
+            help="Which instance: compose's container number, or the Nth pod (default: the"
+            " first running).",
+        ),
+    ] = None,
+    reason: Annotated[
+        str,
+        typer.Option(
+            "--reason", help="Why, for the audit log (required in a protected environment)."
+        ),
+    ] = "",
+    debug_copy: Annotated[
+        bool,
+        typer.Option(
+            "--debug-copy",
+            help="Run it in a copy of the container (same image, environment, volumes,"
+            " network; an entrypoint that sleeps), removed afterwards: for one that keeps"
+            " crashing.",
+        ),
+    ] = False,
+    no_tty: Annotated[
+        bool,
+        typer.Option(
+            "--no-tty", "-T", help="No terminal even when stdin is one (docker-compose's -T)."
+        ),
+    ] = False,
+    yes: YesOpt = False,
+    dry_run: DryRunOpt = False,
+) -> None:
+    """Run a command inside a service's container and exit with its exit code (the runbook's
+    `docker-compose exec backend CMD` / `kubectl exec -it POD -- CMD`): a
+    terminal when stdin is one, stdin passed through otherwise (`echo x | ... -- cat`)."""
+    from travellr_ops.adapters.platform_types import ExecIO
+    from travellr_ops.ops.exec import exec_command as run_exec
+
+    app_ctx = use(ctx)
+    app_ctx.output()
+    tty = not no_tty and bool(sys.stdin) and sys.stdin.isatty() and sys.stdout.isatty()
+
+    def size() -> tuple[int, int]:
+        columns, rows = os.get_terminal_size(sys.stdout.fileno())
+        return rows, columns
+
+    sys.stdout.flush()
+    stdin = sys.stdin.buffer if sys.stdin is not None else None  # None: fd 0 closed
+    io = ExecIO(stdin, sys.stdout.buffer, sys.stderr.buffer, tty=tty, size=size if tty else None)
+    report = run_exec(
+        app_ctx.guarded(yes, dry_run),
+        service,
+        command or [],
+        io,
+        instance=instance,
+        reason=reason,
+        debug_copy=debug_copy,
+    )
+    if report.exit_code:
+        raise typer.Exit(report.exit_code)

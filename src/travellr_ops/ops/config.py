@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,6 +31,10 @@ class SettingValue:
 class ConfigView:
     config_file: str | None
     settings: list[SettingValue]
+    #: the named environment in use (None: none named), what chose it, and every one known
+    environment: str | None = None
+    environment_source: str = "default"
+    environments: list[str] = field(default_factory=list)
 
 
 def show(loaded: LoadedSettings) -> ConfigView:
@@ -48,7 +52,13 @@ def show(loaded: LoadedSettings) -> ConfigView:
         if shown is None and key in used:
             shown = used[key]
         rows.append(SettingValue(key, shown, loaded.sources.get(key, "default")))
-    return ConfigView(str(loaded.config_file) if loaded.config_file else None, rows)
+    return ConfigView(
+        str(loaded.config_file) if loaded.config_file else None,
+        rows,
+        loaded.settings.environment,
+        loaded.sources.get("environment", "default"),
+        loaded.environments,
+    )
 
 
 @dataclass

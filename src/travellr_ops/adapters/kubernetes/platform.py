@@ -10,15 +10,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from travellr_ops.adapters.kubernetes import exec as pod_exec
 from travellr_ops.adapters.kubernetes import mapping
 from travellr_ops.adapters.kubernetes.client import JSON_PATCH, MERGE_PATCH, SMP, KubeClient
 from travellr_ops.adapters.kubernetes.logs import last_lines, read_logs
 from travellr_ops.adapters.kubernetes.rollout import follow_rollout, revision_template
 from travellr_ops.adapters.platform_types import (
+    ExecIO,
+    ExecTarget,
+    FileChunk,
+    FileCursor,
     LogLine,
     ProcessList,
     Progress,
@@ -28,7 +34,7 @@ from travellr_ops.adapters.platform_types import (
     ServiceStatus,
     check_image_tag,
 )
-from travellr_ops.errors import TravellrError, UsageError
+from travellr_ops.errors import OperationFailed, TravellrError, UsageError
 
 if TYPE_CHECKING:
     from travellr_ops.settings import Settings
@@ -214,8 +220,15 @@ class KubernetesPlatform:
         progress(f"deployment/{target.deployment} rolled back to revision {release.revision}")
         return self._rollout_result(target, dep, started, timeout_s, progress)
 
-    def request_log(self, service: str, since: datetime) -> list[LogLine]:
-        return list(self.logs([service], since=since))
+    def read_file(
+        self, service: str, path: str, cursors: dict[str, FileCursor], max_bytes: int
+    ) -> list[FileChunk]:
+        """Not done on Kubernetes: a pod's log is its containers' standard output."""
+        raise OperationFailed(
+            f"reading {path} inside the pods of {service!r} is not supported on Kubernetes",
+            hint="read the pod logs (logs.access_source / logs.app_source = 'service'); a log"
+            " the backend writes to a file reaches them through a sidecar that streams it",
+        )
 
     # -- logs --------------------------------------------------------------------------------
     def logs(
@@ -330,6 +343,20 @@ class KubernetesPlatform:
                 {"fieldSelector": f"involvedObject.kind=Pod,involvedObject.name={instance}"},
             )["items"]
         return mapping.describe_pod(pod, events)
+
+    # -- exec --------------------------------------------------------------------------------
+    def exec_target(self, service: str, instance: int | None = None) -> ExecTarget:
+        """The ``instance``-th pod by name (else the first running), in its default container
+        (the ``kubectl.kubernetes.io/default-container`` annotation, else the first)."""
+        target = self._target(service)
+        pods = self.client.pods(self._read(target), live_only=True)
+        return pod_exec.choose(service, pods, instance)
+
+    def exec(self, target: ExecTarget, command: Sequence[str], io: ExecIO) -> int:
+        return pod_exec.run(self.client, target, command, io)
+
+    def debug_copy(self, target: ExecTarget) -> AbstractContextManager[ExecTarget]:
+        return pod_exec.debug_copy(self.client, target)
 
     def rollback_revision(self, now: Release, to: str | None) -> Release | None:
         """As `kubectl rollout undo [--to-revision N]` counts: a Deployment's revisions are

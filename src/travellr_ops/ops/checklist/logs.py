@@ -1,56 +1,33 @@
-"""The backend's ERROR lines: from the platform's logs, or (platform "none") its log file."""
+"""The backend's ERROR lines, from its app log wherever the settings put it
+(``ops.logsource``: a local file, the file inside each container, or the service's output)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
 
-from travellr_ops.errors import ServiceError
+from travellr_ops.ops import logsource
 from travellr_ops.ops.service import log_filter
-from travellr_ops.ops.service import logs as service_logs
 from travellr_ops.runtime import Runtime
-from travellr_ops.vocab.logformat import leading_time
-from travellr_ops.vocab.tail import tail_lines
 
 
 @dataclass
 class ErrorLines:
     source: str
-    #: lines read (None: the platform's last ``tail`` lines, however many there were)
-    read: int | None
+    #: lines read
+    read: int
     errors: list[str]
 
 
 def backend_errors(rt: Runtime, tail: int, since: datetime | None = None) -> ErrorLines:
-    """ERROR (and worse) lines among the backend's last ``tail`` lines (since ``since``)."""
-    if rt.has_platform:
-        with rt.platform() as platform:
-            found = service_logs(
-                platform,
-                ["backend"],
-                tail=tail,
-                since=since.isoformat() if since else None,
-                level="ERROR",
-            )
-            return ErrorLines(f"{platform.name}:backend", None, [line.text for line in found])
-    path = rt.settings.logs.app_log
-    try:
-        lines = tail_lines(path, tail)
-    except FileNotFoundError:
-        raise ServiceError(
-            f"no backend log at {path}",
-            hint="set logs.app_log to the backend's application log",
-        ) from None
-    except OSError as exc:
-        raise ServiceError(f"cannot read the backend log {path}: {exc.strerror}") from None
+    """ERROR (and worse) lines among the backend's last ``tail`` app-log lines (since
+    ``since``). A log that gave no line, or none in the app log's form, is LogUnavailable:
+    "no ERROR lines" is said only of lines that were read."""
+    source = logsource.log_source(rt.settings, "app")
+    found = logsource.last_lines(source, rt.platform_factory(), tail, rt.settings.logs.read_bytes)
+    if not any(source.matches(line.text.encode("utf-8", "replace")) for line in found):
+        raise source.nothing_found(len(found))
     if since is not None:
-        lines = [line for line in lines if _after(line, since)]
+        found = [line for line in found if line.time is None or line.time >= since]
     keep = log_filter(None, "ERROR")
-    return ErrorLines(str(path), len(lines), [line for line in lines if keep(line)])
-
-
-def _after(line: str, since: datetime) -> bool:
-    """Whether a line stamped ``2026-11-28T04:12:00.123Z ...`` is from ``since`` on (a line
-    without a readable stamp is kept: better shown than lost)."""
-    when = leading_time(line)
-    return when is None or when >= since
+    return ErrorLines(source.label, len(found), [line.text for line in found if keep(line.text)])

@@ -13,6 +13,7 @@ from travellr_ops.ops.checklist.morning import judge
 from travellr_ops.ops.checklist.routine import previous
 from travellr_ops.ops.checklist.runner import Outcome, Step, failed, passed, unknown
 from travellr_ops.runtime import Runtime
+from travellr_ops.vocab.verdict import Verdict
 
 
 def before(
@@ -118,31 +119,40 @@ def fresh_backup(rt: Runtime) -> Outcome:
 
 
 def _error_rate(rt: Runtime, window_s: float) -> dict[str, Any]:
-    """The 5xx share of the access log's requests in the last ``window_s`` seconds (the
-    monitor's own reader)."""
+    """The 5xx share of the access log's requests in the last ``window_s`` seconds, counted as
+    `monitor` counts it (the monitor's reader, wherever the log is): travellr-ops's own requests
+    and the 503s served inside a recorded maintenance window left out, so that before and after
+    compare alike."""
+    from travellr_ops.ops import logsource
+    from travellr_ops.ops.monitor import maintenance_time
     from travellr_ops.ops.monitor.sources import AccessLog
 
-    log = AccessLog(rt.settings.logs.access_log, window_s)
+    found = maintenance_time.recorded(rt, time.time() - window_s)
+    log = AccessLog(logsource.reader(rt.settings, "access", rt.platform_factory()), window_s)
     try:
-        counts = log.read()
+        counts = log.read(maintenance_time.second_in(found) if found else None)
     finally:
         log.close()
-    rate = round(counts.errors * 100 / counts.requests, 2) if counts.requests else None
     return {
         "requests": counts.requests,
         "errors": counts.errors,
-        "error_rate_pct": rate,
+        "error_rate_pct": counts.rate_pct,
         "window_s": window_s,
+        "left_out": counts.left_out(),
+        "enough": counts.requests >= rt.settings.monitor.min_requests,
     }
 
 
 def _describe(rate: dict[str, Any]) -> str:
     if rate["error_rate_pct"] is None:
         return f"no requests in the last {rate['window_s']:.0f} s"
-    return (
+    text = (
         f"{rate['error_rate_pct']:g} % ({rate['errors']} of {rate['requests']} requests 5xx"
-        f" in the last {rate['window_s']:.0f} s)"
+        f" in the last {rate['window_s']:.0f} s"
     )
+    if rate.get("enough") is False:
+        text += ", too few to judge"
+    return text + ")"
 
 
 def baseline(rt: Runtime) -> Outcome:
@@ -209,20 +219,32 @@ def maintenance_off(rt: Runtime, ended: dict[str, float]) -> Outcome:
 
 def error_rate_after(rt: Runtime, ended: dict[str, float]) -> Outcome:
     """The 5xx share since maintenance ended (the 503s of the window itself do not count),
-    against the threshold and the rate `maintenance before` measured."""
+    against the threshold and the rate `maintenance before` measured, both counted alike;
+    a side with fewer than monitor.min_requests requests is not judged ("insufficient")."""
     window = time.time() - ended.get("at", time.time())
     now = _error_rate(rt, window)
     run = previous(rt, "maintenance-before")
     was = run.data("baseline") if run else {}
-    before_rate = was.get("error_rate_pct")
+    before_rate = was.get("error_rate_pct") if was.get("enough", True) else None
     compared = (
         f"; before: {_describe(was)}" if was else "; no `maintenance before` run to compare with"
     )
     limit = rt.settings.thresholds.error_rate_pct
+    least = rt.settings.monitor.min_requests
     rate = now["error_rate_pct"]
     data = {"after": now, "before": was or None}
-    if rate is None:
-        return unknown(f"no requests since maintenance ended{compared}", **data)
+    if rate is None:  # the log answered; nobody called: too few requests, not unknown
+        return Outcome(
+            Verdict.INSUFFICIENT,
+            f"no requests since maintenance ended (travellr-ops's own not counted){compared}",
+            data,
+        )
+    if not now["enough"]:
+        return Outcome(
+            Verdict.INSUFFICIENT,
+            f"error rate {_describe(now)}: under the {least} requests needed to judge{compared}",
+            data,
+        )
     if rate > limit and (before_rate is None or rate > before_rate):
         return failed(f"error rate {_describe(now)} over {limit:g} %{compared}", **data)
     return passed(f"error rate {_describe(now)}{compared}", **data)

@@ -10,6 +10,13 @@ from travellr_ops.vocab.verdict import Verdict
 
 
 def steps(rt: Runtime) -> list[Step]:
+    """The steps; a failed one names its likely cause, as `doctor` finds it."""
+    from travellr_ops.ops.doctor.explain import name_causes
+
+    return name_causes(rt, _steps(rt))
+
+
+def _steps(rt: Runtime) -> list[Step]:
     return [
         Step("services", "every service running and healthy", check=lambda: services(rt)),
         Step(
@@ -52,8 +59,7 @@ def errors_in_logs(rt: Runtime) -> Outcome:
     s = rt.settings.checklist
     found = backend_errors(rt, s.log_tail_lines)
     newest = found.errors[-s.show_error_lines :] if s.show_error_lines else []
-    scope = f"the last {found.read if found.read is not None else s.log_tail_lines} lines"
-    where = f"{scope} of {found.source}"
+    where = f"the last {found.read} lines of {found.source}"
     if len(found.errors) > s.max_error_lines:
         return failed(
             f"{len(found.errors)} ERROR lines in {where}", count=len(found.errors), newest=newest
@@ -84,35 +90,54 @@ def metrics(rt: Runtime) -> Outcome:
     if sample.unknown:
         return unknown("unknown: " + "; ".join(line(m) for m in sample.unknown), values=values)
     note = " (maintenance mode is on: breaches are not alarms)" if sample.maintenance else ""
-    return passed(f"{len(sample.metrics)} metrics within their thresholds{note}", values=values)
+    # a rate over too few events is neither within nor over its threshold: say so, with the
+    # counts, so that a quiet morning is not read as a good one
+    thin = [m for m in sample.metrics if m.verdict == Verdict.INSUFFICIENT]
+    judged = len(sample.metrics) - len(thin)
+    if thin:
+        note += "; too few events to judge: " + "; ".join(f"{m.key} ({m.detail})" for m in thin)
+    return passed(f"{judged} metrics within their thresholds{note}", values=values)
 
 
 def cache(rt: Runtime) -> Outcome:
-    """`cache stats`: the hit rate over a short window, else the cumulative one."""
+    """`cache stats`: the hit rate over a short window (checklist.cache_window_s), judged over
+    at least monitor.cache_min_lookups lookups. The cumulative rate since Redis started is
+    shown beside it, never judged: it holds every cold start and every lookup of keys that
+    are no cache (the backend's maintenance flag is read, a miss, on each request), so on a
+    healthy sandbox it stays under 50 % however warm the cache is."""
     from travellr_ops.ops.cache import stats
 
     s = rt.settings
     with rt.redis() as redis:
         # one key sampled: the breakdown is not wanted, and each sampled key is a lookup
         report = stats(redis, s.checklist.cache_window_s, 1, s.thresholds.cache_hit_rate_pct)
-    recent = report.window_hit_rate_pct
-    rate: float | None
-    if recent is not None:
-        rate, over = recent, f"over the last {report.window_s:g} s"
-        lookups = report.window_hits + report.window_misses
-    else:
-        rate, over = report.hit_rate_pct, "since Redis started"
-        lookups = report.total.keyspace_hits + report.total.keyspace_misses
-    data = {"hit_rate_pct": rate, "lookups": lookups, "threshold_pct": report.threshold_pct}
-    # as `monitor`: a handful of lookups (health probes reading the maintenance flag) is
-    # too little traffic to judge a cache by
+    rate = report.window_hit_rate_pct
+    over = f"over the last {report.window_s:g} s"
+    lookups = report.window_hits + report.window_misses
+    total = report.total.keyspace_hits + report.total.keyspace_misses
+    since = (
+        f"; since Redis started: {report.hit_rate_pct:g} % of {total} lookups (not judged)"
+        if report.hit_rate_pct is not None
+        else ""
+    )
+    data = {
+        "hit_rate_pct": rate,
+        "lookups": lookups,
+        "threshold_pct": report.threshold_pct,
+        "since_start_pct": report.hit_rate_pct,
+        "since_start_lookups": total,
+    }
     least = s.monitor.cache_min_lookups
     if rate is None or lookups < least:
-        return passed(f"idle: {lookups} lookups {over}, under {least} to judge by", **data)
+        return Outcome(
+            Verdict.INSUFFICIENT,
+            f"{lookups} lookups {over}, under the {least} needed to judge{since}",
+            data,
+        )
     text = f"hit rate {rate:g} % of {lookups} lookups {over} (threshold {report.threshold_pct:g} %)"
     if rate >= report.threshold_pct:
-        return passed(text, **data)
-    return failed(text, **data)
+        return passed(text + since, **data)
+    return failed(text + since, **data)
 
 
 def backup(rt: Runtime) -> Outcome:

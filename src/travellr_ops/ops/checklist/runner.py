@@ -67,6 +67,8 @@ class Step:
     kind: Kind = "auto"
     check: Callable[[], Outcome] | None = None
     depends_on: tuple[str, ...] = ()
+    #: called once every step has run, with all the results (e.g. to name a failure's cause)
+    after_all: Callable[[list[StepResult]], None] | None = None
 
 
 @dataclass
@@ -149,6 +151,9 @@ def run_steps(
         )
         results[step.name] = result
         on_step(result)
+    for step in steps:
+        if step.after_all is not None:
+            step.after_all(list(results.values()))
     code = exit_code_of([r.verdict for r in results.values()])
     return RunReport(
         routine=routine,

@@ -48,10 +48,12 @@ COLUMNS = [
     *("image_id_to", "revision_to", "backup", "reason", "duration_s"),
 ]
 
-#: outcomes after which the platform runs the new release
-LANDED = ("succeeded",)
-#: outcomes after which the platform runs what ran before
-RESTORED = ("rolled_back", "preflight_failed", "backup_failed", "interrupted")
+#: outcomes after which the platform runs the new release ("inconclusive_kept": the gate
+#: could not judge it, deploy.on_inconclusive = keep)
+LANDED = ("succeeded", "inconclusive_kept")
+#: outcomes after which the platform runs what ran before ("inconclusive": rolled back because
+#: the gate could not judge the release, which is not the release failing)
+RESTORED = ("rolled_back", "preflight_failed", "backup_failed", "interrupted", "inconclusive")
 #: outcomes after which nobody knows what runs: the deploy stopped between the two
 UNSETTLED = ("failed", "rollback_failed")
 

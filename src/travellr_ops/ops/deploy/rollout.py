@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, NoReturn
 from travellr_ops.adapters.platform_types import Release, ServicePlatform
 from travellr_ops.errors import ExitCode, TravellrError
 from travellr_ops.ops.deploy.audit import StepAudit
-from travellr_ops.ops.deploy.history import History
+from travellr_ops.ops.deploy.history import LANDED, History
 from travellr_ops.ops.deploy.notify import Notifier
 from travellr_ops.ops.deploy.preflight import PreflightFailed, checks
 from travellr_ops.ops.deploy.report import (
@@ -65,7 +65,11 @@ def run(
             f"watch {watch_s:g} s, a sample every {s.deploy.sample_interval_s:g} s: health,"
             f" API p95 < {s.thresholds.api_response_ms:g} ms, error rate"
             f" < {s.thresholds.error_rate_pct:g} %, no new restarts;"
-            f" {s.deploy.fail_after} failing samples in a row roll back",
+            f" {s.deploy.fail_after} failing samples in a row roll back; each sample sends"
+            f" {s.deploy.probes} GETs to the health endpoint and to each of"
+            f" {len(s.deploy.smoke_paths)} smoke path(s); too few requests to judge"
+            f" (< {s.deploy.min_requests}) extend the watch up to {s.deploy.extend_s:g} s,"
+            f" then {s.deploy.on_inconclusive} (inconclusive)",
             f"on failure: roll back to {before.image} ({short_id(before.image_id)}), wait healthy",
         ]
         change = Change(
@@ -178,6 +182,7 @@ class _Deploy:
         )
         reason: str | None = None
         interrupted: ExitCode | None = None
+        inconclusive = False
         try:
             signals.cancel_on_signal()
             with self.audit.step("rollout"):
@@ -203,12 +208,14 @@ class _Deploy:
                             s.deploy.sample_interval_s,
                             s.deploy.fail_after,
                             collect,
+                            extend_s=s.deploy.extend_s,
                         )
                 finally:
                     gate.close()
                 if not result.passed:
                     reason = f"health gate: {result.failure}"
                     report.failed_at = result.failed_at
+                    inconclusive = result.inconclusive
         except KeyboardInterrupt:
             interrupted, reason = ExitCode.INTERRUPTED, "interrupted (Ctrl-C) during the deploy"
         except Terminated:
@@ -234,11 +241,26 @@ class _Deploy:
                 f" the health gate ({len(report.samples)} samples)",
             )
             return report
+        if inconclusive and s.deploy.on_inconclusive == "keep":
+            report.failure = reason
+            self.fail(
+                "inconclusive_kept",
+                f"{reason}; {report.image} kept (deploy.on_inconclusive = keep)",
+                ExitCode.UNAVAILABLE,
+                "inconclusive",
+                reason=reason,
+            )
         # signals from now on are noted, not obeyed
         signals.shield()
-        self.roll_back(before, reason, interrupted)
+        self.roll_back(before, reason, interrupted, inconclusive)
 
-    def roll_back(self, before: Release, reason: str, interrupted: ExitCode | None) -> NoReturn:
+    def roll_back(
+        self,
+        before: Release,
+        reason: str,
+        interrupted: ExitCode | None,
+        inconclusive: bool = False,
+    ) -> NoReturn:
         """Step 6: back to exactly what step 3 recorded."""
         s, report, progress = self.settings, self.report, self.rt.notify
         report.failure = reason
@@ -268,11 +290,15 @@ class _Deploy:
                 reason=f"{reason}; rollback: {back.reason}",
             )
         outcome = "interrupted" if interrupted else "rolled_back"
+        if inconclusive:
+            outcome = "inconclusive"  # not a failure of the release: nothing could be judged
         self.finish(outcome, reason)
         self.notifier.send("failure", f"deploy {report.id} of {report.image} rolled back: {reason}")
         message = f"{reason}; rolled back to {before.image}, healthy again"
         if interrupted is not None:
             raise DeployFailed(report, message, interrupted, "interrupted")
+        if inconclusive:
+            raise DeployFailed(report, message, ExitCode.UNAVAILABLE, "inconclusive")
         raise DeployFailed(report, message, ExitCode.CHECK_FAILED, "rolled_back")
 
     def fail(
@@ -308,7 +334,7 @@ class _Deploy:
             duration_s=report.duration_s,
             reason=reason,
             backup=report.backup,
-            image_id_to=now.image_id if now and outcome == "succeeded" else None,
+            image_id_to=now.image_id if now and outcome in LANDED else None,
             revision_to=now.revision if now else None,
         )
         self.history.close()

@@ -14,15 +14,14 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from travellr_ops.errors import TravellrError
+from travellr_ops.ops import logsource
 from travellr_ops.ops.incident.record import Evidence
 from travellr_ops.output import to_jsonable
 from travellr_ops.redact import mask
 from travellr_ops.settings import Settings
-from travellr_ops.vocab.tail import tail_lines
 from travellr_ops.vocab.verdict import Verdict
 
 if TYPE_CHECKING:
@@ -117,18 +116,28 @@ def probes(rt: Runtime, timeout_s: float) -> list[tuple[str, Probe]]:
             return got, ", ".join(f"{k}: {len(v)} lines" for k, v in got.items())
 
         found += [("service status", service_status), ("service logs", service_logs)]
-    for name, path in (("access log", s.logs.access_log), ("app log", s.logs.app_log)):
+    platform = rt.platform_factory()
+    for name, kind in (("access log", "access"), ("app log", "app")):
+        source = logsource.log_source(s, kind)  # type: ignore[arg-type]
 
-        def log_file(p: Path = path) -> tuple[Any, str]:
-            try:
-                kept = [_line(line) for line in tail_lines(p, lines)]
-            except FileNotFoundError:
-                return None, f"skipped: {p} does not exist"
-            except OSError as exc:
-                raise TravellrError(f"{p}: {exc.strerror or exc}") from None
-            return {"path": str(p), "lines": kept}, f"last {len(kept)} lines of {p}"
+        def log_tail(source: logsource.LogSource = source) -> tuple[Any, str]:
+            got = logsource.last_lines(source, platform, lines, s.logs.read_bytes)
+            if not any(source.matches(ln.text.encode("utf-8", "replace")) for ln in got):
+                raise source.nothing_found(len(got))
+            kept = [_line(ln.text) for ln in got]
+            return {
+                "path": source.label,
+                "lines": kept,
+            }, f"last {len(kept)} lines of {source.label}"
 
-        found.append((name, log_file))
+        found.append((name, log_tail))
+
+    def doctor() -> tuple[Any, str]:
+        from travellr_ops.ops.doctor.run import evidence
+
+        return evidence(rt)
+
+    found.append(("doctor", doctor))
     return found
 
 

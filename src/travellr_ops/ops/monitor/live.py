@@ -186,13 +186,17 @@ class LiveRun:
     def run(self, on_sample: Callable[[Sample], None]) -> Summary:
         deadline = None if self.duration_s is None else time.monotonic() + self.duration_s
         retention = self.rt.settings.monitor.retention_days
-        with self.rt.store() as store, open_sampler(self.rt) as sampler:
+        with self.rt.store() as store, open_sampler(self.rt, live=True) as sampler:
             recording = True
+            #: the time the previous sample spent after its window (its database work): the
+            #: next window is that much shorter, so that samples stay an interval apart
+            after_window = 0.0
             while deadline is None or time.monotonic() < deadline - 0.05:
-                window = self.interval_s
+                window = max(self.interval_s - after_window, self.interval_s / 5)
                 if deadline is not None:
-                    window = max(min(self.interval_s, deadline - time.monotonic()), 0.1)
+                    window = max(min(window, deadline - time.monotonic()), 0.1)
                 sample = sampler.sample(window)
+                after_window = max(sample.duration_ms / 1000 - window, 0.0)
                 self.tracker.add(sample)
                 if recording:
                     try:

@@ -1,9 +1,10 @@
 """What one sample is: metrics with value, threshold and verdict; how a sample ends a command.
 
 Verdicts (``vocab.verdict``): ok (within its threshold); breach (over/under it); unknown (its
-source did not answer: the reason is the detail); idle (too little traffic to judge); info (no
-threshold, e.g. the business metrics). A breach while maintenance mode is on is still a
-breach, but not an alarm: it does not make the command fail. A sample's exit code is the
+source did not answer: the reason is the detail); insufficient (a rate or percentile over
+fewer events than its minimum: shown with its counts, neither ok nor breach); idle (nothing to
+judge); info (no threshold, e.g. the business metrics). A breach while maintenance mode is on
+is still a breach, but not an alarm: it does not make the command fail. A sample's exit code is the
 shared one of its verdicts, so a breach beside an unknown metric is exit 1.
 """
 

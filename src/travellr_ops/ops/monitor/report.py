@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from travellr_ops.errors import UsageError
+from travellr_ops.ops.maintenance_windows import windows
 from travellr_ops.ops.monitor.history import MetricHistory, load_histories, open_history
 from travellr_ops.ops.monitor.report_model import Episode, Report, ReportRow, Trend
 from travellr_ops.store import store_path
@@ -58,17 +59,23 @@ def monitor_report(rt: Runtime, since: float, until: float, html: Path | None = 
     path = store_path(rt.settings.state_dir)
     current: dict[str, MetricHistory] = {}
     previous: dict[str, MetricHistory] = {}
+    maintenance: list[tuple[float, float]] = []
     if path.exists():  # no store yet: an empty history, not a new empty file
         with rt.store() as store:
             open_history(store)
             current = load_histories(store, since, until)
             previous = load_histories(store, since - span_s, since)
+            if html is not None:
+                maintenance = [
+                    (w.started, until if w.end is None else w.end)
+                    for w in windows(store, since, until)
+                ]
     report = summarize(current, previous, since, until)
     report.store = path
     if html is not None:
         from travellr_ops.ops.monitor.report_html import render
 
-        page = render(report, current)
+        page = render(report, current, maintenance)
         with contextlib.suppress(OSError):  # the write below says why it cannot be made
             html.parent.mkdir(parents=True, exist_ok=True)
         write_output(html, page, "the report")

@@ -2,8 +2,10 @@
 
 One self-contained file: plotly.js is inlined once (with the first chart), so the page opens
 offline, from a mail attachment or an air-gapped host, with no CDN. Each chart draws the
-metric's values over the period, its breaches as red points and its threshold as a dashed
-line. A series longer than ``MAX_POINTS`` is thinned to the worst value of each run of samples
+metric's values over the time the samples cover (the same span on every chart, so that they
+line up; not the whole --since period, where ten minutes of samples were a vertical line at
+its right edge), its breaches as red points on red-shaded spans, maintenance windows shaded
+blue, and its threshold as a dashed line. A series longer than ``MAX_POINTS`` is thinned to the worst value of each run of samples
 (the highest for a "max" metric), so a week of 5-second samples stays a light page and no
 breach disappears. ``render`` returns the page; ``report`` writes it.
 """
@@ -33,7 +35,21 @@ th:first-child, td:first-child { text-align: left; }
 """
 
 
-def render(report: Report, histories: dict[str, MetricHistory]) -> str:
+#: a span of time shaded on the charts: (start, end), seconds since the epoch
+Span = tuple[float, float]
+
+
+def covered(histories: dict[str, MetricHistory]) -> tuple[float, float] | None:
+    """The time the samples cover (first to last), over every metric; None without samples."""
+    times = [t for h in histories.values() for t in (h.times[:1] + h.times[-1:])]
+    return (min(times), max(times)) if times else None
+
+
+def render(
+    report: Report,
+    histories: dict[str, MetricHistory],
+    maintenance: Sequence[Span] = (),
+) -> str:
     title = "travellr-ops monitor report"
     period = f"{_when(report.since)} to {_when(report.until)} ({time.strftime('%Z')})"
     parts = [
@@ -49,8 +65,18 @@ def render(report: Report, histories: dict[str, MetricHistory]) -> str:
         parts.append("<p>No samples in this period.</p>")
     else:
         parts += [_summary_table(report.rows), _episode_table(report), "<h2>Charts</h2>"]
+        span = covered(histories) or (report.since, report.until)
+        # a little room either side, so that the first and last points are not on the edge
+        pad = max((span[1] - span[0]) * 0.02, 1.0)
+        axis = (span[0] - pad, span[1] + pad)
+        shaded = _maintenance_spans(histories, maintenance)
+        parts.append(
+            f"<p>Charts over the time the samples cover: {html.escape(_when(span[0]))} to "
+            f"{html.escape(_when(span[1]))}. Red bands: breaches; blue bands: maintenance "
+            f"({len(shaded)} window(s)).</p>"
+        )
         for index, row in enumerate(report.rows):
-            chart = _chart(row, histories[row.key], report, index, first=index == 0)
+            chart = _chart(row, histories[row.key], axis, shaded, index, first=index == 0)
             parts.append(chart)
     parts.append("</body></html>")
     return "\n".join(parts)
@@ -129,8 +155,48 @@ def _thin(history: MetricHistory) -> tuple[list[int], int]:
     return picked, step
 
 
+def _runs(times: list[float], marked: list[bool]) -> list[Span]:
+    """Consecutive marked samples as spans, each widened by half the gap to its neighbours
+    (a single sample is a band, not a line)."""
+    spans: list[Span] = []
+    start: int | None = None
+    for i, on in enumerate([*marked, False]):
+        if on and start is None:
+            start = i
+        elif not on and start is not None:
+            end = i - 1
+            before = (times[start] - times[start - 1]) / 2 if start > 0 else 0.0
+            after = (times[end + 1] - times[end]) / 2 if end + 1 < len(times) else 0.0
+            half = max(before, after, 0.5)
+            spans.append((times[start] - (before or half), times[end] + (after or half)))
+            start = None
+    return spans
+
+
+def _maintenance_spans(histories: dict[str, MetricHistory], recorded: Sequence[Span]) -> list[Span]:
+    """The maintenance windows the store recorded, and the runs of samples taken in
+    maintenance mode (a flag set by hand has no record), merged where they overlap."""
+    spans = list(recorded)
+    longest = max(histories.values(), key=lambda h: len(h.times), default=None)
+    if longest is not None:
+        spans += _runs(longest.times, longest.maintenance)
+    merged: list[Span] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
 def _chart(
-    row: ReportRow, history: MetricHistory, report: Report, index: int, *, first: bool
+    row: ReportRow,
+    history: MetricHistory,
+    axis: Span,
+    maintenance: Sequence[Span],
+    index: int,
+    *,
+    first: bool,
 ) -> str:
     import plotly.graph_objects as go
 
@@ -169,14 +235,33 @@ def _chart(
                 line={"dash": "dash", "color": "#c00", "shape": "hv"},
             )
         )
+    for start, end in maintenance:
+        fig.add_vrect(
+            x0=datetime.fromtimestamp(max(start, axis[0])),
+            x1=datetime.fromtimestamp(min(end, axis[1])),
+            fillcolor="#36c",
+            opacity=0.15,
+            line_width=0,
+            layer="below",
+        )
+    breached = [v == Verdict.BREACH for v in history.verdicts]
+    for start, end in _runs(history.times, breached):
+        fig.add_vrect(
+            x0=datetime.fromtimestamp(start),
+            x1=datetime.fromtimestamp(end),
+            fillcolor="#c00",
+            opacity=0.12,
+            line_width=0,
+            layer="below",
+        )
     subtitle = f" — each point the worst of {step} samples" if step > 1 else ""
     fig.update_layout(
         title=f"{row.key} ({row.unit}){subtitle}",
         height=320,
         margin={"l": 60, "r": 20, "t": 50, "b": 40},
         yaxis_title=row.unit,
-        # the whole period on every chart, so that they line up
-        xaxis_range=[datetime.fromtimestamp(report.since), datetime.fromtimestamp(report.until)],
+        # the time the samples cover, the same on every chart, so that they line up
+        xaxis_range=[datetime.fromtimestamp(axis[0]), datetime.fromtimestamp(axis[1])],
         showlegend=bool(hits) or len(thresholds) > 1,
         template="plotly_white",
     )

@@ -1,14 +1,24 @@
-"""One sample of every key metric, all sources at once.
+"""One sample of every key metric, taken so that the monitor does not move what it measures.
 
-A sample spans a window (``monitor.window_s`` for `monitor once`, the interval when live):
-the API is probed repeatedly across it, and the cache hit rate and CPU are deltas over it.
-Every source runs in its own thread, so a sample takes about the window plus the slowest
-source, not their sum. A source that fails makes its metrics "unknown" with the reason;
-the others still come out.
+A sample spans a window (``monitor.window_s`` for `monitor once`, the interval when live) and
+runs in three phases, never overlapping:
+
+1. the window: the API probes spread across it (latency), beside only cheap reads (the cache
+   and CPU deltas over the window, the maintenance flag, the file systems);
+2. the timed queries, one after another, with nothing else of the monitor's running;
+3. the server statistics (serverStatus, dbStats) and the business queries, the expensive part.
+
+SecantusDB (and a busy mongod) serves the monitor's database work at the expense of the
+backend's own queries: run beside the probes, it made the API latency the monitor reported,
+and the CPU it read, figures of its own load. A live monitor takes phases 2 and 3 at most
+every ``monitor.query_every_s`` / ``monitor.stats_every_s`` and shows their last figures (with
+their age) in between. A source that fails makes its metrics "unknown" with the reason; the
+others still come out.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
@@ -17,13 +27,18 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from travellr_ops.errors import ServiceError, TravellrError
+from travellr_ops.ops import logsource
 from travellr_ops.ops.cache import hit_rate
+from travellr_ops.ops.maintenance_windows import Window, covering
+from travellr_ops.ops.monitor import maintenance_time
 from travellr_ops.ops.monitor.metrics import Metric, Sample, judged, unknown
 from travellr_ops.ops.monitor.sources import (
+    MONITOR_AGENT,
     AccessLog,
     HostUsage,
     LocalProcesses,
@@ -57,15 +72,24 @@ _BUSINESS: _Names = [("active_users", "users", None), ("booking_conversion_pct",
 
 
 @contextmanager
-def open_sampler(rt: Runtime) -> Iterator[Sampler]:
-    """A sampler over the run context's servers; every client closed when the block ends."""
+def open_sampler(rt: Runtime, live: bool = False) -> Iterator[Sampler]:
+    """A sampler over the run context's servers; every client closed when the block ends.
+    ``live``: the database work at its slower cadence (see the module's docstring)."""
     s = rt.settings
     with (
         rt.http(1 + len(s.monitor.api_paths)) as http,
         rt.mongo() as mongo,
         rt.redis() as redis,
     ):
-        sampler = Sampler(s, http, mongo, redis, rt.platform_factory())
+        sampler = Sampler(
+            s,
+            http,
+            mongo,
+            redis,
+            rt.platform_factory(),
+            maintenance_windows=lambda since: maintenance_time.recorded(rt, since),
+            live=live,
+        )
         try:
             yield sampler
         finally:
@@ -88,8 +112,16 @@ class Sampler:
         redis: RedisAdapter,
         platform: Callable[[], ServicePlatform] | None = None,
         clock: Callable[[], float] = time.time,
+        *,
+        maintenance_windows: Callable[[float], list[Window]] = lambda since: [],
+        live: bool = False,
     ) -> None:
         self.settings = settings
+        self._windows = maintenance_windows
+        #: a live monitor takes the database work at its slower cadence (`monitor once`: always)
+        self.live = live
+        #: part -> (when taken, seconds it took, its metrics)
+        self._slow: dict[str, tuple[float, float, list[Metric]]] = {}
         self.http = http
         self.mongo = mongo
         self.redis = redis
@@ -101,7 +133,7 @@ class Sampler:
             p if "://" in p else api + "/" + p.lstrip("/") for p in settings.monitor.api_paths
         ]
         self.access_log = AccessLog(
-            settings.logs.access_log, settings.monitor.error_window_s, clock
+            logsource.reader(settings, "access", platform), settings.monitor.error_window_s, clock
         )
         self._usage: LocalProcesses | HostUsage | None = None
         if platform is None:
@@ -115,6 +147,7 @@ class Sampler:
             self._usage = LocalProcesses(ports) if ports else HostUsage()
         self._redis_before: dict[str, tuple[int, int]] | None = None
         self._oplat_before: tuple[int, int] | None = None
+        self._oplat_missing = False
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -126,6 +159,7 @@ class Sampler:
 
     def sample(self, window_s: float | None = None) -> Sample:
         window = self.settings.monitor.window_s if window_s is None else window_s
+        cfg = self.settings.monitor
         started = time.perf_counter()
         end = started + window
         self.http.prepare(self.api_urls)
@@ -133,22 +167,66 @@ class Sampler:
         mongo_reason = mongo_down.message if mongo_down else None
         if self._usage is not None:
             self._usage.prime()
+        if self._oplat_before is None and mongo_reason is None:
+            # the start of the server's own latency delta, before anything is timed
+            with contextlib.suppress(TravellrError):
+                status = self.mongo.optional_command("serverStatus", admin=True) or {}
+                self._oplat_before = op_latencies(status)
+        # 1. the window: the probes, and only cheap reads beside them
         tasks: list[tuple[_Names, Callable[[], list[Metric]]]] = [
             (_API, lambda: self._api(end)),
-            (_DB, lambda: self._db(mongo_reason, end)),
             (_CACHE, lambda: self._cache(end)),
             ([], lambda: self._resources(end)),
             ([], self._disks),
-            (_ERRORS, lambda: self._errors(end)),
-            (_BUSINESS, lambda: self._business(mongo_reason)),
         ]
         with ThreadPoolExecutor(len(tasks) + 1, thread_name_prefix="monitor") as pool:
-            flag = pool.submit(self._maintenance)
+            flag = pool.submit(self._maintenance_flag)
             results = list(pool.map(self._guarded, tasks))
-            maintenance = flag.result()
+            redis_flag, redis_answered = flag.result()
         metrics = [m for found in results for m in found]
+        recorded = self._windows(self._clock() - cfg.error_window_s)
+        maintenance = self._maintenance(redis_flag, redis_answered, recorded)
+        metrics += self._guarded((_ERRORS, lambda: self._errors(redis_flag, recorded)))
+        # 2. the timed queries, alone
+        metrics += self._due("queries", cfg.query_every_s, (_DB, lambda: self._db(mongo_reason)))
+        # 3. the expensive statistics, after everything that is timed
+        metrics += self._due(
+            "stats", cfg.stats_every_s, ([], lambda: self._server_stats(mongo_reason))
+        )
+        metrics += self._due(
+            "business", cfg.stats_every_s, (_BUSINESS, lambda: self._business(mongo_reason))
+        )
+        if self._oplat_missing:
+            for m in metrics:
+                if m.name == "db_query_ms" and "opLatencies" not in m.detail:
+                    m.detail += "; serverStatus.opLatencies not reported by this server"
         duration = (time.perf_counter() - started) * 1000
         return Sample(self._clock(), window, round(duration, 1), maintenance, metrics)
+
+    def _due(
+        self, part: str, every_s: float, task: tuple[_Names, Callable[[], list[Metric]]]
+    ) -> list[Metric]:
+        """The part's metrics: taken now, or (live, not due yet) the last ones again, their
+        age in the detail. A part is due ``every_s`` after it was last taken, or later when it
+        took long: it may keep the database busy at most ``monitor.db_budget_pct`` of the time
+        (on a loaded SecantusDB the timed queries took seconds, and every second of them the
+        backend's own queries waited)."""
+        now = time.monotonic()
+        last = self._slow.get(part)
+        if self.live and last is not None:
+            taken_at, took_s, metrics = last
+            gap = max(every_s, took_s * 100 / max(self.settings.monitor.db_budget_pct, 1e-3))
+            if now - taken_at < gap:
+                age = f"taken {now - taken_at:.0f} s ago (again after {gap:.0f} s)"
+                return [
+                    replace(m, detail=f"{m.detail}; {age}" if m.detail else age) for m in metrics
+                ]
+        found = self._guarded(task)
+        if any(m.verdict != Verdict.UNKNOWN for m in found) or not found:
+            self._slow[part] = (now, time.monotonic() - now, found)
+        else:
+            self._slow.pop(part, None)  # a source down is asked again next sample
+        return found
 
     def _guarded(self, task: tuple[_Names, Callable[[], list[Metric]]]) -> list[Metric]:
         names, fn = task
@@ -167,18 +245,29 @@ class Sampler:
         if left > 0:
             time.sleep(left)
 
-    def _maintenance(self) -> dict[str, Any] | None:
+    def _maintenance_flag(self) -> tuple[dict[str, Any] | None, bool]:
+        """(the flag in Redis, whether Redis answered)."""
         try:
             raw = self.redis.get(self.settings.maintenance.key)
         except ServiceError:
-            return None  # the cache metric reports Redis itself
+            return None, False  # the cache metric reports Redis itself
         if raw is None:
-            return None
+            return None, True
         try:
             value = json.loads(raw)
         except ValueError:
-            return {"message": raw.decode("utf-8", "replace")}
-        return value if isinstance(value, dict) else {"message": str(value)}
+            return {"message": raw.decode("utf-8", "replace")}, True
+        return (value if isinstance(value, dict) else {"message": str(value)}), True
+
+    def _maintenance(
+        self, flag: dict[str, Any] | None, answered: bool, recorded: list[Window]
+    ) -> dict[str, Any] | None:
+        """Maintenance now: the flag; while Redis cannot say (e.g. its own maintenance), the
+        window travellr-ops recorded in the store."""
+        if flag is not None or answered:
+            return flag
+        window = covering(recorded, self._clock())
+        return None if window is None else maintenance_time.as_flag(window)
 
     # ------------------------------------------------------------------------------- API
 
@@ -195,7 +284,7 @@ class Sampler:
             for i in range(probes):
                 self._wait_until(end - span + span * i / probes)
                 try:
-                    response = self.http.get(url)
+                    response = self.http.get(url, headers={"User-Agent": MONITOR_AGENT})
                 except ServiceError as exc:
                     failure = exc.message
                     continue
@@ -228,8 +317,10 @@ class Sampler:
         detail = f"{len(latencies)} probes of {len(self.api_urls)} endpoint(s)"
         detail = "; ".join([detail, *notes])
         p95_ms = _rounded(latencies, 95)
+        p95 = judged("api_response_p95_ms", p95_ms, "ms", limit, source="probes", detail=detail)
+        at_least(p95, len(latencies), self.settings.monitor.min_probes, "answered probes")
         return [
-            judged("api_response_p95_ms", p95_ms, "ms", limit, source="probes", detail=detail),
+            p95,
             Metric(
                 "api_response_p50_ms",
                 _rounded(latencies, 50),
@@ -244,49 +335,67 @@ class Sampler:
 
     # ----------------------------------------------------------------------------- MongoDB
 
-    def _db(self, mongo_down: str | None, end: float) -> list[Metric]:
+    def _db(self, mongo_down: str | None) -> list[Metric]:
+        """The representative queries, timed one after another."""
         if mongo_down:
             raise ServiceError(mongo_down)
         limit = self.settings.thresholds.db_query_ms
         cfg = self.settings.monitor
-        status = self.mongo.optional_command("serverStatus", admin=True) or {}
-        before = op_latencies(status) if self._oplat_before is None else self._oplat_before
         times: list[float] = []
         per_query: list[tuple[str, float]] = []
         for query in cfg.db_queries:
             runs = [run_query(self.mongo, query)[1] for _ in range(cfg.db_query_runs)]
             times += runs
             per_query.append((query.name, percentile(runs, 50) or 0.0))
-        metrics: list[Metric] = []
-        if times:
-            name, median = max(per_query, key=lambda q: q[1])
-            metrics.append(
-                judged(
-                    "db_query_ms",
-                    _rounded(times, 95),
-                    "ms",
-                    limit,
-                    source="timed queries",
-                    detail=f"p95 of {len(times)} runs of {len(per_query)} queries; "
-                    f"slowest {name} (median {median:.1f} ms)",
-                )
+        if not times:
+            return []
+        name, median = max(per_query, key=lambda q: q[1])
+        return [
+            judged(
+                "db_query_ms",
+                _rounded(times, 95),
+                "ms",
+                limit,
+                source="timed queries",
+                detail=f"p95 of {len(times)} runs of {len(per_query)} queries, one at a time; "
+                f"slowest {name} (median {median:.1f} ms)",
             )
-        self._wait_until(end)
-        after = op_latencies(self.mongo.optional_command("serverStatus", admin=True) or {})
-        self._oplat_before = after
-        if after is None or before is None:
-            for m in metrics:
-                m.detail += "; serverStatus.opLatencies not reported by this server"
-        elif after[1] > before[1]:
+        ]
+
+    def _server_stats(self, mongo_down: str | None) -> list[Metric]:
+        """The server's own mean operation latency since the previous statistics, and its
+        data volume's use (mongod 4.4+ dbStats): the expensive commands, taken last."""
+        if mongo_down:
+            raise ServiceError(mongo_down)
+        limit = self.settings.thresholds
+        metrics: list[Metric] = []
+        status = self.mongo.optional_command("serverStatus", admin=True) or {}
+        after = op_latencies(status)
+        before, self._oplat_before = self._oplat_before, after
+        self._oplat_missing = after is None
+        if after is not None and before is not None and after[1] > before[1]:
             avg_ms = (after[0] - before[0]) / (after[1] - before[1]) / 1000
             metrics.append(
                 judged(
                     "db_op_latency_ms",
                     round(avg_ms, 2),
                     "ms",
-                    limit,
+                    limit.db_query_ms,
                     source="serverStatus.opLatencies",
                     detail=f"server's mean over {after[1] - before[1]} operations",
+                )
+            )
+        stats = self.mongo.command("dbStats")
+        used, total = stats.get("fsUsedSize"), stats.get("fsTotalSize")
+        if used and total:
+            metrics.append(
+                judged(
+                    "disk_pct",
+                    round(float(used) * 100 / float(total), 1),
+                    "%",
+                    limit.disk_pct,
+                    subject="mongodb",
+                    source="dbStats fsUsedSize/fsTotalSize",
                 )
             )
         return metrics
@@ -346,9 +455,7 @@ class Sampler:
             source="INFO keyspace_hits/misses delta",
             detail=detail,
         )
-        if lookups < self.settings.monitor.cache_min_lookups and metric.verdict != Verdict.IDLE:
-            metric.verdict = Verdict.IDLE
-            metric.detail += f"; fewer than {self.settings.monitor.cache_min_lookups} lookups"
+        at_least(metric, lookups, self.settings.monitor.cache_min_lookups, "lookups")
         return [metric]
 
     # ----------------------------------------------------------------------- CPU, memory
@@ -429,43 +536,43 @@ class Sampler:
             )
             seen[device] = metric
             metrics.append(metric)
-        # the MongoDB data volume, where the server reports it (mongod 4.4+ dbStats)
-        try:
-            if self.mongo.preflight() is None:
-                stats = self.mongo.command("dbStats")
-                used, total = stats.get("fsUsedSize"), stats.get("fsTotalSize")
-                if used and total:
-                    metrics.append(
-                        judged(
-                            "disk_pct",
-                            round(float(used) * 100 / float(total), 1),
-                            "%",
-                            limit,
-                            subject="mongodb",
-                            source="dbStats fsUsedSize/fsTotalSize",
-                        )
-                    )
-        except TravellrError:
-            pass  # MongoDB's own metrics report it down
         return metrics
 
     # ------------------------------------------------------------------------ error rate
 
-    def _errors(self, end: float) -> list[Metric]:
-        self._wait_until(end)
-        counts = self.access_log.read()
-        rate = round(counts.errors * 100 / counts.requests, 2) if counts.requests else None
-        return [
-            judged(
-                "error_rate_pct",
-                rate,
-                "%",
-                self.settings.thresholds.error_rate_pct,
-                source="access log",
-                detail=f"{counts.errors} of {counts.requests} requests 5xx in the last "
-                f"{counts.span_s:g} s ({self.access_log.path})",
-            )
-        ]
+    def _errors(self, flag: dict[str, Any] | None, recorded: list[Window]) -> list[Metric]:
+        """The 5xx share of the access log's requests in the error window: travellr-ops's own
+        probes and the 503s maintenance served left out, too few requests insufficient."""
+        now = self._clock()
+        windows = list(recorded)
+        from_flag = maintenance_time.from_flag(flag, now - self.settings.monitor.error_window_s)
+        if from_flag is not None:
+            windows.append(from_flag)
+        counts = self.access_log.read(maintenance_time.second_in(windows) if windows else None)
+        detail = (
+            f"{counts.errors} of {counts.requests} requests 5xx in the last "
+            f"{counts.span_s:g} s ({self.access_log.path})"
+        )
+        if counts.left_out():
+            detail += f"; {counts.left_out()}"
+        metric = judged(
+            "error_rate_pct",
+            counts.rate_pct,
+            "%",
+            self.settings.thresholds.error_rate_pct,
+            source="access log",
+            detail=detail,
+        )
+        at_least(metric, counts.requests, self.settings.monitor.min_requests, "requests")
+        return [metric]
+
+
+def at_least(metric: Metric, events: int, least: int, what: str) -> None:
+    """A rate or percentile over fewer events than ``least`` is shown with its count but not
+    judged: neither ok nor breach."""
+    if events < least and metric.verdict in (Verdict.OK, Verdict.BREACH, Verdict.IDLE):
+        metric.verdict = Verdict.INSUFFICIENT
+        metric.detail += f"; {events} {what}, under the {least} needed to judge"
 
 
 def _lookups(info: dict[str, Any]) -> tuple[int, int]:

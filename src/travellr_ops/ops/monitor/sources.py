@@ -7,20 +7,21 @@ bounded by the window, not by how long it runs.
 
 from __future__ import annotations
 
-import os
+import re
 import socket
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from io import BufferedReader
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from travellr_ops import __version__
 from travellr_ops.adapters.mongo import MongoAdapter
-from travellr_ops.errors import ServiceError
+from travellr_ops.ops.logsource import LogSource, Reader
+from travellr_ops.ops.logsource import LogUnavailable as LogUnavailable
 from travellr_ops.settings import MonitorQuery
 from travellr_ops.vocab.logformat import ACCESS_LINE, ACCESS_TIME_FORMAT
 
@@ -29,107 +30,107 @@ from travellr_ops.vocab.logformat import ACCESS_LINE, ACCESS_TIME_FORMAT
 #: the most read from the end of a log when it is first opened (older lines are out of
 #: any sensible window at the rates a single backend logs)
 TAIL_BYTES = 16 * 1024 * 1024
-CHUNK = 1024 * 1024
 
 
-class LogUnavailable(ServiceError):
-    """The access log is missing or unreadable."""
+#: the User-Agent of the monitor's own probes. Every request travellr-ops sends says it sent
+#: it ("travellr-ops/<version>", adapters.http.USER_AGENT); the error rate leaves them all out
+#: (a monitor that counted its own probes, or `health`'s, reported the 503s it drew from a
+#: backend with nobody else calling), except where the deploy gate counts its own on purpose
+MONITOR_AGENT = f"travellr-ops/{__version__} monitor"
+_OURS = re.compile(rb'"travellr-ops/[^"]*"\s*$')
+
+
+def is_own(line: bytes) -> bool:
+    """Whether a combined-format line is a request travellr-ops sent (any version, any role)."""
+    return _OURS.search(line) is not None
 
 
 @dataclass
 class RequestCounts:
+    #: requests counted: travellr-ops's own and maintenance 503s left out
     requests: int
+    #: 5xx among them
     errors: int
     #: seconds the counts span (the window, or less when the log is younger)
     span_s: float
+    #: requests travellr-ops sent itself (its probes, health checks), left out
+    own: int = 0
+    #: 503s answered inside a maintenance window, left out
+    maintenance: int = 0
+
+    @property
+    def rate_pct(self) -> float | None:
+        return round(self.errors * 100 / self.requests, 2) if self.requests else None
+
+    def left_out(self) -> str:
+        """What was not counted, as a clause ("" when nothing was)."""
+        parts = []
+        if self.own:
+            parts.append(f"{self.own} requests travellr-ops sent itself")
+        if self.maintenance:
+            parts.append(f"{self.maintenance} 503s during maintenance")
+        return f"left out: {' and '.join(parts)}" if parts else ""
 
 
 class AccessLog:
     """The 5xx share of the requests an access log (combined format) recorded in the last
-    ``window_s`` seconds, read incrementally.
-
-    The file stays open between reads: after a rotation (the file renamed, a new one
-    created) the rest of the old file is read first, then the new one from its start; a
-    truncated file (copytruncate) is read again from its start.
+    ``window_s`` seconds, read incrementally from wherever it is (``ops.logsource``: a local
+    file followed through rotation and truncation, the file inside each container, or the
+    service's output). A source whose lines hold no access-log line is unavailable, never
+    zero requests.
     """
 
-    def __init__(self, path: Path, window_s: float, clock: Callable[[], float] = time.time) -> None:
-        self.path = path
+    def __init__(
+        self,
+        source: Path | Reader,
+        window_s: float,
+        clock: Callable[[], float] = time.time,
+        count_own: bool = False,
+    ) -> None:
+        if isinstance(source, Path):
+            source = Reader(LogSource("access", "file", source, "none"), max_bytes=TAIL_BYTES)
+        self.reader = source
+        #: count travellr-ops's own requests like any (the deploy gate: its probes are data)
+        self.count_own = count_own
         self.window_s = window_s
         self._clock = clock
-        self._file: BufferedReader | None = None
-        self._ino: tuple[int, int] | None = None
-        self._partial = b""
-        #: [second, requests, 5xx] per second with traffic, oldest first
+        #: [second, requests, 5xx, 503s, travellr-ops's own] per second with traffic, oldest
+        #: first (its own lines are in no other count, unless ``count_own``)
         self._buckets: deque[list[int]] = deque()
         self._stamps: dict[bytes, int] = {}
         self._opened_at: float | None = None
 
-    def read(self) -> RequestCounts:
+    @property
+    def path(self) -> str:
+        """Where the log is read (for messages)."""
+        return self.reader.source.label
+
+    def read(self, in_maintenance: Callable[[int], bool] | None = None) -> RequestCounts:
+        """The counts of the window; ``in_maintenance(second)`` tells the seconds whose 503s
+        maintenance mode served (left out of requests and errors alike)."""
         self._poll()
         now = self._clock()
         horizon = now - self.window_s
         while self._buckets and self._buckets[0][0] < horizon:
             self._buckets.popleft()
-        requests = sum(b[1] for b in self._buckets)
-        errors = sum(b[2] for b in self._buckets)
-        return RequestCounts(requests, errors, self.window_s)
+        requests = errors = own = maintenance = 0
+        for second, count, failed, unavailable, mine in self._buckets:
+            requests += count
+            errors += failed
+            own += mine
+            if unavailable and in_maintenance is not None and in_maintenance(second):
+                maintenance += unavailable
+        return RequestCounts(
+            requests - maintenance, errors - maintenance, self.window_s, own, maintenance
+        )
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        self.reader.close()
 
     def _poll(self) -> None:
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            if self._file is not None:  # rotated, the new file not made yet: finish the old
-                self._consume_rest()
-                return
-            raise LogUnavailable(
-                f"no access log at {self.path}",
-                hint="set logs.access_log to the backend's access log (combined format)",
-            ) from None
-        except OSError as exc:
-            raise LogUnavailable(f"cannot read the access log {self.path}: {exc}") from None
-        if self._file is None:
-            self._open(start_at_tail=True)
-            self._consume_rest()
-            return
-        self._consume_rest()
-        if (st.st_dev, st.st_ino) != self._ino:  # rotated: the path is a new file now
-            self.close()
-            self._open(start_at_tail=False)
-            self._consume_rest()
-        elif st.st_size < self._file.tell():  # truncated in place
-            self._file.seek(0)
-            self._partial = b""
-            self._consume_rest()
-
-    def _open(self, start_at_tail: bool) -> None:
-        try:
-            handle = open(self.path, "rb")  # noqa: SIM115 (kept open across reads)
-        except OSError as exc:
-            raise LogUnavailable(f"cannot open the access log {self.path}: {exc}") from None
-        st = os.fstat(handle.fileno())
-        self._ino = (st.st_dev, st.st_ino)
-        self._partial = b""
-        if start_at_tail and st.st_size > TAIL_BYTES:
-            handle.seek(st.st_size - TAIL_BYTES)
-            handle.readline()  # the first line is cut
-        self._file = handle
-
-    def _consume_rest(self) -> None:
-        assert self._file is not None
-        while True:
-            chunk = self._file.read(CHUNK)
-            if not chunk:
-                return
-            lines = (self._partial + chunk).split(b"\n")
-            self._partial = lines.pop()
-            for line in lines:
-                self._count(line)
+        for line in self.reader.read_bytes():
+            self._count(line)
+        self.reader.check()
 
     def _count(self, line: bytes) -> None:
         match = ACCESS_LINE.match(line)
@@ -138,17 +139,21 @@ class AccessLog:
         second = self._second(match.group(1))
         if second is None:
             return
-        is_error = match.group(2).startswith(b"5")
         if self._buckets and self._buckets[-1][0] >= second:
             bucket = self._buckets[-1]  # same second (or a line slightly out of order)
         else:
-            bucket = [second, 0, 0]
+            bucket = [second, 0, 0, 0, 0]
             self._buckets.append(bucket)
+            # the log is read faster than the window ends: keep the deque bounded meanwhile
+            if len(self._buckets) > self.window_s + 60:
+                self._buckets.popleft()
+        if not self.count_own and is_own(line):
+            bucket[4] += 1
+            return
+        status = match.group(2)
         bucket[1] += 1
-        bucket[2] += is_error
-        # the log is read faster than the window ends: keep the deque bounded meanwhile
-        if len(self._buckets) > self.window_s + 60:
-            self._buckets.popleft()
+        bucket[2] += status.startswith(b"5")
+        bucket[3] += status == b"503"
 
     def _second(self, stamp: bytes) -> int | None:
         cached = self._stamps.get(stamp)

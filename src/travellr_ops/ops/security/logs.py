@@ -119,6 +119,9 @@ class LogReport:
     rate_limit_hits: int = 0
     rate_limited_by_ip: Counter[str] = field(default_factory=Counter)
     suspects: dict[str, Suspect] = field(default_factory=dict)
+    #: logs the review needed and could not read (a platform's file or output that gave
+    #: nothing of its kind): its counts are then not the service's, whatever else was read
+    unread: list[str] = field(default_factory=list)
 
     @property
     def malformed(self) -> int:
@@ -555,39 +558,43 @@ def analyze_files(
 
 
 def analyze_lines(
-    lines: Iterable[str],
-    name: str,
+    streams: Iterable[tuple[str, str, Iterable[bytes]]],
     *,
     since: datetime | None,
     bruteforce_failures: int,
     bruteforce_window_s: float,
     batch: int = 5000,
 ) -> LogReport:
-    """The same report from log lines streamed by a service platform (container/pod logs)."""
+    """The same report from (name, kind, lines) read from wherever the logs are (a file
+    inside the containers, the service's output), kind "access" or "app". Only lines of its
+    kind count from a stream: a service's output may carry both, and be read as either."""
     report = LogReport(since, bruteforce_failures, bruteforce_window_s)
     analyzer = _Analyzer(report)
-    stat = FileStat(name, "mixed")
-    report.files.append(stat)
-    pending: list[bytes] = []
+    for name, kind, lines in streams:
+        stat = FileStat(name, kind)
+        report.files.append(stat)
+        pending: list[bytes] = []
 
-    def flush() -> None:
-        block = b"".join(pending)
-        pending.clear()
-        lines = _lines(block)
-        stat.lines += lines
-        access, app = FileStat(name, "access"), FileStat(name, "app")
-        analyzer.access(block, access, lines)
-        analyzer.app(block, app, lines)
-        # each line is one format or the other: what neither parsed is malformed
-        stat.parsed += access.parsed + app.parsed
-        stat.malformed += lines - access.parsed - app.parsed
+        def flush(stat: FileStat = stat, pending: list[bytes] = pending, kind: str = kind) -> None:
+            block = b"".join(pending)
+            pending.clear()
+            count = _lines(block)
+            stat.lines += count
+            if kind == "access":
+                analyzer.access(block, stat, count)
+                other = len(_APP_VALID.findall(b"\n" + block))
+            else:
+                analyzer.app(block, stat, count)
+                other = len(_ACCESS_VALID.findall(b"\n" + block))
+            # a line of the other kind is no malformed line
+            stat.malformed -= other
 
-    for line in lines:
-        pending.append(line.rstrip("\n").encode("utf-8", "replace") + b"\n")
-        if len(pending) >= batch:
+        for line in lines:
+            pending.append(line.rstrip(b"\n") + b"\n")
+            if len(pending) >= batch:
+                flush()
+        if pending:
             flush()
-    if pending:
-        flush()
     analyzer.finish()
     return report
 

@@ -1,11 +1,20 @@
-"""Where `security logs` reads from: files (with their rotated copies) or the service."""
+"""Where `security logs` reads from: local files (with their rotated copies), or the
+backend's access and app logs wherever the settings put them (``ops.logsource``)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
 
-from travellr_ops.ops.security.logs import LogReport, analyze_files, analyze_lines, rotated
+from travellr_ops.errors import ConfigError, TravellrError
+from travellr_ops.ops import logsource
+from travellr_ops.ops.security.logs import (
+    FileStat,
+    LogReport,
+    analyze_files,
+    analyze_lines,
+    rotated,
+)
 from travellr_ops.runtime import Runtime
 
 SERVICE = "service"
@@ -22,23 +31,43 @@ def parse_window(since: str, option: str = "--since") -> datetime | None:
 
 
 def review(rt: Runtime, sources: list[str], start: datetime | None) -> LogReport:
-    """The log review of ``sources`` (files, or ``service``; none: the settings' access and
-    app logs) from ``start`` on (None: all of them)."""
-    sec = rt.settings.security
+    """The log review of ``sources`` (files, or ``service``: the backend's logs through the
+    platform; none: the settings' access and app logs) from ``start`` on (None: all of
+    them)."""
+    s = rt.settings
     if SERVICE in sources:
-        from travellr_ops.ops.service import logs as service_logs
-
-        with rt.platform() as platform:
-            service = "backend"  # the logical name; each platform maps it to its own
-            lines = service_logs(platform, [service], since=start.isoformat() if start else None)
-            return analyze_lines(
-                (line.text for line in lines),
-                f"{platform.name}:{service}",
-                since=start,
-                bruteforce_failures=sec.bruteforce_failures,
-                bruteforce_window_s=sec.bruteforce_window_s,
+        if not rt.has_platform:
+            raise ConfigError(
+                "--source service reads the backend's logs through its platform,"
+                " and platform is 'none'",
+                hint="pass --source FILE, or set platform",
             )
-    paths = [Path(s) for s in sources] or [rt.settings.logs.access_log, rt.settings.logs.app_log]
+        return _review_sources(rt, _platform_sources(rt), start)
+    if sources:
+        return _review_files(rt, [Path(p) for p in sources], start)
+    wanted = [logsource.log_source(s, "access"), logsource.log_source(s, "app")]
+    if all(w.source == "file" for w in wanted):
+        return _review_files(rt, [w.path for w in wanted if w.path is not None], start)
+    return _review_sources(rt, wanted, start)
+
+
+def _platform_sources(rt: Runtime) -> list[logsource.LogSource]:
+    """The access and app logs as the platform holds them: the settings' sources, those set to
+    a local file replaced by the platform's own place."""
+    found = []
+    for kind in ("access", "app"):
+        source = logsource.log_source(rt.settings, kind)
+        if source.source == "file":
+            platform_only = rt.settings.model_copy(deep=True)
+            setattr(platform_only.logs, f"{kind}_log", None)
+            setattr(platform_only.logs, f"{kind}_source", None)
+            source = logsource.log_source(platform_only, kind)
+        found.append(source)
+    return found
+
+
+def _review_files(rt: Runtime, paths: list[Path], start: datetime | None) -> LogReport:
+    sec = rt.settings.security
     files: list[tuple[Path, str | None]] = []
     for path in paths:
         copies = rotated(path)
@@ -49,3 +78,49 @@ def review(rt: Runtime, sources: list[str], start: datetime | None) -> LogReport
         bruteforce_failures=sec.bruteforce_failures,
         bruteforce_window_s=sec.bruteforce_window_s,
     )
+
+
+def _review_sources(
+    rt: Runtime, sources: list[logsource.LogSource], start: datetime | None
+) -> LogReport:
+    """Each source read through the platform (from ``start``, at most logs.read_bytes of each
+    file), into one report; a source that gave nothing of its kind is an error of its own."""
+    sec = rt.settings.security
+    streams: list[tuple[logsource.LogSource, list[bytes] | TravellrError]] = []
+    platform = rt.platform_factory()
+    opened = None
+    try:
+        for source in sources:
+            if source.source != "file" and opened is None and platform is not None:
+                opened = platform()
+            reader = logsource.Reader(source, opened, start, rt.settings.logs.read_bytes)
+            try:
+                streams.append((source, reader.read_bytes()))
+            except TravellrError as exc:
+                streams.append((source, exc))
+            finally:
+                reader.close()
+    finally:
+        if opened is not None:
+            opened.close()
+    report = analyze_lines(
+        [(s.label, s.kind, got) for s, got in streams if not isinstance(got, TravellrError)],
+        since=start,
+        bruteforce_failures=sec.bruteforce_failures,
+        bruteforce_window_s=sec.bruteforce_window_s,
+    )
+    for source, got in streams:
+        if isinstance(got, TravellrError):
+            report.files.append(FileStat(source.label, source.kind, error=got.message))
+    # read, but nothing of its kind: no review of it (an access log is never empty where a
+    # backend serves, if only its health checks)
+    by_key: dict[tuple[str, str], logsource.LogSource] = {
+        (source.label, source.kind): source for source, _ in streams
+    }
+    for stat in report.files:
+        source = by_key[(stat.path, stat.kind)]
+        if not stat.error and (stat.parsed or (source.kind == "app" and not stat.lines)):
+            continue
+        stat.error = stat.error or source.nothing_found(stat.lines).message
+        report.unread.append(source.label)
+    return report
