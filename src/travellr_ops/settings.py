@@ -511,6 +511,46 @@ class DeploySettings(_Section):
     webhook_timeout_s: float = Field(default=3.0, gt=0, le=30)
 
 
+class AlertWebhook(_Section):
+    """One receiver of `monitor --alert`'s messages."""
+
+    #: an http(s) URL that takes a POST
+    url: str
+    #: "slack": Slack-compatible {"text": ...} (Slack, Mattermost, Rocket.Chat, Teams'
+    #: Slack-style hooks); "json": the episode as a plain JSON document
+    format: Literal["slack", "json"] = "slack"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_url(cls, data: Any) -> Any:
+        return {"url": data} if isinstance(data, str) else data
+
+
+def _default_depends_on() -> dict[str, list[str]]:
+    return {"api": ["mongodb", "redis"]}
+
+
+class AlertSettings(_Section):
+    """`monitor --alert` / `monitor once --alert`: episodes, their webhooks and root causes."""
+
+    #: where messages go: [{url, format = "slack" | "json"}] (a bare URL string is "slack")
+    webhooks: list[AlertWebhook] = Field(default_factory=list)
+    #: an episode still open this long after its last message is sent again (a reminder)
+    repeat_s: float = Field(default=3600.0, gt=0)
+    #: samples in a row that must breach before an episode opens (one slow probe is noise);
+    #: a source that does not answer opens one at the first sample
+    open_after: int = Field(default=2, ge=1)
+    #: samples in a row that must be clean before an open episode resolves
+    resolve_after: int = Field(default=1, ge=1)
+    #: component -> the components it depends on: while one of those is down, the
+    #: component's own breaches are listed under that root cause instead of alerting apart
+    depends_on: dict[str, list[str]] = Field(default_factory=_default_depends_on)
+    #: how long one webhook POST may take (live: sent beside the sampling, never delaying it)
+    timeout_s: float = Field(default=3.0, gt=0, le=30)
+    #: a message no webhook took is retried at each later run for this long, then dropped
+    retry_for_s: float = Field(default=86400.0, gt=0)
+
+
 # The TOML file's contents while `load_settings` builds a Settings; empty otherwise, so that
 # `Settings(...)` built directly (by tests) never picks up a config file lying around.
 _toml_data: ContextVar[dict[str, Any]] = ContextVar("_toml_data", default={})  # noqa: B039
@@ -567,6 +607,7 @@ class Settings(BaseSettings):
     checklist: ChecklistSettings = Field(default_factory=ChecklistSettings)
     deploy: DeploySettings = Field(default_factory=DeploySettings)
     doctor: DoctorSettings = Field(default_factory=DoctorSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
 
     @model_validator(mode="before")
     @classmethod

@@ -102,6 +102,18 @@ class HttpAdapter:
             body = response.text
         return HttpResponse(url, response.status_code, latency_ms, body, dict(response.headers))
 
+    def post_json(self, url: str, document: Any) -> int:
+        """POST ``document`` as JSON (a webhook); the HTTP status. No answer within the
+        timeout, or none at all, is Unreachable."""
+        import httpx
+
+        try:
+            return int(self.client_for(url).post(url, json=document).status_code)
+        except httpx.TimeoutException:
+            raise Unreachable(f"{mask(url)} did not answer within {self.timeout_s:g} s") from None
+        except httpx.HTTPError as exc:
+            raise Unreachable(f"cannot reach {mask(url)}: {_reason(exc)}") from None
+
     def download(self, url: str, file: BinaryIO) -> dict[str, str]:
         """Stream the body of ``url`` into ``file``; the response headers (lower-case names).
         Any status but 200 is OperationFailed; no answer, or one that stops, Unreachable."""

@@ -56,5 +56,8 @@ def validate(ctx: typer.Context, json_: JsonOpt = False, quiet: QuietOpt = False
 def _render_validation(console: Console, result: ops.Validation) -> None:
     from travellr_ops.output import table, verdict
 
-    rows = [[f.item, verdict("ok" if f.ok else "fail"), f.detail] for f in result.findings]
+    rows = [
+        [f.item, verdict("warn" if f.warning else "ok" if f.ok else "fail"), f.detail]
+        for f in result.findings
+    ]
     console.print(table(None, ["item", "verdict", "detail"], rows))

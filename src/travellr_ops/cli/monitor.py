@@ -15,6 +15,7 @@ from travellr_ops.vocab.verdict import Verdict, styled
 if TYPE_CHECKING:
     from rich.table import Table
 
+    from travellr_ops.ops.alerts.alerter import Alerted, Alerter
     from travellr_ops.ops.monitor.live import Summary, Tracker
     from travellr_ops.ops.monitor.metrics import Metric, Sample
     from travellr_ops.ops.monitor.report_model import Report as MonitorReport
@@ -36,6 +37,14 @@ WindowOpt = Annotated[
     str | None,
     typer.Option(
         "--window", help="How long the sample spans: 2s, 30s, 1m (default: monitor.window_s)."
+    ),
+]
+AlertOpt = Annotated[
+    bool,
+    typer.Option(
+        "--alert",
+        help="Message alerts.webhooks when an episode opens, is still open after "
+        "alerts.repeat_s, or resolves (never per sample); never changes the exit code.",
     ),
 ]
 MetricsFileOpt = Annotated[
@@ -63,6 +72,7 @@ def monitor(
             "a threshold was breached.",
         ),
     ] = None,
+    alert: AlertOpt = False,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -76,10 +86,16 @@ def monitor(
     duration_s = parse_duration(duration, "--duration") if duration is not None else None
     app_ctx = use(ctx)
     out = app_ctx.output(json_, quiet)
-    raise typer.Exit(live(app_ctx, out, interval_s, duration_s))
+    raise typer.Exit(live(app_ctx, out, interval_s, duration_s, alert))
 
 
-def live(app_ctx: AppContext, out: Output, interval_s: float, duration_s: float | None) -> int:
+def live(
+    app_ctx: AppContext,
+    out: Output,
+    interval_s: float,
+    duration_s: float | None,
+    alert: bool = False,
+) -> int:
     """The run on the screen: a Rich Live table on a terminal, else a line per sample; Ctrl-C
     ends it with the summary so far (exit 130)."""
     from contextlib import nullcontext
@@ -101,10 +117,13 @@ def live(app_ctx: AppContext, out: Output, interval_s: float, duration_s: float 
         else nullcontext()
     )
     interrupted = False
+    alerter = _alerter(app_ctx, background=True) if alert else None
     try:
         with screen as view:
 
             def show(sample: Sample) -> None:
+                if alerter is not None:
+                    _alerted(app_ctx, out, alerter.observe(sample))
                 if view is not None:
                     view.update(render_dashboard(run.tracker, interval_s), refresh=True)
                 elif out.json:
@@ -115,6 +134,9 @@ def live(app_ctx: AppContext, out: Output, interval_s: float, duration_s: float 
             run.run(show)
     except KeyboardInterrupt:
         interrupted = True
+    finally:
+        if alerter is not None:
+            alerter.close()
     summary = run.tracker.summary()
     if duration_s is not None or interrupted:
         if out.json:
@@ -129,10 +151,12 @@ def once(
     ctx: typer.Context,
     window: WindowOpt = None,
     metrics_file: MetricsFileOpt = None,
+    alert: AlertOpt = False,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Sample every metric once; exit 0 ok, 1 a threshold breached, 3 a source unreachable."""
+    """Sample every metric once; exit 0 ok, 1 a threshold breached, 3 a source unreachable.
+    With --alert (cron every minute): one message per episode change, not one per run."""
     from travellr_ops.ops.monitor.once import sample_once
 
     window_s = _seconds("--window", window) if window is not None else None
@@ -143,6 +167,8 @@ def once(
     out.result(sample, lambda console: render_sample(console, sample))
     if taken.not_recorded is not None:
         out.error(f"sample not recorded: {taken.not_recorded.message}", taken.not_recorded.hint)
+    if alert:
+        _alerted(app_ctx, out, _alerter(app_ctx, background=False).observe(sample))
     if taken.metrics_file_error is not None:
         raise taken.metrics_file_error
     if sample.maintenance and sample.breaches:
@@ -193,6 +219,19 @@ def report(
         )
     if result.html is not None:
         out.success(f"report written to {result.html}")
+
+
+def _alerter(app_ctx: AppContext, background: bool) -> Alerter:
+    from travellr_ops.ops.alerts.alerter import Alerter
+
+    return Alerter(app_ctx.runtime, background)
+
+
+def _alerted(app_ctx: AppContext, out: Output, done: Alerted) -> None:
+    from travellr_ops.ops.alerts.alerter import describe
+
+    for message in done.messages:
+        out.info(describe(message, len(app_ctx.settings.alerts.webhooks)))
 
 
 def _seconds(option: str, text: str) -> float:

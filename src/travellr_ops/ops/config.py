@@ -45,6 +45,10 @@ def show(loaded: LoadedSettings) -> ConfigView:
     rows = []
     for key, value in flatten(loaded.settings.model_dump(mode="json")):
         shown = mask(value) if isinstance(value, str) else value
+        if key == "alerts.webhooks":  # a webhook's path is its secret
+            from travellr_ops.ops.alerts.delivery import where
+
+            shown = [{**hook, "url": where(hook["url"])} for hook in value]
         if shown is None and key in used:
             shown = used[key]
         rows.append(SettingValue(key, shown, loaded.sources.get(key, "default")))
@@ -63,6 +67,10 @@ class ValidationItem:
     ok: bool
     detail: str
     unreachable: bool = False
+    #: the setting itself is wrong (exit 2), not what it names
+    invalid: bool = False
+    #: worth saying, but no failure (an alert webhook that does not answer now)
+    warning: bool = False
 
 
 @dataclass
@@ -72,6 +80,8 @@ class Validation:
 
     @property
     def exit_code(self) -> ExitCode:
+        if any(f.invalid for f in self.findings):
+            return ExitCode.USAGE
         if any(f.unreachable for f in self.findings):
             return ExitCode.UNAVAILABLE
         return ExitCode.OK if self.ok else ExitCode.CHECK_FAILED
@@ -81,6 +91,7 @@ def validate(rt: Runtime) -> Validation:
     """The settings are valid (they loaded); check that each place and server named works."""
     with rt.http() as http, rt.mongo() as mongo, rt.redis() as redis:
         findings = _probe(rt, http, mongo, redis)
+    findings += _webhooks(rt)
     s = rt.settings
     findings.append(_writable_dir("backup.dir", s.backup.dir))
     findings.append(_writable_dir("state_dir", s.state_dir))
@@ -114,6 +125,35 @@ def _probe(
     ]
     with ThreadPoolExecutor(max_workers=len(probes)) as pool:
         return [f.result() for f in [pool.submit(p) for p in probes]]
+
+
+def _webhooks(rt: Runtime) -> list[ValidationItem]:
+    """Each alert webhook: a malformed URL is a configuration error (exit 2); one that does
+    not answer now is a warning (the monitor keeps its messages and retries). Asked with a
+    GET, which sends no alert: any HTTP answer means it is there."""
+    from travellr_ops.ops.alerts.delivery import malformed, where
+
+    hooks = rt.settings.alerts.webhooks
+    found = []
+    with rt.http(len(hooks) or 1, timeout_s=rt.settings.alerts.timeout_s) as http:
+        for i, hook in enumerate(hooks):
+            name = f"alerts.webhooks[{i}]"
+            why = malformed(hook.url)
+            if why is not None:
+                found.append(ValidationItem(name, False, f"{hook.url!r}: {why}", invalid=True))
+                continue
+            try:
+                status = http.get(hook.url).status
+            except TravellrError as exc:
+                detail = exc.message.replace(hook.url, where(hook.url))
+                found.append(ValidationItem(name, True, f"{detail} (retried)", warning=True))
+                continue
+            found.append(
+                ValidationItem(
+                    name, True, f"{where(hook.url)} answers (HTTP {status}), {hook.format}"
+                )
+            )
+    return found
 
 
 def _writable_dir(name: str, path: Path) -> ValidationItem:
