@@ -250,6 +250,24 @@ class _Slow(BaseHTTPRequestHandler):
         pass
 
 
+def test_live_mongodb_stopped_is_seen_in_the_next_sample_not_at_the_next_query_round(
+    platform: Platform,
+) -> None:
+    from travellr_ops.ops.monitor.sampler import open_sampler
+    from travellr_ops.runtime import Runtime
+
+    rt = Runtime(platform.settings(query_every_s=3600, stats_every_s=3600))
+    with open_sampler(rt, live=True) as sampler:
+        first = {m.key: m for m in sampler.sample(0.3).metrics}
+        assert first["db_query_ms"].verdict == "ok"
+        again = {m.key: m for m in sampler.sample(0.3).metrics}
+        assert "taken" in again["db_query_ms"].detail  # the slow cadence: the last figure
+        platform.mongo.stop()
+        down = {m.key: m for m in sampler.sample(0.3).metrics}
+    for key in ("db_query_ms", "active_users"):
+        assert down[key].verdict == "unknown", (key, down[key].detail)
+
+
 @pytest.fixture
 def slow_endpoint() -> Iterator[str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Slow)

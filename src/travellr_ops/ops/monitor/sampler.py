@@ -191,13 +191,16 @@ class Sampler:
         maintenance = self._maintenance(redis_flag, redis_answered, recorded)
         metrics += self._guarded((_ERRORS, lambda: self._errors(redis_flag, recorded)))
         # 2. the timed queries, alone
-        metrics += self._due("queries", cfg.query_every_s, (_DB, lambda: self._db(mongo_reason)))
+        down = mongo_reason is not None
+        metrics += self._due(
+            "queries", cfg.query_every_s, (_DB, lambda: self._db(mongo_reason)), down
+        )
         # 3. the expensive statistics, after everything that is timed
         metrics += self._due(
-            "stats", cfg.stats_every_s, ([], lambda: self._server_stats(mongo_reason))
+            "stats", cfg.stats_every_s, ([], lambda: self._server_stats(mongo_reason)), down
         )
         metrics += self._due(
-            "business", cfg.stats_every_s, (_BUSINESS, lambda: self._business(mongo_reason))
+            "business", cfg.stats_every_s, (_BUSINESS, lambda: self._business(mongo_reason)), down
         )
         if self._oplat_missing:
             for m in metrics:
@@ -207,16 +210,22 @@ class Sampler:
         return Sample(self._clock(), window, round(duration, 1), maintenance, metrics)
 
     def _due(
-        self, part: str, every_s: float, task: tuple[_Names, Callable[[], list[Metric]]]
+        self,
+        part: str,
+        every_s: float,
+        task: tuple[_Names, Callable[[], list[Metric]]],
+        down: bool = False,
     ) -> list[Metric]:
-        """The part's metrics: taken now, or (live, not due yet) the last ones again, their
-        age in the detail. A part is due ``every_s`` after it was last taken, or later when it
+        """The part's metrics: taken now, or (live, not due yet, its server answering: not
+        ``down``) the last ones again, their age in the detail. A server that stopped
+        answering is reported in the sample that sees it (the alerts name it as the root cause
+        before the API's symptoms), not a minute later. A part is due ``every_s`` after it was last taken, or later when it
         took long: it may keep the database busy at most ``monitor.db_budget_pct`` of the time
         (on a loaded SecantusDB the timed queries took seconds, and every second of them the
         backend's own queries waited)."""
         now = time.monotonic()
         last = self._slow.get(part)
-        if self.live and last is not None:
+        if self.live and last is not None and not down:
             taken_at, took_s, metrics = last
             gap = max(every_s, took_s * 100 / max(self.settings.monitor.db_budget_pct, 1e-3))
             if now - taken_at < gap:
