@@ -568,3 +568,18 @@ def test_a_clear_refused_by_a_running_redis_does_not_wait_for_it_to_come_back(
     finally:
         r.replicaof("NO", "ONE")
         r.close()
+
+
+def test_stats_over_too_few_lookups_is_insufficient_not_a_warning(
+    server: RedisServer, tmp_path: Path
+) -> None:
+    r = client(server.url)
+    for i in range(5):
+        r.get(f"missing:{i}")  # 0 % since start, over 5 lookups: says nothing yet
+    r.close()
+    result = invoke(
+        "cache", "stats", "--window", "0.1", "--json", settings=settings(server.url, tmp_path)
+    )
+    assert result.exit_code == 0, result.stderr
+    doc = result.json()
+    assert doc["hit_rate_pct"] == 0.0 and doc["verdict"] == "insufficient"

@@ -69,7 +69,8 @@ def stats(
 ) -> None:
     """Memory, keys per database, evictions, clients, ops/s and the hit rate, cumulative and
     over --window; a per-prefix breakdown from a sample. Exit 1 when the hit rate is under
-    thresholds.cache_hit_rate_pct."""
+    thresholds.cache_hit_rate_pct (judged over the window, else since start, over at least
+    monitor.cache_min_lookups lookups; fewer: insufficient, exit 0)."""
     from travellr_ops.ops.cache import stats as do_stats
     from travellr_ops.ops.cache import validate_window
     from travellr_ops.vocab.timespec import parse_duration
@@ -81,7 +82,11 @@ def stats(
     s = app_ctx.settings
     with app_ctx.runtime.redis() as redis:
         report = do_stats(
-            redis, window_s, sample or s.cache.sample_size, s.thresholds.cache_hit_rate_pct
+            redis,
+            window_s,
+            sample or s.cache.sample_size,
+            s.thresholds.cache_hit_rate_pct,
+            min_lookups=s.monitor.cache_min_lookups,
         )
     out.result(report, lambda console: _render_stats(console, report))
     if report.verdict.exit_code:

@@ -162,7 +162,8 @@ class CacheStatsReport:
     window_misses: int
     window_hit_rate_pct: float | None
     threshold_pct: float
-    #: ok, warn (hit rate under the threshold), or idle (no lookups to judge by)
+    #: ok, warn (hit rate under the threshold), insufficient (fewer lookups than
+    #: monitor.cache_min_lookups, in the window and since start), or idle (no lookups at all)
     verdict: Verdict
     sample_size: int
     prefixes: list[PrefixShare]
@@ -236,7 +237,10 @@ def stats(
     sample_size: int,
     threshold_pct: float,
     sleep: Callable[[float], None] = time.sleep,
+    min_lookups: int = 0,
 ) -> CacheStatsReport:
+    """``min_lookups``: a hit rate over fewer lookups is not judged (the window's when it has
+    enough, else the cumulative one when that has enough, else "insufficient")."""
     validate_window(window_s)
     nodes = redis.primaries()
     # The window comes first: the breakdown's MEMORY USAGE calls count as lookups themselves.
@@ -255,12 +259,17 @@ def stats(
         for a, b in zip(after, before, strict=True)
     )
     recent = hit_rate(window_hits, window_misses)
-    judged = recent if recent is not None else total.hit_rate_pct
-    verdict = (
-        Verdict.IDLE
-        if judged is None
-        else (Verdict.OK if judged >= threshold_pct else Verdict.WARN)
-    )
+    cumulative_lookups = total.keyspace_hits + total.keyspace_misses
+    if recent is not None and window_hits + window_misses >= min_lookups:
+        judged = recent
+    elif total.hit_rate_pct is not None and cumulative_lookups >= min_lookups:
+        judged = total.hit_rate_pct
+    else:
+        judged = None
+    if judged is not None:
+        verdict = Verdict.OK if judged >= threshold_pct else Verdict.WARN
+    else:
+        verdict = Verdict.INSUFFICIENT if cumulative_lookups else Verdict.IDLE
     return CacheStatsReport(
         target=redis.display_url,
         cluster=redis.is_cluster,
