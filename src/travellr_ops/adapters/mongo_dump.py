@@ -18,6 +18,9 @@ from travellr_ops.errors import AuthError, OperationFailed
 
 OplogTime = tuple[int, int]
 
+#: one replayed write: (kind, _id, document or update), see ``MongoDump.apply_writes``
+ReplayWrite = tuple[str, Any, Any]
+
 OPLOG = "oplog.rs"
 
 #: error codes that mean a replayed command's effect is already there: NamespaceExists,
@@ -273,17 +276,27 @@ class MongoDump:
 
     # -- replay (restore --until) --------------------------------------------------------
 
-    def replace(self, db: str, collection: str, doc_id: Any, doc: Mapping[str, Any]) -> None:
-        with self.mongo.errors(f"replaying a write on {db}.{collection}"):
-            self.mongo.client[db][collection].replace_one({"_id": doc_id}, doc, upsert=True)
+    def apply_writes(self, db: str, collection: str, writes: Sequence[ReplayWrite]) -> None:
+        """Replayed writes to one collection, in their order, as one ordered bulk write
+        (pymongo splits it at the server's message size): ``("replace", _id, document)``
+        upserts the whole document, ``("update", _id, update)`` applies an update document,
+        ``("delete", _id, None)`` deletes. One round trip per batch instead of per write."""
+        from pymongo import DeleteOne, ReplaceOne, UpdateOne
 
-    def update(self, db: str, collection: str, doc_id: Any, update: Mapping[str, Any]) -> None:
-        with self.mongo.errors(f"replaying an update on {db}.{collection}"):
-            self.mongo.client[db][collection].update_one({"_id": doc_id}, dict(update))
-
-    def delete(self, db: str, collection: str, doc_id: Any) -> None:
-        with self.mongo.errors(f"replaying a delete on {db}.{collection}"):
-            self.mongo.client[db][collection].delete_one({"_id": doc_id})
+        ops: list[Any] = []
+        for kind, doc_id, payload in writes:
+            if kind == "replace":
+                ops.append(ReplaceOne({"_id": doc_id}, payload, upsert=True))
+            elif kind == "update":
+                ops.append(UpdateOne({"_id": doc_id}, payload))
+            elif kind == "delete":
+                ops.append(DeleteOne({"_id": doc_id}))
+            else:
+                raise ValueError(f"unknown replayed write {kind!r}")
+        if not ops:
+            return
+        with self.mongo.errors(f"replaying {len(ops)} write(s) on {db}.{collection}"):
+            self.mongo.client[db][collection].bulk_write(ops, ordered=True)
 
     def replay_command(self, db: str, command: Mapping[str, Any]) -> None:
         """Run a logged collection command again; one whose effect is already there (the

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from travellr_ops.adapters.mongo_dump import MongoDump, decode, oplog_time
+from travellr_ops.adapters.mongo_dump import MongoDump, ReplayWrite, decode, oplog_time
 from travellr_ops.errors import CheckFailed, OperationFailed, Refused, TravellrError, UsageError
 from travellr_ops.ops.backup import archive, store
 from travellr_ops.ops.backup.create import Notify, all_or_nothing, choose_parallelism
@@ -631,6 +631,11 @@ def _read_metadata(file: Path) -> str:
         return fh.read().decode()
 
 
+#: replayed writes sent to a collection in one bulk write: with SecantusDB's ~6 ms a round
+#: trip, one write at a time replayed ~150 entries/s (bench/replay measures both)
+REPLAY_BATCH = 1000
+
+
 def replay(
     dump: MongoDump,
     raw_entries: Iterator[bytes],
@@ -640,11 +645,19 @@ def replay(
     limit: Until,
     *,
     into: Callable[[str], str] = _as_is,
+    batch: int = REPLAY_BATCH,
 ) -> tuple[int, list[str]]:
     """Apply the entries the limit admits, in order, to ``into(collection)`` of ``target``;
-    (entries applied, skipped commands)."""
+    (entries applied, skipped commands).
+
+    Writes are queued per collection and sent as ordered bulk writes of up to ``batch``:
+    a document's writes stay in oplog order (they are in one collection's queue), and every
+    queue is sent before a command (create, drop, rename, indexes) runs, so a command sees
+    the writes logged before it. A failure part-way leaves a partial replay, as before: the
+    restore writes into staged collections and discards them on any error."""
     applied = 0
     skipped: list[str] = []
+    pending = _Pending(dump, target, batch)
     for entry, writes in _admitted(raw_entries, source_db, limit):
         if isinstance(writes, UnsupportedEntry):
             skipped.append(f"{oplog_time(entry)}: {writes}")
@@ -652,22 +665,45 @@ def replay(
         if collections is not None:
             writes = [w for w in writes if w.collection in collections]
         for write in writes:
-            _apply(dump, target, write, into)
+            _apply(dump, target, write, into, pending)
         if writes:
             applied += 1
+    pending.flush()
     return applied, skipped
 
 
-def _apply(dump: MongoDump, db: str, write: Write, into: Callable[[str], str]) -> None:
+class _Pending:
+    """Replayed writes not yet sent, per target collection, in oplog order."""
+
+    def __init__(self, dump: MongoDump, db: str, size: int) -> None:
+        self.dump, self.db, self.size = dump, db, max(1, size)
+        self.queues: dict[str, list[ReplayWrite]] = {}
+
+    def add(self, collection: str, write: ReplayWrite) -> None:
+        waiting = self.queues.setdefault(collection, [])
+        waiting.append(write)
+        if len(waiting) >= self.size:
+            self.dump.apply_writes(self.db, collection, self.queues.pop(collection))
+
+    def flush(self) -> None:
+        while self.queues:
+            collection, waiting = self.queues.popitem()
+            self.dump.apply_writes(self.db, collection, waiting)
+
+
+def _apply(
+    dump: MongoDump, db: str, write: Write, into: Callable[[str], str], pending: _Pending
+) -> None:
     collection = into(write.collection)
     if write.kind == "replace":
-        dump.replace(db, collection, write.doc_id, write.document)
+        pending.add(collection, ("replace", write.doc_id, write.document))
     elif write.kind == "update":
         for update in write.updates:
-            dump.update(db, collection, write.doc_id, update)
+            pending.add(collection, ("update", write.doc_id, update))
     elif write.kind == "delete":
-        dump.delete(db, collection, write.doc_id)
+        pending.add(collection, ("delete", write.doc_id, None))
     elif write.command is not None:
+        pending.flush()
         command = dict(write.command)
         name = next(iter(command))
         if name == "renameCollection":
