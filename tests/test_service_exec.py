@@ -131,6 +131,7 @@ def test_the_audit_log_keeps_the_command_and_the_reason(stack: ComposeStack) -> 
     assert entry["action"] == "service exec backend"
     assert entry["user_reason"] == "INC-7: read the config"
     assert entry["outcome"] == "ok"
+    assert entry["result"] == {"exit_code": 0}
     assert "true" in str(entry["summary"])
     assert entry["target"] == stack.container("backend").name
 

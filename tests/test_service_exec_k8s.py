@@ -116,6 +116,7 @@ def test_output_streams_and_the_exit_code(backend: K8sNamespace) -> None:
     assert "err\n" in result.stderr
     (entry,) = AuditLog(backend.state_dir / "audit.log").entries()
     assert entry["user_reason"] == "INC-3"
+    assert entry["result"] == {"exit_code": 7}  # the command's own, not the tool's outcome
     assert entry["target"] == _pods(backend)[0].metadata.name
 
 

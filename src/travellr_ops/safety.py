@@ -44,6 +44,9 @@ class Change:
     target: str = ""
     #: why the person makes it (`--reason`), kept in the audit log as ``user_reason``
     reason: str = ""
+    #: what the change ended with, filled in while it runs (e.g. ``exit_code`` of a command
+    #: run in a container): kept in the audit entry as ``result``
+    results: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
 
 class AuditLog:
@@ -347,6 +350,8 @@ class Guard:
             entry["user_reason"] = change.reason
         if error:
             entry["error"] = error
+        if change.results:
+            entry["result"] = dict(change.results)
         if self.incident:
             entry["incident"] = self.incident
         self.audit.record(**entry)

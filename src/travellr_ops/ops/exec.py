@@ -102,6 +102,7 @@ def exec_command(
                         rt.notify(f"{target.instance} is running; it is removed when you leave")
                     with raw_terminal(io):
                         code = platform.exec(target, argv, io)
+                    change.results["exit_code"] = code
             except Terminated:
                 raise ExecTerminated(
                     f"terminated (SIGTERM) while running `{shown}` in {target.instance}"
