@@ -178,6 +178,7 @@ def test_a_set_without_primary_lists_its_members_in_one_cause(tmp_path: Path) ->
 def _slow_ops(*ops: tuple[str, str, float], level: int = 1) -> Observation:
     return _seen(
         "slow_ops",
+        readable=True,
         profiler={"level": level, "name": "slow operations", "slowms": 50},
         window_s=900.0,
         min_ms=50.0,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from travellr_ops.errors import ServiceError
+from travellr_ops.errors import AuthError, ServiceError
 from travellr_ops.runtime import Runtime
 
 if TYPE_CHECKING:
@@ -155,8 +155,16 @@ def slow_ops(rt: Runtime) -> tuple[str, Facts]:
     d = s.doctor
     min_ms = s.thresholds.db_query_ms if d.slow_ops_min_ms is None else d.slow_ops_min_ms
     since = datetime.now(UTC) - timedelta(seconds=d.slow_ops_window_s)
-    with rt.mongo() as mongo:
-        report = slow(mongo, since, min_ms, d.slow_ops_limit)
+    try:
+        with rt.mongo() as mongo:
+            report = slow(mongo, since, min_ms, d.slow_ops_limit)
+    except AuthError as exc:
+        # a user without the profile privilege (dbAdmin): what it cannot read is a note, as
+        # `db indexes analyze` takes it, not a diagnosis that cannot conclude
+        return f"the profiler cannot be read: {exc.message}", {
+            "readable": False,
+            "error": exc.message,
+        }
     theirs = [o for o in report.operations if not _own_operation(o)]
     operations = [
         {
@@ -174,6 +182,7 @@ def slow_ops(rt: Runtime) -> tuple[str, Facts]:
     ]
     profiler = report.profiler
     facts: Facts = {
+        "readable": True,
         "profiler": {
             "level": profiler.level,
             "name": profiler.level_name,

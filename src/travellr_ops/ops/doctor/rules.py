@@ -894,6 +894,21 @@ def _slow_ops(obs: dict[str, Observation], s: Settings, found: _Found, notes: _F
     f = _facts(obs, "slow_ops")
     if f is None:
         return
+    if not f["readable"]:
+        notes.add(
+            Cause(
+                "profiler_unreadable",
+                "the MongoDB profiler cannot be read: doctor cannot see slow operations",
+                0,
+                2,
+                f"{HIGH_CPU} (Check slow queries)",
+                [f["error"]],
+                ["grant the user dbAdmin on the database (the profile command)"],
+                area="mongodb",
+                severity="info",
+            )
+        )
+        return
     window = format_duration(f["window_s"])
     profiler = f["profiler"]
     if profiler["level"] == 0:
