@@ -47,12 +47,6 @@ def test_a_healthy_platform_has_no_cause(sandbox: faults.Sandbox) -> None:
         "maintenance", "incident",
     }  # fmt: skip
     assert all(c["state"] == "ok" for c in doc["checks"])
-    # SecantusDB is a one-member replica set: its member is in the facts, and healthy
-    mongodb = next(c for c in doc["checks"] if c["check"] == "mongodb")["facts"]
-    assert mongodb["set_name"] == "secantus"
-    [member] = mongodb["members"]
-    assert member["state"] == "PRIMARY" and member["health"] == 1 and member["self"] is True
-    assert member["name"].endswith(f":{sandbox.mongo.port}")
     # what doctor could not look at is said, and is no reason to doubt the verdict
     notes = {n["id"]: n for n in doc["notes"]}
     assert "profiler_off" in notes and "db profile on" in notes["profiler_off"]["commands"][0]
@@ -60,6 +54,20 @@ def test_a_healthy_platform_has_no_cause(sandbox: faults.Sandbox) -> None:
     human = invoke("doctor", settings=sandbox.settings())
     assert human.exit_code == 0 and "verdict: healthy" in human.stdout
     assert "note: the MongoDB profiler is off" in human.stdout
+
+
+def test_a_healthy_one_member_replica_set_is_in_the_facts_and_no_cause(
+    sandbox: faults.Sandbox,
+) -> None:
+    res = invoke("doctor", "db", "--json", settings=sandbox.settings())
+    doc = res.json()
+    assert res.exit_code == 0 and doc["causes"] == [], doc["causes"]
+    # SecantusDB is a one-member replica set: its member is in the facts, and healthy
+    mongodb = next(c for c in doc["checks"] if c["check"] == "mongodb")["facts"]
+    assert mongodb["set_name"] == "secantus" and mongodb["member_notes"] == []
+    [member] = mongodb["members"]
+    assert member["state"] == "PRIMARY" and member["health"] == 1 and member["self"] is True
+    assert member["name"].endswith(f":{sandbox.mongo.port}") and member["lag_s"] == 0
 
 
 @pytest.mark.parametrize("name", list(FAULTS))
