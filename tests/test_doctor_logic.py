@@ -117,3 +117,110 @@ def test_exit_codes_and_what_fix_refuses(tmp_path: Path) -> None:
     refused = fix(Runtime(s), level2)
     assert not refused.applied and "Level 2" in refused.action
     assert "db indexes ensure" in refused.action
+
+
+# -- replication: a lag cannot be produced on a one-member SecantusDB, so here on observations
+def _replica_set(*members: tuple[str, str, float | None, float | None]) -> Observation:
+    return _seen(
+        "mongodb",
+        uri="mongodb://db1:27017/travellr",
+        ok=True,
+        role="primary",
+        set_name="rs0",
+        members=[
+            {"name": n, "state": st, "health": h, "lag_s": lag, "self": n == "db1:27017"}
+            for n, st, h, lag in members
+        ],
+        member_notes=[],
+    )
+
+
+def test_a_member_down_and_a_lagging_secondary_are_level_2_causes(tmp_path: Path) -> None:
+    observed = _replica_set(
+        ("db1:27017", "PRIMARY", 1.0, 0.0),
+        ("db2:27017", "SECONDARY", 1.0, 45.0),
+        ("db3:27017", "(not reachable/healthy)", 0.0, None),
+    )
+    causes, _ = rank([observed], _settings(tmp_path), "db")
+    by_id = {c.id: c for c in causes}
+    assert list(by_id) == ["mongodb_member_unhealthy", "mongodb_replication_lag"]
+    down = by_id["mongodb_member_unhealthy"]
+    assert down.level == 2 and "Database Connection Issues" in down.runbook
+    assert "2 of 3 members healthy" in down.evidence[0]
+    assert "db3:27017: (not reachable/healthy), health 0" in down.evidence[1]
+    lag = by_id["mongodb_replication_lag"]
+    assert lag.level == 2 and "45 s behind the primary" in lag.evidence[0]
+    assert "more than 10 s behind (doctor.replication_lag_s)" in lag.evidence[1]
+    assert lag.remedy is not None and lag.remedy.action is None  # only suggested
+
+
+def test_a_healthy_replica_set_and_a_lag_within_the_setting_are_no_cause(tmp_path: Path) -> None:
+    observed = _replica_set(
+        ("db1:27017", "PRIMARY", 1.0, 0.0),
+        ("db2:27017", "SECONDARY", 1.0, 8.0),
+        ("db3:27017", "ARBITER", 1.0, None),
+    )
+    assert rank([observed], _settings(tmp_path), "db") == ([], [])
+    strict = Settings(platform="none", state_dir=tmp_path, doctor={"replication_lag_s": 5.0})
+    causes, _ = rank([observed], strict, "db")
+    assert [c.id for c in causes] == ["mongodb_replication_lag"]
+
+
+def test_a_set_without_primary_lists_its_members_in_one_cause(tmp_path: Path) -> None:
+    observed = _replica_set(("db1:27017", "SECONDARY", 1.0, None), ("db2:27017", "DOWN", 0, None))
+    observed.facts["problem"] = {"kind": "no_primary", "message": "is secondary", "hint": ""}
+    causes, _ = rank([observed], _settings(tmp_path), "db")
+    assert [c.id for c in causes] == ["mongodb_no_primary"]
+    assert any("db2:27017: DOWN, health 0" in e for e in causes[0].evidence)
+
+
+# -- slow operations beside a missing index: one cause for one collection ----------------------
+def _slow_ops(*ops: tuple[str, str, float], level: int = 1) -> Observation:
+    return _seen(
+        "slow_ops",
+        readable=True,
+        profiler={"level": level, "name": "slow operations", "slowms": 50},
+        window_s=900.0,
+        min_ms=50.0,
+        limit=100,
+        limited=False,
+        ignored_own=0,
+        notes=[],
+        operations=[
+            {
+                "time": None, "op": op, "collection": coll, "millis": ms,
+                "query": f"{coll}.find({{destination: ?}})" if op == "query" else op,
+                "plan": "COLLSCAN" if op == "query" else None,
+                "keys_examined": 0, "docs_examined": 5000, "returned": 20,
+            }
+            for coll, op, ms in ops
+        ],
+    )  # fmt: skip
+
+
+def test_slow_operations_on_a_collection_missing_its_index_join_that_cause(
+    tmp_path: Path,
+) -> None:
+    observed = _slow_ops(("trips", "query", 420.0), ("bookings", "aggregate", 180.0))
+    causes, _ = rank([_INDEX, observed], _settings(tmp_path), "slow")
+    assert [c.id for c in causes] == ["missing_index", "slow_operations"]
+    index, slow = causes
+    assert any(
+        "1 operation(s) over 50 ms on trips" in e and "420 ms trips.find" in e
+        and "plan COLLSCAN, 5,000 docs examined" in e
+        for e in index.evidence
+    ), index.evidence  # fmt: skip
+    assert "travellr-ops db slow --since 15m" in index.commands
+    # the other collection's operations are a cause of their own, counting only them
+    assert "recorded 1 operation(s) over 50 ms in the last 15m (1 on bookings)" in slow.evidence[0]
+    assert slow.level == 2 and slow.commands[0] == "travellr-ops db slow --since 15m"
+    alone, _ = rank([_INDEX, _slow_ops(("trips", "query", 420.0))], _settings(tmp_path), "slow")
+    assert [c.id for c in alone] == ["missing_index"]
+    no_index, _ = rank([_slow_ops(("trips", "query", 420.0))], _settings(tmp_path), "slow")
+    assert [c.id for c in no_index] == ["slow_operations"]
+
+
+def test_the_profiler_off_is_a_note_and_the_diagnosis_stays_healthy(tmp_path: Path) -> None:
+    d = _diagnosis([_slow_ops(level=0)], _settings(tmp_path))
+    assert d.exit_code == 0 and d.causes == [] and [n.id for n in d.notes] == ["profiler_off"]
+    assert d.notes[0].commands == ["travellr-ops db profile on --slowms 50"]

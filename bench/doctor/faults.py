@@ -26,7 +26,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -314,6 +314,98 @@ def _drop_index(sb: Sandbox) -> None:
         client.close()
 
 
+def _client(sb: Sandbox) -> Any:
+    from pymongo import MongoClient
+
+    return MongoClient(sb.mongo_uri(), serverSelectionTimeoutMS=5000)
+
+
+def _profiler(sb: Sandbox, on: bool) -> None:
+    """`db profile on|off` (on: operations over thresholds.db_query_ms, doctor's threshold)."""
+    from travellr_ops.cli.app import run
+
+    action = "on" if on else "off"
+    code = run(
+        ["db", "profile", action, "--yes", "--quiet"], settings=sb.settings(), interactive=False
+    )
+    assert code == 0, f"db profile {action}: exit {code}"
+
+
+def _profiler_off(sb: Sandbox) -> None:
+    """The profiler off, and its record gone: what it saw is not the next run's news."""
+    _profiler(sb, False)
+    client = _client(sb)
+    try:
+        client.travellr.drop_collection("system.profile")
+    finally:
+        client.close()
+
+
+#: the weekly report: bookings per destination, each booking joined to its trip
+REPORT = [
+    {"$lookup": {"from": "trips", "localField": "tripId", "foreignField": "_id", "as": "trip"}},
+    {"$unwind": "$trip"},
+    {"$group": {"_id": "$trip.destination", "bookings": {"$sum": 1}}},
+    {"$sort": {"bookings": -1}},
+]
+REPORT_RUNS = 3
+
+
+def _slow_report(sb: Sandbox) -> None:
+    """The profiler on, and a heavy report aggregation run against the database a few times
+    (no index finding explains it: `db indexes analyze` looks at find shapes)."""
+    _profiler(sb, True)
+    client = _client(sb)
+    try:
+        for _ in range(REPORT_RUNS):
+            list(client.travellr.bookings.aggregate(REPORT))
+    finally:
+        client.close()
+
+
+#: trips added so that a search without its index scans enough to be slow
+PLANTED_TRIPS = 20_000
+
+
+def _slow_searches(sb: Sandbox) -> None:
+    """The trips collection grown, the search index dropped, the profiler on, and the app's
+    search (a declared query shape) run: each one a slow COLLSCAN the profiler records."""
+    _drop_index(sb)
+    client = _client(sb)
+    try:
+        start = datetime(2027, 1, 1, tzinfo=UTC)
+        client.travellr.trips.insert_many(
+            [
+                {
+                    "destination": f"Planted {n % 97}",
+                    "startDate": start + timedelta(days=n % 365),
+                    "price": 100 + n % 900,
+                    "planted": True,
+                }
+                for n in range(PLANTED_TRIPS)
+            ]
+        )
+        _profiler(sb, True)
+        for destination in DESTINATIONS[:3]:
+            list(
+                client.travellr.trips.find({"destination": destination})
+                .sort("startDate", 1)
+                .limit(20)
+            )
+    finally:
+        client.close()
+
+
+def _slow_searches_repair(sb: Sandbox) -> None:
+    client = _client(sb)
+    try:
+        client.travellr.trips.delete_many({"planted": True})
+    finally:
+        client.close()
+    _profiler_off(sb)
+    sb.ensure_indexes()
+
+
 def _flush(sb: Sandbox) -> None:
     sb.redis_cli("flushall")
     time.sleep(0.3)
@@ -354,6 +446,18 @@ SANDBOX_FAULTS: list[Fault] = [
         _drop_index,
         lambda sb: sb.ensure_indexes(),
         "slow",
+    ),
+    # the profiler's slow operations on the collection missing its index join that cause's
+    # evidence: one cause, not two
+    Fault(
+        "index missing, slow searches profiled",
+        "missing_index",
+        _slow_searches,
+        _slow_searches_repair,
+        "slow",
+    ),
+    Fault(
+        "slow report aggregation profiled", "slow_operations", _slow_report, _profiler_off, "cpu"
     ),
 ]
 

@@ -456,6 +456,23 @@ class DoctorSettings(_Section):
     deploy_recent_s: float = Field(default=3600.0, gt=0)
     #: the API's error rate is taken over this many seconds of the access log at most
     error_window_s: float = Field(default=60.0, gt=0)
+    #: the profiler's slow operations (`db slow`) of the last this many seconds are a cause
+    slow_ops_window_s: float = Field(default=900.0, gt=0)
+    #: ... when slower than this; unset: thresholds.db_query_ms (the runbook's < 50 ms)
+    slow_ops_min_ms: float | None = Field(default=None, ge=0)
+    #: ... reading at most this many of them (the newest first)
+    slow_ops_limit: int = Field(default=100, ge=1, le=10_000)
+    #: a secondary further behind the primary's last write than this is lagging
+    replication_lag_s: float = Field(default=10.0, gt=0)
+    #: the monitor's stored memory samples of the last this many seconds give each
+    #: service's memory trend (least squares, as `service profile --leak`)
+    leak_window_s: float = Field(default=3600.0, gt=0)
+    #: ... spanning this many seconds at least: memory read over a few minutes is warm-up
+    #: and allocator noise, not a trend (fewer or closer samples are "insufficient")
+    leak_min_span_s: float = Field(default=1800.0, ge=0)
+    #: a leak, where the monitor stored memory as a share of a container's or pod's limit
+    #: (the limit itself is not stored, so no MB/h): percentage points per hour
+    leak_pct_per_h: float = Field(default=5.0, gt=0)
 
 
 class DeploySettings(_Section):

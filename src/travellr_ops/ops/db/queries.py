@@ -281,6 +281,8 @@ class SlowOperation:
     keys_examined: int | None = None
     docs_examined: int | None = None
     returned: int | None = None
+    #: the client's appName, when the server records it (mongod does): "travellr-ops" is ours
+    app: str | None = None
 
 
 @dataclass
@@ -337,6 +339,7 @@ def slow_operation(entry: Mapping[str, Any]) -> SlowOperation:
         keys_examined=entry.get("keysExamined"),
         docs_examined=entry.get("docsExamined"),
         returned=entry.get("nreturned"),
+        app=entry.get("appName"),
     )
 
 

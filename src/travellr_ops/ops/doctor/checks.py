@@ -1,9 +1,11 @@
 """The looks doctor takes, each through the ops code the matching command runs.
 
-No check probes anything itself: `health`, `service status`, `db ping`, `db indexes analyze`,
-`cache stats` (and `cache bigkeys --sample`), `monitor once`, `deploy history`, `maintenance
-status` with the store's maintenance windows, and `incident list --open` do the work; a check
-only keeps the values the rules read. A server that refuses or times out is something a check
+No check probes anything itself: `health`, `service status`, `db ping` (with the replica
+set's members), `db indexes analyze`, `db slow` (the profiler's record), `cache stats` (and
+`cache bigkeys --sample`), `monitor once`, the monitor's stored memory samples (fitted as
+`service profile --leak` fits), `deploy history`, `maintenance status` with the store's
+maintenance windows, and `incident list --open` do the work; a check only keeps the values
+the rules read. A server that refuses or times out is something a check
 *saw* (``reachable: False`` with the error's kind), not a check that failed.
 """
 
@@ -15,12 +17,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from travellr_ops.errors import ServiceError
+from travellr_ops.errors import AuthError, ServiceError
 from travellr_ops.runtime import Runtime
 
 if TYPE_CHECKING:
     from travellr_ops.adapters.redis import RedisAdapter
     from travellr_ops.ops.cache import PrefixShare
+    from travellr_ops.ops.db.queries import SlowOperation
+    from travellr_ops.ops.monitor.history import MetricHistory
+    from travellr_ops.settings import Settings
 
 Facts = dict[str, Any]
 #: a check: (one-line summary, facts)
@@ -114,12 +119,93 @@ def mongodb(rt: Runtime) -> tuple[str, Facts]:
         "role": report.role,
         "topology": report.topology,
         "version": report.version,
+        "set_name": report.set_name,
+        # the replica set's members as replSetGetStatus gives them (None: not a replica set,
+        # or their states could not be read: ``member_notes`` says why)
+        "members": None
+        if report.members is None
+        else [
+            {
+                "name": m.name,
+                "state": m.state,
+                "health": m.health,
+                "lag_s": m.lag_s,
+                "self": m.self,
+            }
+            for m in report.members
+        ],
+        "member_notes": report.notes,
     }
     if report.problem is not None:
         p = report.problem
         facts["problem"] = {"kind": p.kind, "message": p.message, "hint": p.hint}
         return f"{p.kind}: {p.message}", facts
-    return f"{report.role}, ping {report.latency_ms} ms", facts
+    members = facts["members"]
+    states = f", {len(members)} member(s)" if members else ""
+    return f"{report.role}, ping {report.latency_ms} ms{states}", facts
+
+
+def slow_ops(rt: Runtime) -> tuple[str, Facts]:
+    """`db slow` over the last doctor.slow_ops_window_s: what the profiler recorded."""
+    from datetime import UTC, timedelta
+
+    from travellr_ops.ops.db.queries import slow
+
+    s = rt.settings
+    d = s.doctor
+    min_ms = s.thresholds.db_query_ms if d.slow_ops_min_ms is None else d.slow_ops_min_ms
+    since = datetime.now(UTC) - timedelta(seconds=d.slow_ops_window_s)
+    try:
+        with rt.mongo() as mongo:
+            report = slow(mongo, since, min_ms, d.slow_ops_limit)
+    except AuthError as exc:
+        # a user without the profile privilege (dbAdmin): what it cannot read is a note, as
+        # `db indexes analyze` takes it, not a diagnosis that cannot conclude
+        return f"the profiler cannot be read: {exc.message}", {
+            "readable": False,
+            "error": exc.message,
+        }
+    theirs = [o for o in report.operations if not _own_operation(o)]
+    operations = [
+        {
+            "time": o.time,
+            "op": o.op,
+            "collection": o.collection,
+            "millis": o.millis,
+            "query": o.query,
+            "plan": o.plan,
+            "keys_examined": o.keys_examined,
+            "docs_examined": o.docs_examined,
+            "returned": o.returned,
+        }
+        for o in theirs
+    ]
+    profiler = report.profiler
+    facts: Facts = {
+        "readable": True,
+        "profiler": {
+            "level": profiler.level,
+            "name": profiler.level_name,
+            "slowms": profiler.slowms,
+        },
+        "window_s": d.slow_ops_window_s,
+        "min_ms": min_ms,
+        "limit": d.slow_ops_limit,
+        # the newest ``limit`` were read: there may be more
+        "limited": len(report.operations) >= d.slow_ops_limit,
+        "ignored_own": len(report.operations) - len(theirs),
+        "operations": operations,
+        "notes": report.notes,
+    }
+    head = f"{len(operations)} operation(s) over {min_ms:g} ms"
+    return head + f" (profiler {profiler.level_name})", facts
+
+
+def _own_operation(op: SlowOperation) -> bool:
+    """travellr-ops's own reads (mongod records our appName), and explains: a person's or a
+    tool's look at a plan, never the app's work (a server that records no appName still
+    shows doctor's own `db indexes analyze` explains as slow commands)."""
+    return op.app == "travellr-ops" or (op.op == "command" and op.query == "explain")
 
 
 def indexes(rt: Runtime) -> tuple[str, Facts]:
@@ -265,6 +351,86 @@ def api(rt: Runtime) -> tuple[str, Facts]:
     }
 
 
+# -- memory over time: the monitor's stored samples ---------------------------------------------
+def memory_trend(rt: Runtime) -> tuple[str, Facts]:
+    """Each service's memory over the monitor's samples of the last doctor.leak_window_s,
+    fitted as `service profile --leak` fits a process's (least squares, growing/flat/
+    insufficient).
+
+    The monitor stores memory as a percentage (``memory_pct``, one row per service per
+    sample), not in bytes. Without a platform it is the local process's resident size as a
+    share of this machine's memory (psutil's memory_percent), which converts back to MB; on
+    a platform it is a share of the container's or pod's memory limit, which is not stored,
+    so the trend stays in percentage points per hour there.
+    """
+    from travellr_ops.ops.monitor.history import load_histories, open_history
+
+    s = rt.settings
+    now = time.time()
+    window = s.doctor.leak_window_s
+    with rt.store() as store:
+        found = load_histories(open_history(store), now - window, now)
+    memory = [
+        h
+        for h in found.values()
+        if h.metric == "memory_pct" and h.subject not in ("", "host")  # a service's, not the host's
+    ]
+    machine = _machine_memory() if s.platform == "none" else None
+    services = [_trend(h, machine, s) for h in memory]
+    shown = [
+        f"{t['service']} {t['verdict']}"
+        + (f" {t['rate']:g} {t['unit']}" if t["verdict"] != "insufficient" else "")
+        + f" ({t['samples']} samples)"
+        for t in services
+    ]
+    return (", ".join(shown) or "no memory samples"), {
+        "window_s": window,
+        "min_span_s": s.doctor.leak_min_span_s,
+        "services": services,
+    }
+
+
+def _machine_memory() -> int:
+    import psutil
+
+    return int(psutil.virtual_memory().total)
+
+
+def _trend(history: MetricHistory, machine_bytes: int | None, s: Settings) -> Facts:
+    from travellr_ops.ops.profile import fit_leak
+
+    points = [(t, v) for t, v in zip(history.times, history.values, strict=True) if v is not None]
+    if machine_bytes is not None:
+        unit, threshold = "MB/h", s.thresholds.leak_mb_per_h
+        samples = [(t, round(v / 100 * machine_bytes)) for t, v in points]
+        base = f"memory_pct x this machine's {machine_bytes / 1e9:.1f} GB"
+    else:
+        # fit_leak reads its values as bytes and its rate in MB/h: fed percentage points
+        # times 1e6, its "MB" are percentage points of the limit (and its 1 MB noise floor,
+        # one point: the stored values are rounded to 0.1)
+        unit, threshold = "%/h", s.doctor.leak_pct_per_h
+        samples = [(t, round(v * 1e6)) for t, v in points]
+        base = "memory_pct of the container's/pod's limit"
+    fit = fit_leak(history.subject, 0, samples, threshold)
+    # a line through a few minutes of readings extrapolates warm-up to an hourly rate
+    verdict = "insufficient" if fit.minutes * 60 < s.doctor.leak_min_span_s else fit.verdict
+    return {
+        "service": history.subject,
+        "samples": len(samples),
+        "minutes": fit.minutes,
+        "verdict": verdict,
+        "leak": verdict == "growing" and not fit.ok,
+        "rate": fit.mb_per_h,
+        "unit": unit,
+        "r_squared": fit.r_squared,
+        "threshold": threshold,
+        "first": round(samples[0][1] / 1e6, 1) if samples else None,
+        "last": round(samples[-1][1] / 1e6, 1) if samples else None,
+        "value_unit": "MB" if machine_bytes is not None else "%",
+        "base": base,
+    }
+
+
 # -- context: deploys, maintenance, incidents ----------------------------------------------------
 def deploy(rt: Runtime) -> tuple[str, Facts]:
     from travellr_ops.ops.deploy.history import History
@@ -367,8 +533,10 @@ CHECKS: dict[str, CheckDef] = {
         CheckDef("platform", "service status", platform, needs_platform=True),
         CheckDef("mongodb", "db ping", mongodb),
         CheckDef("indexes", "db indexes analyze", indexes),
+        CheckDef("slow_ops", "db slow", slow_ops),
         CheckDef("cache", "cache stats; cache bigkeys --sample", cache),
         CheckDef("api", "monitor once", api),
+        CheckDef("memory_trend", "the monitor's stored memory samples", memory_trend),
         CheckDef("deploy", "deploy history", deploy),
         CheckDef("maintenance", "maintenance status; the store's windows", maintenance),
         CheckDef("incident", "incident list", incident),
@@ -380,9 +548,9 @@ _CONTEXT = ("health", "platform", "deploy", "incident")
 FOR_SYMPTOM: dict[str, tuple[str, ...]] = {
     "down": (*_CONTEXT, "mongodb", "cache", "api", "maintenance"),
     "db": (*_CONTEXT, "mongodb", "indexes"),
-    "memory": (*_CONTEXT, "cache", "api"),
+    "memory": (*_CONTEXT, "cache", "api", "memory_trend"),
     "cache": (*_CONTEXT, "cache", "api", "maintenance"),
-    "cpu": (*_CONTEXT, "api", "indexes", "mongodb"),
-    "slow": (*_CONTEXT, "api", "indexes", "mongodb", "cache"),
-    "leak": (*_CONTEXT, "api"),
+    "cpu": (*_CONTEXT, "api", "indexes", "slow_ops", "mongodb"),
+    "slow": (*_CONTEXT, "api", "indexes", "slow_ops", "mongodb", "cache"),
+    "leak": (*_CONTEXT, "api", "memory_trend"),
 }

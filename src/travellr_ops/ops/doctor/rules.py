@@ -10,12 +10,14 @@ a bonus.
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
 from travellr_ops.ops.doctor.checks import SERIOUS_INDEX_FINDINGS
 from travellr_ops.ops.doctor.model import Cause, Observation, Remedy
 from travellr_ops.settings import Settings
+from travellr_ops.vocab.timespec import format_duration
 from travellr_ops.vocab.units import format_bytes
 
 #: added to the score of a cause the asked symptom names
@@ -438,6 +440,7 @@ def _mongodb(obs: dict[str, Observation], s: Settings, found: _Found) -> None:
             )
         )
     elif kind == "no_primary":
+        seen += [_member_line(mm) for mm in m.get("members") or []]
         found.add(
             Cause(
                 "mongodb_no_primary",
@@ -465,6 +468,89 @@ def _mongodb(obs: dict[str, Observation], s: Settings, found: _Found) -> None:
                 restart,
                 area="mongodb",
                 symptoms=("db", "down"),
+            )
+        )
+
+
+#: the member states of a working replica set (anything else: down, recovering, starting...)
+HEALTHY_STATES = ("PRIMARY", "SECONDARY", "ARBITER")
+
+
+def _member_line(member: Facts) -> str:
+    health = member.get("health")
+    return (
+        f"member {member['name']}{' (this one)' if member.get('self') else ''}:"
+        f" {member['state']}, health {'?' if health is None else f'{health:g}'}"
+        + ("" if member.get("lag_s") is None else f", {member['lag_s']:g} s behind the primary")
+    )
+
+
+def _replication(obs: dict[str, Observation], s: Settings, found: _Found) -> None:
+    """The replica set's members as `db ping` read them (replSetGetStatus): a member down
+    or in a state that serves nothing, a secondary lagging. A set without a primary is
+    `mongodb_no_primary` (the ping's own problem), whose evidence lists the members."""
+    m = _facts(obs, "mongodb")
+    if not m or "problem" in m or not m.get("members"):
+        return
+    members = m["members"]
+    name = m.get("set_name") or "the replica set"
+    bad = [
+        mm
+        for mm in members
+        if mm["state"] not in HEALTHY_STATES or (mm.get("health") is not None and mm["health"] != 1)
+    ]
+    if bad:
+        healthy = len(members) - len(bad)
+        found.add(
+            Cause(
+                "mongodb_member_unhealthy",
+                f"{len(bad)} member(s) of replica set {name} down or not serving",
+                74,
+                2,
+                DB_ISSUES,
+                [
+                    f"db ping {m['uri']}: {healthy} of {len(members)} members healthy"
+                    f" (PRIMARY/SECONDARY/ARBITER with health 1)",
+                    *(_member_line(mm) for mm in bad),
+                ],
+                [
+                    "travellr-ops db ping",
+                    "rs.status() in mongosh (the member's state, health and lastHeartbeatMessage)",
+                    "travellr-ops db status",
+                ],
+                Remedy(2, "bring the member back (rs.status(): why it is down or not in sync)"),
+                area="mongodb",
+                symptoms=("db",),
+            )
+        )
+    limit = s.doctor.replication_lag_s
+    lagging = [
+        mm
+        for mm in members
+        if mm["state"] == "SECONDARY" and mm.get("lag_s") is not None and mm["lag_s"] > limit
+    ]
+    if lagging:
+        worst = max(mm["lag_s"] for mm in lagging)
+        found.add(
+            Cause(
+                "mongodb_replication_lag",
+                f"a secondary of {name} lags {worst:g} s behind the primary",
+                66,
+                2,
+                DB_ISSUES,
+                [
+                    *(_member_line(mm) for mm in lagging),
+                    f"lagging: more than {limit:g} s behind (doctor.replication_lag_s); reads"
+                    " from secondaries are that stale, and majority writes wait for them",
+                ],
+                [
+                    "travellr-ops db ping",
+                    "rs.printSecondaryReplicationInfo() in mongosh",
+                    "travellr-ops db status",
+                ],
+                Remedy(2, "find what slows the secondary (its disk, network or load)"),
+                area="mongodb",
+                symptoms=("db", "slow"),
             )
         )
 
@@ -778,6 +864,219 @@ def _indexes(obs: dict[str, Observation], found: _Found) -> None:
         )
 
 
+def _slow_line(op: Facts) -> str:
+    query = op["query"]
+    if op["collection"] and not query.startswith(f"{op['collection']}."):
+        query = f"{op['collection']} {query}"  # an aggregate, an update: no find shape
+    parts = [f"{op['millis']:g} ms {query} ({op['op']})"]
+    parts.append(f"plan {op['plan']}" if op.get("plan") else "plan not recorded by the server")
+    for key, label in (
+        ("docs_examined", "docs examined"),
+        ("keys_examined", "keys examined"),
+        ("returned", "returned"),
+    ):
+        if op.get(key) is not None:
+            parts.append(f"{op[key]:,} {label}")
+    return ", ".join(parts)
+
+
+#: the slowest operations a slow-operations cause shows
+SLOWEST_SHOWN = 3
+
+
+def _slow_ops(obs: dict[str, Observation], s: Settings, found: _Found, notes: _Found) -> None:
+    """The profiler's slow operations of the last doctor.slow_ops_window_s.
+
+    Operations on a collection `db indexes analyze` found an index missing on are put down to
+    that index: they become the evidence of `missing_index` (one cause, whose remedy names
+    the index), not a second cause. The rest make `slow_operations`.
+    """
+    f = _facts(obs, "slow_ops")
+    if f is None:
+        return
+    if not f["readable"]:
+        notes.add(
+            Cause(
+                "profiler_unreadable",
+                "the MongoDB profiler cannot be read: doctor cannot see slow operations",
+                0,
+                2,
+                f"{HIGH_CPU} (Check slow queries)",
+                [f["error"]],
+                ["grant the user dbAdmin on the database (the profile command)"],
+                area="mongodb",
+                severity="info",
+            )
+        )
+        return
+    window = format_duration(f["window_s"])
+    profiler = f["profiler"]
+    if profiler["level"] == 0:
+        notes.add(
+            Cause(
+                "profiler_off",
+                "the MongoDB profiler is off: doctor cannot see slow operations",
+                0,
+                2,
+                f"{HIGH_CPU} (Check slow queries)",
+                [f"profiler level 0 (slowms {profiler['slowms']}): db slow reads nothing new"],
+                [f"travellr-ops db profile on --slowms {f['min_ms']:g}"],
+                area="mongodb",
+                severity="info",
+            )
+        )
+    elif f["notes"]:
+        notes.add(
+            Cause(
+                "profiler_slowms",
+                "the MongoDB profiler records only some of the slow operations",
+                0,
+                2,
+                f"{HIGH_CPU} (Check slow queries)",
+                list(f["notes"]),
+                [f"travellr-ops db profile on --slowms {f['min_ms']:g}"],
+                area="mongodb",
+                severity="info",
+            )
+        )
+    ops = f["operations"]
+    if not ops:
+        return
+    i = _facts(obs, "indexes")
+    indexed = {
+        x["collection"]
+        for x in (i or {}).get("findings", [])
+        if x["kind"] in SERIOUS_INDEX_FINDINGS
+    }
+    missing = found.causes.get("missing_index")
+    slow_cmd = f"travellr-ops db slow --since {window}"
+    rest = ops
+    if missing is not None:
+        rest = [op for op in ops if op["collection"] not in indexed]
+        for collection in sorted(indexed):
+            mine = [op for op in ops if op["collection"] == collection]
+            if mine:
+                missing.evidence.append(
+                    f"db slow: the profiler recorded {len(mine)} operation(s) over"
+                    f" {f['min_ms']:g} ms on {collection} in the last {window}, the slowest"
+                    f" {_slow_line(mine[0])}"
+                )
+        if len(rest) < len(ops) and slow_cmd not in missing.commands:
+            missing.commands.append(slow_cmd)
+    if not rest:
+        return
+    by_collection = Counter(op["collection"] or "(no collection)" for op in rest)
+    count = f"{len(rest)}{'+' if f['limited'] else ''}"
+    found.add(
+        Cause(
+            "slow_operations",
+            f"MongoDB ran {count} slow operation(s) in the last {window}",
+            68,
+            2,
+            f"{HIGH_CPU} (Check slow queries); {SLOW_API} (Check database performance)",
+            [
+                f"db slow: the profiler recorded {count} operation(s) over {f['min_ms']:g} ms"
+                f" in the last {window} ("
+                + ", ".join(f"{n} on {c}" for c, n in sorted(by_collection.items()))
+                + ")",
+                *(f"slowest: {_slow_line(op)}" for op in rest[:SLOWEST_SHOWN]),
+            ],
+            [slow_cmd, "travellr-ops db indexes analyze"],
+            Remedy(2, "optimize the slow queries; an index for each shape (db indexes analyze)"),
+            area="mongodb",
+            symptoms=("slow", "cpu"),
+        )
+    )
+
+
+def _memory_trend(obs: dict[str, Observation], s: Settings, found: _Found, notes: _Found) -> None:
+    """Memory growing over the monitor's samples (runbook: Memory Leaks): a cause when the
+    line rises faster than a leak (as `service profile --leak` judges); too few samples is
+    one note, never a verdict."""
+    f = _facts(obs, "memory_trend")
+    if f is None:
+        return
+    window = format_duration(f["window_s"])
+    short = [t for t in f["services"] if t["verdict"] == "insufficient"]
+    if short or not f["services"]:
+        seen = (
+            ", ".join(
+                f"{t['service']} {t['samples']} over {format_duration(t['minutes'] * 60)}"
+                for t in short
+            )
+            or "none"
+        )
+        notes.add(
+            Cause(
+                "memory_trend_insufficient",
+                "too few memory samples to tell whether memory grows",
+                0,
+                1,
+                MEMORY_LEAKS,
+                [
+                    f"the monitor's memory samples in the last {window}: {seen} (a trend"
+                    f" needs 5 at least, over {format_duration(f['min_span_s'])} at least)"
+                ],
+                ["travellr-ops monitor (records a sample every interval)"],
+                area="memory",
+                severity="info",
+            )
+        )
+    for t in f["services"]:
+        if t["verdict"] != "growing":
+            continue
+        name = t["service"]
+        fitted = (
+            f"least squares over {t['samples']} samples in {t['minutes']:g} min:"
+            f" {t['first']:g} -> {t['last']:g} {t['value_unit']} ({t['base']}),"
+            f" {t['rate']:g} {t['unit']}, R² {t['r_squared']:g}"
+        )
+        if not t["leak"]:
+            notes.add(
+                Cause(
+                    f"memory_grows_{name}",
+                    f"memory of {name} grows slowly ({t['rate']:g} {t['unit']})",
+                    0,
+                    1,
+                    MEMORY_LEAKS,
+                    [fitted, f"under the {t['threshold']:g} {t['unit']} of a leak"],
+                    [f"travellr-ops service profile {name} --leak 10m"],
+                    area="memory",
+                    severity="info",
+                )
+            )
+            continue
+        restart = (
+            Remedy(1, _restart_command(s, name), "restart", name) if s.platform != "none" else None
+        )
+        found.add(
+            Cause(
+                f"memory_leak_{name}",
+                f"memory of {name} grows {t['rate']:g} {t['unit']} (R² {t['r_squared']:g})"
+                " over the monitor's samples",
+                66,
+                1,
+                f"{MEMORY_LEAKS} (Restart service periodically)",
+                [
+                    fitted,
+                    f"a leak: over {t['threshold']:g} {t['unit']}"
+                    + (
+                        " (thresholds.leak_mb_per_h)"
+                        if t["unit"] == "MB/h"
+                        else " (doctor.leak_pct_per_h)"
+                    ),
+                ],
+                [
+                    restart.command if restart else f"restart {name}",
+                    f"travellr-ops service profile {name} --leak 10m",
+                ],
+                restart,
+                area="memory",
+                symptoms=("leak", "memory"),
+            )
+        )
+
+
 def rank(
     observations: list[Observation], settings: Settings, symptom: str | None
 ) -> tuple[list[Cause], list[Cause]]:
@@ -788,10 +1087,13 @@ def rank(
     _platform(obs, settings, found)
     _deploy(obs, settings, found, notes)
     _mongodb(obs, settings, found)
+    _replication(obs, settings, found)
     _redis(obs, settings, found)
     _api(obs, settings, found)
+    _memory_trend(obs, settings, found, notes)
     _health_disks(obs, found)
     _indexes(obs, found)
+    _slow_ops(obs, settings, found, notes)  # after _indexes: it joins missing_index's evidence
     incidents = _facts(obs, "incident")
     for item in (incidents or {}).get("open", []):
         notes.add(
