@@ -330,7 +330,8 @@ def _usual_hit_rate(rt: Runtime) -> float | None:
 def api(rt: Runtime) -> tuple[str, Facts]:
     from travellr_ops.ops.monitor.once import sample_once
 
-    sample = sample_once(rt, window_s=rt.settings.doctor.window_s).sample
+    # not kept in the monitor's history: see sample_once
+    sample = sample_once(rt, window_s=rt.settings.doctor.window_s, keep=False).sample
     metrics = [
         {
             "key": m.key,

@@ -31,11 +31,19 @@ class Taken:
 
 
 def sample_once(
-    rt: Runtime, window_s: float | None = None, metrics_file: Path | None = None
+    rt: Runtime,
+    window_s: float | None = None,
+    metrics_file: Path | None = None,
+    *,
+    keep: bool = True,
 ) -> Taken:
+    """One sample, appended to the monitor's history unless ``keep`` is False (doctor's: it
+    is taken while doctor's own checks sample Redis keys, which count as cache hits, so it
+    is no fair record of the usual hit rate that doctor compares against)."""
     with open_sampler(rt) as sampler:
         taken = Taken(sampler.sample(window_s))
-    taken.not_recorded = record(rt, taken.sample)
+    if keep:
+        taken.not_recorded = record(rt, taken.sample)
     if metrics_file is not None:
         from travellr_ops.prometheus import write_textfile
 
