@@ -77,12 +77,9 @@ def test_each_fault_is_the_top_cause(sandbox: faults.Sandbox, name: str) -> None
         from servers import need
 
         need("mounting a tmpfs for the full-disk fault needs root")
-    fault.plant(sandbox)
-    try:
+    with sandbox.planted(fault):
         args = ["doctor", *([fault.symptom] if fault.symptom else []), "--json"]
         res = invoke(*args, settings=sandbox.settings())
-    finally:
-        sandbox.repair(fault)
     doc = res.json()
     assert res.exit_code == 1, doc
     top = doc["top"]
@@ -98,11 +95,8 @@ def test_the_api_answers_503_names_the_forgotten_maintenance_flag(
     sandbox: faults.Sandbox,
 ) -> None:
     fault = FAULTS["maintenance flag forgotten"]
-    fault.plant(sandbox)
-    try:
+    with sandbox.planted(fault):
         res = invoke("doctor", "down", settings=sandbox.settings())
-    finally:
-        sandbox.repair(fault)
     assert res.exit_code == 1
     out = " ".join(res.stdout.split())
     assert "maintenance flag was left on" in out
@@ -112,8 +106,7 @@ def test_the_api_answers_503_names_the_forgotten_maintenance_flag(
 
 def test_fix_turns_a_forgotten_flag_off_and_checks_again(sandbox: faults.Sandbox) -> None:
     fault = FAULTS["maintenance flag forgotten"]
-    fault.plant(sandbox)
-    try:
+    with sandbox.planted(fault):
         s = sandbox.settings()
         dry = invoke("doctor", "down", "--fix", "--dry-run", "--json", settings=s)
         assert dry.json()["fix"]["dry_run"] is True
@@ -128,30 +121,22 @@ def test_fix_turns_a_forgotten_flag_off_and_checks_again(sandbox: faults.Sandbox
         assert sandbox.redis_cli("exists", "travellr:maintenance") == "0"
         audit = (s.state_dir / "audit.log").read_text()
         assert "maintenance off" in audit
-    finally:
-        sandbox.repair(fault)
 
 
 def test_fix_clears_the_key_family_that_filled_redis(sandbox: faults.Sandbox) -> None:
     fault = FAULTS["redis full, noeviction"]
-    fault.plant(sandbox)
-    try:
+    with sandbox.planted(fault):
         res = invoke("doctor", "cache", "--fix", "--yes", "--json", settings=sandbox.settings())
         fix = res.json()["fix"]
         assert fix["cause"] == "redis_full" and fix["action"] == "travellr-ops cache clear 'junk:*'"
         assert fix["gone"] is True, fix
         assert sandbox.redis_cli("--scan", "--pattern", "junk:*") == ""
-    finally:
-        sandbox.repair(fault)
 
 
 def test_fix_only_suggests_a_level_2_remedy(sandbox: faults.Sandbox) -> None:
     fault = FAULTS["declared index missing"]
-    fault.plant(sandbox)
-    try:
+    with sandbox.planted(fault):
         res = invoke("doctor", "slow", "--fix", "--yes", "--json", settings=sandbox.settings())
-    finally:
-        sandbox.repair(fault)
     fix = res.json()["fix"]
     assert res.exit_code == 1 and fix["applied"] is False
     assert "Level 2" in fix["action"] and "db indexes ensure" in fix["action"]
@@ -193,11 +178,8 @@ def test_an_unknown_symptom_lists_the_valid_ones(sandbox: faults.Sandbox) -> Non
 
 def test_the_morning_checklist_names_the_cause_of_a_failed_step(sandbox: faults.Sandbox) -> None:
     fault = FAULTS["redis stopped"]
-    fault.plant(sandbox)
-    try:
+    with sandbox.planted(fault):
         res = invoke("checklist", "morning", "--json", settings=sandbox.settings())
-    finally:
-        sandbox.repair(fault)
     steps = {s["name"]: s for s in res.json()["steps"]}
     services = steps["services"]
     assert services["verdict"] in ("fail", "unknown"), services
@@ -231,14 +213,11 @@ def test_slow_operations_the_profiler_recorded_are_a_level_2_cause(
 ) -> None:
     fault = FAULTS["slow report aggregation profiled"]
     s = sandbox.settings()
-    fault.plant(sandbox)
-    try:
+    with sandbox.planted(fault):
         before = _profiled(sandbox, s.thresholds.db_query_ms)
         res = invoke("doctor", "cpu", "--json", settings=s)
         after = _profiled(sandbox, s.thresholds.db_query_ms)
         human = invoke("doctor", "cpu", settings=s)
-    finally:
-        sandbox.repair(fault)
     doc = res.json()
     assert res.exit_code == 1, doc
     top = doc["top"]
@@ -272,11 +251,8 @@ def test_slow_searches_on_a_collection_missing_its_index_are_one_cause(
     sandbox: faults.Sandbox,
 ) -> None:
     fault = FAULTS["index missing, slow searches profiled"]
-    fault.plant(sandbox)
-    try:
+    with sandbox.planted(fault):
         res = invoke("doctor", "slow", "--json", settings=sandbox.settings())
-    finally:
-        sandbox.repair(fault)
     doc = res.json()
     ids = [c["id"] for c in doc["causes"]]
     assert doc["top"]["id"] == "missing_index" and "slow_operations" not in ids, ids

@@ -24,7 +24,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -170,6 +170,15 @@ class Sandbox:
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(lambda p: _get(self.backend.url + p), [SLOW_PATH, *PAGES]))
         time.sleep(2.5)  # lookups of a healthy cache in the window doctor measures
+
+    @contextlib.contextmanager
+    def planted(self, fault: Fault) -> Iterator[None]:
+        """The fault in place for the block, repaired after it however the block ends."""
+        fault.plant(self)
+        try:
+            yield
+        finally:
+            self.repair(fault)
 
     def repair(self, fault: Fault) -> None:
         """Undo the fault, then rotate the access log: the 5xx answers of the outage are not

@@ -95,13 +95,10 @@ def main() -> int:
             if n % every == 0 and healthy < HEALTHY_RUNS:
                 rows.append(doctor("sandbox", "healthy", "-", sb.settings(), None))
                 healthy += 1
-            fault.plant(sb)
-            try:
+            with sb.planted(fault):
                 rows.append(
                     doctor("sandbox", fault.name, fault.expected, sb.settings(), fault.symptom)
                 )
-            finally:
-                sb.repair(fault)
             print(_line(rows[-1]), file=sys.stderr, flush=True)
         while healthy < HEALTHY_RUNS:
             rows.append(doctor("sandbox", "healthy", "-", sb.settings(), None))
