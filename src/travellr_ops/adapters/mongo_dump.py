@@ -293,8 +293,6 @@ class MongoDump:
                 ops.append(DeleteOne({"_id": doc_id}))
             else:
                 raise ValueError(f"unknown replayed write {kind!r}")
-        if not ops:
-            return
         with self.mongo.errors(f"replaying {len(ops)} write(s) on {db}.{collection}"):
             self.mongo.client[db][collection].bulk_write(ops, ordered=True)
 
